@@ -1,0 +1,355 @@
+"""The requesting side of jobs, shared by workers and the runner.
+
+A ``Requester`` owns one bus address. It sends job requests once their targets are ready,
+keeps a ``PendingJob`` per open request, applies whatever comes back (updates, stream items,
+responses, "worker lost" notices) and makes sure every pending job ends exactly once: by a
+response, a timeout, a lost worker, or the requester closing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from framework.bus.base import Bus, UndeliverableError
+from framework.bus.messages import (
+    BusMessage,
+    JobCancelMessage,
+    JobRequestMessage,
+    JobResponseMessage,
+    JobStreamDataMessage,
+    JobStreamEndMessage,
+    JobStreamStartMessage,
+    JobUpdateMessage,
+    JobUpdateRequestMessage,
+    WorkerLostMessage,
+)
+from framework.jobs import JobContext, JobGroupContext, JobGroupResponse
+from framework.registry import WorkerRegistry
+from framework.types import JobStatus
+
+logger = logging.getLogger("framework.jobs")
+
+Observer = Callable[[BusMessage], Awaitable[None]]
+Spawn = Callable[..., Any]
+
+_FAILURES = (JobStatus.FAILED, JobStatus.ERROR)
+_EVENT_TYPES: dict[type[BusMessage], str] = {
+    JobUpdateMessage: "update",
+    JobStreamStartMessage: "stream_start",
+    JobStreamDataMessage: "stream_data",
+    JobStreamEndMessage: "stream_end",
+}
+
+
+class PendingJob:
+    """One open request (a single job, or a group sharing ``job_id``) and what came back."""
+
+    __slots__ = (
+        "_events",
+        "_waiter",
+        "cancel_on_error",
+        "done",
+        "job_id",
+        "name",
+        "payload",
+        "responses",
+        "statuses",
+        "targets",
+    )
+
+    def __init__(
+        self,
+        job_id: str,
+        targets: tuple[str, ...],
+        name: str | None,
+        payload: dict[str, Any],
+        cancel_on_error: bool,
+        keep_events: bool,
+    ) -> None:
+        self.job_id = job_id
+        self.targets = targets
+        self.name = name
+        self.payload = payload
+        self.cancel_on_error = cancel_on_error
+        self.statuses: dict[str, JobStatus] = {}
+        self.responses: dict[str, dict[str, Any]] = {}
+        self.done = False
+        self._events: deque[tuple[str, str, Any]] | None = deque() if keep_events else None
+        self._waiter: anyio.Event | None = None
+
+    def unfinished(self) -> list[str]:
+        """Targets that have not answered yet."""
+        return [t for t in self.targets if t not in self.statuses]
+
+    def add_event(self, kind: str, worker: str, data: Any) -> None:
+        """Queue an update or stream item for the requester's ``async for``."""
+        if self._events is not None and worker not in self.statuses:
+            self._events.append((kind, worker, data))
+            self._wake()
+
+    def finish(self, worker: str, status: JobStatus, response: dict[str, Any]) -> bool:
+        """Record ``worker``'s terminal outcome; False when it had one already."""
+        if worker in self.statuses or worker not in self.targets:
+            return False
+        self.statuses[worker] = status
+        self.responses[worker] = response
+        if len(self.statuses) == len(self.targets):
+            self.done = True
+        self._wake()
+        return True
+
+    async def receive_event(self) -> tuple[str, str, Any] | None:
+        """The next queued event, or None once every target has answered."""
+        while True:
+            events = self._events
+            if events:
+                return events.popleft()
+            if self.done:
+                return None
+            await self._wait()
+
+    async def wait_done(self) -> None:
+        """Wait until every target has answered."""
+        while not self.done:
+            await self._wait()
+
+    async def _wait(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = anyio.Event()
+        await waiter.wait()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+
+class Requester:
+    """Sends jobs from one address and routes the replies to the waiting ``PendingJob``."""
+
+    def __init__(self, address: str, bus: Bus, registry: WorkerRegistry, spawn: Spawn) -> None:
+        self.address = address
+        self._bus = bus
+        self._registry = registry
+        self._spawn = spawn
+        self._pending: dict[str, PendingJob] = {}
+        self.observer: Observer | None = None
+        """Called with every message applied to a pending job (the worker's callbacks)."""
+        self.on_group_done: Callable[[JobGroupResponse], Awaitable[None]] | None = None
+        """Called once when every member of a group has answered."""
+
+    # ----------------------------------------------------------------- requests
+
+    def job(
+        self,
+        worker: str,
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> JobContext:
+        """A ``JobContext`` for one job to ``worker``."""
+        return JobContext(self, worker, name=name, payload=payload, timeout=timeout)
+
+    def job_group(
+        self,
+        *workers: str,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        cancel_on_error: bool = True,
+    ) -> JobGroupContext:
+        """A ``JobGroupContext`` for one job sent to every worker in ``workers``."""
+        return JobGroupContext(
+            self,
+            workers,
+            name=name,
+            payload=payload,
+            timeout=timeout,
+            cancel_on_error=cancel_on_error,
+        )
+
+    async def request(
+        self,
+        workers: tuple[str, ...],
+        name: str | None,
+        payload: dict[str, Any] | None,
+        timeout: float | None,
+        cancel_on_error: bool,
+    ) -> str:
+        """Fire and forget: send once ready and return the job id; outcomes go to the observer.
+
+        The timeout covers the wait for readiness and the work; when it passes the job is
+        cancelled and ends ``CANCELLED``.
+        """
+        if len(set(workers)) != len(workers):
+            raise ValueError(f"a job group got a worker name twice: {list(workers)}")
+        pending = self.create_pending(workers, name, payload or {}, cancel_on_error, keep_events=False)
+        if timeout is None:
+            await self.send_pending(pending)
+            return pending.job_id
+        deadline = anyio.current_time() + timeout
+        with anyio.move_on_after(timeout):
+            await self.send_pending(pending)
+        if not pending.done:
+            self._spawn(self._expire, pending, deadline, timeout)
+        return pending.job_id
+
+    async def _expire(self, pending: PendingJob, deadline: float, timeout: float) -> None:
+        await anyio.sleep_until(deadline)
+        if not pending.done:
+            await self.abandon(pending, f"timed out after {timeout} s")
+
+    async def cancel_job(self, job_id: str, reason: str = "") -> bool:
+        """Ask the workers of an open job to cancel it. False when the job is not open here."""
+        pending = self._pending.get(job_id)
+        if pending is None:
+            return False
+        await self._send_cancel(pending, pending.unfinished(), reason or "cancelled by the requester")
+        return True
+
+    async def request_job_update(self, job_id: str, worker_name: str) -> None:
+        """Ask ``worker_name`` to send an update about job ``job_id``."""
+        await self._send(
+            JobUpdateRequestMessage.build(source=self.address, target=worker_name, job_id=job_id)
+        )
+
+    def create_pending(
+        self,
+        workers: tuple[str, ...],
+        name: str | None,
+        payload: dict[str, Any],
+        cancel_on_error: bool,
+        keep_events: bool,
+    ) -> PendingJob:
+        """Open a pending job (nothing is sent yet)."""
+        job_id = uuid.uuid4().hex
+        pending = PendingJob(job_id, workers, name, payload, cancel_on_error, keep_events)
+        self._pending[job_id] = pending
+        return pending
+
+    async def send_pending(self, pending: PendingJob) -> None:
+        """Wait until every target is ready (or the job ends), then send the requests."""
+        registry = self._registry
+        for target in pending.targets:
+            if target not in registry:
+                await self._wait_ready(pending, target)
+                if pending.done:
+                    return
+        for target in pending.targets:
+            request = JobRequestMessage.build(
+                source=self.address,
+                target=target,
+                job_id=pending.job_id,
+                name=pending.name,
+                payload=pending.payload,
+            )
+            try:
+                await self._bus.send(request)
+            except UndeliverableError:
+                await self._apply_local(
+                    pending, target, JobStatus.ERROR, f"worker {target!r} is not on the bus"
+                )
+
+    async def _wait_ready(self, pending: PendingJob, target: str) -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def ready() -> None:
+                await self._registry.wait_ready(target)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(ready)
+            await pending.wait_done()
+            tg.cancel_scope.cancel()
+
+    # ----------------------------------------------------------------- replies
+
+    def waits_on(self, worker: str) -> bool:
+        """Whether an open job here waits for an answer from ``worker``."""
+        return any(worker in p.targets and worker not in p.statuses for p in self._pending.values())
+
+    async def deliver(self, message: BusMessage) -> None:
+        """Apply a reply (update, stream item, response) or a "worker lost" notice."""
+        if type(message) is WorkerLostMessage:
+            await self._worker_lost(message)
+            return
+        pending = self._pending.get(message.job_id)  # type: ignore[attr-defined]
+        if pending is None:
+            logger.debug("%s: %s for a job no longer open here; dropped", self.address, message.type)
+            return
+        await self._apply(pending, message)
+
+    async def _apply(self, pending: PendingJob, message: BusMessage) -> None:
+        if type(message) is JobResponseMessage:
+            if not pending.finish(message.source, message.status, message.response):
+                return
+            if pending.done:
+                self._pending.pop(pending.job_id, None)
+            elif pending.cancel_on_error and message.status in _FAILURES:
+                await self._send_cancel(
+                    pending, pending.unfinished(), f"group member {message.source} ended {message.status}"
+                )
+        else:
+            pending.add_event(_EVENT_TYPES[type(message)], message.source, getattr(message, "data", {}))
+        if self.observer is not None:
+            await self.observer(message)
+        if pending.done and len(pending.targets) > 1 and self.on_group_done is not None:
+            if type(message) is JobResponseMessage:
+                await self.on_group_done(JobGroupResponse(pending.job_id, dict(pending.responses)))
+
+    async def _apply_local(
+        self, pending: PendingJob, worker: str, status: JobStatus, error: str
+    ) -> None:
+        """End ``worker``'s part of ``pending`` here, as if it had answered."""
+        response = JobResponseMessage.build(
+            source=worker,
+            target=self.address,
+            job_id=pending.job_id,
+            status=status,
+            response={"error": error},
+        )
+        await self._apply(pending, response)
+
+    async def _worker_lost(self, message: WorkerLostMessage) -> None:
+        worker = message.worker_name
+        for pending in list(self._pending.values()):
+            if worker in pending.targets and worker not in pending.statuses:
+                await self._apply_local(pending, worker, JobStatus.ERROR, message.reason)
+
+    # ----------------------------------------------------------------- endings
+
+    async def abandon(self, pending: PendingJob, reason: str) -> None:
+        """Stop waiting: cancel the unfinished members at their workers, end them CANCELLED."""
+        unfinished = pending.unfinished()
+        with anyio.CancelScope(shield=True):
+            await self._send_cancel(pending, unfinished, reason)
+            for worker in unfinished:
+                await self._apply_local(pending, worker, JobStatus.CANCELLED, reason)
+
+    async def close(self, reason: str) -> None:
+        """End every open job CANCELLED (the requester is going away)."""
+        for pending in list(self._pending.values()):
+            await self.abandon(pending, reason)
+        self._pending.clear()
+
+    async def _send_cancel(self, pending: PendingJob, workers: list[str], reason: str) -> None:
+        for worker in workers:
+            await self._send(
+                JobCancelMessage.build(
+                    source=self.address, target=worker, job_id=pending.job_id, reason=reason
+                )
+            )
+
+    async def _send(self, message: BusMessage) -> None:
+        try:
+            await self._bus.send(message)
+        except UndeliverableError:
+            logger.debug("%s: %s to %s undeliverable; dropped", self.address, message.type, message.target)

@@ -1,0 +1,105 @@
+"""Every hook a plugin may implement: the plugin author's manual.
+
+A plugin is a module or an object holding functions marked ``@hookimpl`` whose names match
+the specs below. A hookimpl may accept any subset of a spec's arguments, in any order, by
+name (pluggy matches them by name). Unless a spec says otherwise a notification hookimpl
+may be a plain function or an ``async def`` function: the runtime awaits a coroutine.
+
+Isolation rules for notification hooks: a hookimpl that raises is logged with its plugin's
+name; the other plugins' impls still run and the job's outcome stands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from framework.bus.messages import JobResponseMessage
+    from framework.events import EventModel
+    from framework.runner import WorkerRunner
+    from framework.types import WorkerErrorData, WorkerReadyData
+    from framework.worker import BaseWorker
+
+PROJECT_NAME = "framework"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+"""Marks a function in this module as a hook specification."""
+
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marks a plugin's function as the implementation of the hook of the same name."""
+
+
+@hookspec
+def on_worker_ready(data: WorkerReadyData, runner: WorkerRunner) -> None:
+    """A worker became ready to take jobs.
+
+    Called once each time a worker finishes starting (after its ``on_ready`` returned and it
+    was added to the runner's registry), for workers hosted by this runner. Sync or async.
+
+    Args:
+        data: the worker's name (``data.worker_name``) and its runner's name
+            (``data.runner``).
+        runner: the ``WorkerRunner`` hosting the worker; ``runner.registry`` lists every
+            worker known so far.
+
+    The return value is ignored. Raising is logged and changes nothing else.
+    """
+
+
+@hookspec
+def on_job_completed(response: JobResponseMessage, worker: BaseWorker) -> None:
+    """A worker on this runner sent the terminal response of a job.
+
+    Called once per job request a local worker answered, whatever the outcome: look at
+    ``response.status`` (a ``JobStatus``: completed, cancelled, failed or error). Called
+    after the response has been sent, so a slow hookimpl never delays the requester.
+    Sync or async.
+
+    Args:
+        response: the response as sent: ``job_id``, ``status``, ``response`` (the dict the
+            handler returned, or ``{"error": "..."}``), ``source`` (the worker's name) and
+            ``target`` (the requester's name).
+        worker: the ``BaseWorker`` that ran the job.
+
+    The return value is ignored. Raising is logged and changes nothing else: the requester
+    has its response already.
+    """
+
+
+@hookspec
+def on_worker_failed(error: WorkerErrorData, runner: WorkerRunner) -> None:
+    """A worker on this runner failed and was removed.
+
+    A worker fails when its ``on_ready`` raises, or when its runtime machinery crashes. A
+    job handler that raises does not fail its worker (the job ends ``ERROR``). Jobs the
+    worker still held are answered ``ERROR`` before this hook is called. Sync or async.
+
+    Args:
+        error: the worker's name (``error.worker_name``) and the error text
+            (``error.error``).
+        runner: the ``WorkerRunner`` that hosted the worker.
+
+    The return value is ignored. Raising is logged and changes nothing else.
+    """
+
+
+@hookspec
+def publish_event(event: EventModel) -> None:
+    """Publish one runtime event (to a console, a file, a queue, a dashboard...).
+
+    Every ``publish_event`` impl receives every event, in order, from its own bounded
+    buffer: a slow or stuck impl loses its own events once its buffer is full (counted in
+    ``WorkerRunner.event_stats()``), and never delays a job or the other publishers. When no
+    impl is registered no event is built at all.
+
+    An ``async def`` impl may take its time; a plain function is called on the event loop
+    and must return quickly (append to a list, write a line to a file).
+
+    Args:
+        event: the ``EventModel``; frozen, so it can be kept or shared as it is.
+
+    The return value is ignored. Raising is counted as a failed delivery and logged (the
+    first time with its traceback); the impl keeps receiving the following events.
+    """

@@ -1,0 +1,484 @@
+"""WorkerRunner: owns the bus, the registry, the workers, the plugins and the events of a run.
+
+The runner is a tree of task groups: an outer one for the event publishers and its own
+inbox, an inner one for the workers (each worker owns a task group for its running jobs).
+Ending goes top-down: roots first, each parent ends its children before itself, running
+jobs get a grace period and are then cancelled; the publishers outlive the workers so they
+see every event of the run, the runner's END included.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from framework._publishing import EventPublisher, PublisherStats
+from framework._requester import Requester
+from framework.bus.base import Bus, Inbox
+from framework.bus.local import LocalBus
+from framework.bus.messages import (
+    CancelMessage,
+    EndMessage,
+    JobResponseMessage,
+    WorkerLostMessage,
+)
+from framework.events import ContentType, Event, EventModel, EventType
+from framework.jobs import JobContext, JobGroupContext
+from framework.plugins import RuntimeHooks, create_plugin_manager
+from framework.registry import WorkerRegistry
+from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
+from framework.worker import BaseWorker
+
+logger = logging.getLogger("framework.runner")
+
+_State = Literal["new", "starting", "running", "ending", "ended"]
+
+_RESPONSE_EVENTS = {
+    JobStatus.COMPLETED: (EventType.RESULT, ContentType.DATA, False),
+    JobStatus.FAILED: (EventType.ERROR, ContentType.ERROR, True),
+    JobStatus.ERROR: (EventType.ERROR, ContentType.ERROR, True),
+    JobStatus.CANCELLED: (EventType.INTERRUPTED, ContentType.STATE, False),
+}
+
+
+class WorkerRunner:
+    """Hosts workers on a bus and runs them until ``end()``, ``cancel()`` or a signal.
+
+    Args:
+        name: the runner's name (default: ``runner-`` and 8 hex digits). It is also the
+            address jobs submitted by the runner itself are answered to.
+        bus: the bus (default: a new in-process ``LocalBus``).
+        plugins: plugin objects (modules or instances holding ``@hookimpl`` functions)
+            registered for this runner on top of the built-ins. Installed entry-point
+            plugins are not loaded here: the ``framework`` command asks for them.
+        grace_period: seconds running jobs get to finish when the runner or a worker ends
+            gracefully, before they are cancelled.
+        event_buffer_size: events each publisher may have waiting before it loses new ones.
+        event_drain_timeout: seconds the publishers get, once the workers have ended, to
+            deliver what is still buffered.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        bus: Bus | None = None,
+        plugins: Iterable[object] | None = None,
+        grace_period: float = 5.0,
+        event_buffer_size: int = 1000,
+        event_drain_timeout: float = 1.0,
+    ) -> None:
+        if grace_period < 0:
+            raise ValueError(f"grace_period must be >= 0 seconds, got {grace_period}")
+        if event_buffer_size < 1:
+            raise ValueError(f"event_buffer_size must be at least 1, got {event_buffer_size}")
+        self.name = name or f"runner-{uuid.uuid4().hex[:8]}"
+        self.bus: Bus = bus if bus is not None else LocalBus()
+        self.registry = WorkerRegistry(self.name)
+        self.plugin_manager = create_plugin_manager(plugins)
+        self.hooks = RuntimeHooks(self.plugin_manager)
+        self.grace_period = grace_period
+        self.event_buffer_size = event_buffer_size
+        self.event_drain_timeout = event_drain_timeout
+        self.run_id = ""
+        """Shared by every event of one ``run()``; set when the run starts."""
+        self.events_enabled = False
+        """Whether any ``publish_event`` impl is registered (no events are built otherwise)."""
+        self._publisher = EventPublisher((), event_buffer_size)
+        self._sequence = 0
+        self._workers: dict[str, BaseWorker] = {}
+        self._state: _State = "new"
+        self._stop_reason = ""
+        self._stop_cancel = False
+        self._stop_requested: anyio.Event | None = None
+        self._ended: anyio.Event | None = None
+        self._workers_tg: TaskGroup | None = None
+        self._host_tg: TaskGroup | None = None
+        self._requester: Requester | None = None
+        self._inbox: Inbox | None = None
+        self.registry.add_gone_listener(self._on_worker_gone)
+
+    # ----------------------------------------------------------------- workers
+
+    @property
+    def workers(self) -> dict[str, BaseWorker]:
+        """The workers this runner hosts (added and not yet ended), by name."""
+        return dict(self._workers)
+
+    async def add_worker(self, worker: BaseWorker) -> None:
+        """Host ``worker`` (and the children added to it). Before ``run()`` it starts with
+        the runner; after, it starts now and this returns once it is ready.
+
+        Raises:
+            ValueError: a worker of that name is on this runner already (or the name is
+                the runner's own).
+            RuntimeError: the runner has ended.
+        """
+        if self._state in ("ending", "ended"):
+            raise RuntimeError(f"runner {self.name!r} has ended; it takes no more workers")
+        if worker._runner is not None:
+            raise ValueError(f"worker {worker.name!r} is on runner {worker._runner.name!r} already")
+        tree = _with_descendants(worker)
+        self._check_new_names(tree)
+        for member in tree:
+            member._runner = self
+            self._workers[member.name] = member
+        if self._state == "running":
+            await self._start_worker(worker)
+
+    def _check_new_names(self, workers: list[BaseWorker]) -> None:
+        seen: set[str] = set()
+        for worker in workers:
+            name = worker.name
+            if name == self.name:
+                raise ValueError(
+                    f"worker name {name!r} is the runner's own name; pick another name"
+                )
+            if name in self._workers or name in seen:
+                raise ValueError(
+                    f"a worker named {name!r} is on runner {self.name!r} already; "
+                    "worker names must be unique"
+                )
+            seen.add(name)
+
+    async def _add_child(self, parent: BaseWorker, child: BaseWorker) -> None:
+        tree = _with_descendants(child)
+        self._check_new_names(tree)
+        child._parent = parent
+        parent._children.append(child)
+        for member in tree:
+            member._runner = self
+            self._workers[member.name] = member
+        await self._start_worker(child)
+
+    async def _start_worker(self, worker: BaseWorker) -> None:
+        assert self._workers_tg is not None
+        await self._workers_tg.start(worker._run, self, name=f"worker {worker.name}")
+
+    async def _worker_ready(self, worker: BaseWorker, data: WorkerReadyData) -> None:
+        await self.registry.register(data)
+        if self.events_enabled:
+            self.emit(Event.NODE_EXECUTION, EventType.START, ContentType.STATE, worker.name)
+        await self.hooks.on_worker_ready(data, self)
+
+    async def _worker_failed(self, worker: BaseWorker, exc: BaseException) -> None:
+        logger.error("worker %r failed to start", worker.name, exc_info=exc)
+        error = WorkerErrorData(worker_name=worker.name, error=f"{type(exc).__name__}: {exc}")
+        if self.events_enabled:
+            self.emit(
+                Event.NODE_EXECUTION,
+                EventType.ERROR,
+                ContentType.ERROR,
+                worker.name,
+                content=error.error,
+                is_error=True,
+            )
+        await worker._guarded(worker.on_error, exc)
+        for watcher in list(self._workers.values()):
+            if worker.name in watcher._watched and watcher._tg is not None:
+                watcher._tg.start_soon(watcher._guarded, watcher.on_worker_error, error)
+        await self.hooks.on_worker_failed(error, self)
+
+    def _worker_finished(self, worker: BaseWorker) -> None:
+        if self._workers.get(worker.name) is worker:
+            del self._workers[worker.name]
+
+    def _on_worker_gone(self, name: str, reason: str) -> None:
+        """Tell every local requester still waiting on ``name`` (after what it has queued)."""
+        endpoints = [(self._requester, self._inbox)]
+        endpoints += [(w._requester, w._inbox) for w in self._workers.values()]
+        for requester, inbox in endpoints:
+            if requester is None or inbox is None or not requester.waits_on(name):
+                continue
+            notice = WorkerLostMessage.build(
+                source=name, target=requester.address, worker_name=name, reason=reason
+            )
+            try:
+                inbox.put(notice)
+            except anyio.ClosedResourceError:
+                pass
+
+    # ----------------------------------------------------------------- jobs from the runner
+
+    def _require_requester(self) -> Requester:
+        if self._requester is None or self._state not in ("running", "ending"):
+            raise RuntimeError(
+                f"runner {self.name!r} is not running: use it as 'async with WorkerRunner() as "
+                "runner:' or inside run()"
+            )
+        return self._requester
+
+    def job(
+        self,
+        worker: str,
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> JobContext:
+        """Submit a job from the runner itself (see ``BaseWorker.job``)."""
+        return self._require_requester().job(worker, name=name, payload=payload, timeout=timeout)
+
+    def job_group(
+        self,
+        *workers: str,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        cancel_on_error: bool = True,
+    ) -> JobGroupContext:
+        """Submit a job group from the runner itself (see ``BaseWorker.job_group``)."""
+        return self._require_requester().job_group(
+            *workers, name=name, payload=payload, timeout=timeout, cancel_on_error=cancel_on_error
+        )
+
+    async def request_job(
+        self,
+        worker: str,
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Fire and forget a job from the runner; returns its id."""
+        return await self._require_requester().request((worker,), name, payload, timeout, True)
+
+    async def cancel_job(self, job_id: str, reason: str = "") -> bool:
+        """Cancel a job the runner submitted; False when it is not open."""
+        return await self._require_requester().cancel_job(job_id, reason)
+
+    # ----------------------------------------------------------------- events
+
+    def emit(
+        self,
+        event: Event,
+        event_type: EventType,
+        content_type: ContentType,
+        node_name: str,
+        thread_id: str = "",
+        *,
+        data: dict[str, Any] | None = None,
+        content: str = "",
+        is_error: bool = False,
+        chunk_index: int | None = None,
+    ) -> None:
+        """Build one event and offer it to every publisher. Call only when ``events_enabled``."""
+        self._sequence += 1
+        self._publisher.publish(
+            EventModel(
+                event=event,
+                event_type=event_type,
+                content_type=[content_type],
+                node_name=node_name,
+                thread_id=thread_id,
+                run_id=self.run_id,
+                sequence_id=self._sequence,
+                data=data if data is not None else {},
+                content=content,
+                is_error=is_error,
+                chunk_index=chunk_index,
+            )
+        )
+
+    def emit_response(self, worker_name: str, message: JobResponseMessage) -> None:
+        """The event for a job's terminal response (result, error, or interrupted)."""
+        event_type, content_type, is_error = _RESPONSE_EVENTS[message.status]
+        self.emit(
+            Event.NODE_EXECUTION,
+            event_type,
+            content_type,
+            worker_name,
+            message.job_id,
+            data={"status": str(message.status), "response": message.response},
+            is_error=is_error,
+        )
+
+    def event_stats(self) -> dict[str, PublisherStats]:
+        """Per publisher (by plugin name): events delivered, dropped (buffer full), failed."""
+        return self._publisher.stats()
+
+    # ----------------------------------------------------------------- running
+
+    async def run(self) -> None:
+        """Run until ``end()``, ``cancel()``, SIGINT or SIGTERM (graceful; a second signal
+        cancels)."""
+        async with self:
+            assert self._ended is not None
+            async with anyio.create_task_group() as tg:
+                if threading.current_thread() is threading.main_thread():
+                    tg.start_soon(self._end_on_signals)
+                await self._ended.wait()
+                tg.cancel_scope.cancel()
+
+    async def _end_on_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if self._state == "ending":
+                    logger.warning("%s again: cancelling runner %r now", name, self.name)
+                    self._request_stop(cancel=True, reason=f"{name} received twice")
+                else:
+                    logger.info("%s: ending runner %r gracefully", name, self.name)
+                    self._request_stop(cancel=False, reason=f"{name} received")
+
+    async def __aenter__(self) -> WorkerRunner:
+        if self._state != "new":
+            raise RuntimeError(f"runner {self.name!r} has run already; create a new WorkerRunner")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(self._serve, name=f"runner {self.name}")
+        except BaseException as exc:
+            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._host_tg = tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._host_tg is not None and self._ended is not None
+        if exc is None:
+            self._request_stop(cancel=False, reason="the runner's 'async with' block ended")
+        else:
+            self._request_stop(
+                cancel=True,
+                reason=f"{type(exc).__name__} raised in the runner's 'async with' block",
+            )
+            if not isinstance(exc, anyio.get_cancelled_exc_class()):
+                with anyio.CancelScope(shield=True):
+                    await self._ended.wait()
+        return await self._host_tg.__aexit__(exc_type, exc, tb)
+
+    async def end(self, reason: str | None = None) -> None:
+        """End gracefully and wait until everything has stopped.
+
+        Roots end first and each parent ends its children before itself; running jobs get
+        ``grace_period`` seconds, then are cancelled. Every requester gets an outcome.
+        """
+        self._request_stop(cancel=False, reason=reason or "runner ended")
+        if self._ended is not None:
+            await self._ended.wait()
+
+    async def cancel(self, reason: str | None = None) -> None:
+        """Stop now: every running job is cancelled (requesters get ``CANCELLED``)."""
+        self._request_stop(cancel=True, reason=reason or "runner cancelled")
+        if self._ended is not None:
+            await self._ended.wait()
+
+    def _request_stop(self, *, cancel: bool, reason: str) -> None:
+        if self._state not in ("starting", "running", "ending") or self._stop_requested is None:
+            return
+        if not self._stop_reason:
+            self._stop_reason = reason
+        if cancel and not self._stop_cancel:
+            self._stop_cancel = True
+            if self._state == "ending":
+                self._signal_roots(cancel=True)
+        self._stop_requested.set()
+
+    def _signal_roots(self, *, cancel: bool) -> None:
+        for worker in list(self._workers.values()):
+            if worker.parent is not None or worker._inbox is None:
+                continue
+            message = (
+                CancelMessage.build(source=self.name, target=worker.name, reason=self._stop_reason)
+                if cancel
+                else EndMessage.build(
+                    source=self.name,
+                    target=worker.name,
+                    reason=self._stop_reason,
+                    grace_period=self.grace_period,
+                )
+            )
+            try:
+                worker._inbox.put(message)
+            except anyio.ClosedResourceError:
+                pass
+
+    async def _serve(self, *, task_status: TaskStatus[None]) -> None:
+        self._state = "starting"
+        self.run_id = str(uuid.uuid4())
+        self.hooks = RuntimeHooks(self.plugin_manager)
+        self._publisher = EventPublisher(self.hooks.impls("publish_event"), self.event_buffer_size)
+        self.events_enabled = self._publisher.enabled
+        self._stop_requested = anyio.Event()
+        self._ended = anyio.Event()
+        try:
+            async with anyio.create_task_group() as host:
+                self._publisher.start(host)
+                try:
+                    await self.bus.start()
+                    self._inbox = self.bus.subscribe(self.name)
+                    self._requester = Requester(self.name, self.bus, self.registry, host.start_soon)
+                    host.start_soon(self._receive_loop, self._inbox)
+                    await self._run_workers(task_status)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._finish()
+                    host.cancel_scope.cancel()
+        finally:
+            self._state = "ended"
+            self._ended.set()
+
+    async def _run_workers(self, task_status: TaskStatus[None]) -> None:
+        assert self._stop_requested is not None
+        async with anyio.create_task_group() as workers_tg:
+            self._workers_tg = workers_tg
+            if self.events_enabled:
+                self.emit(Event.GRAPH_EXECUTION, EventType.START, ContentType.STATE, self.name)
+            for worker in [w for w in self._workers.values() if w.parent is None]:
+                await self._start_worker(worker)
+            self._state = "running"
+            task_status.started()
+            await self._stop_requested.wait()
+            self._state = "ending"
+            self._signal_roots(cancel=self._stop_cancel)
+            # Workers end themselves (children first); this block waits for their tasks.
+
+    async def _finish(self) -> None:
+        """After the workers: end the runner's own open jobs, the END event, the publishers."""
+        if self._requester is not None:
+            await self._requester.close(f"runner {self.name!r} ended")
+        if self.events_enabled:
+            self.emit(
+                Event.GRAPH_EXECUTION,
+                EventType.END,
+                ContentType.STATE,
+                self.name,
+                content=self._stop_reason,
+            )
+        await self._publisher.close(self.event_drain_timeout)
+        self.bus.unsubscribe(self.name)
+        await self.bus.stop()
+
+    async def _receive_loop(self, inbox: Inbox) -> None:
+        requester = self._requester
+        assert requester is not None
+        while True:
+            try:
+                message = await inbox.receive()
+            except anyio.EndOfStream:
+                return
+            if hasattr(message, "job_id") or type(message) is WorkerLostMessage:
+                await requester.deliver(message)
+            else:
+                logger.debug("runner %r: ignored %s from %s", self.name, message.type, message.source)
+
+
+def _with_descendants(worker: BaseWorker) -> list[BaseWorker]:
+    tree = [worker]
+    for child in worker._children:
+        tree.extend(_with_descendants(child))
+    return tree

@@ -1,0 +1,865 @@
+"""BaseWorker: an async class whose ``@job`` methods answer job requests.
+
+A worker runs under a ``WorkerRunner``: one task reads its inbox and dispatches each
+message through a table keyed by message class; every job request runs in its own task in
+the worker's task group, so one slow job never blocks another. Whatever happens to a job
+(it returns, raises, is cancelled, its worker ends), its requester gets exactly one
+terminal response.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+from pydantic import BaseModel
+
+from framework._requester import Requester
+from framework.bus.base import Inbox, UndeliverableError
+from framework.bus.messages import (
+    ActivateMessage,
+    BusMessage,
+    CancelMessage,
+    DeactivateMessage,
+    EndMessage,
+    JobCancelMessage,
+    JobRequestMessage,
+    JobResponseMessage,
+    JobStreamDataMessage,
+    JobStreamEndMessage,
+    JobStreamStartMessage,
+    JobUpdateMessage,
+    JobUpdateRequestMessage,
+    WorkerLostMessage,
+)
+from framework.events import ContentType, Event, EventType
+from framework.jobs import (
+    Job,
+    JobContext,
+    JobFailed,
+    JobGroup,
+    JobGroupContext,
+    JobGroupResponse,
+)
+from framework.types import (
+    JobStatus,
+    WorkerActivationArgs,
+    WorkerErrorData,
+    WorkerReadyData,
+    WorkerRegistryEntry,
+)
+
+if TYPE_CHECKING:
+    from framework.registry import WorkerRegistry
+    from framework.runner import WorkerRunner
+
+logger = logging.getLogger("framework.worker")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_JOB_MARK = "__framework_job__"
+_READY_MARK = "__framework_worker_ready__"
+_DEFAULT = "\x00default"
+"""Key of the default handler in a worker class's handler table."""
+_STREAM_FAIRNESS = 64
+"""A streaming handler yields the event loop once per this many items."""
+
+
+@overload
+def job(func: F, /) -> F: ...
+@overload
+def job(*, name: str | None = None) -> Callable[[F], F]: ...
+def job(func: Any = None, /, *, name: str | None = None) -> Any:
+    """Mark a worker method as a job handler: ``@job`` (the default) or ``@job(name="...")``.
+
+    The method is ``async def handler(self, job: Job)``. It returns the response (a dict or
+    a pydantic model), raises ``JobFailed`` for a logical failure, or is an async generator
+    whose yielded items are streamed to the requester.
+    """
+
+    def mark(f: F) -> F:
+        if not (inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)):
+            raise TypeError(
+                f"@job handler {f.__qualname__} must be 'async def' (or an async generator)"
+            )
+        setattr(f, _JOB_MARK, name if name is not None else _DEFAULT)
+        return f
+
+    if func is not None:
+        return mark(func)
+    return mark
+
+
+def worker_ready(*names: str) -> Callable[[F], F]:
+    """Call the marked method with ``WorkerReadyData`` each time one of ``names`` is ready.
+
+    ``@worker_ready("search")`` on ``async def on_search_ready(self, data)``.
+    """
+    if not names:
+        raise TypeError("@worker_ready needs at least one worker name")
+
+    def mark(f: F) -> F:
+        if not inspect.iscoroutinefunction(f):
+            raise TypeError(f"@worker_ready method {f.__qualname__} must be 'async def'")
+        setattr(f, _READY_MARK, (*getattr(f, _READY_MARK, ()), *names))
+        return f
+
+    return mark
+
+
+@dataclass(frozen=True, slots=True)
+class _Handler:
+    attribute: str
+    streaming: bool
+
+
+_REQUESTER_CALLBACKS = (
+    "on_job_response",
+    "on_job_update",
+    "on_job_completed",
+    "on_job_error",
+    "on_job_cancelled",
+    "on_job_stream_start",
+    "on_job_stream_data",
+    "on_job_stream_end",
+    "on_job_group_completed",
+)
+
+
+class BaseWorker:
+    """A worker: job handlers, lifecycle callbacks, and the means to ask other workers.
+
+    Args:
+        name: the worker's unique name: the address jobs are sent to.
+        active: whether it starts active. An inactive worker refuses job requests (each
+            ends ``ERROR`` at once, saying so) until activated; it still takes activate,
+            deactivate, end, cancel, and replies to jobs it requested itself.
+        bridged: marks a worker connected to something outside the bus (shown in the
+            registry entry; no other effect in the core).
+    """
+
+    activation_args_type: ClassVar[type[WorkerActivationArgs]] = WorkerActivationArgs
+    """The class the activation arguments are parsed into (``from_dict``)."""
+
+    _handlers: ClassVar[dict[str, _Handler]] = {}
+    _ready_watches: ClassVar[dict[str, tuple[str, ...]]] = {}
+    _observes_jobs: ClassVar[bool] = False
+    _observes_requests: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: dict[str, _Handler] = {}
+        watches: dict[str, tuple[str, ...]] = {}
+        for attribute in dir(cls):
+            member = inspect.getattr_static(cls, attribute, None)
+            job_name = getattr(member, _JOB_MARK, None)
+            if job_name is not None:
+                if job_name in handlers:
+                    shown = "the default job" if job_name == _DEFAULT else f"job {job_name!r}"
+                    raise TypeError(
+                        f"worker class {cls.__qualname__}: both {handlers[job_name].attribute}() "
+                        f"and {attribute}() handle {shown}; keep one"
+                    )
+                handlers[job_name] = _Handler(attribute, inspect.isasyncgenfunction(member))
+            names = getattr(member, _READY_MARK, None)
+            if names:
+                watches[attribute] = names
+        cls._handlers = handlers
+        cls._ready_watches = watches
+        cls._observes_jobs = any(
+            getattr(cls, n) is not getattr(BaseWorker, n) for n in _REQUESTER_CALLBACKS
+        )
+        cls._observes_requests = cls.on_job_request is not BaseWorker.on_job_request
+
+    def __init__(self, name: str, *, active: bool = True, bridged: bool = False) -> None:
+        if not name or not isinstance(name, str):
+            raise ValueError(f"a worker needs a non-empty string name, got {name!r}")
+        self._name = name
+        self._active = active
+        self._bridged = bridged
+        self._parent: BaseWorker | None = None
+        self._children: list[BaseWorker] = []
+        self._activation_args: WorkerActivationArgs | None = None
+        self._runner: WorkerRunner | None = None
+        self._requester: Requester | None = None
+        self._inbox: Inbox | None = None
+        self._tg: TaskGroup | None = None
+        self._running: dict[str, Job] = {}
+        self._jobs_idle: anyio.Event | None = None
+        self._ready = False
+        self._ending = False
+        self._started_at: float | None = None
+        self._finished: anyio.Event | None = None
+        self._cancelling = False
+        self._watched: set[str] = set()
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def name(self) -> str:
+        """The worker's unique name."""
+        return self._name
+
+    @property
+    def parent(self) -> BaseWorker | None:
+        """The worker this one was added to with ``add_worker``, if any."""
+        return self._parent
+
+    @property
+    def children(self) -> list[BaseWorker]:
+        """Workers added to this one; they end and cancel with it."""
+        return list(self._children)
+
+    @property
+    def active(self) -> bool:
+        """Whether the worker takes job requests."""
+        return self._active
+
+    @property
+    def activation_args(self) -> WorkerActivationArgs | None:
+        """The arguments of the latest activation (None before the first)."""
+        return self._activation_args
+
+    @property
+    def bridged(self) -> bool:
+        """Whether the worker is connected to something outside the bus."""
+        return self._bridged
+
+    @property
+    def ready(self) -> bool:
+        """Whether the worker has started and is registered."""
+        return self._ready
+
+    @property
+    def started_at(self) -> float | None:
+        """Wall-clock time (``time.time()``) at which it became ready."""
+        return self._started_at
+
+    @property
+    def runner(self) -> WorkerRunner:
+        """The runner hosting this worker (RuntimeError before it was added to one)."""
+        if self._runner is None:
+            raise RuntimeError(
+                f"worker {self._name!r} is not on a runner yet: add it with "
+                "'await runner.add_worker(worker)'"
+            )
+        return self._runner
+
+    @property
+    def registry(self) -> WorkerRegistry:
+        """The registry of the hosting runner."""
+        return self.runner.registry
+
+    @property
+    def active_jobs(self) -> dict[str, Job]:
+        """Jobs this worker is running now, by job id."""
+        return dict(self._running)
+
+    @property
+    def job_groups(self) -> dict[str, JobGroup]:
+        """Job groups this worker requested that are still open, by job id."""
+        requester = self._requester
+        if requester is None:
+            return {}
+        return {
+            job_id: JobGroup(
+                job_id=p.job_id,
+                worker_names=p.targets,
+                responses=dict(p.responses),
+                cancel_on_error=p.cancel_on_error,
+                is_done=p.done,
+            )
+            for job_id, p in requester._pending.items()
+            if len(p.targets) > 1
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self._name!r})"
+
+    # ----------------------------------------------------------------- requesting work
+
+    def _require_requester(self) -> Requester:
+        if self._requester is None:
+            raise RuntimeError(
+                f"worker {self._name!r} is not running: it can request jobs once its runner "
+                "has started it"
+            )
+        return self._requester
+
+    def job(
+        self,
+        worker: str,
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> JobContext:
+        """Ask ``worker`` to run a job: ``async with self.job("echo", payload=...) as j``."""
+        return self._require_requester().job(worker, name=name, payload=payload, timeout=timeout)
+
+    def job_group(
+        self,
+        *workers: str,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        cancel_on_error: bool = True,
+    ) -> JobGroupContext:
+        """Send one job to several workers under one job id."""
+        return self._require_requester().job_group(
+            *workers, name=name, payload=payload, timeout=timeout, cancel_on_error=cancel_on_error
+        )
+
+    async def request_job(
+        self,
+        worker: str,
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Fire and forget: send a job and return its id; the outcome arrives in callbacks."""
+        return await self._require_requester().request(
+            (worker,), name, payload, timeout, cancel_on_error=True
+        )
+
+    async def request_job_group(
+        self,
+        *workers: str,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        cancel_on_error: bool = True,
+    ) -> str:
+        """Fire and forget a group; ``on_job_group_completed`` gets the responses."""
+        if not workers:
+            raise ValueError("request_job_group needs at least one worker name")
+        return await self._require_requester().request(
+            workers, name, payload, timeout, cancel_on_error
+        )
+
+    async def cancel_job(self, job_id: str, reason: str = "") -> bool:
+        """Cancel a job this worker requested; False when it is not open."""
+        return await self._require_requester().cancel_job(job_id, reason)
+
+    async def request_job_update(self, job_id: str, worker_name: str) -> None:
+        """Ask ``worker_name`` for an update on ``job_id`` (see ``on_job_update_requested``)."""
+        await self._require_requester().request_job_update(job_id, worker_name)
+
+    # ----------------------------------------------------------------- control
+
+    async def add_worker(self, child: BaseWorker) -> None:
+        """Make ``child`` a child of this worker: it starts after it and ends before it."""
+        if child._parent is not None:
+            raise ValueError(f"worker {child.name!r} has a parent already ({child._parent.name!r})")
+        if child is self:
+            raise ValueError(f"worker {self._name!r} cannot be its own child")
+        if self._runner is not None and self._ready:
+            await self._runner._add_child(self, child)
+        else:
+            if self._runner is not None:
+                self._runner._check_new_names([child])
+            child._parent = self
+            self._children.append(child)
+
+    async def activate_worker(
+        self, name: str, args: WorkerActivationArgs | dict[str, Any] | None = None
+    ) -> None:
+        """Activate worker ``name`` (once it is ready), passing ``args`` to its ``on_activated``."""
+        data = args.to_dict() if isinstance(args, WorkerActivationArgs) else args
+        await self._send_control(ActivateMessage.build(source=self._name, target=name, args=data))
+
+    async def deactivate_worker(self, name: str) -> None:
+        """Deactivate worker ``name``."""
+        await self._send_control(DeactivateMessage.build(source=self._name, target=name))
+
+    async def handoff_to(
+        self, name: str, activation_args: WorkerActivationArgs | dict[str, Any] | None = None
+    ) -> None:
+        """Deactivate this worker, then activate ``name``: two workers are never both active."""
+        await self._set_active(False, None)
+        await self.activate_worker(name, activation_args)
+
+    async def watch_worker(self, name: str) -> None:
+        """Get ``on_worker_ready`` when ``name`` is ready (at once if it is already), and
+        ``on_worker_error`` if it fails."""
+        self._watched.add(name)
+        await self.registry.watch(name, self._watch_handler(self.on_worker_ready))
+
+    async def end(self, reason: str | None = None, grace_period: float | None = None) -> None:
+        """End gracefully: children first, running jobs get ``grace_period`` (default: the
+        runner's) to finish, then are cancelled. Returns at once; the ending runs in the
+        background (``await runner.end()`` waits for everything)."""
+        await self._send_control(
+            EndMessage.build(
+                source=self._name, target=self._name, reason=reason or "", grace_period=grace_period
+            )
+        )
+
+    async def cancel(self, reason: str | None = None) -> None:
+        """Stop now: children and running jobs are cancelled (requesters get ``CANCELLED``)."""
+        await self._send_control(CancelMessage.build(source=self._name, target=self._name, reason=reason or ""))
+
+    async def _send_control(self, message: BusMessage) -> None:
+        if message.target == self._name and self._inbox is not None:
+            try:
+                self._inbox.put(message)
+            except anyio.ClosedResourceError:
+                pass  # ending already
+            return
+        runner = self.runner
+        if message.target not in runner.registry:
+            await runner.registry.wait_ready(message.target)
+        try:
+            await runner.bus.send(message)
+        except UndeliverableError:
+            logger.warning("%s: %s for %r undeliverable (gone)", self._name, message.type, message.target)
+
+    # ----------------------------------------------------------------- callbacks (override)
+
+    async def on_ready(self) -> None:
+        """Called once when the worker starts, before it is registered. Raising fails it."""
+
+    async def on_finished(self) -> None:
+        """Called once when the worker has ended and left the registry."""
+
+    async def on_error(self, error: BaseException) -> None:
+        """Called when one of this worker's callbacks raised (the worker carries on)."""
+
+    async def on_activated(self, args: WorkerActivationArgs | None) -> None:
+        """Called on each activation, with its arguments (``activation_args_type``)."""
+
+    async def on_deactivated(self) -> None:
+        """Called when the worker is deactivated (including by its own ``handoff_to``)."""
+
+    async def on_worker_ready(self, data: WorkerReadyData) -> None:
+        """A worker this one watches (``watch_worker``) became ready."""
+
+    async def on_worker_error(self, data: WorkerErrorData) -> None:
+        """A worker this one watches failed."""
+
+    async def on_job_request(self, job: Job) -> None:
+        """A job request arrived and is about to run (before its handler)."""
+
+    async def on_job_update_requested(self, job: Job) -> None:
+        """The requester asked for an update on a running job; sends status and elapsed time."""
+        await job.update({"status": "running", "elapsed": time.monotonic() - job.started_at})
+
+    async def on_job_response(self, response: JobResponseMessage) -> None:
+        """A job this worker requested ended (any status); called before the specific one."""
+
+    async def on_job_completed(self, result: JobResponseMessage) -> None:
+        """A job this worker requested ended ``COMPLETED``; ``result.response`` is the dict."""
+
+    async def on_job_error(self, response: JobResponseMessage) -> None:
+        """A job this worker requested ended ``FAILED`` or ``ERROR``."""
+
+    async def on_job_cancelled(self, response: JobResponseMessage) -> None:
+        """A job this worker requested ended ``CANCELLED``."""
+
+    async def on_job_update(self, update: JobUpdateMessage) -> None:
+        """A progress update arrived for a job this worker requested."""
+
+    async def on_job_stream_start(self, message: JobStreamStartMessage) -> None:
+        """A job this worker requested started streaming."""
+
+    async def on_job_stream_data(self, message: JobStreamDataMessage) -> None:
+        """One stream item arrived for a job this worker requested."""
+
+    async def on_job_stream_end(self, message: JobStreamEndMessage) -> None:
+        """A job this worker requested finished streaming."""
+
+    async def on_job_group_completed(self, response: JobGroupResponse) -> None:
+        """Every member of a group this worker requested has answered."""
+
+    # ----------------------------------------------------------------- running
+
+    async def _run(self, runner: WorkerRunner, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """The worker's task: start, serve its inbox until it ends, then clean up."""
+        bus = runner.bus
+        self._finished = anyio.Event()
+        inbox = self._inbox = bus.subscribe(self._name)
+        started = False
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._requester = Requester(self._name, bus, runner.registry, tg.start_soon)
+                if self._observes_jobs:
+                    self._requester.observer = self._observe_job_message
+                    self._requester.on_group_done = self._on_group_done
+                if not await self._start(runner):
+                    return
+                task_status.started()
+                started = True
+                for child in list(self._children):
+                    await runner._start_worker(child)
+                await self._receive_loop(inbox)
+                tg.cancel_scope.cancel()
+        finally:
+            if not started:
+                task_status.started()
+            with anyio.CancelScope(shield=True):
+                await self._cleanup(runner, inbox)
+
+    async def _start(self, runner: WorkerRunner) -> bool:
+        try:
+            await self.on_ready()
+            for attribute, names in self._ready_watches.items():
+                method = getattr(self, attribute)
+                for name in names:
+                    self._watched.add(name)
+                    await runner.registry.watch(name, self._watch_handler(method))
+        except Exception as exc:
+            await runner._worker_failed(self, exc)
+            return False
+        self._ready = True
+        self._started_at = time.time()
+        self._publish_entry()
+        data = WorkerReadyData(worker_name=self._name, runner=runner.name)
+        await runner._worker_ready(self, data)
+        return True
+
+    def _publish_entry(self) -> None:
+        runner = self._runner
+        if runner is not None:
+            runner.registry.set_entry(
+                WorkerRegistryEntry(
+                    name=self._name,
+                    parent=self._parent.name if self._parent else None,
+                    active=self._active,
+                    bridged=self._bridged,
+                    started_at=self._started_at,
+                )
+            )
+
+    def _watch_handler(
+        self, method: Callable[[WorkerReadyData], Awaitable[None]]
+    ) -> Callable[[WorkerReadyData], Awaitable[None]]:
+        """Wrap a watcher so it runs in this worker's task group, never blocking the registry."""
+
+        async def handler(data: WorkerReadyData) -> None:
+            if self._tg is not None and not self._ending:
+                self._tg.start_soon(self._guarded, method, data)
+
+        return handler
+
+    async def _guarded(self, method: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run a user callback; an exception goes to ``on_error`` and the worker carries on."""
+        try:
+            await method(*args)
+        except Exception as exc:
+            logger.exception("worker %r: %s raised", self._name, getattr(method, "__name__", method))
+            try:
+                await self.on_error(exc)
+            except Exception:
+                logger.exception("worker %r: on_error raised", self._name)
+
+    async def _receive_loop(self, inbox: Inbox) -> None:
+        dispatch = _DISPATCH
+        receive = inbox.receive
+        while True:
+            try:
+                message = await receive()
+            except anyio.EndOfStream:
+                return
+            await dispatch[type(message)](self, message)
+
+    async def _cleanup(self, runner: WorkerRunner, inbox: Inbox) -> None:
+        self._ending = True
+        await runner.registry.unregister(self._name, f"worker {self._name!r} ended")
+        runner.bus.unsubscribe(self._name)
+        for message in inbox.drain():
+            if type(message) is JobRequestMessage:
+                await self._refuse(message, JobStatus.CANCELLED, f"worker {self._name!r} ended")
+        for job in list(self._running.values()):
+            await self._answer(job, JobStatus.CANCELLED, {"error": f"worker {self._name!r} ended"})
+        if self._requester is not None:
+            await self._requester.close(f"worker {self._name!r} ended")
+        was_ready, self._ready = self._ready, False
+        if self._finished is not None:
+            self._finished.set()
+        runner._worker_finished(self)
+        if was_ready:
+            await self._guarded(self.on_finished)
+
+    # ----------------------------------------------------------------- inbound: jobs
+
+    async def _on_request(self, message: JobRequestMessage) -> None:
+        if self._ending:
+            await self._refuse(message, JobStatus.CANCELLED, f"worker {self._name!r} is ending")
+            return
+        if not self._active:
+            await self._refuse(
+                message,
+                JobStatus.ERROR,
+                f"worker {self._name!r} is inactive and takes no jobs; activate it first",
+            )
+            return
+        handlers = self._handlers
+        handler = handlers.get(message.name) if message.name is not None else None
+        if handler is None:
+            handler = handlers.get(_DEFAULT)
+        if handler is None:
+            await self._refuse(
+                message,
+                JobStatus.FAILED,
+                f"worker {self._name!r} has no handler for job {message.name or '(default)'!r}",
+            )
+            return
+        job = Job(self, message.job_id, message.name, message.payload, message.source, time.monotonic())
+        self._running[job.job_id] = job
+        runner = self._runner
+        assert runner is not None and self._tg is not None
+        if runner.events_enabled:
+            runner.emit(
+                Event.NODE_EXECUTION,
+                EventType.START,
+                ContentType.DATA,
+                self._name,
+                job.job_id,
+                data={"name": job.name, "requester": job.requester, "payload": job.payload},
+            )
+        self._tg.start_soon(self._run_job, handler, job)
+
+    async def _run_job(self, handler: _Handler, job: Job) -> None:
+        status = JobStatus.COMPLETED
+        response: dict[str, Any] = {}
+        try:
+            with anyio.CancelScope() as scope:
+                job._scope = scope
+                if job._answered:
+                    return
+                if self._observes_requests:
+                    await self.on_job_request(job)
+                method = getattr(self, handler.attribute)
+                if handler.streaming:
+                    response = await self._stream(method(job), job)
+                else:
+                    response = _as_response(await method(job), self._name)
+            if scope.cancelled_caught:
+                return  # cancelled by cancel_job or the worker's end: answered there
+        except JobFailed as exc:
+            status, response = JobStatus.FAILED, exc.response
+        except Exception as exc:
+            logger.warning("worker %r: job %s raised", self._name, job.job_id, exc_info=True)
+            status, response = JobStatus.ERROR, {"error": f"{type(exc).__name__}: {exc}"}
+        except BaseException:
+            # Cancelled from outside (the worker or the runner is cancelled): answer, then
+            # let the cancellation unwind.
+            with anyio.move_on_after(1.0, shield=True):
+                await self._answer(job, JobStatus.CANCELLED, {"error": "cancelled"})
+            raise
+        finally:
+            self._job_done(job)
+        await self._answer(job, status, response)
+
+    async def _stream(self, items: AsyncIterator[Any], job: Job) -> dict[str, Any]:
+        send = self.runner.bus.send
+        name, job_id, requester = self._name, job.job_id, job.requester
+        await send(JobStreamStartMessage.build(source=name, target=requester, job_id=job_id))
+        runner = self.runner
+        count = 0
+        async for item in items:
+            if job._answered:
+                break
+            await send(JobStreamDataMessage.build(source=name, target=requester, job_id=job_id, data=item))
+            if runner.events_enabled:
+                if isinstance(item, str):
+                    runner.emit(Event.STREAMING, EventType.PROGRESS, ContentType.TEXT, name, job_id, content=item, chunk_index=count)
+                else:
+                    runner.emit(Event.STREAMING, EventType.PROGRESS, ContentType.DATA, name, job_id, data=_as_event_data(item), chunk_index=count)
+            count += 1
+            if count % _STREAM_FAIRNESS == 0:
+                await anyio.lowlevel.checkpoint()
+        await send(JobStreamEndMessage.build(source=name, target=requester, job_id=job_id))
+        return {"chunks": count}
+
+    def _job_done(self, job: Job) -> None:
+        self._running.pop(job.job_id, None)
+        if not self._running and self._jobs_idle is not None:
+            self._jobs_idle.set()
+
+    async def _answer(self, job: Job, status: JobStatus, response: dict[str, Any]) -> None:
+        """Send the job's one terminal response (later calls for the same job do nothing)."""
+        if job._answered:
+            return
+        job._answered = True
+        message = JobResponseMessage.build(
+            source=self._name, target=job.requester, job_id=job.job_id, status=status, response=response
+        )
+        runner = self.runner
+        try:
+            await runner.bus.send(message)
+        except UndeliverableError:
+            logger.debug("worker %r: requester %r of job %s is gone", self._name, job.requester, job.job_id)
+        if runner.events_enabled:
+            runner.emit_response(self._name, message)
+        if runner.hooks.wants_job_completed:
+            await runner.hooks.on_job_completed(message, self)
+
+    async def _refuse(self, message: JobRequestMessage, status: JobStatus, error: str) -> None:
+        job = Job(self, message.job_id, message.name, message.payload, message.source, time.monotonic())
+        await self._answer(job, status, {"error": error})
+
+    async def _send_update(self, job: Job, data: dict[str, Any]) -> None:
+        runner = self.runner
+        await runner.bus.send(
+            JobUpdateMessage.build(source=self._name, target=job.requester, job_id=job.job_id, data=data)
+        )
+        if runner.events_enabled:
+            runner.emit(Event.NODE_EXECUTION, EventType.UPDATE, ContentType.UPDATE, self._name, job.job_id, data=data)
+
+    async def _answer_cancelled(self, job: Job, reason: str) -> None:
+        """Cancel a running job and answer CANCELLED now, without waiting for its task to
+        unwind: a handler that shields itself from cancellation cannot keep its requester
+        waiting."""
+        if job._scope is not None:
+            job._scope.cancel()
+        await self._answer(job, JobStatus.CANCELLED, {"error": reason or "cancelled"})
+
+    async def _on_job_cancel(self, message: JobCancelMessage) -> None:
+        job = self._running.get(message.job_id)
+        if job is not None and job.requester == message.source:
+            await self._answer_cancelled(job, message.reason or f"cancelled by {message.source}")
+
+    async def _on_update_request(self, message: JobUpdateRequestMessage) -> None:
+        job = self._running.get(message.job_id)
+        if job is not None and self._tg is not None:
+            self._tg.start_soon(self._guarded, self.on_job_update_requested, job)
+
+    # ----------------------------------------------------------------- inbound: replies
+
+    async def _on_reply(self, message: BusMessage) -> None:
+        requester = self._requester
+        if requester is not None:
+            await requester.deliver(message)
+
+    async def _observe_job_message(self, message: BusMessage) -> None:
+        """Call this worker's job-side callbacks for a reply to one of its requests."""
+        kind = type(message)
+        if kind is JobResponseMessage:
+            assert isinstance(message, JobResponseMessage)
+            await self._guarded(self.on_job_response, message)
+            specific = _RESPONSE_CALLBACKS[message.status]
+            await self._guarded(getattr(self, specific), message)
+        else:
+            await self._guarded(getattr(self, _EVENT_CALLBACKS[kind]), message)
+
+    async def _on_group_done(self, response: JobGroupResponse) -> None:
+        await self._guarded(self.on_job_group_completed, response)
+
+    # ----------------------------------------------------------------- inbound: control
+
+    async def _on_activate(self, message: ActivateMessage) -> None:
+        args = self.activation_args_type.from_dict(message.args)
+        await self._set_active(True, args)
+
+    async def _on_deactivate(self, message: DeactivateMessage) -> None:
+        await self._set_active(False, None)
+
+    async def _set_active(self, active: bool, args: WorkerActivationArgs | None) -> None:
+        was_active = self._active
+        self._active = active
+        if active:
+            self._activation_args = args
+        self._publish_entry()
+        if active:
+            await self._guarded(self.on_activated, args)
+        elif was_active:
+            await self._guarded(self.on_deactivated)
+
+    async def _on_end(self, message: EndMessage) -> None:
+        if self._ending:
+            return
+        self._ending = True
+        assert self._tg is not None
+        self._tg.start_soon(self._shutdown, False, message.grace_period)
+
+    async def _on_cancel(self, message: CancelMessage) -> None:
+        if self._cancelling:
+            return
+        self._ending = True
+        self._cancelling = True
+        assert self._tg is not None
+        self._tg.start_soon(self._shutdown, True, 0.0)
+
+    async def _shutdown(self, cancel: bool, grace_period: float | None) -> None:
+        """End children first, give running jobs their grace, then stop the inbox."""
+        runner = self.runner
+        grace = runner.grace_period if grace_period is None else grace_period
+        for child in list(self._children):
+            if cancel:
+                await child.cancel(f"parent {self._name!r} cancelled")
+            else:
+                await child.end(f"parent {self._name!r} ended", grace_period=grace)
+        for child in list(self._children):
+            if child._finished is not None:
+                await child._finished.wait()
+        if self._running and not cancel:
+            self._jobs_idle = anyio.Event()
+            with anyio.move_on_after(grace):
+                await self._jobs_idle.wait()
+        reason = f"worker {self._name!r} {'cancelled' if cancel else 'ended'}"
+        for job in list(self._running.values()):
+            await self._answer_cancelled(job, reason)
+        await runner.registry.unregister(self._name, reason)
+        if self._inbox is not None:
+            self._inbox.close()
+
+
+def _as_response(result: Any, worker: str) -> dict[str, Any]:
+    if isinstance(result, dict):
+        return result
+    if result is None:
+        return {}
+    if isinstance(result, BaseModel):
+        return result.model_dump()
+    raise TypeError(
+        f"handler of worker {worker!r} returned {type(result).__name__}; "
+        "return a dict, a pydantic model or None"
+    )
+
+
+def _as_event_data(item: Any) -> dict[str, Any]:
+    if isinstance(item, Mapping):
+        return dict(item)
+    if isinstance(item, BaseModel):
+        return item.model_dump()
+    return {"item": item}
+
+
+_RESPONSE_CALLBACKS = {
+    JobStatus.COMPLETED: "on_job_completed",
+    JobStatus.FAILED: "on_job_error",
+    JobStatus.ERROR: "on_job_error",
+    JobStatus.CANCELLED: "on_job_cancelled",
+}
+_EVENT_CALLBACKS: dict[type[BusMessage], str] = {
+    JobUpdateMessage: "on_job_update",
+    JobStreamStartMessage: "on_job_stream_start",
+    JobStreamDataMessage: "on_job_stream_data",
+    JobStreamEndMessage: "on_job_stream_end",
+}
+_DISPATCH: dict[type[BusMessage], Callable[[BaseWorker, Any], Awaitable[None]]] = {
+    JobRequestMessage: BaseWorker._on_request,
+    JobCancelMessage: BaseWorker._on_job_cancel,
+    JobUpdateRequestMessage: BaseWorker._on_update_request,
+    JobResponseMessage: BaseWorker._on_reply,
+    JobUpdateMessage: BaseWorker._on_reply,
+    JobStreamStartMessage: BaseWorker._on_reply,
+    JobStreamDataMessage: BaseWorker._on_reply,
+    JobStreamEndMessage: BaseWorker._on_reply,
+    WorkerLostMessage: BaseWorker._on_reply,
+    ActivateMessage: BaseWorker._on_activate,
+    DeactivateMessage: BaseWorker._on_deactivate,
+    EndMessage: BaseWorker._on_end,
+    CancelMessage: BaseWorker._on_cancel,
+}
+"""Which method handles each message class: one lookup instead of an isinstance chain."""
