@@ -336,8 +336,10 @@ class WorkerRunner:
         await tg.__aenter__()
         try:
             await tg.start(self._serve, name=f"runner {self.name}")
-        except BaseException as exc:
-            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            self._request_stop(cancel=True, reason="the runner failed to start")
+            with anyio.CancelScope(shield=True):
+                await tg.__aexit__(None, None, None)
             raise
         self._host_tg = tg
         return self
@@ -351,15 +353,18 @@ class WorkerRunner:
         assert self._host_tg is not None and self._ended is not None
         if exc is None:
             self._request_stop(cancel=False, reason="the runner's 'async with' block ended")
-        else:
-            self._request_stop(
-                cancel=True,
-                reason=f"{type(exc).__name__} raised in the runner's 'async with' block",
-            )
-            if not isinstance(exc, anyio.get_cancelled_exc_class()):
-                with anyio.CancelScope(shield=True):
-                    await self._ended.wait()
-        return await self._host_tg.__aexit__(exc_type, exc, tb)
+            return await self._host_tg.__aexit__(None, None, None)
+        self._request_stop(
+            cancel=True, reason=f"{type(exc).__name__} raised in the runner's 'async with' block"
+        )
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            return await self._host_tg.__aexit__(exc_type, exc, tb)
+        # Stop everything, then let the block's exception propagate as it is (anyio's task
+        # group would wrap it in an ExceptionGroup).
+        with anyio.CancelScope(shield=True):
+            await self._ended.wait()
+            await self._host_tg.__aexit__(None, None, None)
+        return False
 
     async def end(self, reason: str | None = None) -> None:
         """End gracefully and wait until everything has stopped.

@@ -496,12 +496,12 @@ class BaseWorker:
                     self._requester.on_group_done = self._on_group_done
                 if not await self._start(runner):
                     return
-                task_status.started()
-                started = True
+                tg.start_soon(self._serve_inbox, inbox, tg)
                 for child in list(self._children):
                     await runner._start_worker(child)
-                await self._receive_loop(inbox)
-                tg.cancel_scope.cancel()
+                task_status.started()
+                started = True
+                await anyio.sleep_forever()  # until _serve_inbox ends and cancels the group
         finally:
             if not started:
                 task_status.started()
@@ -560,6 +560,11 @@ class BaseWorker:
                 await self.on_error(exc)
             except Exception:
                 logger.exception("worker %r: on_error raised", self._name)
+
+    async def _serve_inbox(self, inbox: Inbox, tg: TaskGroup) -> None:
+        """Serve the inbox until it is closed and drained, then stop the worker's tasks."""
+        await self._receive_loop(inbox)
+        tg.cancel_scope.cancel()
 
     async def _receive_loop(self, inbox: Inbox) -> None:
         dispatch = _DISPATCH
