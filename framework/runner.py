@@ -209,7 +209,7 @@ class WorkerRunner:
     # ----------------------------------------------------------------- jobs from the runner
 
     def _require_requester(self) -> Requester:
-        if self._requester is None or self._state not in ("running", "ending"):
+        if self._requester is None or self._state == "ended":
             raise RuntimeError(
                 f"runner {self.name!r} is not running: use it as 'async with WorkerRunner() as "
                 "runner:' or inside run()"
@@ -338,8 +338,7 @@ class WorkerRunner:
             await tg.start(self._serve, name=f"runner {self.name}")
         except BaseException:
             self._request_stop(cancel=True, reason="the runner failed to start")
-            with anyio.CancelScope(shield=True):
-                await tg.__aexit__(None, None, None)
+            await tg.__aexit__(None, None, None)
             raise
         self._host_tg = tg
         return self
@@ -363,7 +362,7 @@ class WorkerRunner:
         # group would wrap it in an ExceptionGroup).
         with anyio.CancelScope(shield=True):
             await self._ended.wait()
-            await self._host_tg.__aexit__(None, None, None)
+        await self._host_tg.__aexit__(None, None, None)
         return False
 
     async def end(self, reason: str | None = None) -> None:
