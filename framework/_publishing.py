@@ -92,7 +92,9 @@ class EventPublisher:
     def start(self, task_group: TaskGroup) -> None:
         """Start one delivery task per publisher in ``task_group``."""
         for publisher in self._publishers:
-            task_group.start_soon(publisher.deliver_all, name=f"publisher {publisher.impl.plugin_name}")
+            task_group.start_soon(
+                publisher.deliver_all, name=f"publisher {publisher.impl.plugin_name}"
+            )
 
     def publish(self, event: EventModel) -> None:
         """Offer ``event`` to every publisher; never blocks."""

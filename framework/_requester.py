@@ -192,7 +192,9 @@ class Requester:
         """
         if len(set(workers)) != len(workers):
             raise ValueError(f"a job group got a worker name twice: {list(workers)}")
-        pending = self.create_pending(workers, name, payload or {}, cancel_on_error, keep_events=False)
+        pending = self.create_pending(
+            workers, name, payload or {}, cancel_on_error, keep_events=False
+        )
         if timeout is None:
             await self.send_pending(pending)
             return pending.job_id
@@ -213,7 +215,9 @@ class Requester:
         pending = self._pending.get(job_id)
         if pending is None:
             return False
-        await self._send_cancel(pending, pending.unfinished(), reason or "cancelled by the requester")
+        await self._send_cancel(
+            pending, pending.unfinished(), reason or "cancelled by the requester"
+        )
         return True
 
     async def request_job_update(self, job_id: str, worker_name: str) -> None:
@@ -283,7 +287,9 @@ class Requester:
             return
         pending = self._pending.get(message.job_id)  # type: ignore[attr-defined]
         if pending is None:
-            logger.debug("%s: %s for a job no longer open here; dropped", self.address, message.type)
+            logger.debug(
+                "%s: %s for a job no longer open here; dropped", self.address, message.type
+            )
             return
         await self._apply(pending, message)
 
@@ -295,15 +301,19 @@ class Requester:
                 self._pending.pop(pending.job_id, None)
             elif pending.cancel_on_error and message.status in _FAILURES:
                 await self._send_cancel(
-                    pending, pending.unfinished(), f"group member {message.source} ended {message.status}"
+                    pending,
+                    pending.unfinished(),
+                    f"group member {message.source} ended {message.status}",
                 )
         else:
-            pending.add_event(_EVENT_TYPES[type(message)], message.source, getattr(message, "data", {}))
+            pending.add_event(
+                _EVENT_TYPES[type(message)], message.source, getattr(message, "data", {})
+            )
         if self.observer is not None:
             await self.observer(message)
-        if pending.done and len(pending.targets) > 1 and self.on_group_done is not None:
-            if type(message) is JobResponseMessage:
-                await self.on_group_done(JobGroupResponse(pending.job_id, dict(pending.responses)))
+        group_done = pending.done and len(pending.targets) > 1
+        if group_done and self.on_group_done is not None and type(message) is JobResponseMessage:
+            await self.on_group_done(JobGroupResponse(pending.job_id, dict(pending.responses)))
 
     async def _apply_local(
         self, pending: PendingJob, worker: str, status: JobStatus, error: str
@@ -352,4 +362,6 @@ class Requester:
         try:
             await self._bus.send(message)
         except UndeliverableError:
-            logger.debug("%s: %s to %s undeliverable; dropped", self.address, message.type, message.target)
+            logger.debug(
+                "%s: %s to %s undeliverable; dropped", self.address, message.type, message.target
+            )

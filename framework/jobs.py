@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from framework.worker import BaseWorker
 
 
-class JobFailed(Exception):  # noqa: N818 (the name says what the handler reports)
+class JobFailed(Exception):
     """Raised by a handler to end its job ``FAILED`` (a logical error, not a crash).
 
     Args:
@@ -153,7 +153,16 @@ class Job:
         requester: the name of whoever asked (a worker or a runner).
     """
 
-    __slots__ = ("_answered", "_scope", "_worker", "job_id", "name", "payload", "requester", "started_at")
+    __slots__ = (
+        "_answered",
+        "_scope",
+        "_worker",
+        "job_id",
+        "name",
+        "payload",
+        "requester",
+        "started_at",
+    )
 
     def __init__(
         self,
@@ -416,7 +425,8 @@ class JobGroupContext(_ContextBase):
         }
         if bad:
             details = "; ".join(
-                f"{w} ended {s}: {self.responses.get(w, {}).get('error', '')}" for w, s in bad.items()
+                f"{w} ended {s}: {self.responses.get(w, {}).get('error', '')}"
+                for w, s in bad.items()
             )
             raise JobGroupError(
                 f"job group {self._name or '(default)'!r} failed ({details}); "

@@ -9,6 +9,7 @@ see every event of the run, the runner's END included.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -201,10 +202,8 @@ class WorkerRunner:
             notice = WorkerLostMessage.build(
                 source=name, target=requester.address, worker_name=name, reason=reason
             )
-            try:
+            with contextlib.suppress(anyio.ClosedResourceError):
                 inbox.put(notice)
-            except anyio.ClosedResourceError:
-                pass
 
     # ----------------------------------------------------------------- jobs from the runner
 
@@ -309,20 +308,24 @@ class WorkerRunner:
 
     async def run(self) -> None:
         """Run until ``end()``, ``cancel()``, SIGINT or SIGTERM (graceful; a second signal
-        cancels)."""
-        async with self:
-            assert self._ended is not None
-            async with anyio.create_task_group() as tg:
-                if threading.current_thread() is threading.main_thread():
-                    tg.start_soon(self._end_on_signals)
+        cancels). Signals are watched from before the first worker starts."""
+        async with anyio.create_task_group() as tg:
+            if threading.current_thread() is threading.main_thread():
+                await tg.start(self._end_on_signals)
+            async with self:
+                assert self._ended is not None
                 await self._ended.wait()
-                tg.cancel_scope.cancel()
+            tg.cancel_scope.cancel()
 
-    async def _end_on_signals(self) -> None:
+    async def _end_on_signals(self, *, task_status: TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
             async for signum in signals:
                 name = signal.Signals(signum).name
-                if self._state == "ending":
+                if self._state == "new":
+                    # During start-up: the run stops as soon as it has started.
+                    self._stop_reason = f"{name} received during start-up"
+                elif self._state == "ending" or self._stop_reason:
                     logger.warning("%s again: cancelling runner %r now", name, self.name)
                     self._request_stop(cancel=True, reason=f"{name} received twice")
                 else:
@@ -382,7 +385,7 @@ class WorkerRunner:
             await self._ended.wait()
 
     def _request_stop(self, *, cancel: bool, reason: str) -> None:
-        if self._state not in ("starting", "running", "ending") or self._stop_requested is None:
+        if self._state in ("new", "ended") or self._stop_requested is None:
             return
         if not self._stop_reason:
             self._stop_reason = reason
@@ -406,10 +409,8 @@ class WorkerRunner:
                     grace_period=self.grace_period,
                 )
             )
-            try:
+            with contextlib.suppress(anyio.ClosedResourceError):
                 worker._inbox.put(message)
-            except anyio.ClosedResourceError:
-                pass
 
     async def _serve(self, *, task_status: TaskStatus[None]) -> None:
         self._state = "starting"
@@ -419,6 +420,8 @@ class WorkerRunner:
         self.events_enabled = self._publisher.enabled
         self._stop_requested = anyio.Event()
         self._ended = anyio.Event()
+        if self._stop_reason:  # asked to stop before the run started
+            self._stop_requested.set()
         try:
             async with anyio.create_task_group() as host:
                 self._publisher.start(host)
@@ -478,7 +481,9 @@ class WorkerRunner:
             if hasattr(message, "job_id") or type(message) is WorkerLostMessage:
                 await requester.deliver(message)
             else:
-                logger.debug("runner %r: ignored %s from %s", self.name, message.type, message.source)
+                logger.debug(
+                    "runner %r: ignored %s from %s", self.name, message.type, message.source
+                )
 
 
 def _with_descendants(worker: BaseWorker) -> list[BaseWorker]:

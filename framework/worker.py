@@ -9,6 +9,7 @@ terminal response.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
@@ -405,14 +406,14 @@ class BaseWorker:
 
     async def cancel(self, reason: str | None = None) -> None:
         """Stop now: children and running jobs are cancelled (requesters get ``CANCELLED``)."""
-        await self._send_control(CancelMessage.build(source=self._name, target=self._name, reason=reason or ""))
+        await self._send_control(
+            CancelMessage.build(source=self._name, target=self._name, reason=reason or "")
+        )
 
     async def _send_control(self, message: BusMessage) -> None:
         if message.target == self._name and self._inbox is not None:
-            try:
+            with contextlib.suppress(anyio.ClosedResourceError):  # ending already
                 self._inbox.put(message)
-            except anyio.ClosedResourceError:
-                pass  # ending already
             return
         runner = self.runner
         if message.target not in runner.registry:
@@ -420,7 +421,9 @@ class BaseWorker:
         try:
             await runner.bus.send(message)
         except UndeliverableError:
-            logger.warning("%s: %s for %r undeliverable (gone)", self._name, message.type, message.target)
+            logger.warning(
+                "%s: %s for %r undeliverable (gone)", self._name, message.type, message.target
+            )
 
     # ----------------------------------------------------------------- callbacks (override)
 
@@ -555,7 +558,9 @@ class BaseWorker:
         try:
             await method(*args)
         except Exception as exc:
-            logger.exception("worker %r: %s raised", self._name, getattr(method, "__name__", method))
+            logger.exception(
+                "worker %r: %s raised", self._name, getattr(method, "__name__", method)
+            )
             try:
                 await self.on_error(exc)
             except Exception:
@@ -618,7 +623,9 @@ class BaseWorker:
                 f"worker {self._name!r} has no handler for job {message.name or '(default)'!r}",
             )
             return
-        job = Job(self, message.job_id, message.name, message.payload, message.source, time.monotonic())
+        job = Job(
+            self, message.job_id, message.name, message.payload, message.source, time.monotonic()
+        )
         self._running[job.job_id] = job
         runner = self._runner
         assert runner is not None and self._tg is not None
@@ -674,12 +681,30 @@ class BaseWorker:
         async for item in items:
             if job._answered:
                 break
-            await send(JobStreamDataMessage.build(source=name, target=requester, job_id=job_id, data=item))
+            await send(
+                JobStreamDataMessage.build(source=name, target=requester, job_id=job_id, data=item)
+            )
             if runner.events_enabled:
                 if isinstance(item, str):
-                    runner.emit(Event.STREAMING, EventType.PROGRESS, ContentType.TEXT, name, job_id, content=item, chunk_index=count)
+                    runner.emit(
+                        Event.STREAMING,
+                        EventType.PROGRESS,
+                        ContentType.TEXT,
+                        name,
+                        job_id,
+                        content=item,
+                        chunk_index=count,
+                    )
                 else:
-                    runner.emit(Event.STREAMING, EventType.PROGRESS, ContentType.DATA, name, job_id, data=_as_event_data(item), chunk_index=count)
+                    runner.emit(
+                        Event.STREAMING,
+                        EventType.PROGRESS,
+                        ContentType.DATA,
+                        name,
+                        job_id,
+                        data=_as_event_data(item),
+                        chunk_index=count,
+                    )
             count += 1
             if count % _STREAM_FAIRNESS == 0:
                 await anyio.lowlevel.checkpoint()
@@ -697,29 +722,46 @@ class BaseWorker:
             return
         job._answered = True
         message = JobResponseMessage.build(
-            source=self._name, target=job.requester, job_id=job.job_id, status=status, response=response
+            source=self._name,
+            target=job.requester,
+            job_id=job.job_id,
+            status=status,
+            response=response,
         )
         runner = self.runner
         try:
             await runner.bus.send(message)
         except UndeliverableError:
-            logger.debug("worker %r: requester %r of job %s is gone", self._name, job.requester, job.job_id)
+            logger.debug(
+                "worker %r: requester %r of job %s is gone", self._name, job.requester, job.job_id
+            )
         if runner.events_enabled:
             runner.emit_response(self._name, message)
         if runner.hooks.wants_job_completed:
             await runner.hooks.on_job_completed(message, self)
 
     async def _refuse(self, message: JobRequestMessage, status: JobStatus, error: str) -> None:
-        job = Job(self, message.job_id, message.name, message.payload, message.source, time.monotonic())
+        job = Job(
+            self, message.job_id, message.name, message.payload, message.source, time.monotonic()
+        )
         await self._answer(job, status, {"error": error})
 
     async def _send_update(self, job: Job, data: dict[str, Any]) -> None:
         runner = self.runner
         await runner.bus.send(
-            JobUpdateMessage.build(source=self._name, target=job.requester, job_id=job.job_id, data=data)
+            JobUpdateMessage.build(
+                source=self._name, target=job.requester, job_id=job.job_id, data=data
+            )
         )
         if runner.events_enabled:
-            runner.emit(Event.NODE_EXECUTION, EventType.UPDATE, ContentType.UPDATE, self._name, job.job_id, data=data)
+            runner.emit(
+                Event.NODE_EXECUTION,
+                EventType.UPDATE,
+                ContentType.UPDATE,
+                self._name,
+                job.job_id,
+                data=data,
+            )
 
     async def _answer_cancelled(self, job: Job, reason: str) -> None:
         """Cancel a running job and answer CANCELLED now, without waiting for its task to

@@ -46,16 +46,16 @@ async def test_duplicate_worker_name_is_a_value_error_before_and_after_start() -
     with anyio.fail_after(5):
         runner = WorkerRunner("r")
         await runner.add_worker(Echo("a"))
-        with pytest.raises(ValueError, match="'a'.*already"):
+        with pytest.raises(ValueError, match=r"'a'.*already"):
             await runner.add_worker(Echo("a"))
         async with runner:
-            with pytest.raises(ValueError, match="'a'.*already"):
+            with pytest.raises(ValueError, match=r"'a'.*already"):
                 await runner.add_worker(Echo("a"))
             with pytest.raises(ValueError, match="runner's own name"):
                 await runner.add_worker(Echo("r"))
             parent = Echo("parent")
             await parent.add_worker(Echo("a"))
-            with pytest.raises(ValueError, match="'a'.*already"):
+            with pytest.raises(ValueError, match=r"'a'.*already"):
                 await runner.add_worker(parent)
             assert runner.registry.local_workers == ["a"]
 

@@ -70,7 +70,7 @@ def test_a_subclass_may_override_a_handler_by_method_name() -> None:
         async def handle(self, job: Job) -> dict[str, Any]:
             return {"child": True}
 
-    assert list(Child._handlers.values())[0].attribute == "handle"
+    assert next(iter(Child._handlers.values())).attribute == "handle"
 
 
 def test_a_sync_handler_is_refused_at_decoration() -> None:
@@ -142,7 +142,9 @@ async def test_a_worker_whose_on_ready_raises_fails_and_is_not_registered() -> N
             with anyio.fail_after(1):
                 while not errors:
                     await anyio.sleep(0.01)
-            assert errors == [WorkerErrorData(worker_name="broken", error="RuntimeError: no config")]
+            assert errors == [
+                WorkerErrorData(worker_name="broken", error="RuntimeError: no config")
+            ]
             with pytest.raises(JobError) as info:
                 async with runner.job("broken", timeout=0.1):
                     pass

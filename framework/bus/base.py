@@ -39,9 +39,7 @@ class Inbox:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self._send, self._receive = anyio.create_memory_object_stream[BusMessage | None](
-            math.inf
-        )
+        self._send, self._receive = anyio.create_memory_object_stream[BusMessage | None](math.inf)
         self._control: deque[BusMessage] = deque()
 
     def put(self, message: BusMessage) -> None:
