@@ -31,6 +31,7 @@ class BusMessage(BaseModel):
     control: ClassVar[bool] = False
     """Whether the message overtakes queued data on its way to a worker."""
     _defaults: ClassVar[dict[str, Any]] = {}
+    _factories: ClassVar[tuple[tuple[str, Any], ...]] = ()
 
     type: str
     source: str
@@ -44,6 +45,11 @@ class BusMessage(BaseModel):
             for name, field in cls.model_fields.items()
             if field.default is not PydanticUndefined
         }
+        cls._factories = tuple(
+            (name, field.default_factory)
+            for name, field in cls.model_fields.items()
+            if field.default_factory is not None
+        )
 
     @classmethod
     def build(cls, **fields: Any) -> Self:
@@ -55,6 +61,9 @@ class BusMessage(BaseModel):
         anything from outside goes through ``decode_message``.
         """
         values = dict(cls._defaults)
+        for name, factory in cls._factories:
+            if name not in fields:
+                values[name] = factory()
         values.update(fields)
         message = _new_object(cls)
         _set_attribute(message, "__dict__", values)
