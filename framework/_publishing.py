@@ -41,26 +41,23 @@ class _Publisher:
         self.send: MemoryObjectSendStream[EventModel] = send
         self.receive: MemoryObjectReceiveStream[EventModel] = receive
         self.is_async = inspect.iscoroutinefunction(impl.function)
-        self.busy = False
+        self.outstanding = 0
+        """Events accepted into the buffer and not yet handled (delivered or failed)."""
 
     def offer(self, event: EventModel) -> None:
         try:
             self.send.send_nowait(event)
+            self.outstanding += 1
         except anyio.WouldBlock:
             self.stats.dropped += 1
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             self.stats.dropped += 1
-
-    def pending(self) -> int:
-        """Events offered but not yet delivered (buffered, or being delivered now)."""
-        return self.receive.statistics().current_buffer_used + self.busy
 
     async def deliver_all(self) -> None:
         kwargs: dict[str, object] = {}
         async with self.receive:
             async for event in self.receive:
                 kwargs["event"] = event
-                self.busy = True
                 try:
                     result = self.impl.call(kwargs)
                     if self.is_async or inspect.isawaitable(result):
@@ -78,7 +75,8 @@ class _Publisher:
                 else:
                     self.stats.delivered += 1
                 finally:
-                    self.busy = False
+                    self.outstanding = 0
+        """Events accepted into the buffer and not yet handled (delivered or failed)."""
 
 
 class EventPublisher:
@@ -110,10 +108,10 @@ class EventPublisher:
         for publisher in self._publishers:
             publisher.send.close()
         with anyio.move_on_after(drain_timeout):
-            while any(p.pending() for p in self._publishers):
+            while any(p.outstanding for p in self._publishers):
                 await anyio.sleep(0.005)
         for publisher in self._publishers:
-            publisher.stats.dropped += publisher.pending()
+            publisher.stats.dropped += publisher.outstanding
 
     def stats(self) -> dict[str, PublisherStats]:
         """Figures per publisher, keyed by plugin name."""
