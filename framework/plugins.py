@@ -9,6 +9,7 @@ the others still run (pluggy's own caller stops at the first exception).
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 import types
@@ -39,7 +40,7 @@ def plugin_name(plugin: object) -> str:
     name = getattr(plugin, "__name__", None)
     if isinstance(name, str):
         return name
-    return type(plugin).__qualname__
+    return type(plugin).__name__
 
 
 def create_plugin_manager(plugins: Iterable[object] | None = None) -> pluggy.PluginManager:
@@ -73,14 +74,27 @@ def create_plugin_manager(plugins: Iterable[object] | None = None) -> pluggy.Plu
 
 
 def _check_pending(pm: pluggy.PluginManager) -> None:
-    """Turn a hookimpl with no matching spec into an error naming the plugin and the hook."""
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise pluggy.PluginValidationError(
-            exc.plugin,
-            f"{exc}. Check the function's name against the hooks listed in docs/hooks.md.",
-        ) from None
+    """Turn a hookimpl with no matching spec into an error naming the plugin and the hook.
+
+    pluggy's own ``check_pending`` names the plugin by its repr; ours uses the name it was
+    registered under and says where the valid names are.
+    """
+    specs = sorted(
+        name for name in vars(hookspecs) if getattr(getattr(hookspecs, name), "framework_spec", None)
+    )
+    for hook_name, caller in vars(pm.hook).items():
+        if hook_name.startswith("_") or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            close = difflib.get_close_matches(hook_name, specs, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise pluggy.PluginValidationError(
+                impl.plugin,
+                f"plugin {impl.plugin_name!r} implements unknown hook {hook_name!r}{hint}; "
+                f"the hooks are: {', '.join(specs)} (see docs/hooks.md)",
+            )
 
 
 @dataclass(frozen=True, slots=True)
