@@ -8,6 +8,7 @@ response, a timeout, a lost worker, or the requester closing.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections import deque
@@ -16,7 +17,8 @@ from typing import Any
 
 import anyio
 
-from framework.bus.base import Bus, UndeliverableError
+from framework._wakeup import Wakeup
+from framework.bus.base import Bus, Inbox, UndeliverableError
 from framework.bus.messages import (
     BusMessage,
     JobCancelMessage,
@@ -39,6 +41,16 @@ Observer = Callable[[BusMessage], Awaitable[None]]
 Spawn = Callable[..., Any]
 
 _FAILURES = (JobStatus.FAILED, JobStatus.ERROR)
+_JOB_ID_PREFIX = uuid.uuid4().hex[:16]
+_job_numbers = itertools.count(1)
+
+
+def new_job_id() -> str:
+    """A job id unique across processes: a random per-process prefix and a counter
+    (``uuid4()`` per job cost ~2 us of the round trip)."""
+    return f"{_JOB_ID_PREFIX}-{next(_job_numbers):x}"
+
+
 _EVENT_TYPES: dict[type[BusMessage], str] = {
     JobUpdateMessage: "update",
     JobStreamStartMessage: "stream_start",
@@ -52,7 +64,7 @@ class PendingJob:
 
     __slots__ = (
         "_events",
-        "_waiter",
+        "_wakeup",
         "cancel_on_error",
         "done",
         "job_id",
@@ -81,7 +93,7 @@ class PendingJob:
         self.responses: dict[str, dict[str, Any]] = {}
         self.done = False
         self._events: deque[tuple[str, str, Any]] | None = deque() if keep_events else None
-        self._waiter: anyio.Event | None = None
+        self._wakeup = Wakeup()
 
     def unfinished(self) -> list[str]:
         """Targets that have not answered yet."""
@@ -91,7 +103,7 @@ class PendingJob:
         """Queue an update or stream item for the requester's ``async for``."""
         if self._events is not None and worker not in self.statuses:
             self._events.append((kind, worker, data))
-            self._wake()
+            self._wakeup.set()
 
     def finish(self, worker: str, status: JobStatus, response: dict[str, Any]) -> bool:
         """Record ``worker``'s terminal outcome; False when it had one already."""
@@ -101,7 +113,7 @@ class PendingJob:
         self.responses[worker] = response
         if len(self.statuses) == len(self.targets):
             self.done = True
-        self._wake()
+        self._wakeup.set()
         return True
 
     async def receive_event(self) -> tuple[str, str, Any] | None:
@@ -112,35 +124,38 @@ class PendingJob:
                 return events.popleft()
             if self.done:
                 return None
-            await self._wait()
+            await self._wakeup.wait()
 
     async def wait_done(self) -> None:
         """Wait until every target has answered."""
         while not self.done:
-            await self._wait()
-
-    async def _wait(self) -> None:
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = anyio.Event()
-        await waiter.wait()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+            await self._wakeup.wait()
 
 
 class Requester:
     """Sends jobs from one address and routes the replies to the waiting ``PendingJob``."""
 
-    def __init__(self, address: str, bus: Bus, registry: WorkerRegistry, spawn: Spawn) -> None:
+    def __init__(
+        self,
+        address: str,
+        bus: Bus,
+        registry: WorkerRegistry,
+        spawn: Spawn,
+        inbox: Inbox,
+        waiting_index: dict[str, set[Requester]],
+    ) -> None:
         self.address = address
+        self.inbox = inbox
+        """Where replies for this address arrive (``apply_now`` is offered each of them)."""
         self._bus = bus
         self._registry = registry
         self._spawn = spawn
         self._pending: dict[str, PendingJob] = {}
+        self._waiting: dict[str, int] = {}
+        self._waiting_index = waiting_index
+        """Shared by a runner's requesters: worker name -> requesters with open jobs there,
+        so a vanished worker's requesters are found without scanning them all."""
+        inbox.direct = self.apply_now
         self.observer: Observer | None = None
         """Called with every message applied to a pending job (the worker's callbacks)."""
         self.on_group_done: Callable[[JobGroupResponse], Awaitable[None]] | None = None
@@ -235,10 +250,35 @@ class Requester:
         keep_events: bool,
     ) -> PendingJob:
         """Open a pending job (nothing is sent yet)."""
-        job_id = uuid.uuid4().hex
+        job_id = new_job_id()
         pending = PendingJob(job_id, workers, name, payload, cancel_on_error, keep_events)
         self._pending[job_id] = pending
+        for target in workers:
+            count = self._waiting.get(target, 0)
+            self._waiting[target] = count + 1
+            if not count:
+                self._waiting_index.setdefault(target, set()).add(self)
         return pending
+
+    def _finish(
+        self, pending: PendingJob, worker: str, status: JobStatus, response: dict[str, Any]
+    ) -> bool:
+        """Record one target's outcome, and forget the job once every target answered."""
+        if not pending.finish(worker, status, response):
+            return False
+        count = self._waiting[worker] - 1
+        if count:
+            self._waiting[worker] = count
+        else:
+            del self._waiting[worker]
+            waiters = self._waiting_index.get(worker)
+            if waiters is not None:
+                waiters.discard(self)
+                if not waiters:
+                    del self._waiting_index[worker]
+        if pending.done:
+            self._pending.pop(pending.job_id, None)
+        return True
 
     async def send_pending(self, pending: PendingJob) -> None:
         """Wait until every target is ready (or the job ends), then send the requests."""
@@ -278,7 +318,34 @@ class Requester:
 
     def waits_on(self, worker: str) -> bool:
         """Whether an open job here waits for an answer from ``worker``."""
-        return any(worker in p.targets and worker not in p.statuses for p in self._pending.values())
+        return worker in self._waiting
+
+    def apply_now(self, message: BusMessage) -> bool:
+        """Apply a reply synchronously, at delivery, when that needs no awaiting.
+
+        Saves the hop through the owner's receive loop on the job path. Returns False (the
+        message then goes through the inbox and ``deliver``) when callbacks must be awaited,
+        a group must cancel its other members, or the message is not a reply.
+        """
+        if self.observer is not None:
+            return False
+        kind = type(message)
+        if kind is JobResponseMessage:
+            assert isinstance(message, JobResponseMessage)
+            pending = self._pending.get(message.job_id)
+            if pending is None:
+                return True  # no longer open here: dropped, as deliver() would
+            if pending.cancel_on_error and message.status in _FAILURES and len(pending.targets) > 1:
+                return False
+            self._finish(pending, message.source, message.status, message.response)
+            return True
+        event_type = _EVENT_TYPES.get(kind)
+        if event_type is None:
+            return False
+        pending = self._pending.get(message.job_id)  # type: ignore[attr-defined]
+        if pending is not None:
+            pending.add_event(event_type, message.source, getattr(message, "data", {}))
+        return True
 
     async def deliver(self, message: BusMessage) -> None:
         """Apply a reply (update, stream item, response) or a "worker lost" notice."""
@@ -295,11 +362,9 @@ class Requester:
 
     async def _apply(self, pending: PendingJob, message: BusMessage) -> None:
         if type(message) is JobResponseMessage:
-            if not pending.finish(message.source, message.status, message.response):
+            if not self._finish(pending, message.source, message.status, message.response):
                 return
-            if pending.done:
-                self._pending.pop(pending.job_id, None)
-            elif pending.cancel_on_error and message.status in _FAILURES:
+            if not pending.done and pending.cancel_on_error and message.status in _FAILURES:
                 await self._send_cancel(
                     pending,
                     pending.unfinished(),
@@ -348,7 +413,6 @@ class Requester:
         """End every open job CANCELLED (the requester is going away)."""
         for pending in list(self._pending.values()):
             await self.abandon(pending, reason)
-        self._pending.clear()
 
     async def _send_cancel(self, pending: PendingJob, workers: list[str], reason: str) -> None:
         for worker in workers:

@@ -80,7 +80,9 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
     registered under and says where the valid names are.
     """
     specs = sorted(
-        name for name in vars(hookspecs) if getattr(getattr(hookspecs, name), "framework_spec", None)
+        name
+        for name in vars(hookspecs)
+        if getattr(getattr(hookspecs, name), "framework_spec", None)
     )
     for hook_name, caller in vars(pm.hook).items():
         if hook_name.startswith("_") or caller.has_spec():

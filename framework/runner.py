@@ -105,6 +105,7 @@ class WorkerRunner:
         self._host_tg: TaskGroup | None = None
         self._requester: Requester | None = None
         self._inbox: Inbox | None = None
+        self._waiting_index: dict[str, set[Requester]] = {}
         self.registry.add_gone_listener(self._on_worker_gone)
 
     # ----------------------------------------------------------------- workers
@@ -194,16 +195,12 @@ class WorkerRunner:
 
     def _on_worker_gone(self, name: str, reason: str) -> None:
         """Tell every local requester still waiting on ``name`` (after what it has queued)."""
-        endpoints = [(self._requester, self._inbox)]
-        endpoints += [(w._requester, w._inbox) for w in self._workers.values()]
-        for requester, inbox in endpoints:
-            if requester is None or inbox is None or not requester.waits_on(name):
-                continue
+        for requester in list(self._waiting_index.get(name, ())):
             notice = WorkerLostMessage.build(
                 source=name, target=requester.address, worker_name=name, reason=reason
             )
             with contextlib.suppress(anyio.ClosedResourceError):
-                inbox.put(notice)
+                requester.inbox.put(notice)
 
     # ----------------------------------------------------------------- jobs from the runner
 
@@ -428,7 +425,14 @@ class WorkerRunner:
                 try:
                     await self.bus.start()
                     self._inbox = self.bus.subscribe(self.name)
-                    self._requester = Requester(self.name, self.bus, self.registry, host.start_soon)
+                    self._requester = Requester(
+                        self.name,
+                        self.bus,
+                        self.registry,
+                        host.start_soon,
+                        self._inbox,
+                        self._waiting_index,
+                    )
                     host.start_soon(self._receive_loop, self._inbox)
                     await self._run_workers(task_status)
                 finally:

@@ -493,7 +493,9 @@ class BaseWorker:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                self._requester = Requester(self._name, bus, runner.registry, tg.start_soon)
+                self._requester = Requester(
+                    self._name, bus, runner.registry, tg.start_soon, inbox, runner._waiting_index
+                )
                 if self._observes_jobs:
                     self._requester.observer = self._observe_job_message
                     self._requester.on_group_done = self._on_group_done

@@ -78,7 +78,7 @@ async def test_job_round_trip_returns_response_and_status() -> None:
             assert ctx.status is JobStatus.COMPLETED
             assert ctx.status == "completed"
             assert ctx.response == {"echo": {"text": "hi"}, "name": None, "requester": "r"}
-            assert len(ctx.job_id) == 32
+            assert isinstance(ctx.job_id, str) and ctx.job_id
 
 
 async def test_updates_arrive_in_order_before_the_response() -> None:
