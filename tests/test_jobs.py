@@ -607,3 +607,30 @@ async def test_group_rejects_a_worker_named_twice() -> None:
         async with WorkerRunner() as runner:
             with pytest.raises(ValueError, match="twice"):
                 runner.job_group("a", "a")
+
+
+async def test_a_worker_vanishing_without_answering_ends_its_jobs_error() -> None:
+    # What a network bus does when a runner goes silent: its workers leave the registry.
+    # Requesters waiting on them must get ERROR, not wait forever.
+    with anyio.fail_after(5):
+        async with WorkerRunner(grace_period=0.1) as runner:
+            sleeper = Sleeper("sleepy")
+            await runner.add_worker(sleeper)
+            await runner.add_worker(Echo("echo"))
+            failures: list[JobError] = []
+
+            async def ask() -> None:
+                try:
+                    async with runner.job("sleepy"):
+                        pass
+                except JobError as exc:
+                    failures.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                async with runner.job_group("sleepy", "echo", cancel_on_error=False) as group:
+                    await sleeper.started.wait()
+                    assert await runner.registry.unregister("sleepy", "runner far-away lost")
+            assert failures[0].status is JobStatus.ERROR
+            assert failures[0].response == {"error": "runner far-away lost"}
+            assert group.statuses == {"sleepy": JobStatus.ERROR, "echo": JobStatus.COMPLETED}
