@@ -72,9 +72,10 @@ def on_job_completed(response: JobResponseMessage, worker: BaseWorker) -> None:
 def on_worker_failed(error: WorkerErrorData, runner: WorkerRunner) -> None:
     """A worker on this runner failed and was removed.
 
-    A worker fails when its ``on_ready`` raises, or when its runtime machinery crashes. A
-    job handler that raises does not fail its worker (the job ends ``ERROR``). Jobs the
-    worker still held are answered ``ERROR`` before this hook is called. Sync or async.
+    A worker fails when its ``on_ready`` raises: it never becomes ready, is not registered,
+    and requests sent to it wait for it (up to their timeout). A job handler that raises
+    does not fail its worker (the job ends ``ERROR``), nor does a callback that raises
+    later (that goes to the worker's ``on_error``). Sync or async.
 
     Args:
         error: the worker's name (``error.worker_name``) and the error text

@@ -183,7 +183,13 @@ class Job:
         self._answered = False
 
     async def update(self, data: dict[str, Any]) -> None:
-        """Send a progress update to the requester (ignored once the job has its response)."""
+        """Send a progress update to the requester (ignored once the job has its response).
+
+        Raises:
+            TypeError: ``data`` is not a dict.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"job.update() takes a dict, got {type(data).__name__}")
         if not self._answered:
             await self._worker._send_update(self, data)
 

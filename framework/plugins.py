@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("framework.plugins")
 
 DEFAULT_PLUGINS: tuple[str, ...] = ()
+
+NOTIFICATION_HOOKS = ("on_worker_ready", "on_job_completed", "on_worker_failed", "publish_event")
+"""Hooks the runtime calls to tell plugins what happened (``publish_event`` last)."""
 """Modules of the plugins shipped inside the core, registered like any other plugin."""
 
 
@@ -70,7 +73,22 @@ def create_plugin_manager(plugins: Iterable[object] | None = None) -> pluggy.Plu
             unique = f"{name}-{n}"
         pm.register(plugin, name=unique)
     _check_pending(pm)
+    _refuse_wrappers(pm)
     return pm
+
+
+def _refuse_wrappers(pm: pluggy.PluginManager) -> None:
+    """Notification hooks call each impl on its own, so hook wrappers cannot wrap anything:
+    refuse them instead of never running them."""
+    for hook_name in NOTIFICATION_HOOKS:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                raise pluggy.PluginValidationError(
+                    impl.plugin,
+                    f"plugin {impl.plugin_name!r}: {hook_name} is a notification hook; "
+                    "wrapper=True / hookwrapper=True is not supported there, use a plain "
+                    "@hookimpl",
+                )
 
 
 def _check_pending(pm: pluggy.PluginManager) -> None:
@@ -123,7 +141,7 @@ class RuntimeHooks:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self._impls: dict[str, tuple[HookImpl, ...]] = {}
-        for hook_name in ("on_worker_ready", "on_job_completed", "on_worker_failed"):
+        for hook_name in NOTIFICATION_HOOKS[:-1]:
             self._impls[hook_name] = self.impls(hook_name)
 
     def impls(self, hook_name: str) -> tuple[HookImpl, ...]:

@@ -151,7 +151,8 @@ class WorkerRunner:
                 )
             seen.add(name)
 
-    async def _add_child(self, parent: BaseWorker, child: BaseWorker) -> None:
+    async def _add_child(self, parent: BaseWorker, child: BaseWorker, *, start: bool) -> None:
+        """Host ``child`` under ``parent``; start it now when ``start`` (else the parent will)."""
         tree = _with_descendants(child)
         self._check_new_names(tree)
         child._parent = parent
@@ -159,7 +160,8 @@ class WorkerRunner:
         for member in tree:
             member._runner = self
             self._workers[member.name] = member
-        await self._start_worker(child)
+        if start:
+            await self._start_worker(child)
 
     async def _start_worker(self, worker: BaseWorker) -> None:
         assert self._workers_tg is not None
@@ -247,6 +249,25 @@ class WorkerRunner:
         """Fire and forget a job from the runner; returns its id."""
         return await self._require_requester().request((worker,), name, payload, timeout, True)
 
+    async def request_job_group(
+        self,
+        *workers: str,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        cancel_on_error: bool = True,
+    ) -> str:
+        """Fire and forget a job group from the runner; returns its id."""
+        if not workers:
+            raise ValueError("request_job_group needs at least one worker name")
+        return await self._require_requester().request(
+            workers, name, payload, timeout, cancel_on_error
+        )
+
+    async def request_job_update(self, job_id: str, worker_name: str) -> None:
+        """Ask ``worker_name`` for an update on a job the runner submitted."""
+        await self._require_requester().request_job_update(job_id, worker_name)
+
     async def cancel_job(self, job_id: str, reason: str = "") -> bool:
         """Cancel a job the runner submitted; False when it is not open."""
         return await self._require_requester().cancel_job(job_id, reason)
@@ -266,10 +287,14 @@ class WorkerRunner:
         is_error: bool = False,
         chunk_index: int | None = None,
     ) -> None:
-        """Build one event and offer it to every publisher. Call only when ``events_enabled``."""
+        """Build one event and offer it to every publisher. Call only when ``events_enabled``.
+
+        Never raises: an event that cannot be built (say, data that is not a dict) is
+        logged and skipped, so having publishers never changes a job's outcome.
+        """
         self._sequence += 1
-        self._publisher.publish(
-            EventModel(
+        try:
+            event_model = EventModel(
                 event=event,
                 event_type=event_type,
                 content_type=[content_type],
@@ -282,7 +307,12 @@ class WorkerRunner:
                 is_error=is_error,
                 chunk_index=chunk_index,
             )
-        )
+        except Exception:
+            logger.warning(
+                "event %s/%s for %r not published", event, event_type, node_name, exc_info=True
+            )
+            return
+        self._publisher.publish(event_model)
 
     def emit_response(self, worker_name: str, message: JobResponseMessage) -> None:
         """The event for a job's terminal response (result, error, or interrupted)."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from framework._requester import Requester
 from framework.bus.base import Inbox, UndeliverableError
@@ -362,13 +362,14 @@ class BaseWorker:
             raise ValueError(f"worker {child.name!r} has a parent already ({child._parent.name!r})")
         if child is self:
             raise ValueError(f"worker {self._name!r} cannot be its own child")
-        if self._runner is not None and self._ready:
-            await self._runner._add_child(self, child)
-        else:
-            if self._runner is not None:
-                self._runner._check_new_names([child])
+        runner = self._runner
+        if runner is None:
             child._parent = self
             self._children.append(child)
+        elif self._ready:
+            await runner._add_child(self, child, start=True)
+        else:  # hosted but not started yet (or inside its own on_ready): it starts the child
+            await runner._add_child(self, child, start=False)
 
     async def activate_worker(
         self, name: str, args: WorkerActivationArgs | dict[str, Any] | None = None
@@ -581,7 +582,15 @@ class BaseWorker:
                 message = await receive()
             except anyio.EndOfStream:
                 return
-            await dispatch[type(message)](self, message)
+            try:
+                await dispatch[type(message)](self, message)
+            except Exception as exc:
+                # A bad message (unknown type, invalid activation arguments...) costs that
+                # message only: the worker keeps serving.
+                logger.exception(
+                    "worker %r: could not handle %s; ignored", self._name, message.type
+                )
+                await self._guarded(self.on_error, exc)
 
     async def _cleanup(self, runner: WorkerRunner, inbox: Inbox) -> None:
         self._ending = True
@@ -589,7 +598,9 @@ class BaseWorker:
         runner.bus.unsubscribe(self._name)
         for message in inbox.drain():
             if type(message) is JobRequestMessage:
-                await self._refuse(message, JobStatus.CANCELLED, f"worker {self._name!r} ended")
+                await self._refuse(
+                    message, JobStatus.CANCELLED, f"worker {self._name!r} ended", from_loop=False
+                )
         for job in list(self._running.values()):
             await self._answer(job, JobStatus.CANCELLED, {"error": f"worker {self._name!r} ended"})
         if self._requester is not None:
@@ -718,8 +729,14 @@ class BaseWorker:
         if not self._running and self._jobs_idle is not None:
             self._jobs_idle.set()
 
-    async def _answer(self, job: Job, status: JobStatus, response: dict[str, Any]) -> None:
-        """Send the job's one terminal response (later calls for the same job do nothing)."""
+    async def _answer(
+        self, job: Job, status: JobStatus, response: dict[str, Any], *, from_loop: bool = False
+    ) -> None:
+        """Send the job's one terminal response (later calls for the same job do nothing).
+
+        ``from_loop``: called by the inbox loop, which must not wait for plugins: the
+        ``on_job_completed`` hook then runs in its own task.
+        """
         if job._answered:
             return
         job._answered = True
@@ -740,13 +757,18 @@ class BaseWorker:
         if runner.events_enabled:
             runner.emit_response(self._name, message)
         if runner.hooks.wants_job_completed:
-            await runner.hooks.on_job_completed(message, self)
+            if from_loop and self._tg is not None:
+                self._tg.start_soon(runner.hooks.on_job_completed, message, self)
+            else:
+                await runner.hooks.on_job_completed(message, self)
 
-    async def _refuse(self, message: JobRequestMessage, status: JobStatus, error: str) -> None:
+    async def _refuse(
+        self, message: JobRequestMessage, status: JobStatus, error: str, *, from_loop: bool = True
+    ) -> None:
         job = Job(
             self, message.job_id, message.name, message.payload, message.source, time.monotonic()
         )
-        await self._answer(job, status, {"error": error})
+        await self._answer(job, status, {"error": error}, from_loop=from_loop)
 
     async def _send_update(self, job: Job, data: dict[str, Any]) -> None:
         runner = self.runner
@@ -765,13 +787,15 @@ class BaseWorker:
                 data=data,
             )
 
-    async def _answer_cancelled(self, job: Job, reason: str) -> None:
+    async def _answer_cancelled(self, job: Job, reason: str, *, from_loop: bool = True) -> None:
         """Cancel a running job and answer CANCELLED now, without waiting for its task to
         unwind: a handler that shields itself from cancellation cannot keep its requester
         waiting."""
         if job._scope is not None:
             job._scope.cancel()
-        await self._answer(job, JobStatus.CANCELLED, {"error": reason or "cancelled"})
+        await self._answer(
+            job, JobStatus.CANCELLED, {"error": reason or "cancelled"}, from_loop=from_loop
+        )
 
     async def _on_job_cancel(self, message: JobCancelMessage) -> None:
         job = self._running.get(message.job_id)
@@ -807,7 +831,18 @@ class BaseWorker:
     # ----------------------------------------------------------------- inbound: control
 
     async def _on_activate(self, message: ActivateMessage) -> None:
-        args = self.activation_args_type.from_dict(message.args)
+        try:
+            args = self.activation_args_type.from_dict(message.args)
+        except ValidationError as exc:
+            logger.error(
+                "worker %r: activation from %r refused: its arguments do not fit %s: %s",
+                self._name,
+                message.source,
+                self.activation_args_type.__name__,
+                exc,
+            )
+            await self._guarded(self.on_error, exc)
+            return
         await self._set_active(True, args)
 
     async def _on_deactivate(self, message: DeactivateMessage) -> None:
@@ -829,7 +864,7 @@ class BaseWorker:
             return
         self._ending = True
         assert self._tg is not None
-        self._tg.start_soon(self._shutdown, False, message.grace_period)
+        self._tg.start_soon(self._shutdown, False, message.grace_period, message.reason)
 
     async def _on_cancel(self, message: CancelMessage) -> None:
         if self._cancelling:
@@ -837,10 +872,14 @@ class BaseWorker:
         self._ending = True
         self._cancelling = True
         assert self._tg is not None
-        self._tg.start_soon(self._shutdown, True, 0.0)
+        self._tg.start_soon(self._shutdown, True, 0.0, message.reason)
 
-    async def _shutdown(self, cancel: bool, grace_period: float | None) -> None:
-        """End children first, give running jobs their grace, then stop the inbox."""
+    async def _shutdown(self, cancel: bool, grace_period: float | None, reason: str) -> None:
+        """End children first, give running jobs their grace, then stop the inbox.
+
+        ``reason`` (from ``end(reason=...)`` / ``cancel(reason=...)``) is what requesters of
+        cancelled jobs read in ``response["error"]``.
+        """
         runner = self.runner
         grace = runner.grace_period if grace_period is None else grace_period
         for child in list(self._children):
@@ -855,9 +894,9 @@ class BaseWorker:
             self._jobs_idle = anyio.Event()
             with anyio.move_on_after(grace):
                 await self._jobs_idle.wait()
-        reason = f"worker {self._name!r} {'cancelled' if cancel else 'ended'}"
+        reason = reason or f"worker {self._name!r} {'cancelled' if cancel else 'ended'}"
         for job in list(self._running.values()):
-            await self._answer_cancelled(job, reason)
+            await self._answer_cancelled(job, reason, from_loop=False)
         await runner.registry.unregister(self._name, reason)
         if self._inbox is not None:
             self._inbox.close()

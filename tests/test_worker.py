@@ -390,3 +390,105 @@ async def test_active_jobs_and_job_groups_properties() -> None:
                 JobGroupResponse(snapshot["id"], {"h1": {"held": "h1"}, "h2": {"held": "h2"}})
             ]
             assert h1.active_jobs == {}
+
+
+async def test_children_added_in_on_ready_or_before_the_start_are_served() -> None:
+    class Parent(BaseWorker):
+        async def on_ready(self) -> None:
+            await self.add_worker(Echo(f"{self.name}-from-on-ready"))
+
+    with anyio.fail_after(5):
+        runner = WorkerRunner()
+        early = Parent("early")
+        await runner.add_worker(early)
+        await early.add_worker(Echo("early-between-add-and-start"))
+        async with runner:
+            late = Parent("late")
+            await runner.add_worker(late)
+            for name in (
+                "early-from-on-ready",
+                "early-between-add-and-start",
+                "late-from-on-ready",
+            ):
+                async with runner.job(name, payload={"n": name}, timeout=1) as ctx:
+                    pass
+                assert ctx.response == {"echo": {"n": name}}
+            assert {c.name for c in early.children} == {
+                "early-from-on-ready",
+                "early-between-add-and-start",
+            }
+
+
+async def test_invalid_activation_arguments_are_refused_and_the_worker_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors: list[BaseException] = []
+
+    class Target(Echo):
+        async def on_error(self, error: BaseException) -> None:
+            errors.append(error)
+
+    with anyio.fail_after(5):
+        async with WorkerRunner() as runner:
+            boss = BaseWorker("boss")
+            target = Target("target", active=False)
+            await runner.add_worker(boss)
+            await runner.add_worker(target)
+            await boss.activate_worker("target", args={"metadata": "not a dict"})
+            with anyio.fail_after(1):
+                while not errors:
+                    await anyio.sleep(0.01)
+            assert not target.active
+            assert "activation from 'boss' refused" in caplog.text
+            await boss.activate_worker("target", args={"metadata": {"ok": True}})
+            with anyio.fail_after(1):
+                while not target.active:
+                    await anyio.sleep(0.01)
+            async with runner.job("target", payload={}) as ctx:
+                pass
+            assert ctx.status is JobStatus.COMPLETED
+
+
+async def test_update_with_something_other_than_a_dict_ends_the_job_error() -> None:
+    class Sloppy(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            await job.update("50%")  # type: ignore[arg-type]
+            return {}
+
+    with anyio.fail_after(5):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Sloppy("sloppy"))
+            with pytest.raises(JobError) as info:
+                async with runner.job("sloppy"):
+                    pass
+            assert info.value.status is JobStatus.ERROR
+            assert info.value.response == {"error": "TypeError: job.update() takes a dict, got str"}
+
+
+async def test_end_reason_reaches_the_requesters_of_cancelled_jobs() -> None:
+    class Sleeper(BaseWorker):
+        @job
+        async def sleep(self, job: Job) -> dict[str, Any]:
+            await anyio.sleep(3600)
+            return {}
+
+    with anyio.fail_after(5):
+        async with WorkerRunner() as runner:
+            worker = Sleeper("sleeper")
+            await runner.add_worker(worker)
+            errors: list[JobError] = []
+
+            async def ask() -> None:
+                try:
+                    async with runner.job("sleeper"):
+                        pass
+                except JobError as exc:
+                    errors.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                await anyio.sleep(0.05)
+                await worker.end(reason="maintenance", grace_period=0)
+            assert errors[0].status is JobStatus.CANCELLED
+            assert errors[0].response == {"error": "maintenance"}
