@@ -4,31 +4,84 @@ by pluggy plugins.
 Everything listed in ``__all__`` is the public API (see docs/ and DESIGN.md).
 """
 
-from framework.events import ContentType, Event, EventModel, EventType
-from framework.hookspecs import hookimpl, hookspec
-from framework.jobs import (
-    Job,
-    JobContext,
-    JobError,
-    JobEvent,
-    JobFailed,
-    JobGroup,
-    JobGroupContext,
-    JobGroupError,
-    JobGroupEvent,
-    JobGroupResponse,
-)
-from framework.registry import WorkerRegistry
-from framework.runner import WorkerRunner
-from framework.types import (
-    JobStatus,
-    LLMWorkerActivationArgs,
-    WorkerActivationArgs,
-    WorkerErrorData,
-    WorkerReadyData,
-    WorkerRegistryEntry,
-)
-from framework.worker import BaseWorker, job, worker_ready
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from framework.events import ContentType, Event, EventModel, EventType
+    from framework.hookspecs import hookimpl, hookspec
+    from framework.jobs import (
+        Job,
+        JobContext,
+        JobError,
+        JobEvent,
+        JobFailed,
+        JobGroup,
+        JobGroupContext,
+        JobGroupError,
+        JobGroupEvent,
+        JobGroupResponse,
+    )
+    from framework.registry import WorkerRegistry
+    from framework.runner import WorkerRunner
+    from framework.types import (
+        JobStatus,
+        LLMWorkerActivationArgs,
+        WorkerActivationArgs,
+        WorkerErrorData,
+        WorkerReadyData,
+        WorkerRegistryEntry,
+    )
+    from framework.worker import BaseWorker, job, worker_ready
+
+# Where each public name lives. Importing ``framework`` stays cheap (no pydantic, no anyio)
+# until a name is used: a plugin module that only needs ``hookimpl`` loads in milliseconds,
+# and so does ``framework --help``.
+_LOCATIONS = {
+    "ContentType": "framework.events",
+    "Event": "framework.events",
+    "EventModel": "framework.events",
+    "EventType": "framework.events",
+    "hookimpl": "framework.hookspecs",
+    "hookspec": "framework.hookspecs",
+    "Job": "framework.jobs",
+    "JobContext": "framework.jobs",
+    "JobError": "framework.jobs",
+    "JobEvent": "framework.jobs",
+    "JobFailed": "framework.jobs",
+    "JobGroup": "framework.jobs",
+    "JobGroupContext": "framework.jobs",
+    "JobGroupError": "framework.jobs",
+    "JobGroupEvent": "framework.jobs",
+    "JobGroupResponse": "framework.jobs",
+    "WorkerRegistry": "framework.registry",
+    "WorkerRunner": "framework.runner",
+    "JobStatus": "framework.types",
+    "LLMWorkerActivationArgs": "framework.types",
+    "WorkerActivationArgs": "framework.types",
+    "WorkerErrorData": "framework.types",
+    "WorkerReadyData": "framework.types",
+    "WorkerRegistryEntry": "framework.types",
+    "BaseWorker": "framework.worker",
+    "job": "framework.worker",
+    "worker_ready": "framework.worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'framework' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 
