@@ -16,8 +16,8 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from framework._hooks import HookImpl
 from framework.events import EventModel
-from framework.plugins import HookImpl
 
 logger = logging.getLogger("framework.events")
 
@@ -75,8 +75,7 @@ class _Publisher:
                 else:
                     self.stats.delivered += 1
                 finally:
-                    self.outstanding = 0
-        """Events accepted into the buffer and not yet handled (delivered or failed)."""
+                    self.outstanding -= 1
 
 
 class EventPublisher:

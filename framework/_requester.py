@@ -71,6 +71,7 @@ class PendingJob:
         "name",
         "payload",
         "responses",
+        "sent",
         "statuses",
         "targets",
     )
@@ -91,6 +92,8 @@ class PendingJob:
         self.cancel_on_error = cancel_on_error
         self.statuses: dict[str, JobStatus] = {}
         self.responses: dict[str, dict[str, Any]] = {}
+        self.sent: set[str] = set()
+        """Targets the request was sent to (the others cannot be cancelled remotely)."""
         self.done = False
         self._events: deque[tuple[str, str, Any]] | None = deque() if keep_events else None
         self._wakeup = Wakeup()
@@ -200,25 +203,30 @@ class Requester:
         timeout: float | None,
         cancel_on_error: bool,
     ) -> str:
-        """Fire and forget: send once ready and return the job id; outcomes go to the observer.
+        """Fire and forget: return the job id at once; the request is sent in the background
+        once its targets are ready, and outcomes go to the observer.
 
         The timeout covers the wait for readiness and the work; when it passes the job is
-        cancelled and ends ``CANCELLED``.
+        cancelled and ends ``CANCELLED``. Without one, a target that never appears keeps the
+        job open until ``cancel_job`` or until the requester ends.
         """
         if len(set(workers)) != len(workers):
             raise ValueError(f"a job group got a worker name twice: {list(workers)}")
         pending = self.create_pending(
             workers, name, payload or {}, cancel_on_error, keep_events=False
         )
-        if timeout is None:
-            await self.send_pending(pending)
-            return pending.job_id
-        deadline = anyio.current_time() + timeout
-        with anyio.move_on_after(timeout):
-            await self.send_pending(pending)
-        if not pending.done:
-            self._spawn(self._expire, pending, deadline, timeout)
+        self._spawn(self._send_in_background, pending)
+        if timeout is not None:
+            self._spawn(self._expire, pending, anyio.current_time() + timeout, timeout)
         return pending.job_id
+
+    async def _send_in_background(self, pending: PendingJob) -> None:
+        try:
+            await self.send_pending(pending)
+        except Exception as exc:  # a bus failure: the job ends here, not silently
+            logger.exception("%s: sending job %s failed", self.address, pending.job_id)
+            for worker in pending.unfinished():
+                await self._apply_local(pending, worker, JobStatus.ERROR, f"sending failed: {exc}")
 
     async def _expire(self, pending: PendingJob, deadline: float, timeout: float) -> None:
         await anyio.sleep_until(deadline)
@@ -230,9 +238,7 @@ class Requester:
         pending = self._pending.get(job_id)
         if pending is None:
             return False
-        await self._send_cancel(
-            pending, pending.unfinished(), reason or "cancelled by the requester"
-        )
+        await self._cancel_members(pending, reason or "cancelled by the requester")
         return True
 
     async def request_job_update(self, job_id: str, worker_name: str) -> None:
@@ -281,14 +287,20 @@ class Requester:
         return True
 
     async def send_pending(self, pending: PendingJob) -> None:
-        """Wait until every target is ready (or the job ends), then send the requests."""
+        """Wait until every target is ready (or the job ends), then send the requests.
+
+        A target that has an outcome already (lost while we waited, or cancelled with its
+        group) is skipped: it is never sent a request.
+        """
         registry = self._registry
         for target in pending.targets:
-            if target not in registry:
+            if target not in registry and target not in pending.statuses:
                 await self._wait_ready(pending, target)
-                if pending.done:
-                    return
+            if pending.done:
+                return
         for target in pending.targets:
+            if target in pending.statuses:
+                continue
             request = JobRequestMessage.build(
                 source=self.address,
                 target=target,
@@ -296,6 +308,7 @@ class Requester:
                 name=pending.name,
                 payload=pending.payload,
             )
+            pending.sent.add(target)
             try:
                 await self._bus.send(request)
             except UndeliverableError:
@@ -365,10 +378,8 @@ class Requester:
             if not self._finish(pending, message.source, message.status, message.response):
                 return
             if not pending.done and pending.cancel_on_error and message.status in _FAILURES:
-                await self._send_cancel(
-                    pending,
-                    pending.unfinished(),
-                    f"group member {message.source} ended {message.status}",
+                await self._cancel_members(
+                    pending, f"group member {message.source} ended {message.status}"
                 )
         else:
             pending.add_event(
@@ -405,7 +416,7 @@ class Requester:
         """Stop waiting: cancel the unfinished members at their workers, end them CANCELLED."""
         unfinished = pending.unfinished()
         with anyio.CancelScope(shield=True):
-            await self._send_cancel(pending, unfinished, reason)
+            await self._send_cancel(pending, [w for w in unfinished if w in pending.sent], reason)
             for worker in unfinished:
                 await self._apply_local(pending, worker, JobStatus.CANCELLED, reason)
 
@@ -413,6 +424,15 @@ class Requester:
         """End every open job CANCELLED (the requester is going away)."""
         for pending in list(self._pending.values()):
             await self.abandon(pending, reason)
+
+    async def _cancel_members(self, pending: PendingJob, reason: str) -> None:
+        """Cancel every unfinished member: at its worker when it was sent the request, here
+        (CANCELLED at once) when it was not."""
+        unfinished = pending.unfinished()
+        await self._send_cancel(pending, [w for w in unfinished if w in pending.sent], reason)
+        for worker in unfinished:
+            if worker not in pending.sent:
+                await self._apply_local(pending, worker, JobStatus.CANCELLED, reason)
 
     async def _send_cancel(self, pending: PendingJob, workers: list[str], reason: str) -> None:
         for worker in workers:

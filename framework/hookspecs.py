@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
+    from framework._registrars import BackendRegistrar, BusRegistrar, WorkerRegistrar
     from framework.bus.messages import JobResponseMessage
+    from framework.config import RunConfig
     from framework.events import EventModel
     from framework.runner import WorkerRunner
     from framework.types import WorkerErrorData, WorkerReadyData
@@ -29,6 +33,9 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 """Marks a plugin's function as the implementation of the hook of the same name."""
+
+
+# --------------------------------------------------------------------------- notification
 
 
 @hookspec
@@ -103,4 +110,80 @@ def publish_event(event: EventModel) -> None:
 
     The return value is ignored. Raising is counted as a failed delivery and logged (the
     first time with its traceback); the impl keeps receiving the following events.
+    """
+
+
+# --------------------------------------------------------------------------- registration
+# Called once per process by the plugin host (``framework`` command, ``framework.testing``),
+# each impl with its own registrar, so that what it registers is recorded under its name.
+
+
+@hookspec
+def register_workers(register: WorkerRegistrar) -> None:
+    """Register the worker classes this plugin provides.
+
+    Called once per process, when plugins are loaded. Call ``register(WorkerClass)`` for
+    each class, optionally with ``name="..."`` (the default is the class's ``worker_name``
+    attribute when set, else its name in kebab case: ``EchoWorker`` -> ``echo-worker``).
+    ``framework run`` starts each registered worker under its registered name when no
+    configuration names the workers. Plain function only (not async).
+
+    Args:
+        register: the registrar. It refuses anything but a ``BaseWorker`` subclass, and a
+            name another plugin registered already (the error names both plugins).
+    """
+
+
+@hookspec
+def register_llm_backends(register: BackendRegistrar) -> None:
+    """Register LLM backends (the backend protocol itself comes with LLM workers).
+
+    Called once per process. Call ``register(backend, name="...")``; ``name`` defaults to
+    the backend's ``name`` attribute. Plain function only.
+
+    Args:
+        register: the registrar; a duplicate name is an error naming both plugins.
+    """
+
+
+@hookspec
+def register_buses(register: BusRegistrar) -> None:
+    """Register bus implementations by URL scheme.
+
+    Called once per process. Call ``register("scheme", factory)`` where
+    ``factory(url: str)`` returns a new bus (an object with the ``Bus`` methods:
+    ``start``, ``stop``, ``subscribe``, ``unsubscribe``, ``send``). ``framework run --bus
+    scheme://...`` then builds its bus with it. Plain function only.
+
+    Args:
+        register: the registrar; a duplicate scheme is an error naming both plugins.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``framework`` command.
+
+    Called once per process, when the command line needs the list of commands (``--help``,
+    or a command name that is not built in). Add commands with the ``click`` API:
+    ``@cli.command()`` on a function. Keep the module that holds this hookimpl light: it is
+    imported for ``framework --help``. Plain function only.
+
+    Args:
+        cli: the ``framework`` click group.
+    """
+
+
+@hookspec
+def configure_runner(runner: WorkerRunner, config: RunConfig) -> None:
+    """Adjust a runner that ``framework run`` built, before it starts.
+
+    Called once per ``framework run``, after the configured workers were added and before
+    the runner starts: add workers, register a publisher object on
+    ``runner.plugin_manager``, read your own settings from ``config.plugins["<name>"]``.
+    Sync or async.
+
+    Args:
+        runner: the ``WorkerRunner`` about to start.
+        config: the validated run configuration (``framework.config.RunConfig``).
     """

@@ -1,39 +1,66 @@
-"""The plugin manager: where it is built, and the typed facade the runtime calls hooks through.
+"""The plugin manager: built-ins, entry-point discovery, selection, failure isolation.
 
-Building the manager happens in exactly one place, ``create_plugin_manager``, so that
-entry-point discovery and the built-in plugins plug into it without touching the runtime.
-The runtime never calls ``pm.hook.x(...)`` itself: it goes through ``RuntimeHooks``, which
-calls each hookimpl on its own so that one that raises is logged with its plugin's name and
-the others still run (pluggy's own caller stops at the first exception).
+``create_plugin_manager`` is the one place a manager is built. ``PluginHost`` is what the
+``framework`` command (and ``framework.testing``) uses on top of it: it discovers the
+plugins installed as distributions (entry-point group ``framework``), loads each in its
+own try/except, keeps one ``PluginInfo`` per plugin, and runs the registration hooks once.
+Nothing here runs as a side effect of an import.
 """
 
 from __future__ import annotations
 
 import difflib
-import inspect
-import logging
+import importlib
+import os
+import re
+import sys
 import types
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from framework import hookspecs
+from framework._hooks import NOTIFICATION_HOOKS, HookImpl, RuntimeHooks, hook_impls
+from framework._registrars import (
+    BackendRegistrar,
+    BusRegistrar,
+    RegistrationError,
+    WorkerRegistrar,
+)
 
 if TYPE_CHECKING:
-    from framework.bus.messages import JobResponseMessage
-    from framework.runner import WorkerRunner
-    from framework.types import WorkerErrorData, WorkerReadyData
-    from framework.worker import BaseWorker
+    import click
 
-logger = logging.getLogger("framework.plugins")
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "HookImpl",
+    "PluginHost",
+    "PluginInfo",
+    "PluginSelection",
+    "RuntimeHooks",
+    "create_plugin_manager",
+    "plugin_name",
+]
 
-DEFAULT_PLUGINS: tuple[str, ...] = ()
+ENTRY_POINT_GROUP = "framework"
 
-NOTIFICATION_HOOKS = ("on_worker_ready", "on_job_completed", "on_worker_failed", "publish_event")
-"""Hooks the runtime calls to tell plugins what happened (``publish_event`` last)."""
-"""Modules of the plugins shipped inside the core, registered like any other plugin."""
+BUILTIN_PLUGINS: dict[str, str] = {
+    "local": "framework.builtins.local_bus",
+    "console": "framework.builtins.console",
+    "jsonl": "framework.builtins.jsonl",
+    "memory": "framework.builtins.memory",
+}
+"""Plugins shipped inside the core, by name; registered like any other, blockable with
+``-p no:NAME``."""
+
+DEFAULT_PLUGINS: tuple[str, ...] = tuple(BUILTIN_PLUGINS.values())
+"""Modules of the built-in plugins, in registration order."""
+
+CORE_DISTRIBUTION = "agent-plugin-framework"
 
 
 def plugin_name(plugin: object) -> str:
@@ -46,35 +73,91 @@ def plugin_name(plugin: object) -> str:
     return type(plugin).__name__
 
 
-def create_plugin_manager(plugins: Iterable[object] | None = None) -> pluggy.PluginManager:
+def normalize(name: str) -> str:
+    """A distribution or plugin name compared as pip does: case, ``-``, ``_``, ``.`` ignored."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def create_plugin_manager(
+    plugins: Iterable[object] | None = None, *, blocked: Iterable[str] = ()
+) -> pluggy.PluginManager:
     """Build a fresh plugin manager with the hook specs, the built-ins and ``plugins``.
 
     Args:
         plugins: plugin objects (modules or instances holding ``@hookimpl`` functions),
             registered after the built-ins, in order.
+        blocked: names of built-in plugins to leave out (``-p no:console``).
 
     Raises:
         ValueError: a plugin object was given twice.
-        pluggy.PluginValidationError: a hookimpl does not match its spec, or names a hook
-            that does not exist (the message names the plugin and the hook).
+        pluggy.PluginValidationError: a hookimpl does not match its spec, names a hook that
+            does not exist, or wraps a notification hook (the message names the plugin and
+            the hook).
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    for module_name in DEFAULT_PLUGINS:
-        module = __import__(module_name, fromlist=["_"])
-        pm.register(module, name=module_name)
+    blocked_names = {normalize(n) for n in blocked}
+    for name, module_name in BUILTIN_PLUGINS.items():
+        if name not in blocked_names:
+            pm.register(importlib.import_module(module_name), name=name)
     for plugin in plugins or ():
-        name = plugin_name(plugin)
-        if pm.is_registered(plugin):
-            raise ValueError(f"plugin {name!r} was given twice; pass each plugin object once")
-        unique, n = name, 1
-        while pm.get_plugin(unique) is not None:
-            n += 1
-            unique = f"{name}-{n}"
-        pm.register(plugin, name=unique)
-    _check_pending(pm)
-    _refuse_wrappers(pm)
+        register_plugin(pm, plugin)
     return pm
+
+
+def register_plugin(pm: pluggy.PluginManager, plugin: object, name: str | None = None) -> str:
+    """Register one plugin object and validate it; on a validation error it is unregistered.
+
+    Returns the name it was registered under (made unique with ``-2``, ``-3``... when a
+    plugin of that name exists already and no ``name`` was asked for).
+    """
+    base = name or plugin_name(plugin)
+    if pm.is_registered(plugin):
+        raise ValueError(f"plugin {base!r} was given twice; pass each plugin object once")
+    unique, n = base, 1
+    while name is None and pm.get_plugin(unique) is not None:
+        n += 1
+        unique = f"{base}-{n}"
+    if pm.get_plugin(unique) is not None:
+        raise ValueError(f"a plugin named {unique!r} is registered already")
+    pm.register(plugin, name=unique)
+    try:
+        _check_pending(pm)
+        _refuse_wrappers(pm)
+    except pluggy.PluginValidationError:
+        pm.unregister(plugin)
+        raise
+    return unique
+
+
+def _spec_names() -> list[str]:
+    return sorted(
+        name
+        for name in vars(hookspecs)
+        if getattr(getattr(hookspecs, name), f"{hookspecs.PROJECT_NAME}_spec", None)
+    )
+
+
+def _check_pending(pm: pluggy.PluginManager) -> None:
+    """Turn a hookimpl with no matching spec into an error naming the plugin and the hook.
+
+    pluggy's own ``check_pending`` names the plugin by its repr; ours uses the name it was
+    registered under and says where the valid names are.
+    """
+    specs = _spec_names()
+    for hook_name, caller in vars(pm.hook).items():
+        if hook_name.startswith("_") or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            close = difflib.get_close_matches(hook_name, specs, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise pluggy.PluginValidationError(
+                impl.plugin,
+                f"plugin {impl.plugin_name!r} implements unknown hook {hook_name!r}{hint}; "
+                f"the hooks are: {', '.join(specs)} (see docs/hooks.md)",
+            )
 
 
 def _refuse_wrappers(pm: pluggy.PluginManager) -> None:
@@ -91,93 +174,299 @@ def _refuse_wrappers(pm: pluggy.PluginManager) -> None:
                 )
 
 
-def _check_pending(pm: pluggy.PluginManager) -> None:
-    """Turn a hookimpl with no matching spec into an error naming the plugin and the hook.
+@dataclass
+class PluginInfo:
+    """What ``framework plugins`` shows about one plugin."""
 
-    pluggy's own ``check_pending`` names the plugin by its repr; ours uses the name it was
-    registered under and says where the valid names are.
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    module: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    registered: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+    builtin: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``framework plugins --json``)."""
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "module": self.module,
+            "builtin": self.builtin,
+            "hooks": list(self.hooks),
+            "registered": {k: list(v) for k, v in self.registered.items()},
+            "error": self.error,
+        }
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+@dataclass
+class PluginSelection:
+    """Which plugins to load: the ``-p`` options and the ``FRAMEWORK_*`` variables.
+
+    Names match an entry point's name or its distribution's name (normalized as pip does).
     """
-    specs = sorted(
-        name
-        for name in vars(hookspecs)
-        if getattr(getattr(hookspecs, name), "framework_spec", None)
-    )
-    for hook_name, caller in vars(pm.hook).items():
-        if hook_name.startswith("_") or caller.has_spec():
-            continue
-        for impl in caller.get_hookimpls():
-            if impl.optionalhook:
+
+    enabled: list[str] = field(default_factory=list)
+    """``-p NAME``: load these even when autoload is off or ``only`` leaves them out."""
+    blocked: list[str] = field(default_factory=list)
+    """``-p no:NAME``: never load these (built-ins included)."""
+    only: list[str] | None = None
+    """``FRAMEWORK_PLUGINS``: when set, load only these entry-point plugins (empty: none)."""
+    autoload: bool = True
+    """False with ``FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD=1``: only ``-p`` plugins load."""
+    strict: bool = False
+    """``--strict-plugins`` / ``FRAMEWORK_STRICT_PLUGINS=1``: load failures are fatal."""
+
+    @classmethod
+    def from_options(
+        cls,
+        p_options: Iterable[str] = (),
+        *,
+        strict: bool = False,
+        environ: Mapping[str, str] | None = None,
+    ) -> PluginSelection:
+        """Combine ``-p`` options with the environment (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        selection = cls(strict=strict or _flag(env.get("FRAMEWORK_STRICT_PLUGINS")))
+        for option in p_options:
+            if option.startswith("no:"):
+                selection.blocked.append(option[3:])
+            else:
+                selection.enabled.append(option)
+        only = env.get("FRAMEWORK_PLUGINS")
+        if only is not None:
+            selection.only = [n.strip() for n in only.split(",") if n.strip()]
+        selection.autoload = not _flag(env.get("FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD"))
+        return selection
+
+    def _names(self, names: list[str] | None) -> set[str]:
+        return {normalize(n) for n in names or ()}
+
+    def wants(self, entry_point: str, distribution: str | None) -> bool:
+        """Whether the entry-point plugin ``entry_point`` of ``distribution`` should load."""
+        names = {normalize(entry_point)}
+        if distribution:
+            names.add(normalize(distribution))
+        if names & self._names(self.blocked):
+            return False
+        if names & self._names(self.enabled):
+            return True
+        if not self.autoload:
+            return False
+        if self.only is not None:
+            return bool(names & self._names(self.only))
+        return True
+
+
+class PluginLoadError(RuntimeError):
+    """Strict mode: at least one plugin failed to load (the message lists them)."""
+
+
+class PluginHost:
+    """The plugins of one process: built-ins, discovered distributions, registrations.
+
+    ``load()`` discovers and imports entry-point plugins (idempotent);
+    ``collect_registrations()`` runs the registration hooks once and caches what they
+    registered. A failing plugin is recorded in its ``PluginInfo`` and reported, and
+    everything else goes on; ``selection.strict`` turns load failures into an error.
+    """
+
+    def __init__(
+        self,
+        selection: PluginSelection | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        report: bool = True,
+    ) -> None:
+        self.selection = selection or PluginSelection()
+        self.pm = create_plugin_manager(blocked=self.selection.blocked)
+        self.report = report
+        """Print one line on stderr per plugin that fails to load."""
+        self.infos: dict[str, PluginInfo] = {}
+        self.workers = WorkerRegistrar()
+        self.buses = BusRegistrar()
+        self.llm_backends = BackendRegistrar()
+        self.registration_errors: list[str] = []
+        self._commands: dict[str, list[str]] = {}
+        self._load_failed: list[PluginInfo] = []
+        self._loaded = False
+        self._registered = False
+        for name in BUILTIN_PLUGINS:
+            if self.pm.get_plugin(name) is not None:
+                self.infos[name] = PluginInfo(
+                    name=name,
+                    distribution=CORE_DISTRIBUTION,
+                    version=_core_version(),
+                    module=BUILTIN_PLUGINS[name],
+                    builtin=True,
+                )
+        for plugin in plugins:
+            self.register(plugin)
+
+    # ----------------------------------------------------------------- loading
+
+    def register(self, plugin: object, name: str | None = None) -> PluginInfo:
+        """Register a plugin object directly (a test, an application); errors raise."""
+        registered_name = register_plugin(self.pm, plugin, name)
+        module = plugin.__name__ if isinstance(plugin, types.ModuleType) else None
+        info = self.infos[registered_name] = PluginInfo(name=registered_name, module=module)
+        self._registered = False  # a new plugin may register things
+        return info
+
+    def load(self) -> list[PluginInfo]:
+        """Discover and import the entry-point plugins once; returns every plugin's info."""
+        if not self._loaded:
+            self._loaded = True
+            self._load_entry_points()
+            self._load_named_modules()
+            if self.selection.strict and self.load_errors:
+                raise PluginLoadError(
+                    "plugins failed to load (strict mode):\n"
+                    + "\n".join(f"  {i.name}: {i.error}" for i in self.load_errors)
+                )
+        return self.plugin_infos()
+
+    def _load_entry_points(self) -> None:
+        from importlib_metadata import entry_points
+
+        seen: set[tuple[str, str]] = set()
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+            dist = entry_point.dist
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            key = (normalize(dist_name or ""), entry_point.name)
+            if key in seen:
+                continue  # the same distribution seen twice on sys.path
+            seen.add(key)
+            if not self.selection.wants(entry_point.name, dist_name):
                 continue
-            close = difflib.get_close_matches(hook_name, specs, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise pluggy.PluginValidationError(
-                impl.plugin,
-                f"plugin {impl.plugin_name!r} implements unknown hook {hook_name!r}{hint}; "
-                f"the hooks are: {', '.join(specs)} (see docs/hooks.md)",
+            info = PluginInfo(
+                name=entry_point.name,
+                distribution=dist_name,
+                version=dist.version if dist is not None else None,
+                module=entry_point.value,
             )
+            if entry_point.name in self.infos:
+                held = self.infos[entry_point.name]
+                self._fail(
+                    info,
+                    f"the plugin name {entry_point.name!r} is taken by "
+                    f"{held.distribution or 'another plugin'}; rename the entry point",
+                )
+                continue
+            self.infos[entry_point.name] = info
+            try:
+                module = entry_point.load()
+            except Exception as exc:
+                self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
+                continue
+            self._register_loaded(info, module)
 
+    def _load_named_modules(self) -> None:
+        """``-p NAME`` naming an importable module rather than an installed plugin."""
+        known = {normalize(n) for n in self.infos}
+        known |= {normalize(i.distribution) for i in self.infos.values() if i.distribution}
+        for name in self.selection.enabled:
+            if normalize(name) in known or normalize(name) in BUILTIN_PLUGINS:
+                continue
+            info = self.infos[name] = PluginInfo(name=name, module=name)
+            try:
+                module = importlib.import_module(name)
+            except Exception as exc:
+                self._fail(
+                    info,
+                    f"-p {name}: no installed plugin or importable module of that name "
+                    f"({type(exc).__name__}: {exc})",
+                )
+                continue
+            self._register_loaded(info, module)
 
-@dataclass(frozen=True, slots=True)
-class HookImpl:
-    """One plugin's implementation of one hook, ready to call with the spec's arguments."""
+    def _register_loaded(self, info: PluginInfo, module: object) -> None:
+        try:
+            register_plugin(self.pm, module, info.name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            self._fail(info, str(exc))
 
-    plugin_name: str
-    hook_name: str
-    function: Callable[..., Any]
-    argnames: tuple[str, ...]
-
-    def call(self, kwargs: dict[str, Any]) -> Any:
-        """Call the impl with the arguments it asked for (pluggy matches them by name)."""
-        return self.function(*[kwargs[name] for name in self.argnames])
-
-
-class RuntimeHooks:
-    """Typed facade over the plugin manager: one method per notification hook.
-
-    The hookimpls are read once, when the runner starts: plugins registered on the manager
-    after that are seen by the next ``run()``.
-    """
-
-    def __init__(self, pm: pluggy.PluginManager) -> None:
-        self.pm = pm
-        self._impls: dict[str, tuple[HookImpl, ...]] = {}
-        for hook_name in NOTIFICATION_HOOKS[:-1]:
-            self._impls[hook_name] = self.impls(hook_name)
-
-    def impls(self, hook_name: str) -> tuple[HookImpl, ...]:
-        """The hookimpls of ``hook_name`` in pluggy's call order (tryfirst first, LIFO)."""
-        caller = getattr(self.pm.hook, hook_name)
-        return tuple(
-            HookImpl(impl.plugin_name, hook_name, impl.function, tuple(impl.argnames))
-            for impl in reversed(caller.get_hookimpls())
-        )
+    def _fail(self, info: PluginInfo, error: str) -> None:
+        info.error = error
+        self._load_failed.append(info)
+        where = f" ({info.distribution} {info.version})" if info.distribution else ""
+        if self.report:
+            print(f"framework: plugin {info.name!r}{where} not loaded: {error}", file=sys.stderr)
 
     @property
-    def wants_job_completed(self) -> bool:
-        """Whether any plugin implements ``on_job_completed`` (skip the call when none)."""
-        return bool(self._impls["on_job_completed"])
+    def load_errors(self) -> list[PluginInfo]:
+        """Plugins that failed to load (import, validation, or a name clash)."""
+        return list(self._load_failed)
 
-    async def on_worker_ready(self, data: WorkerReadyData, runner: WorkerRunner) -> None:
-        """Call every ``on_worker_ready`` impl."""
-        await self._notify("on_worker_ready", {"data": data, "runner": runner})
+    # ----------------------------------------------------------------- registrations
 
-    async def on_job_completed(self, response: JobResponseMessage, worker: BaseWorker) -> None:
-        """Call every ``on_job_completed`` impl."""
-        await self._notify("on_job_completed", {"response": response, "worker": worker})
+    def collect_registrations(self) -> None:
+        """Run ``register_workers``, ``register_buses`` and ``register_llm_backends`` once."""
+        if self._registered:
+            return
+        self._registered = True
+        for hook_name, registrar in (
+            ("register_buses", self.buses),
+            ("register_workers", self.workers),
+            ("register_llm_backends", self.llm_backends),
+        ):
+            for impl in hook_impls(self.pm, hook_name):
+                if any(r.plugin == impl.plugin_name for r in registrar.entries.values()):
+                    continue  # registered already by an earlier collection
+                registrar.current_plugin = impl.plugin_name
+                try:
+                    impl.call({"register": registrar})
+                except RegistrationError as exc:
+                    self.registration_errors.append(str(exc))
+                    self._note_error(impl.plugin_name, str(exc))
+                except Exception as exc:
+                    message = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                    self.registration_errors.append(f"plugin {impl.plugin_name!r}: {message}")
+                    self._note_error(impl.plugin_name, message)
 
-    async def on_worker_failed(self, error: WorkerErrorData, runner: WorkerRunner) -> None:
-        """Call every ``on_worker_failed`` impl."""
-        await self._notify("on_worker_failed", {"error": error, "runner": runner})
-
-    async def _notify(self, hook_name: str, kwargs: dict[str, Any]) -> None:
-        for impl in self._impls[hook_name]:
+    def add_commands(self, cli: click.Group) -> None:
+        """Run ``register_commands(cli)`` for every plugin that implements it."""
+        for impl in hook_impls(self.pm, "register_commands"):
+            before = set(cli.commands)
             try:
-                result = impl.call(kwargs)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception(
-                    "plugin %r: hookimpl %s raised; ignored (the other plugins still run)",
-                    impl.plugin_name,
-                    hook_name,
+                impl.call({"cli": cli})
+            except Exception as exc:
+                self._note_error(
+                    impl.plugin_name, f"register_commands raised {type(exc).__name__}: {exc}"
                 )
+                continue
+            self._commands[impl.plugin_name] = sorted(set(cli.commands) - before)
+
+    def _note_error(self, plugin: str, error: str) -> None:
+        info = self.infos.get(plugin)
+        if info is not None:
+            info.error = f"{info.error}; {error}" if info.error else error
+        if self.report:
+            print(f"framework: plugin {plugin!r}: {error}", file=sys.stderr)
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        """One record per plugin, with the hooks it implements and what it registered."""
+        for name, info in self.infos.items():
+            plugin = self.pm.get_plugin(name)
+            if plugin is not None:
+                info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ())
+            registered = {
+                "workers": self.workers.names_by_plugin(name),
+                "buses": self.buses.names_by_plugin(name),
+                "llm_backends": self.llm_backends.names_by_plugin(name),
+                "commands": self._commands.get(name, []),
+            }
+            info.registered = {k: v for k, v in registered.items() if v}
+        return list(self.infos.values())
+
+
+def _core_version() -> str | None:
+    from framework import __version__
+
+    return __version__

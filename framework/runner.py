@@ -19,21 +19,22 @@ from types import TracebackType
 from typing import Any, Literal
 
 import anyio
+import pluggy
 from anyio.abc import TaskGroup, TaskStatus
 
+from framework._hooks import RuntimeHooks
 from framework._publishing import EventPublisher, PublisherStats
 from framework._requester import Requester
 from framework.bus.base import Bus, Inbox
 from framework.bus.local import LocalBus
 from framework.bus.messages import (
-    CancelMessage,
     EndMessage,
     JobResponseMessage,
     WorkerLostMessage,
 )
 from framework.events import ContentType, Event, EventModel, EventType
 from framework.jobs import JobContext, JobGroupContext
-from framework.plugins import RuntimeHooks, create_plugin_manager
+from framework.plugins import create_plugin_manager, register_plugin
 from framework.registry import WorkerRegistry
 from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
 from framework.worker import BaseWorker
@@ -60,6 +61,8 @@ class WorkerRunner:
         plugins: plugin objects (modules or instances holding ``@hookimpl`` functions)
             registered for this runner on top of the built-ins. Installed entry-point
             plugins are not loaded here: the ``framework`` command asks for them.
+        plugin_manager: use this pluggy manager (built by ``create_plugin_manager`` or a
+            ``PluginHost``) instead of a new one; ``plugins`` are then registered on it.
         grace_period: seconds running jobs get to finish when the runner or a worker ends
             gracefully, before they are cancelled.
         event_buffer_size: events each publisher may have waiting before it loses new ones.
@@ -73,6 +76,7 @@ class WorkerRunner:
         *,
         bus: Bus | None = None,
         plugins: Iterable[object] | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
         grace_period: float = 5.0,
         event_buffer_size: int = 1000,
         event_drain_timeout: float = 1.0,
@@ -84,7 +88,12 @@ class WorkerRunner:
         self.name = name or f"runner-{uuid.uuid4().hex[:8]}"
         self.bus: Bus = bus if bus is not None else LocalBus()
         self.registry = WorkerRegistry(self.name)
-        self.plugin_manager = create_plugin_manager(plugins)
+        if plugin_manager is None:
+            self.plugin_manager = create_plugin_manager(plugins)
+        else:  # the plugin host's manager (``framework run``): entry-point plugins included
+            self.plugin_manager = plugin_manager
+            for plugin in plugins or ():
+                register_plugin(plugin_manager, plugin)
         self.hooks = RuntimeHooks(self.plugin_manager)
         self.grace_period = grace_period
         self.event_buffer_size = event_buffer_size
@@ -102,6 +111,7 @@ class WorkerRunner:
         self._stop_requested: anyio.Event | None = None
         self._ended: anyio.Event | None = None
         self._workers_tg: TaskGroup | None = None
+        self._service_tg: TaskGroup | None = None
         self._host_tg: TaskGroup | None = None
         self._requester: Requester | None = None
         self._inbox: Inbox | None = None
@@ -133,7 +143,7 @@ class WorkerRunner:
         for member in tree:
             member._runner = self
             self._workers[member.name] = member
-        if self._state == "running":
+        if self._state in ("starting", "running") and self._workers_tg is not None:
             await self._start_worker(worker)
 
     def _check_new_names(self, workers: list[BaseWorker]) -> None:
@@ -416,25 +426,45 @@ class WorkerRunner:
             return
         if not self._stop_reason:
             self._stop_reason = reason
+        service = self._service_tg
+        if not self._stop_requested.is_set() and service is not None:
+            service.start_soon(self._watchdog, name="runner watchdog")
         if cancel and not self._stop_cancel:
             self._stop_cancel = True
-            if self._state == "ending":
-                self._signal_roots(cancel=True)
+            if service is not None:
+                service.start_soon(self._force_cancel_all, self._stop_reason)
         self._stop_requested.set()
 
-    def _signal_roots(self, *, cancel: bool) -> None:
+    async def _watchdog(self) -> None:
+        """A graceful end that overruns its grace period (a worker stuck in a callback or in
+        ``on_ready``) is turned into a cancel, so ``end()`` always returns."""
+        await anyio.sleep(self.grace_period + 1.0)
+        if self._state != "ended":
+            stuck = ", ".join(sorted(self._workers)) or "none"
+            logger.warning(
+                "runner %r: workers still running %.1f s after end() (%s); cancelling them",
+                self.name,
+                self.grace_period + 1.0,
+                stuck,
+            )
+            await self._force_cancel_all(f"runner {self.name!r} ended (grace period over)")
+
+    async def _force_cancel_all(self, reason: str) -> None:
+        """Cancel every worker now, children before parents, whatever its loop is doing."""
+        for worker in reversed(list(self._workers.values())):
+            if worker._tg is not None:
+                await worker._force_cancel(reason)
+
+    def _end_roots(self) -> None:
+        """Ask every root worker to end gracefully (each ends its children first)."""
         for worker in list(self._workers.values()):
             if worker.parent is not None or worker._inbox is None:
                 continue
-            message = (
-                CancelMessage.build(source=self.name, target=worker.name, reason=self._stop_reason)
-                if cancel
-                else EndMessage.build(
-                    source=self.name,
-                    target=worker.name,
-                    reason=self._stop_reason,
-                    grace_period=self.grace_period,
-                )
+            message = EndMessage.build(
+                source=self.name,
+                target=worker.name,
+                reason=self._stop_reason,
+                grace_period=self.grace_period,
             )
             with contextlib.suppress(anyio.ClosedResourceError):
                 worker._inbox.put(message)
@@ -451,6 +481,7 @@ class WorkerRunner:
             self._stop_requested.set()
         try:
             async with anyio.create_task_group() as host:
+                self._service_tg = host
                 self._publisher.start(host)
                 try:
                     await self.bus.start()
@@ -480,13 +511,21 @@ class WorkerRunner:
             if self.events_enabled:
                 self.emit(Event.GRAPH_EXECUTION, EventType.START, ContentType.STATE, self.name)
             for worker in [w for w in self._workers.values() if w.parent is None]:
+                if self._stop_requested.is_set():
+                    break  # asked to stop during start-up: start no more
                 await self._start_worker(worker)
-            self._state = "running"
+            for name, worker in list(self._workers.items()):
+                if worker._finished is None:  # never started: nothing to end
+                    del self._workers[name]
+            if not self._stop_requested.is_set():
+                self._state = "running"
             task_status.started()
             await self._stop_requested.wait()
             self._state = "ending"
-            self._signal_roots(cancel=self._stop_cancel)
+            if not self._stop_cancel:
+                self._end_roots()
             # Workers end themselves (children first); this block waits for their tasks.
+            # runner.cancel() and the watchdog cancel them from the service task group.
 
     async def _finish(self) -> None:
         """After the workers: end the runner's own open jobs, the END event, the publishers."""

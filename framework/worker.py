@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
@@ -71,6 +72,10 @@ _DEFAULT = "\x00default"
 """Key of the default handler in a worker class's handler table."""
 _STREAM_FAIRNESS = 64
 """A streaming handler yields the event loop once per this many items."""
+_CANCELLED_EARLY_LIMIT = 4096
+"""How many cancels for jobs not (yet) running a worker remembers."""
+ACTIVATION_WAIT = 10.0
+"""Seconds activate_worker / deactivate_worker / handoff_to wait for the target to be ready."""
 
 
 @overload
@@ -93,6 +98,8 @@ def job(func: Any = None, /, *, name: str | None = None) -> Any:
         setattr(f, _JOB_MARK, name if name is not None else _DEFAULT)
         return f
 
+    if isinstance(func, str):
+        raise TypeError(f"write @job(name={func!r}): the job's name is a keyword argument")
     if func is not None:
         return mark(func)
     return mark
@@ -103,8 +110,10 @@ def worker_ready(*names: str) -> Callable[[F], F]:
 
     ``@worker_ready("search")`` on ``async def on_search_ready(self, data)``.
     """
-    if not names:
-        raise TypeError("@worker_ready needs at least one worker name")
+    if not names or not all(isinstance(n, str) for n in names):
+        raise TypeError(
+            '@worker_ready needs the names of the workers to watch: @worker_ready("search")'
+        )
 
     def mark(f: F) -> F:
         if not inspect.iscoroutinefunction(f):
@@ -149,6 +158,13 @@ class BaseWorker:
     activation_args_type: ClassVar[type[WorkerActivationArgs]] = WorkerActivationArgs
     """The class the activation arguments are parsed into (``from_dict``)."""
 
+    config_model: ClassVar[type[BaseModel] | None] = None
+    """A pydantic model for the worker's settings (the ``config`` table of a ``[[workers]]``
+    entry); the validated instance is ``self.config``. None: the worker takes no settings."""
+
+    worker_name: ClassVar[str | None] = None
+    """The name ``register_workers`` registers the class under by default."""
+
     _handlers: ClassVar[dict[str, _Handler]] = {}
     _ready_watches: ClassVar[dict[str, tuple[str, ...]]] = {}
     _observes_jobs: ClassVar[bool] = False
@@ -179,9 +195,18 @@ class BaseWorker:
         )
         cls._observes_requests = cls.on_job_request is not BaseWorker.on_job_request
 
-    def __init__(self, name: str, *, active: bool = True, bridged: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        active: bool = True,
+        bridged: bool = False,
+        config: BaseModel | dict[str, Any] | None = None,
+    ) -> None:
         if not name or not isinstance(name, str):
             raise ValueError(f"a worker needs a non-empty string name, got {name!r}")
+        self.config: Any = self._validate_config(config)
+        """The worker's settings: an instance of ``config_model`` (None without one)."""
         self._name = name
         self._active = active
         self._bridged = bridged
@@ -200,6 +225,23 @@ class BaseWorker:
         self._finished: anyio.Event | None = None
         self._cancelling = False
         self._watched: set[str] = set()
+        self._cancelled_early: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    @classmethod
+    def _validate_config(cls, config: BaseModel | dict[str, Any] | None) -> Any:
+        """Validate ``config`` with ``config_model`` (pydantic ``ValidationError`` if bad)."""
+        model = cls.config_model
+        if model is None:
+            if config:
+                raise TypeError(
+                    f"worker class {cls.__name__} takes no config (it has no config_model); "
+                    f"got {config!r}"
+                )
+            return None
+        if isinstance(config, model):
+            return config
+        data = config.model_dump() if isinstance(config, BaseModel) else (config or {})
+        return model.model_validate(data)
 
     # ----------------------------------------------------------------- properties
 
@@ -418,7 +460,14 @@ class BaseWorker:
             return
         runner = self.runner
         if message.target not in runner.registry:
-            await runner.registry.wait_ready(message.target)
+            with anyio.move_on_after(ACTIVATION_WAIT):
+                await runner.registry.wait_ready(message.target)
+            if message.target not in runner.registry:
+                raise LookupError(
+                    f"worker {self._name!r}: no worker named {message.target!r} became ready "
+                    f"within {ACTIVATION_WAIT:g} s, so it cannot be sent {message.type!r}; "
+                    "check the name (runner.registry lists the ready workers)"
+                )
         try:
             await runner.bus.send(message)
         except UndeliverableError:
@@ -615,6 +664,11 @@ class BaseWorker:
     # ----------------------------------------------------------------- inbound: jobs
 
     async def _on_request(self, message: JobRequestMessage) -> None:
+        if self._cancelled_early:
+            reason = self._cancelled_early.pop((message.job_id, message.source), None)
+            if reason is not None:
+                await self._refuse(message, JobStatus.CANCELLED, reason)
+                return
         if self._ending:
             await self._refuse(message, JobStatus.CANCELLED, f"worker {self._name!r} is ending")
             return
@@ -798,9 +852,17 @@ class BaseWorker:
         )
 
     async def _on_job_cancel(self, message: JobCancelMessage) -> None:
+        reason = message.reason or f"cancelled by {message.source}"
         job = self._running.get(message.job_id)
-        if job is not None and job.requester == message.source:
-            await self._answer_cancelled(job, message.reason or f"cancelled by {message.source}")
+        if job is not None:
+            if job.requester == message.source:
+                await self._answer_cancelled(job, reason)
+            return
+        # Control messages overtake queued data: the request may still be on its way.
+        # Remember the cancel so that the request is refused when it arrives.
+        self._cancelled_early[(message.job_id, message.source)] = reason
+        if len(self._cancelled_early) > _CANCELLED_EARLY_LIMIT:
+            self._cancelled_early.popitem(last=False)
 
     async def _on_update_request(self, message: JobUpdateRequestMessage) -> None:
         job = self._running.get(message.job_id)
@@ -874,6 +936,19 @@ class BaseWorker:
         assert self._tg is not None
         self._tg.start_soon(self._shutdown, True, 0.0, message.reason)
 
+    async def _force_cancel(self, reason: str) -> None:
+        """Stop now, whatever the inbox loop is doing (a callback stuck on I/O, ``on_ready``
+        still running): answer every running job CANCELLED, then cancel the worker's tasks.
+
+        Used by ``runner.cancel()`` and when a graceful end overruns its grace period.
+        """
+        self._ending = True
+        self._cancelling = True
+        for job in list(self._running.values()):
+            await self._answer_cancelled(job, reason)
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
     async def _shutdown(self, cancel: bool, grace_period: float | None, reason: str) -> None:
         """End children first, give running jobs their grace, then stop the inbox.
 
@@ -882,6 +957,7 @@ class BaseWorker:
         """
         runner = self.runner
         grace = runner.grace_period if grace_period is None else grace_period
+        deadline = anyio.current_time() + grace  # one grace period for the whole subtree
         for child in list(self._children):
             if cancel:
                 await child.cancel(f"parent {self._name!r} cancelled")
@@ -892,7 +968,7 @@ class BaseWorker:
                 await child._finished.wait()
         if self._running and not cancel:
             self._jobs_idle = anyio.Event()
-            with anyio.move_on_after(grace):
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
                 await self._jobs_idle.wait()
         reason = reason or f"worker {self._name!r} {'cancelled' if cancel else 'ended'}"
         for job in list(self._running.values()):

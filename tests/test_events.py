@@ -625,3 +625,31 @@ async def test_the_construction_spy_sees_events_when_a_publisher_exists(
         recorder = Recorder()
         await run_exercise(plugins=[recorder])
         assert len(spy.built) == len(recorder.events) > 10
+
+
+class SlowPublisher:
+    """Takes a little time per event: the runner must wait for it when it ends."""
+
+    def __init__(self) -> None:
+        self.events: list[EventModel] = []
+
+    @hookimpl
+    async def publish_event(self, event: EventModel) -> None:
+        await anyio.sleep(0.002)
+        self.events.append(event)
+
+
+@pytest.mark.anyio
+async def test_ending_waits_for_slow_publishers_and_accounts_for_every_event() -> None:
+    with anyio.fail_after(10):
+        slow = SlowPublisher()
+        fast = Recorder()
+        async with WorkerRunner(plugins=[slow, fast], event_drain_timeout=5) as runner:
+            await runner.add_worker(Demo("demo"))
+            for _ in range(30):
+                async with runner.job("demo", name="ok"):
+                    pass
+        stats = runner.event_stats()["SlowPublisher"]
+        assert stats.delivered + stats.dropped + stats.failed == len(fast.events)
+        assert slow.events == fast.events
+        assert slow.events[-1].event_type is EventType.END

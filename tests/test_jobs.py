@@ -634,3 +634,62 @@ async def test_a_worker_vanishing_without_answering_ends_its_jobs_error() -> Non
             assert failures[0].status is JobStatus.ERROR
             assert failures[0].response == {"error": "runner far-away lost"}
             assert group.statuses == {"sleepy": JobStatus.ERROR, "echo": JobStatus.COMPLETED}
+
+
+async def test_cancelling_a_job_right_after_sending_it_cancels_it() -> None:
+    # The cancel (a control message) overtakes the queued request in the worker's inbox;
+    # the worker must remember it and refuse the request when it comes.
+    with anyio.fail_after(5):
+        async with WorkerRunner(grace_period=0.2) as runner:
+            sleeper = Sleeper("slow")
+            await runner.add_worker(sleeper)
+            with pytest.raises(JobError) as info:
+                async with runner.job("slow") as ctx:
+                    assert await runner.cancel_job(ctx.job_id, reason="user pressed stop")
+            assert info.value.status is JobStatus.CANCELLED
+            assert info.value.response == {"error": "user pressed stop"}
+
+            job_id = await runner.request_job("slow")
+            assert await runner.cancel_job(job_id)
+            await anyio.sleep(0.1)
+            assert sleeper.active_jobs == {}
+            assert not sleeper.started.is_set()
+
+
+async def test_fire_and_forget_returns_at_once_even_for_a_missing_worker() -> None:
+    with anyio.fail_after(5):
+        async with WorkerRunner() as runner:
+            job_id = await runner.request_job("not-yet")
+            assert job_id
+            await runner.add_worker(Echo("not-yet"))
+            # It is sent once the worker is ready; cancelling a job not sent ends it here.
+            other = await runner.request_job("never")
+            assert await runner.cancel_job(other)
+            assert not await runner.cancel_job(other)
+
+
+@pytest.mark.parametrize("cancel_on_error", [True, False])
+async def test_group_member_lost_while_the_group_waits_for_another(cancel_on_error: bool) -> None:
+    with anyio.fail_after(5):
+        async with WorkerRunner(grace_period=0.2) as runner:
+            first = Echo("a")
+            await runner.add_worker(first)
+
+            async def later() -> None:
+                await anyio.sleep(0.1)
+                await first.end("a is done for today")
+                await anyio.sleep(0.1)
+                await runner.add_worker(Echo("b"))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(later)
+                if cancel_on_error:
+                    with pytest.raises(JobGroupError) as info:
+                        async with runner.job_group("b", "a"):
+                            pass
+                    statuses = info.value.statuses
+                    assert statuses == {"a": JobStatus.ERROR, "b": JobStatus.CANCELLED}
+                else:
+                    async with runner.job_group("b", "a", cancel_on_error=False) as group:
+                        pass
+                    assert group.statuses == {"a": JobStatus.ERROR, "b": JobStatus.COMPLETED}

@@ -7,6 +7,7 @@ Every hookspec in ``framework.hookspecs`` has a ``test_hook_<name>`` here and a
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import re
 import types
@@ -17,6 +18,8 @@ import anyio
 import anyio.lowlevel
 import pluggy
 import pytest
+import sample_plugin  # tests/ is on sys.path (pytest's rootdir conftest)
+from click.testing import CliRunner
 
 from framework import (
     BaseWorker,
@@ -34,7 +37,9 @@ from framework import (
     job,
 )
 from framework.bus.messages import JobResponseMessage
+from framework.cli import cli
 from framework.plugins import create_plugin_manager
+from framework.testing import make_host
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -569,3 +574,89 @@ async def test_a_slow_on_job_completed_never_holds_up_the_workers_inbox() -> Non
                     async with runner.job("picky", name="known"):
                         pass
             assert anyio.current_time() - start < 0.5
+
+
+# ----------------------------------------------------------------- registration hooks
+
+
+ISOLATED_ENV = {"FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1", "FRAMEWORK_PLUGINS": None}
+"""No installed entry-point plugin leaks into a CLI test: only -p ones load."""
+
+
+def test_hook_register_workers() -> None:
+    host = make_host(sample_plugin)
+    host.collect_registrations()
+    assert host.workers.get("greeter-worker") is sample_plugin.GreeterWorker
+    assert host.workers.entries["greeter-worker"].plugin == "sample_plugin"
+    info = next(i for i in host.plugin_infos() if i.name == "sample_plugin")
+    assert info.registered["workers"] == ["greeter-worker"]
+
+    class Clash:
+        @hookimpl
+        def register_workers(self, register: Any) -> None:
+            register(sample_plugin.AddedLater, name="greeter-worker")
+
+    clashing = make_host(sample_plugin, Clash())
+    clashing.collect_registrations()
+    assert len(clashing.registration_errors) == 1
+    error = clashing.registration_errors[0]
+    assert "'sample_plugin'" in error and "'Clash'" in error and "greeter-worker" in error
+
+
+def test_register_workers_refuses_what_is_not_a_worker_class() -> None:
+    class Wrong:
+        @hookimpl
+        def register_workers(self, register: Any) -> None:
+            register(dict)
+
+    host = make_host(Wrong())
+    host.collect_registrations()
+    assert "register a subclass of framework.BaseWorker" in host.registration_errors[0]
+
+
+def test_hook_register_llm_backends() -> None:
+    host = make_host(sample_plugin)
+    host.collect_registrations()
+    assert "sample-llm" in host.llm_backends
+    assert host.llm_backends.entries["sample-llm"].plugin == "sample_plugin"
+
+
+def test_hook_register_buses() -> None:
+    from framework._run import make_bus
+
+    host = make_host(sample_plugin)
+    host.collect_registrations()
+    bus = make_bus("sample://somewhere", host, "--bus")
+    assert isinstance(bus, sample_plugin.SampleBus)
+    assert bus.url == "sample://somewhere"
+    assert host.buses.entries["local"].plugin == "local"  # the built-in, same hook
+    with pytest.raises(Exception, match=r"no bus is registered for 'nats://x'.*local://"):
+        make_bus("nats://x", host, "--bus")
+
+
+def test_hook_register_commands() -> None:
+    result = CliRunner().invoke(
+        cli, ["-p", "sample_plugin", "sample-hello", "tests"], env=ISOLATED_ENV
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output == "hello tests from sample_plugin\n"
+    listing = CliRunner().invoke(cli, ["-p", "sample_plugin", "--help"], env=ISOLATED_ENV)
+    assert "sample-hello" in listing.output
+
+
+def test_hook_configure_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no framework.toml here: defaults
+    sample_plugin.configured.clear()
+    result = CliRunner().invoke(
+        cli,
+        ["-p", "sample_plugin", "run", "--job", "added-later", "--json"],
+        env=ISOLATED_ENV,
+    )
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.output.strip().splitlines()[-1])
+    assert last == {
+        "type": "response",
+        "status": "completed",
+        "response": {"added_by": "configure_runner"},
+    }
+    assert len(sample_plugin.configured) == 1

@@ -294,3 +294,85 @@ async def test_a_thousand_idle_workers_start_and_end() -> None:
             assert ctx.response == {"echo": {"n": 1}}
         assert runner.registry.local_workers == []
         assert runner.workers == {}
+
+
+class _StuckOnActivation(BaseWorker):
+    async def on_activated(self, args: Any) -> None:
+        await anyio.sleep(3600)  # an external call that never returns
+
+
+async def test_cancel_returns_while_a_worker_is_stuck_in_a_callback() -> None:
+    with anyio.fail_after(5):
+        async with WorkerRunner(grace_period=0.2) as runner:
+            stuck = _StuckOnActivation("front", active=False)
+            boss = Echo("boss")
+            await runner.add_worker(stuck)
+            await runner.add_worker(boss)
+            await boss.activate_worker("front")
+            await anyio.sleep(0.1)
+            await runner.cancel("stop now")
+        assert not stuck.ready
+
+
+async def test_end_turns_into_cancel_when_a_worker_overruns_its_grace_period() -> None:
+    with anyio.fail_after(5):
+        async with WorkerRunner(grace_period=0.2) as runner:
+            stuck = _StuckOnActivation("front", active=False)
+            boss = Echo("boss")
+            await runner.add_worker(stuck)
+            await runner.add_worker(boss)
+            await boss.activate_worker("front")
+            await anyio.sleep(0.1)
+            start = anyio.current_time()
+            await runner.end()
+            assert 1.0 <= anyio.current_time() - start < 2.5  # grace + 1 s, then cancelled
+
+
+async def test_cancel_during_start_up_stops_a_worker_stuck_in_on_ready() -> None:
+    class SlowStart(Echo):
+        async def on_ready(self) -> None:
+            await anyio.sleep(3600)
+
+    with anyio.fail_after(5):
+        runner = WorkerRunner()
+        await runner.add_worker(Echo("first"))
+        await runner.add_worker(SlowStart("db"))
+        await runner.add_worker(Echo("never-started"))
+
+        async def cancel_soon() -> None:
+            await anyio.sleep(0.2)
+            assert runner.registry.local_workers == ["first"]
+            await runner.cancel("start-up takes too long")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cancel_soon)
+            async with runner:
+                pass
+        assert runner.workers == {}
+
+
+async def test_a_worker_may_cancel_the_runner_from_its_on_ready() -> None:
+    class Abort(BaseWorker):
+        async def on_ready(self) -> None:
+            await self.runner.cancel("configuration missing")
+
+    with anyio.fail_after(5):
+        runner = WorkerRunner()
+        await runner.add_worker(Abort("abort"))
+        async with runner:
+            pass
+        assert runner.workers == {}
+
+
+async def test_a_worker_added_while_the_runner_starts_is_started() -> None:
+    class Setup(BaseWorker):
+        async def on_ready(self) -> None:
+            await self.runner.add_worker(Echo("echo"))
+
+    with anyio.fail_after(5):
+        runner = WorkerRunner()
+        await runner.add_worker(Setup("setup"))
+        async with runner:
+            async with runner.job("echo", payload={"x": 1}, timeout=1) as ctx:
+                pass
+            assert ctx.response == {"echo": {"x": 1}}

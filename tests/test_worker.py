@@ -492,3 +492,19 @@ async def test_end_reason_reaches_the_requesters_of_cancelled_jobs() -> None:
                 await worker.end(reason="maintenance", grace_period=0)
             assert errors[0].status is JobStatus.CANCELLED
             assert errors[0].response == {"error": "maintenance"}
+
+
+def test_decorator_slips_get_errors_that_say_what_to_write() -> None:
+    with pytest.raises(TypeError, match=r"@job\(name='summarize'\)"):
+
+        class Positional(BaseWorker):
+            @job("summarize")  # type: ignore[call-overload]
+            async def summarize(self, job: Job) -> dict[str, Any]:
+                return {}
+
+    with pytest.raises(TypeError, match=r'@worker_ready\("search"\)'):
+
+        class Bare(BaseWorker):
+            @worker_ready  # type: ignore[arg-type]
+            async def on_search(self, data: WorkerReadyData) -> None:
+                pass

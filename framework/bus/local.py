@@ -30,7 +30,10 @@ class LocalBus:
     def subscribe(self, address: str) -> Inbox:
         """A new inbox for ``address``; a second subscription to one address is an error."""
         if address in self._inboxes:
-            raise ValueError(f"address {address!r} is already subscribed on this bus")
+            raise ValueError(
+                f"address {address!r} is already subscribed on this bus: another worker (or "
+                "a runner sharing this bus) uses that name; names must be unique per bus"
+            )
         inbox = self._inboxes[address] = Inbox(address)
         return inbox
 

@@ -1,0 +1,116 @@
+"""The typed facade the runtime calls notification hooks through.
+
+pluggy's own caller stops at the first hookimpl that raises; this facade calls each impl on
+its own, so one that raises is logged with its plugin's name and the others still run, and
+an ``async def`` impl is awaited. ``FRAMEWORK_TRACE_HOOKS=1`` prints every call to stderr.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from framework.bus.messages import JobResponseMessage
+    from framework.runner import WorkerRunner
+    from framework.types import WorkerErrorData, WorkerReadyData
+    from framework.worker import BaseWorker
+
+logger = logging.getLogger("framework.plugins")
+
+NOTIFICATION_HOOKS = ("on_worker_ready", "on_job_completed", "on_worker_failed", "publish_event")
+"""Hooks the runtime calls to tell plugins what happened (``publish_event`` last)."""
+
+
+def tracing_enabled() -> bool:
+    """Whether ``FRAMEWORK_TRACE_HOOKS`` asks for every hook call to be printed."""
+    return os.environ.get("FRAMEWORK_TRACE_HOOKS", "") not in ("", "0", "false", "no")
+
+
+def trace(line: str) -> None:
+    """Print one hook-trace line to stderr."""
+    print(f"[framework hook] {line}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True, slots=True)
+class HookImpl:
+    """One plugin's implementation of one hook, ready to call with the spec's arguments."""
+
+    plugin_name: str
+    hook_name: str
+    function: Callable[..., Any]
+    argnames: tuple[str, ...]
+
+    def call(self, kwargs: dict[str, Any]) -> Any:
+        """Call the impl with the arguments it asked for (pluggy matches them by name)."""
+        if TRACING:
+            trace(f"{self.hook_name} -> plugin {self.plugin_name!r}")
+        return self.function(*[kwargs[name] for name in self.argnames])
+
+
+TRACING = tracing_enabled()
+"""Read once at import: the trace check sits on the job path."""
+
+
+def hook_impls(pm: pluggy.PluginManager, hook_name: str) -> tuple[HookImpl, ...]:
+    """The hookimpls of ``hook_name`` in pluggy's call order (tryfirst first, LIFO)."""
+    caller = getattr(pm.hook, hook_name)
+    return tuple(
+        HookImpl(impl.plugin_name, hook_name, impl.function, tuple(impl.argnames))
+        for impl in reversed(caller.get_hookimpls())
+    )
+
+
+class RuntimeHooks:
+    """Typed facade over the plugin manager: one method per notification hook.
+
+    The hookimpls are read once, when the runner starts: plugins registered on the manager
+    after that are seen by the next ``run()``.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self._impls: dict[str, tuple[HookImpl, ...]] = {}
+        for hook_name in NOTIFICATION_HOOKS[:-1]:
+            self._impls[hook_name] = self.impls(hook_name)
+
+    def impls(self, hook_name: str) -> tuple[HookImpl, ...]:
+        """The hookimpls of ``hook_name`` in pluggy's call order (tryfirst first, LIFO)."""
+        return hook_impls(self.pm, hook_name)
+
+    @property
+    def wants_job_completed(self) -> bool:
+        """Whether any plugin implements ``on_job_completed`` (skip the call when none)."""
+        return bool(self._impls["on_job_completed"])
+
+    async def on_worker_ready(self, data: WorkerReadyData, runner: WorkerRunner) -> None:
+        """Call every ``on_worker_ready`` impl."""
+        await self._notify("on_worker_ready", {"data": data, "runner": runner})
+
+    async def on_job_completed(self, response: JobResponseMessage, worker: BaseWorker) -> None:
+        """Call every ``on_job_completed`` impl."""
+        await self._notify("on_job_completed", {"response": response, "worker": worker})
+
+    async def on_worker_failed(self, error: WorkerErrorData, runner: WorkerRunner) -> None:
+        """Call every ``on_worker_failed`` impl."""
+        await self._notify("on_worker_failed", {"error": error, "runner": runner})
+
+    async def _notify(self, hook_name: str, kwargs: dict[str, Any]) -> None:
+        for impl in self._impls[hook_name]:
+            try:
+                result = impl.call(kwargs)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception(
+                    "plugin %r: hookimpl %s raised; ignored (the other plugins still run)",
+                    impl.plugin_name,
+                    hook_name,
+                )

@@ -1,0 +1,120 @@
+"""Registrars: the ``register`` callables handed to registration hooks.
+
+Each registrar validates what it gets, refuses a name that another plugin registered
+already (naming both plugins), and records which plugin registered what, for
+``framework plugins``. The plugin host sets ``current_plugin`` before calling each impl.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistrationError(ValueError):
+    """A registration was refused: a bad value, or a name another plugin holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration(Generic[T]):
+    """One registered thing: its name, the value, and the plugin that registered it."""
+
+    name: str
+    value: T
+    plugin: str
+
+
+class _Registrar(Generic[T]):
+    kind = "thing"
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Registration[T]] = {}
+        self.current_plugin = "(unknown plugin)"
+
+    def _add(self, name: str, value: T) -> None:
+        if not isinstance(name, str) or not name:
+            raise RegistrationError(
+                f"plugin {self.current_plugin!r} registered a {self.kind} with the name "
+                f"{name!r}; a name must be a non-empty string"
+            )
+        held = self.entries.get(name)
+        if held is not None:
+            raise RegistrationError(
+                f"{self.kind} {name!r} is registered by both plugin {held.plugin!r} and plugin "
+                f"{self.current_plugin!r}; uninstall or block one of them (-p no:NAME)"
+            )
+        self.entries[name] = Registration(name, value, self.current_plugin)
+
+    def names_by_plugin(self, plugin: str) -> list[str]:
+        """Names ``plugin`` registered here, in order."""
+        return [r.name for r in self.entries.values() if r.plugin == plugin]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries
+
+    def get(self, name: str) -> T | None:
+        """The value registered under ``name``, if any."""
+        entry = self.entries.get(name)
+        return None if entry is None else entry.value
+
+
+def kebab_case(name: str) -> str:
+    """``EchoWorker`` -> ``echo-worker``: the default registered name of a worker class."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
+
+
+class WorkerRegistrar(_Registrar[type]):
+    """``register(WorkerClass, name=None)`` in ``register_workers``."""
+
+    kind = "worker"
+
+    def __call__(self, worker_class: type, name: str | None = None) -> None:
+        from framework.worker import BaseWorker
+
+        if not (isinstance(worker_class, type) and issubclass(worker_class, BaseWorker)):
+            raise RegistrationError(
+                f"plugin {self.current_plugin!r} registered {worker_class!r} as a worker; "
+                "register a subclass of framework.BaseWorker"
+            )
+        if name is None:
+            name = getattr(worker_class, "worker_name", None) or kebab_case(worker_class.__name__)
+        self._add(name, worker_class)
+
+
+class BusRegistrar(_Registrar[Callable[[str], Any]]):
+    """``register("scheme", factory)`` in ``register_buses``; ``factory(url)`` makes a bus."""
+
+    kind = "bus scheme"
+
+    def __call__(self, scheme: str, factory: Callable[[str], Any]) -> None:
+        if not callable(factory):
+            raise RegistrationError(
+                f"plugin {self.current_plugin!r} registered bus scheme {scheme!r} with "
+                f"{factory!r}; pass a callable taking the bus URL"
+            )
+        if isinstance(scheme, str) and not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+            raise RegistrationError(
+                f"plugin {self.current_plugin!r} registered bus scheme {scheme!r}; a scheme is "
+                "lower-case letters, digits, '+', '.' or '-' (like 'redis')"
+            )
+        self._add(scheme, factory)
+
+
+class BackendRegistrar(_Registrar[Any]):
+    """``register(backend, name=None)`` in ``register_llm_backends``."""
+
+    kind = "LLM backend"
+
+    def __call__(self, backend: Any, name: str | None = None) -> None:
+        if name is None:
+            name = getattr(backend, "name", None)
+        if name is None:
+            raise RegistrationError(
+                f"plugin {self.current_plugin!r} registered the LLM backend {backend!r} "
+                "without a name; pass name=\"...\" or give it a 'name' attribute"
+            )
+        self._add(name, backend)

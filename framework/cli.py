@@ -1,0 +1,311 @@
+"""The ``framework`` command: list plugins, run a runner, submit a job, install plugins.
+
+Importing this module imports click and nothing heavy: plugins are loaded when a command
+needs them (or when ``--help`` lists the commands plugins add), in one explicit,
+idempotent step, and a broken plugin is reported without stopping ``--help``.
+
+Exit codes: 0 success; 1 a job that did not complete, a plugin failure (strict mode or a
+registration clash), or a worker that never appeared; 2 a bad configuration or option.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from framework.config import RunConfig
+    from framework.plugins import PluginHost
+    from framework.worker import BaseWorker
+
+_HOST_KEY = "framework.host"
+
+EXIT_JOB_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _host(ctx: click.Context, extra_p: tuple[str, ...] = (), strict: bool = False) -> PluginHost:
+    """The process's plugin host, built on first use from ``-p`` options and the environment."""
+    root = ctx.find_root()
+    host: PluginHost | None = root.meta.get(_HOST_KEY)
+    if host is None:
+        from framework.plugins import PluginHost, PluginSelection
+
+        options = (*root.params.get("plugin_options", ()), *extra_p)
+        strict = strict or bool(root.params.get("strict_plugins"))
+        host = PluginHost(PluginSelection.from_options(options, strict=strict))
+        root.meta[_HOST_KEY] = host
+    return host
+
+
+def _load(host: PluginHost) -> None:
+    from framework.plugins import PluginLoadError
+
+    try:
+        host.load()
+    except PluginLoadError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class FrameworkGroup(click.Group):
+    """A click group that adds plugin commands when the command list is first needed."""
+
+    def _plugin_commands(self, ctx: click.Context) -> None:
+        if ctx.find_root().meta.get("framework.commands-added"):
+            return
+        ctx.find_root().meta["framework.commands-added"] = True
+        host = _host(ctx)
+        _load(host)
+        host.add_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._plugin_commands(ctx)
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+
+_plugin_option = click.option(
+    "-p",
+    "extra_plugin_options",
+    multiple=True,
+    metavar="NAME",
+    help="Load plugin NAME, or block it with no:NAME (as on the group).",
+)
+
+
+@click.group(cls=FrameworkGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-p",
+    "plugin_options",
+    multiple=True,
+    metavar="NAME",
+    help="Load plugin NAME even when autoload is off; 'no:NAME' blocks it (repeatable).",
+)
+@click.option(
+    "--strict-plugins",
+    is_flag=True,
+    help="Exit non-zero when a plugin fails to load (FRAMEWORK_STRICT_PLUGINS=1).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Print runtime events on stderr.")
+@click.version_option(package_name="agent-plugin-framework", prog_name="framework")
+def cli(plugin_options: tuple[str, ...], strict_plugins: bool, verbose: bool) -> None:
+    """Workers that exchange jobs over a bus, composed from installed plugins."""
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
+@click.option(
+    "--requirements", is_flag=True, help="name==version lines of the plugin distributions."
+)
+@_plugin_option
+@click.pass_context
+def plugins_command(
+    ctx: click.Context, as_json: bool, requirements: bool, extra_plugin_options: tuple[str, ...]
+) -> None:
+    """List plugins: distribution and version, hooks, what each registered, load errors."""
+    host = _host(ctx, extra_plugin_options)
+    _load(host)
+    host.collect_registrations()
+    infos = host.plugin_infos()
+    if requirements:
+        seen: set[str] = set()
+        for info in infos:
+            if info.distribution and info.version and not info.builtin:
+                line = f"{info.distribution}=={info.version}"
+                if line not in seen:
+                    seen.add(line)
+                    click.echo(line)
+        return
+    if as_json:
+        click.echo(json.dumps([info.to_dict() for info in infos], indent=2))
+        return
+    for info in infos:
+        where = info.distribution or "(registered in code)"
+        version = f" {info.version}" if info.version else ""
+        tag = " [built-in]" if info.builtin else ""
+        click.echo(f"{info.name}: {where}{version}{tag}")
+        if info.module:
+            click.echo(f"  module: {info.module}")
+        click.echo(f"  hooks: {', '.join(info.hooks) or '-'}")
+        for kind, names in info.registered.items():
+            click.echo(f"  {kind.replace('_', ' ')}: {', '.join(names)}")
+        if info.error:
+            click.echo(f"  error: {info.error}")
+
+
+# --------------------------------------------------------------------------- run
+
+
+@cli.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Configuration file (default: ./framework.toml, or [tool.framework] in ./pyproject.toml).",
+)
+@click.option("--bus", "bus_url", metavar="URL", help="Bus URL, e.g. local:// (default).")
+@click.option("--job", "job_worker", metavar="WORKER", help="Submit one job to WORKER and exit.")
+@click.option("--name", "job_name", metavar="JOB", help="The job's name (with --job).")
+@click.option("--payload", metavar="JSON", help="The job's payload, a JSON object (with --job).")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Give up on the job after SECONDS.")
+@click.option("--json", "as_json", is_flag=True, help="With --job: one JSON object per line.")
+@_plugin_option
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    config_path: Path | None,
+    bus_url: str | None,
+    job_worker: str | None,
+    job_name: str | None,
+    payload: str | None,
+    timeout: float | None,
+    as_json: bool,
+    extra_plugin_options: tuple[str, ...],
+) -> None:
+    """Start a runner with the registered (or configured) workers; serve until Ctrl-C or
+    SIGTERM, or, with --job, submit one job, print what it sends, and exit."""
+    from framework._run import JobRequest, RunFailed, run_or_submit
+    from framework.config import ConfigError, load_config
+
+    if job_worker is None and (job_name or payload or as_json):
+        raise click.UsageError("--name, --payload and --json go with --job WORKER")
+    job_payload = _parse_payload(payload)
+    host = _host(ctx, extra_plugin_options)
+    _load(host)
+    host.collect_registrations()
+    if host.registration_errors:
+        raise click.ClickException(
+            "plugins registered conflicting or invalid things:\n  "
+            + "\n  ".join(host.registration_errors)
+        )
+    try:
+        config, source = load_config(config_path)
+        if bus_url is not None:
+            config.bus = bus_url
+        if ctx.find_root().params.get("verbose"):
+            config.publishers.console.enabled = True
+        workers = build_workers(config, source, host)
+    except ConfigError as exc:
+        click.echo(f"framework: configuration error: {exc}", err=True)
+        ctx.exit(EXIT_CONFIG)
+    request = None
+    if job_worker is not None:
+        request = JobRequest(job_worker, job_name, job_payload, timeout, as_json)
+    try:
+        code = run_or_submit(host, config, source, workers, request)
+    except ConfigError as exc:
+        click.echo(f"framework: configuration error: {exc}", err=True)
+        ctx.exit(EXIT_CONFIG)
+    except RunFailed as exc:
+        click.echo(f"framework: {exc}", err=True)
+        ctx.exit(EXIT_JOB_FAILED)
+    ctx.exit(code)
+
+
+def _parse_payload(payload: str | None) -> dict[str, Any]:
+    if payload is None:
+        return {}
+    try:
+        value = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--payload") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter(
+            f'must be a JSON object like \'{{"text": "hi"}}\', got {type(value).__name__}',
+            param_hint="--payload",
+        )
+    return value
+
+
+def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[BaseWorker]:
+    """The workers the configuration asks for (every registered one when it names none)."""
+    from pydantic import ValidationError
+
+    from framework.config import ConfigError, validation_error
+
+    registered = host.workers
+    if config.workers is None:
+        return [cls(name) for name, cls in ((r.name, r.value) for r in registered.entries.values())]
+    workers: list[BaseWorker] = []
+    names: set[str] = set()
+    for index, spec in enumerate(config.workers):
+        key = f"workers.{index}"
+        worker_class = registered.get(spec.type)
+        if worker_class is None:
+            known = ", ".join(sorted(registered.entries)) or "none: install a plugin"
+            raise ConfigError(
+                source,
+                f"{key}.type",
+                f"no worker {spec.type!r} is registered (registered: {known})",
+            )
+        name = spec.name or spec.type
+        if name in names:
+            raise ConfigError(source, f"{key}.name", f"a worker named {name!r} is configured twice")
+        names.add(name)
+        kwargs: dict[str, Any] = {}
+        if not spec.active:
+            kwargs["active"] = False
+        if spec.config or getattr(worker_class, "config_model", None) is not None:
+            kwargs["config"] = spec.config
+        try:
+            workers.append(worker_class(name, **kwargs))
+        except ValidationError as exc:
+            raise validation_error(exc, source, f"{key}.config") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(source, key, f"worker {spec.type!r} cannot be built: {exc}") from None
+    return workers
+
+
+# --------------------------------------------------------------------------- install
+
+
+def _installer(action: str, names: tuple[str, ...], yes: bool = False) -> list[str]:
+    """pip in the environment that runs ``framework``, or uv where it has no pip."""
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is not None:
+        command = [sys.executable, "-m", "pip", action, *names]
+        if action == "uninstall" and yes:
+            command.append("-y")
+        return command
+    uv = shutil.which("uv")
+    if uv is None:
+        raise click.ClickException(
+            f"this environment ({sys.prefix}) has neither pip nor uv; install one of them"
+        )
+    return [uv, "pip", action, "--python", sys.executable, *names]
+
+
+@cli.command("install")
+@click.argument("names", nargs=-1, required=True)
+def install_command(names: tuple[str, ...]) -> None:
+    """Install plugin distributions into the environment that runs framework."""
+    raise SystemExit(subprocess.call(_installer("install", names)))
+
+
+@cli.command("uninstall")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def uninstall_command(names: tuple[str, ...], yes: bool) -> None:
+    """Uninstall plugin distributions from the environment that runs framework."""
+    raise SystemExit(subprocess.call(_installer("uninstall", names, yes)))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="framework")

@@ -1,0 +1,186 @@
+"""The run configuration: ``framework.toml``, ``[tool.framework]`` in ``pyproject.toml``, or
+``--config FILE``, as pydantic models.
+
+A bad file or value is a ``ConfigError`` naming the file, the key and the reason; the
+command exits 2 before anything starts. Values written as ``{ env = "NAME" }`` are read
+from the environment, so secrets need not sit in the file; declare them ``SecretStr`` in a
+worker's config model and they are never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONFIG_FILE = "framework.toml"
+PYPROJECT = "pyproject.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem: which file, which key, and why."""
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        self.file = file
+        self.key = key
+        self.reason = reason
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {reason}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkerConfig(_Strict):
+    """One worker to start: ``[[workers]]``."""
+
+    type: str
+    """The registered worker name (``framework plugins`` lists them)."""
+    name: str | None = None
+    """The instance's name (default: the registered name)."""
+    active: bool = True
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Validated by the worker class's own ``config_model``."""
+
+
+class ConsolePublisherConfig(_Strict):
+    """``[publishers.console]``: events as lines on stderr (``-v`` sets it)."""
+
+    enabled: bool = False
+
+
+class JsonlPublisherConfig(_Strict):
+    """``[publishers.jsonl]``: events as JSON lines appended to ``path``."""
+
+    path: Path | None = None
+
+
+class MemoryPublisherConfig(_Strict):
+    """``[publishers.memory]``: events kept in a list (tests)."""
+
+    enabled: bool = False
+
+
+class PublishersConfig(_Strict):
+    """``[publishers]``: the built-in event publishers."""
+
+    console: ConsolePublisherConfig = Field(default_factory=ConsolePublisherConfig)
+    jsonl: JsonlPublisherConfig = Field(default_factory=JsonlPublisherConfig)
+    memory: MemoryPublisherConfig = Field(default_factory=MemoryPublisherConfig)
+
+
+class LLMConfig(_Strict):
+    """``[llm]``: the default LLM backend and its settings (used by LLM workers)."""
+
+    backend: str = "offline"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunConfig(_Strict):
+    """Everything ``framework run`` reads from its configuration."""
+
+    name: str | None = None
+    """The runner's name (default: ``runner-`` and 8 hex digits)."""
+    bus: str = "local://"
+    """The bus URL; its scheme picks a bus registered with ``register_buses``."""
+    grace_period: float = Field(default=5.0, ge=0)
+    workers: list[WorkerConfig] | None = None
+    """The workers to start; when absent, every registered worker under its own name."""
+    publishers: PublishersConfig = Field(default_factory=PublishersConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Settings for plugins, by plugin name, for their ``configure_runner``."""
+
+
+def find_config(directory: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The configuration in ``directory``: ``framework.toml``, else ``[tool.framework]`` in
+    ``pyproject.toml``; None when neither exists."""
+    candidate = directory / CONFIG_FILE
+    if candidate.is_file():
+        return candidate, _read_toml(candidate)
+    pyproject = directory / PYPROJECT
+    if pyproject.is_file():
+        table = _read_toml(pyproject).get("tool", {}).get("framework")
+        if table is not None:
+            if not isinstance(table, dict):
+                raise ConfigError(str(pyproject), "tool.framework", "must be a table")
+            return pyproject, table
+    return None
+
+
+def load_config(path: Path | None = None, directory: Path | None = None) -> tuple[RunConfig, str]:
+    """Read and validate the run configuration; returns it and where it came from.
+
+    Args:
+        path: ``--config FILE`` (a ``pyproject.toml`` is read at ``[tool.framework]``).
+        directory: where to look when no path is given (default: the current directory).
+
+    Raises:
+        ConfigError: the file is missing or not TOML, or a value is invalid.
+    """
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(str(path), "", "no such file (given with --config)")
+        data = _read_toml(path)
+        if path.name == PYPROJECT:
+            data = data.get("tool", {}).get("framework", {})
+        source = str(path)
+    else:
+        found = find_config(directory or Path.cwd())
+        if found is None:
+            return RunConfig(), "(defaults)"
+        found_path, data = found
+        source = str(found_path)
+    return parse_config(data, source), source
+
+
+def parse_config(data: dict[str, Any], source: str) -> RunConfig:
+    """Validate a configuration table (after resolving ``{ env = "NAME" }`` values)."""
+    resolved = resolve_env(data, source, "")
+    try:
+        return RunConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise validation_error(exc, source, "") from None
+
+
+def validation_error(exc: ValidationError, source: str, prefix: str) -> ConfigError:
+    """A ``ConfigError`` for the first problem pydantic found, with its dotted key."""
+    problems = exc.errors(include_url=False, include_input=False)
+    first = problems[0]
+    parts = [*(prefix.split(".") if prefix else []), *first["loc"]]
+    key = ".".join(str(part) for part in parts)
+    reason = first["msg"]
+    if first["type"] == "extra_forbidden":
+        reason = "unknown key (check the spelling; docs/configuration.md lists the keys)"
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return ConfigError(source, key, reason + more)
+
+
+def resolve_env(value: Any, source: str, key: str) -> Any:
+    """Replace every ``{ env = "NAME" }`` table with the variable's value."""
+    if isinstance(value, dict):
+        if set(value) == {"env"} and isinstance(value["env"], str):
+            name = value["env"]
+            if name not in os.environ:
+                raise ConfigError(
+                    source, key, f"environment variable {name} is not set (export it first)"
+                )
+            return os.environ[name]
+        return {k: resolve_env(v, source, f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_env(v, source, f"{key}.{i}") for i, v in enumerate(value)]
+    return value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot be read: {exc.strerror}") from None

@@ -1,0 +1,81 @@
+"""Helpers and a pytest plugin for plugin authors (entry point ``pytest11``: it is active in
+every pytest run of an environment where agent-plugin-framework is installed).
+
+Fixtures:
+
+- ``framework_plugins``: the plugin objects the ``runner`` fixture registers. Override it
+  in a test module or a ``conftest.py`` to return your plugin module or objects.
+- ``plugin_host``: a fresh ``PluginHost`` with the built-ins only (installed entry-point
+  plugins never leak in). ``plugin_host.register(my_plugin)`` registers a plugin object
+  for one test; ``plugin_host.collect_registrations()`` then fills ``plugin_host.workers``,
+  ``.buses`` and ``.llm_backends``.
+- ``runner``: an async fixture (tests marked ``@pytest.mark.anyio``): a started
+  ``WorkerRunner`` on the in-process bus with ``framework_plugins`` registered and every
+  worker they register added under its registered name. It ends after the test.
+- ``framework_events``: the ``MemoryPublisher`` registered on ``runner``; its ``events``
+  list holds every event of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from framework.builtins.memory import MemoryPublisher
+from framework.plugins import PluginHost, PluginSelection
+from framework.runner import WorkerRunner
+
+__all__ = ["MemoryPublisher", "build_runner", "make_host"]
+
+
+def make_host(*plugins: object) -> PluginHost:
+    """A ``PluginHost`` with the built-ins and ``plugins`` only (no entry points)."""
+    host = PluginHost(PluginSelection(autoload=False), report=False)
+    for plugin in plugins:
+        host.register(plugin)
+    return host
+
+
+async def build_runner(host: PluginHost, *plugins: object) -> WorkerRunner:
+    """A runner on the in-process bus, not started, hosting every worker ``host``
+    registered (under its registered name), with ``plugins`` registered on top.
+
+    Start it with ``async with``.
+    """
+    host.collect_registrations()
+    if host.registration_errors:
+        raise RuntimeError("; ".join(host.registration_errors))
+    runner = WorkerRunner("test-runner", plugin_manager=host.pm, plugins=plugins, grace_period=1.0)
+    for registration in host.workers.entries.values():
+        await runner.add_worker(registration.value(registration.name))
+    return runner
+
+
+@pytest.fixture
+def framework_plugins() -> list[Any]:
+    """Plugin objects for the ``runner`` fixture; override to return your plugin(s)."""
+    return []
+
+
+@pytest.fixture
+def plugin_host() -> PluginHost:
+    """A fresh plugin host with the built-ins only, for registering plugins in one test."""
+    return make_host()
+
+
+@pytest.fixture
+def framework_events() -> MemoryPublisher:
+    """The publisher that records the ``runner`` fixture's events."""
+    return MemoryPublisher()
+
+
+@pytest.fixture
+async def runner(
+    framework_plugins: list[Any], framework_events: MemoryPublisher
+) -> AsyncIterator[WorkerRunner]:
+    """A started runner hosting every worker that ``framework_plugins`` register."""
+    test_runner = await build_runner(make_host(*framework_plugins), framework_events)
+    async with test_runner:
+        yield test_runner

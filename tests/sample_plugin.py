@@ -1,0 +1,66 @@
+"""A plugin module used by the tests (loaded with ``-p sample_plugin`` or registered
+directly): it implements every registration hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from framework import BaseWorker, Job, hookimpl, job
+from framework.bus.local import LocalBus
+
+configured: list[str] = []
+"""Names of the runners configure_runner saw (the tests read it)."""
+
+
+class GreeterWorker(BaseWorker):
+    """Registered without a name: its registered name is ``greeter-worker``."""
+
+    @job
+    async def greet(self, job: Job) -> dict[str, Any]:
+        return {"greeting": f"hello {job.payload.get('who', 'world')}"}
+
+
+class AddedLater(BaseWorker):
+    @job
+    async def handle(self, job: Job) -> dict[str, Any]:
+        return {"added_by": "configure_runner"}
+
+
+class SampleBus(LocalBus):
+    """A local bus that remembers the URL it was made for."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+
+@hookimpl
+def register_workers(register: Any) -> None:
+    register(GreeterWorker)
+
+
+@hookimpl
+def register_buses(register: Any) -> None:
+    register("sample", SampleBus)
+
+
+@hookimpl
+def register_llm_backends(register: Any) -> None:
+    register(object(), name="sample-llm")
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    @cli.command("sample-hello")
+    @click.argument("who", default="world")
+    def sample_hello(who: str) -> None:
+        """Say hello (added by the sample plugin)."""
+        click.echo(f"hello {who} from sample_plugin")
+
+
+@hookimpl
+async def configure_runner(runner: Any, config: Any) -> None:
+    configured.append(runner.name)
+    await runner.add_worker(AddedLater("added-later"))
