@@ -91,11 +91,13 @@ _plugin_option = click.option(
     "plugin_options",
     multiple=True,
     metavar="NAME",
+    is_eager=True,  # parsed before --help, which loads plugins to list their commands
     help="Load plugin NAME even when autoload is off; 'no:NAME' blocks it (repeatable).",
 )
 @click.option(
     "--strict-plugins",
     is_flag=True,
+    is_eager=True,
     help="Exit non-zero when a plugin fails to load (FRAMEWORK_STRICT_PLUGINS=1).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Print runtime events on stderr.")
@@ -240,7 +242,7 @@ def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[Base
 
     registered = host.workers
     if config.workers is None:
-        return [cls(name) for name, cls in ((r.name, r.value) for r in registered.entries.values())]
+        return _every_registered_worker(host)
     workers: list[BaseWorker] = []
     names: set[str] = set()
     for index, spec in enumerate(config.workers):
@@ -268,6 +270,31 @@ def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[Base
             raise validation_error(exc, source, f"{key}.config") from None
         except (TypeError, ValueError) as exc:
             raise ConfigError(source, key, f"worker {spec.type!r} cannot be built: {exc}") from None
+    return workers
+
+
+def _every_registered_worker(host: PluginHost) -> list[BaseWorker]:
+    """Each registered worker under its registered name; one that cannot start without
+    settings is left out with a warning saying how to configure it."""
+    from pydantic import ValidationError
+
+    workers: list[BaseWorker] = []
+    for registration in host.workers.entries.values():
+        try:
+            workers.append(registration.value(registration.name))
+        except (ValidationError, TypeError, ValueError) as exc:
+            detail = (
+                exc.errors(include_url=False, include_input=False)[0]
+                if isinstance(exc, ValidationError)
+                else None
+            )
+            why = f"{'.'.join(map(str, detail['loc']))}: {detail['msg']}" if detail else str(exc)
+            click.echo(
+                f"framework: worker {registration.name!r} not started: it needs settings "
+                f"({why}); configure it in framework.toml: [[workers]] type = "
+                f'"{registration.name}" with a [workers.config] table',
+                err=True,
+            )
     return workers
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from pydantic import BaseModel, SecretStr
 
-from framework import BaseWorker, Job, hookimpl, job
+from framework import BaseWorker, Job, JobFailed, hookimpl, job
 from framework.bus.local import LocalBus
 
 configured: list[str] = []
@@ -20,6 +21,40 @@ class GreeterWorker(BaseWorker):
     @job
     async def greet(self, job: Job) -> dict[str, Any]:
         return {"greeting": f"hello {job.payload.get('who', 'world')}"}
+
+
+class Counter(BaseWorker):
+    """Streams ``payload["n"]`` items with an update before each; n < 0 fails the job."""
+
+    worker_name = "counter"
+
+    @job
+    async def count(self, job: Job):  # type: ignore[no-untyped-def]
+        n = job.payload.get("n", 3)
+        if n < 0:
+            raise JobFailed(f"n must be >= 0, got {n}")
+        for i in range(n):
+            await job.update({"done": i})
+            yield {"i": i}
+
+
+class SecretSettings(BaseModel):
+    api_key: SecretStr
+    greeting: str = "hi"
+
+
+class Secretive(BaseWorker):
+    """Has settings with a secret; answers with its greeting (never the key)."""
+
+    worker_name = "secretive"
+    config_model = SecretSettings
+
+    @job
+    async def answer(self, job: Job) -> dict[str, Any]:
+        return {
+            "greeting": self.config.greeting,
+            "key_length": len(self.config.api_key.get_secret_value()),
+        }
 
 
 class AddedLater(BaseWorker):
@@ -39,6 +74,8 @@ class SampleBus(LocalBus):
 @hookimpl
 def register_workers(register: Any) -> None:
     register(GreeterWorker)
+    register(Counter)
+    register(Secretive)
 
 
 @hookimpl

@@ -589,7 +589,7 @@ def test_hook_register_workers() -> None:
     assert host.workers.get("greeter-worker") is sample_plugin.GreeterWorker
     assert host.workers.entries["greeter-worker"].plugin == "sample_plugin"
     info = next(i for i in host.plugin_infos() if i.name == "sample_plugin")
-    assert info.registered["workers"] == ["greeter-worker"]
+    assert info.registered["workers"] == ["greeter-worker", "counter", "secretive"]
 
     class Clash:
         @hookimpl

@@ -1,0 +1,238 @@
+"""The ``framework`` command, in-process (click's runner) and, where the process matters,
+as a subprocess. Installed entry-point plugins never leak in: autoload is off and the
+test plugin is loaded with ``-p sample_plugin`` (a module in tests/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import framework.cli
+from framework.cli import cli
+
+TESTS = Path(__file__).resolve().parent
+ENV = {"FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1", "FRAMEWORK_PLUGINS": None, "TEST_KEY": None}
+
+
+@pytest.fixture(autouse=True)
+def _in_empty_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no framework.toml or pyproject.toml around
+
+
+def invoke(*args: str, env: dict[str, Any] | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), env={**ENV, **(env or {})}, catch_exceptions=False)
+
+
+def test_help_lists_the_built_in_commands() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("plugins", "run", "install", "uninstall"):
+        assert command in result.output
+
+
+def test_help_works_with_a_plugin_that_fails_to_import() -> None:
+    result = invoke("-p", "no_such_plugin_module", "--help")
+    assert result.exit_code == 0
+    assert "Commands:" in result.output
+    assert "plugin 'no_such_plugin_module'" in result.stderr
+    assert "not loaded" in result.stderr
+
+
+def test_strict_mode_turns_a_load_failure_into_an_error() -> None:
+    result = invoke("--strict-plugins", "-p", "no_such_plugin_module", "plugins")
+    assert result.exit_code == 1
+    assert "no_such_plugin_module" in result.stderr
+    result = invoke("-p", "no_such_plugin_module", "plugins", env={"FRAMEWORK_STRICT_PLUGINS": "1"})
+    assert result.exit_code == 1
+
+
+def test_plugins_lists_builtins_and_what_each_registered() -> None:
+    result = invoke("-p", "sample_plugin", "plugins")
+    assert result.exit_code == 0, result.output
+    assert "local: agent-plugin-framework" in result.output
+    assert "[built-in]" in result.output
+    assert "sample_plugin: (registered in code)" in result.output
+    assert "workers: greeter-worker, counter, secretive" in result.output
+
+    data = json.loads(invoke("-p", "sample_plugin", "plugins", "--json").output)
+    by_name = {p["name"]: p for p in data}
+    assert by_name["local"]["builtin"] is True
+    assert by_name["local"]["registered"] == {"buses": ["local"]}
+    sample = by_name["sample_plugin"]
+    assert "register_workers" in sample["hooks"]
+    assert sample["registered"]["buses"] == ["sample"]
+    assert sample["error"] is None
+
+
+def test_blocking_a_builtin_removes_it() -> None:
+    data = json.loads(invoke("-p", "no:console", "plugins", "--json").output)
+    assert "console" not in {p["name"] for p in data}
+    result = invoke("-p", "no:local", "run", "--job", "x")
+    assert result.exit_code == 2
+    assert "no bus is registered for 'local://'" in result.stderr
+
+
+def test_run_job_prints_updates_stream_and_response() -> None:
+    result = invoke("-p", "sample_plugin", "run", "--job", "counter", "--payload", '{"n": 2}')
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        'update: {"done": 0}',
+        '{"i": 0}',
+        'update: {"done": 1}',
+        '{"i": 1}',
+        '{"chunks": 2}',
+    ]
+
+
+def test_run_job_json_lines() -> None:
+    result = invoke(
+        "-p",
+        "sample_plugin",
+        "run",
+        "--job",
+        "greeter-worker",
+        "--payload",
+        '{"who": "you"}',
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == [
+        {"type": "response", "status": "completed", "response": {"greeting": "hello you"}}
+    ]
+
+
+def test_a_job_that_does_not_complete_exits_non_zero_naming_worker_and_status() -> None:
+    result = invoke("-p", "sample_plugin", "run", "--job", "counter", "--payload", '{"n": -1}')
+    assert result.exit_code == 1
+    assert "job to worker 'counter' ended failed: n must be >= 0, got -1" in result.stderr
+
+
+def test_a_missing_worker_is_a_clear_message_at_once() -> None:
+    result = invoke("-p", "sample_plugin", "run", "--job", "ghost", "--timeout", "5")
+    assert result.exit_code == 1
+    assert "no worker named 'ghost'" in result.stderr
+    assert "greeter-worker" in result.stderr  # what runs instead
+
+
+def test_bad_payloads_and_options_are_usage_errors() -> None:
+    result = invoke("run", "--job", "x", "--payload", "{not json")
+    assert result.exit_code == 2
+    assert "--payload" in result.stderr and "not valid JSON" in result.stderr
+    result = invoke("run", "--job", "x", "--payload", "[1, 2]")
+    assert result.exit_code == 2
+    assert "must be a JSON object" in result.stderr
+    result = invoke("run", "--payload", "{}")
+    assert result.exit_code == 2
+    assert "go with --job" in result.stderr
+
+
+def test_a_bad_config_exits_2_naming_file_key_and_reason_before_starting(tmp_path: Path) -> None:
+    import sample_plugin
+
+    sample_plugin.configured.clear()
+    (tmp_path / "framework.toml").write_text('[[workers]]\ntype = "greeter-wroker"\n')
+    result = invoke("-p", "sample_plugin", "run", "--job", "greeter-worker")
+    assert result.exit_code == 2
+    assert (
+        "framework.toml: workers.0.type: no worker 'greeter-wroker' is registered" in result.stderr
+    )
+    assert "greeter-worker" in result.stderr
+    assert sample_plugin.configured == []  # nothing started
+
+    (tmp_path / "framework.toml").write_text('[[workers]]\ntype = "secretive"\n')
+    result = invoke("-p", "sample_plugin", "run", "--job", "secretive")
+    assert result.exit_code == 2
+    assert "workers.0.config.api_key: Field required" in result.stderr
+
+
+def test_configured_workers_with_settings_and_secrets_from_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "framework.toml").write_text(
+        'name = "configured"\n'
+        '[[workers]]\ntype = "secretive"\nname = "s1"\n'
+        '[workers.config]\ngreeting = "hey"\napi_key = { env = "TEST_KEY" }\n'
+        '[publishers.jsonl]\npath = "events.jsonl"\n'
+    )
+    secret = "sk-do-not-print-4242"
+    result = invoke("-v", "-p", "sample_plugin", "run", "--job", "s1", env={"TEST_KEY": secret})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"greeting": "hey", "key_length": len(secret)}
+    assert "node_execution/start" in result.stderr  # -v: the console publisher
+    events = (tmp_path / "events.jsonl").read_text()
+    assert '"node_name":"s1"' in events
+    for text in (result.stdout, result.stderr, events):
+        assert secret not in text
+
+    result = invoke("-p", "sample_plugin", "run", "--job", "s1")
+    assert result.exit_code == 2
+    assert "workers.0.config.api_key: environment variable TEST_KEY is not set" in result.stderr
+
+
+def test_bus_option_picks_the_registered_scheme() -> None:
+    result = invoke("-p", "sample_plugin", "run", "--bus", "sample://x", "--job", "greeter-worker")
+    assert result.exit_code == 0, result.output
+    result = invoke("-p", "sample_plugin", "run", "--bus", "redis://localhost", "--job", "x")
+    assert result.exit_code == 2
+    assert "no bus is registered for 'redis://localhost'" in result.stderr
+    assert "agent-plugin-redis" in result.stderr
+
+
+def test_a_registration_clash_stops_run_naming_both_plugins() -> None:
+    result = invoke("-p", "sample_plugin", "-p", "clashing_plugin", "run", "--job", "counter")
+    assert result.exit_code == 1
+    assert "'sample_plugin'" in result.stderr and "'clashing_plugin'" in result.stderr
+
+
+def test_install_and_uninstall_use_pip_of_this_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(framework.cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert invoke("install", "agent-plugin-echo").exit_code == 0
+    assert invoke("uninstall", "-y", "agent-plugin-echo").exit_code == 0
+    assert calls == [
+        [sys.executable, "-m", "pip", "install", "agent-plugin-echo"],
+        [sys.executable, "-m", "pip", "uninstall", "agent-plugin-echo", "-y"],
+    ]
+
+
+def test_install_falls_back_to_uv_without_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    calls: list[list[str]] = []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "pip" else real_find_spec(name)
+    )
+    monkeypatch.setattr(
+        framework.cli.shutil, "which", lambda name: "/opt/uv" if name == "uv" else None
+    )
+    monkeypatch.setattr(framework.cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert invoke("install", "agent-plugin-echo").exit_code == 0
+    assert calls == [["/opt/uv", "pip", "install", "--python", sys.executable, "agent-plugin-echo"]]
+    monkeypatch.setattr(framework.cli.shutil, "which", lambda name: None)
+    result = invoke("install", "x")
+    assert result.exit_code == 1
+    assert "neither pip nor uv" in result.stderr
+
+
+def test_trace_hooks_prints_every_hook_call() -> None:
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "FRAMEWORK_TRACE_HOOKS": "1"}
+    env["FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "framework", "-p", "sample_plugin", "run", "--job", "counter"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=TESTS,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[framework hook] register_workers -> plugin 'sample_plugin'" in result.stderr
+    assert "[framework hook] configure_runner -> plugin 'sample_plugin'" in result.stderr
+    assert "[framework hook] register_buses -> plugin 'local'" in result.stderr
