@@ -65,7 +65,7 @@ class EventModel(BaseModel):
     string values.
     """
 
-    model_config = ConfigDict(frozen=True, use_enum_values=False)
+    model_config = ConfigDict(frozen=True, use_enum_values=False, defer_build=True)
 
     event: Event
     event_type: EventType

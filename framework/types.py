@@ -30,7 +30,7 @@ class JobStatus(StrEnum):
 class WorkerReadyData(BaseModel):
     """Announcement that a worker is ready to take jobs, and which runner hosts it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     worker_name: str
     runner: str
@@ -39,7 +39,7 @@ class WorkerReadyData(BaseModel):
 class WorkerErrorData(BaseModel):
     """Announcement that a worker failed (``error`` is the error text)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     worker_name: str
     error: str
@@ -48,7 +48,7 @@ class WorkerErrorData(BaseModel):
 class WorkerRegistryEntry(BaseModel):
     """What the registry knows about one local worker, for listings and tools."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     parent: str | None = None
@@ -63,7 +63,7 @@ class WorkerActivationArgs(BaseModel):
     ``from_dict`` ignores unknown keys, so a newer sender never breaks an older worker.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     metadata: dict[str, Any] | None = None
 
