@@ -7,6 +7,7 @@ already (naming both plugins), and records which plugin registered what, for
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,22 +68,76 @@ def kebab_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
 
 
-class WorkerRegistrar(_Registrar[type]):
-    """``register(WorkerClass, name=None)`` in ``register_workers``."""
+class WorkerRegistrar(_Registrar[Any]):
+    """``register(WorkerClass, name=None)`` in ``register_workers``.
+
+    A worker may also be registered by its import path, ``register("pkg.workers:Echo",
+    name="echo")``: the module is then imported only when a runner needs the class, so
+    ``framework plugins`` and ``--help`` never import it. ``resolve`` turns either form into
+    the class.
+    """
 
     kind = "worker"
 
-    def __call__(self, worker_class: type, name: str | None = None) -> None:
-        from framework.worker import BaseWorker
+    def __call__(self, worker_class: type | str, name: str | None = None) -> None:
+        if isinstance(worker_class, str):
+            module, _, attribute = worker_class.partition(":")
+            if not module or not attribute:
+                raise RegistrationError(
+                    f"plugin {self.current_plugin!r} registered the worker {worker_class!r}; "
+                    "an import path is 'package.module:ClassName'"
+                )
+            if name is None:
+                raise RegistrationError(
+                    f"plugin {self.current_plugin!r} registered {worker_class!r} without a "
+                    'name; a worker registered by its import path needs name="..."'
+                )
+            self._add(name, worker_class)
+            return
+        self._add(name or default_worker_name(worker_class, self.current_plugin), worker_class)
 
-        if not (isinstance(worker_class, type) and issubclass(worker_class, BaseWorker)):
-            raise RegistrationError(
-                f"plugin {self.current_plugin!r} registered {worker_class!r} as a worker; "
-                "register a subclass of framework.BaseWorker"
-            )
-        if name is None:
-            name = getattr(worker_class, "worker_name", None) or kebab_case(worker_class.__name__)
-        self._add(name, worker_class)
+    def resolve(self, name: str) -> type:
+        """The worker class registered as ``name``, importing it when registered by path.
+
+        Raises:
+            KeyError: nothing is registered as ``name``.
+            RegistrationError: the path does not import, or is not a ``BaseWorker``
+                subclass (the message names the plugin).
+        """
+        entry = self.entries[name]
+        value = entry.value
+        if isinstance(value, str):
+            module_name, _, attribute = value.partition(":")
+            try:
+                value = getattr(importlib.import_module(module_name), attribute)
+            except (ImportError, AttributeError) as exc:
+                raise RegistrationError(
+                    f"plugin {entry.plugin!r} registered worker {name!r} as {entry.value!r}, "
+                    f"which cannot be imported: {type(exc).__name__}: {exc}"
+                ) from None
+            self.current_plugin = entry.plugin
+            _check_worker_class(value, self.current_plugin)
+            self.entries[name] = Registration(name, value, entry.plugin)
+        assert isinstance(value, type)
+        return value
+
+
+def _check_worker_class(worker_class: object, plugin: str) -> None:
+    from framework.worker import BaseWorker
+
+    if not (isinstance(worker_class, type) and issubclass(worker_class, BaseWorker)):
+        raise RegistrationError(
+            f"plugin {plugin!r} registered {worker_class!r} as a worker; "
+            "register a subclass of framework.BaseWorker"
+        )
+
+
+def default_worker_name(worker_class: object, plugin: str) -> str:
+    """Check a worker class and give its default registered name."""
+    _check_worker_class(worker_class, plugin)
+    assert isinstance(worker_class, type)
+    name = getattr(worker_class, "worker_name", None)
+    return name if isinstance(name, str) and name else kebab_case(worker_class.__name__)
 
 
 class BusRegistrar(_Registrar[Callable[[str], Any]]):

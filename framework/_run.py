@@ -87,14 +87,15 @@ async def _main(
         await runner.add_worker(worker)
     await _configure(runner, config)
     if request is None:
-        names = ", ".join(runner.workers) or "no workers"
-        print(
-            f"framework: runner {runner.name!r} on {config.bus} with {names}; "
-            "Ctrl-C or SIGTERM to stop",
-            file=sys.stderr,
-            flush=True,
-        )
-        await runner.run()
+        async with anyio.create_task_group() as tg:
+            await tg.start(runner.run)  # returns once the workers are ready
+            names = ", ".join(runner.workers) or "no workers"
+            print(
+                f"framework: runner {runner.name!r} on {config.bus} with {names}; "
+                "Ctrl-C or SIGTERM to stop",
+                file=sys.stderr,
+                flush=True,
+            )
         print(f"framework: runner {runner.name!r} ended", file=sys.stderr, flush=True)
         return 0
     return await _submit(runner, config, request)

@@ -11,8 +11,6 @@ registration clash), or a worker that never appeared; 2 a bad configuration or o
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -238,6 +236,7 @@ def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[Base
     """The workers the configuration asks for (every registered one when it names none)."""
     from pydantic import ValidationError
 
+    from framework._registrars import RegistrationError
     from framework.config import ConfigError, validation_error
 
     registered = host.workers
@@ -247,14 +246,17 @@ def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[Base
     names: set[str] = set()
     for index, spec in enumerate(config.workers):
         key = f"workers.{index}"
-        worker_class = registered.get(spec.type)
-        if worker_class is None:
+        if spec.type not in registered:
             known = ", ".join(sorted(registered.entries)) or "none: install a plugin"
             raise ConfigError(
                 source,
                 f"{key}.type",
                 f"no worker {spec.type!r} is registered (registered: {known})",
             )
+        try:
+            worker_class = registered.resolve(spec.type)
+        except RegistrationError as exc:
+            raise ConfigError(source, f"{key}.type", str(exc)) from None
         name = spec.name or spec.type
         if name in names:
             raise ConfigError(source, f"{key}.name", f"a worker named {name!r} is configured twice")
@@ -278,10 +280,14 @@ def _every_registered_worker(host: PluginHost) -> list[BaseWorker]:
     settings is left out with a warning saying how to configure it."""
     from pydantic import ValidationError
 
+    from framework._registrars import RegistrationError
+
     workers: list[BaseWorker] = []
-    for registration in host.workers.entries.values():
+    for name in list(host.workers.entries):
         try:
-            workers.append(registration.value(registration.name))
+            workers.append(host.workers.resolve(name)(name))
+        except RegistrationError as exc:
+            click.echo(f"framework: worker {name!r} not started: {exc}", err=True)
         except (ValidationError, TypeError, ValueError) as exc:
             detail = (
                 exc.errors(include_url=False, include_input=False)[0]
@@ -290,9 +296,9 @@ def _every_registered_worker(host: PluginHost) -> list[BaseWorker]:
             )
             why = f"{'.'.join(map(str, detail['loc']))}: {detail['msg']}" if detail else str(exc)
             click.echo(
-                f"framework: worker {registration.name!r} not started: it needs settings "
+                f"framework: worker {name!r} not started: it needs settings "
                 f"({why}); configure it in framework.toml: [[workers]] type = "
-                f'"{registration.name}" with a [workers.config] table',
+                f'"{name}" with a [workers.config] table',
                 err=True,
             )
     return workers
@@ -304,6 +310,7 @@ def _every_registered_worker(host: PluginHost) -> list[BaseWorker]:
 def _installer(action: str, names: tuple[str, ...], yes: bool = False) -> list[str]:
     """pip in the environment that runs ``framework``, or uv where it has no pip."""
     import importlib.util
+    import shutil
 
     if importlib.util.find_spec("pip") is not None:
         command = [sys.executable, "-m", "pip", action, *names]
@@ -322,6 +329,8 @@ def _installer(action: str, names: tuple[str, ...], yes: bool = False) -> list[s
 @click.argument("names", nargs=-1, required=True)
 def install_command(names: tuple[str, ...]) -> None:
     """Install plugin distributions into the environment that runs framework."""
+    import subprocess
+
     raise SystemExit(subprocess.call(_installer("install", names)))
 
 
@@ -330,6 +339,8 @@ def install_command(names: tuple[str, ...]) -> None:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def uninstall_command(names: tuple[str, ...], yes: bool) -> None:
     """Uninstall plugin distributions from the environment that runs framework."""
+    import subprocess
+
     raise SystemExit(subprocess.call(_installer("uninstall", names, yes)))
 
 

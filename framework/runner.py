@@ -343,14 +343,18 @@ class WorkerRunner:
 
     # ----------------------------------------------------------------- running
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until ``end()``, ``cancel()``, SIGINT or SIGTERM (graceful; a second signal
-        cancels). Signals are watched from before the first worker starts."""
+        cancels). Signals are watched from before the first worker starts.
+
+        ``await task_group.start(runner.run)`` returns once the workers are ready.
+        """
         async with anyio.create_task_group() as tg:
             if threading.current_thread() is threading.main_thread():
                 await tg.start(self._end_on_signals)
             async with self:
                 assert self._ended is not None
+                task_status.started()
                 await self._ended.wait()
             tg.cancel_scope.cancel()
 

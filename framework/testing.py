@@ -48,8 +48,8 @@ async def build_runner(host: PluginHost, *plugins: object) -> WorkerRunner:
     if host.registration_errors:
         raise RuntimeError("; ".join(host.registration_errors))
     runner = WorkerRunner("test-runner", plugin_manager=host.pm, plugins=plugins, grace_period=1.0)
-    for registration in host.workers.entries.values():
-        await runner.add_worker(registration.value(registration.name))
+    for name in list(host.workers.entries):
+        await runner.add_worker(host.workers.resolve(name)(name))
     return runner
 
 

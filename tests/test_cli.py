@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-import framework.cli
 from framework.cli import cli
 
 TESTS = Path(__file__).resolve().parent
@@ -192,7 +192,7 @@ def test_a_registration_clash_stops_run_naming_both_plugins() -> None:
 
 def test_install_and_uninstall_use_pip_of_this_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(framework.cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
     assert invoke("install", "agent-plugin-echo").exit_code == 0
     assert invoke("uninstall", "-y", "agent-plugin-echo").exit_code == 0
     assert calls == [
@@ -209,13 +209,11 @@ def test_install_falls_back_to_uv_without_pip(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name: None if name == "pip" else real_find_spec(name)
     )
-    monkeypatch.setattr(
-        framework.cli.shutil, "which", lambda name: "/opt/uv" if name == "uv" else None
-    )
-    monkeypatch.setattr(framework.cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(shutil, "which", lambda name: "/opt/uv" if name == "uv" else None)
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
     assert invoke("install", "agent-plugin-echo").exit_code == 0
     assert calls == [["/opt/uv", "pip", "install", "--python", sys.executable, "agent-plugin-echo"]]
-    monkeypatch.setattr(framework.cli.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     result = invoke("install", "x")
     assert result.exit_code == 1
     assert "neither pip nor uv" in result.stderr

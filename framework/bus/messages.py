@@ -196,11 +196,11 @@ Message = Annotated[
 ]
 """Any known message, discriminated by ``type``."""
 
+
 @functools.cache
 def _message_adapter() -> TypeAdapter[Message]:
     # Built on first use: building every schema at import costs ~30 ms of start-up.
     return TypeAdapter(Message)
-
 
 
 def decode_message(raw: str | bytes) -> BusMessage:
