@@ -325,6 +325,7 @@ class PluginHost:
             self._loaded = True
             self._load_entry_points()
             self._load_named_modules()
+            self._validate_loaded()
             if self.selection.strict and self.load_errors:
                 raise PluginLoadError(
                     "plugins failed to load (strict mode):\n"
@@ -338,7 +339,8 @@ class PluginHost:
         seen: set[tuple[str, str]] = set()
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             dist = entry_point.dist
-            dist_name = dist.metadata["Name"] if dist is not None else None
+            metadata = dist.metadata if dist is not None else None  # parsed once: it is slow
+            dist_name = metadata["Name"] if metadata is not None else None
             key = (normalize(dist_name or ""), entry_point.name)
             if key in seen:
                 continue  # the same distribution seen twice on sys.path
@@ -348,7 +350,7 @@ class PluginHost:
             info = PluginInfo(
                 name=entry_point.name,
                 distribution=dist_name,
-                version=dist.version if dist is not None else None,
+                version=metadata["Version"] if metadata is not None else None,
                 module=entry_point.value,
             )
             if entry_point.name in self.infos:
@@ -388,9 +390,24 @@ class PluginHost:
 
     def _register_loaded(self, info: PluginInfo, module: object) -> None:
         try:
-            register_plugin(self.pm, module, info.name)
+            self.pm.register(module, name=info.name)  # checks each impl's signature
         except (pluggy.PluginValidationError, ValueError) as exc:
             self._fail(info, str(exc))
+
+    def _validate_loaded(self) -> None:
+        """Unknown hooks and misplaced wrappers, checked once for every loaded plugin (not
+        once per plugin: that is quadratic); each offender is unloaded and reported."""
+        while True:
+            try:
+                _check_pending(self.pm)
+                _refuse_wrappers(self.pm)
+            except pluggy.PluginValidationError as exc:
+                name = self.pm.get_name(exc.plugin)
+                self.pm.unregister(exc.plugin)
+                if name is not None and name in self.infos:
+                    self._fail(self.infos[name], str(exc))
+                continue
+            return
 
     def _fail(self, info: PluginInfo, error: str) -> None:
         info.error = error
