@@ -13,8 +13,9 @@ marker each, and reference figures of other projects for scale:
 - ``framework --help``; goal at most 200 ms more than the floor;
 - then, with 100 generated plugin distributions installed (one ``pip install`` of 100 wheels
   written by this script; each has an entry point in group ``framework`` whose module holds
-  one ``@hookimpl def register_workers(register)`` that imports its ``BaseWorker`` subclass
-  from a submodule inside the hookimpl, as a well-behaved plugin does):
+  one ``@hookimpl def register_workers(register)`` that registers its ``BaseWorker``
+  subclass by import path, as the agent-plugin-echo template does, so listing plugins
+  does not import the workers):
   ``framework plugins`` against the floor of a ``python -c`` script that calls
   ``importlib.metadata.entry_points(group="framework")`` and loads each entry point; goal at
   most 1.5x that floor. ``framework --help`` and ``import framework`` are measured again
@@ -150,8 +151,7 @@ def plugin_files(index: int) -> dict[str, str]:
             "from framework import hookimpl\n\n\n"
             "@hookimpl\n"
             "def register_workers(register):\n"
-            f"    from {package}.worker import BenchWorker{index:03d}\n\n"
-            f'    register(BenchWorker{index:03d}, name="bench-{index:03d}")\n'
+            f'    register("{package}.worker:BenchWorker{index:03d}", name="bench-{index:03d}")\n'
         ),
         f"{package}/worker.py": (
             "from framework import BaseWorker, Job, job\n\n\n"

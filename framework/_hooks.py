@@ -8,12 +8,10 @@ an ``async def`` impl is awaited. ``FRAMEWORK_TRACE_HOOKS=1`` prints every call 
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
 
@@ -23,15 +21,21 @@ if TYPE_CHECKING:
     from framework.types import WorkerErrorData, WorkerReadyData
     from framework.worker import BaseWorker
 
-logger = logging.getLogger("framework.plugins")
 
 NOTIFICATION_HOOKS = ("on_worker_ready", "on_job_completed", "on_worker_failed", "publish_event")
 """Hooks the runtime calls to tell plugins what happened (``publish_event`` last)."""
 
 
+def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether environment variable ``name`` is set to a true value: anything but empty,
+    ``0``, ``false``, ``no`` or ``off`` (in any case). Every ``FRAMEWORK_*`` switch reads so."""
+    value = (os.environ if environ is None else environ).get(name)
+    return value is not None and value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def tracing_enabled() -> bool:
     """Whether ``FRAMEWORK_TRACE_HOOKS`` asks for every hook call to be printed."""
-    return os.environ.get("FRAMEWORK_TRACE_HOOKS", "") not in ("", "0", "false", "no")
+    return env_flag("FRAMEWORK_TRACE_HOOKS")
 
 
 def trace(line: str) -> None:
@@ -39,8 +43,7 @@ def trace(line: str) -> None:
     print(f"[framework hook] {line}", file=sys.stderr, flush=True)
 
 
-@dataclass(frozen=True, slots=True)
-class HookImpl:
+class HookImpl(NamedTuple):
     """One plugin's implementation of one hook, ready to call with the spec's arguments."""
 
     plugin_name: str
@@ -109,7 +112,9 @@ class RuntimeHooks:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                logger.exception(
+                import logging  # only on this error path: it is not needed to start
+
+                logging.getLogger("framework.plugins").exception(
                     "plugin %r: hookimpl %s raised; ignored (the other plugins still run)",
                     impl.plugin_name,
                     hook_name,

@@ -10,8 +10,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -20,12 +19,11 @@ class RegistrationError(ValueError):
     """A registration was refused: a bad value, or a name another plugin holds."""
 
 
-@dataclass(frozen=True, slots=True)
-class Registration(Generic[T]):
+class Registration(NamedTuple):
     """One registered thing: its name, the value, and the plugin that registered it."""
 
     name: str
-    value: T
+    value: Any
     plugin: str
 
 
@@ -33,7 +31,7 @@ class _Registrar(Generic[T]):
     kind = "thing"
 
     def __init__(self) -> None:
-        self.entries: dict[str, Registration[T]] = {}
+        self.entries: dict[str, Registration] = {}
         self.current_plugin = "(unknown plugin)"
 
     def _add(self, name: str, value: T) -> None:

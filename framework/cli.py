@@ -10,7 +10,6 @@ registration clash), or a worker that never appeared; 2 a bad configuration or o
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,6 +131,8 @@ def plugins_command(
                     click.echo(line)
         return
     if as_json:
+        import json
+
         click.echo(json.dumps([info.to_dict() for info in infos], indent=2))
         return
     for info in infos:
@@ -220,6 +221,8 @@ def run_command(
 def _parse_payload(payload: str | None) -> dict[str, Any]:
     if payload is None:
         return {}
+    import json
+
     try:
         value = json.loads(payload)
     except json.JSONDecodeError as exc:

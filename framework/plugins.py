@@ -9,20 +9,18 @@ Nothing here runs as a side effect of an import.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import re
 import sys
 import types
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from framework import hookspecs
-from framework._hooks import NOTIFICATION_HOOKS, HookImpl, RuntimeHooks, hook_impls
+from framework._hooks import NOTIFICATION_HOOKS, HookImpl, RuntimeHooks, env_flag, hook_impls
 from framework._registrars import (
     BackendRegistrar,
     BusRegistrar,
@@ -151,6 +149,8 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
         for impl in caller.get_hookimpls():
             if impl.optionalhook:
                 continue
+            import difflib  # only on this error path
+
             close = difflib.get_close_matches(hook_name, specs, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise pluggy.PluginValidationError(
@@ -174,18 +174,45 @@ def _refuse_wrappers(pm: pluggy.PluginManager) -> None:
                 )
 
 
-@dataclass
 class PluginInfo:
-    """What ``framework plugins`` shows about one plugin."""
+    """What ``framework plugins`` shows about one plugin.
 
-    name: str
-    distribution: str | None = None
-    version: str | None = None
-    module: str | None = None
-    hooks: list[str] = field(default_factory=list)
-    registered: dict[str, list[str]] = field(default_factory=dict)
-    error: str | None = None
-    builtin: bool = False
+    Attributes: ``name``, ``distribution``, ``version``, ``module``, ``hooks`` (the hooks it
+    implements), ``registered`` (kind -> names), ``error`` (why it failed, if it did) and
+    ``builtin``. (A plain class: ``dataclasses`` costs ~7 ms of every ``framework`` start.)
+    """
+
+    __slots__ = (
+        "builtin",
+        "distribution",
+        "error",
+        "hooks",
+        "module",
+        "name",
+        "registered",
+        "version",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        distribution: str | None = None,
+        version: str | None = None,
+        module: str | None = None,
+        error: str | None = None,
+        builtin: bool = False,
+    ) -> None:
+        self.name = name
+        self.distribution = distribution
+        self.version = version
+        self.module = module
+        self.hooks: list[str] = []
+        self.registered: dict[str, list[str]] = {}
+        self.error = error
+        self.builtin = builtin
+
+    def __repr__(self) -> str:
+        return f"PluginInfo({self.to_dict()!r})"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``framework plugins --json``)."""
@@ -201,27 +228,35 @@ class PluginInfo:
         }
 
 
-def _flag(value: str | None) -> bool:
-    return value is not None and value.strip().lower() not in ("", "0", "false", "no", "off")
-
-
-@dataclass
 class PluginSelection:
     """Which plugins to load: the ``-p`` options and the ``FRAMEWORK_*`` variables.
 
     Names match an entry point's name or its distribution's name (normalized as pip does).
+
+    Attributes:
+        enabled: ``-p NAME``: load these even when autoload is off or ``only`` leaves them
+            out.
+        blocked: ``-p no:NAME``: never load these (built-ins included).
+        only: ``FRAMEWORK_PLUGINS``: when set, load only these entry-point plugins (empty:
+            none).
+        autoload: False with ``FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD=1``: only ``-p`` plugins load.
+        strict: ``--strict-plugins`` / ``FRAMEWORK_STRICT_PLUGINS=1``: load failures and
+            registration errors are fatal.
     """
 
-    enabled: list[str] = field(default_factory=list)
-    """``-p NAME``: load these even when autoload is off or ``only`` leaves them out."""
-    blocked: list[str] = field(default_factory=list)
-    """``-p no:NAME``: never load these (built-ins included)."""
-    only: list[str] | None = None
-    """``FRAMEWORK_PLUGINS``: when set, load only these entry-point plugins (empty: none)."""
-    autoload: bool = True
-    """False with ``FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD=1``: only ``-p`` plugins load."""
-    strict: bool = False
-    """``--strict-plugins`` / ``FRAMEWORK_STRICT_PLUGINS=1``: load failures are fatal."""
+    def __init__(
+        self,
+        enabled: list[str] | None = None,
+        blocked: list[str] | None = None,
+        only: list[str] | None = None,
+        autoload: bool = True,
+        strict: bool = False,
+    ) -> None:
+        self.enabled = list(enabled or [])
+        self.blocked = list(blocked or [])
+        self.only = only
+        self.autoload = autoload
+        self.strict = strict
 
     @classmethod
     def from_options(
@@ -233,7 +268,7 @@ class PluginSelection:
     ) -> PluginSelection:
         """Combine ``-p`` options with the environment (``os.environ`` by default)."""
         env = os.environ if environ is None else environ
-        selection = cls(strict=strict or _flag(env.get("FRAMEWORK_STRICT_PLUGINS")))
+        selection = cls(strict=strict or env_flag("FRAMEWORK_STRICT_PLUGINS", env))
         for option in p_options:
             if option.startswith("no:"):
                 selection.blocked.append(option[3:])
@@ -242,7 +277,7 @@ class PluginSelection:
         only = env.get("FRAMEWORK_PLUGINS")
         if only is not None:
             selection.only = [n.strip() for n in only.split(",") if n.strip()]
-        selection.autoload = not _flag(env.get("FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD"))
+        selection.autoload = not env_flag("FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", env)
         return selection
 
     def _names(self, names: list[str] | None) -> set[str]:
@@ -334,13 +369,11 @@ class PluginHost:
         return self.plugin_infos()
 
     def _load_entry_points(self) -> None:
-        from importlib_metadata import entry_points
+        from importlib.metadata import entry_points
 
         seen: set[tuple[str, str]] = set()
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-            dist = entry_point.dist
-            metadata = dist.metadata if dist is not None else None  # parsed once: it is slow
-            dist_name = metadata["Name"] if metadata is not None else None
+            dist_name, version = _name_and_version(entry_point.dist)
             key = (normalize(dist_name or ""), entry_point.name)
             if key in seen:
                 continue  # the same distribution seen twice on sys.path
@@ -350,7 +383,7 @@ class PluginHost:
             info = PluginInfo(
                 name=entry_point.name,
                 distribution=dist_name,
-                version=metadata["Version"] if metadata is not None else None,
+                version=version,
                 module=entry_point.value,
             )
             if entry_point.name in self.infos:
@@ -481,6 +514,22 @@ class PluginHost:
             }
             info.registered = {k: v for k, v in registered.items() if v}
         return list(self.infos.values())
+
+
+def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
+    """A distribution's name and version, read from its ``name-version.dist-info`` folder
+    name when it has one (parsing METADATA costs ~0.15 ms per plugin plus the email
+    parser's import, a third of ``framework plugins`` with 100 plugins), else from METADATA.
+    """
+    if dist is None:
+        return None, None
+    folder = getattr(dist, "_path", None)
+    folder_name = getattr(folder, "name", "")
+    if folder_name.endswith(".dist-info") and folder_name.count("-") == 1:
+        name, version = folder_name[: -len(".dist-info")].split("-")
+        return name.replace("_", "-"), version
+    metadata = dist.metadata
+    return metadata["Name"], metadata["Version"]
 
 
 def _core_version() -> str | None:
