@@ -525,8 +525,9 @@ def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
         return None, None
     folder = getattr(dist, "_path", None)
     folder_name = getattr(folder, "name", "")
-    if folder_name.endswith(".dist-info") and folder_name.count("-") == 1:
-        name, version = folder_name[: -len(".dist-info")].split("-")
+    stem = folder_name.removesuffix(".dist-info")
+    if stem != folder_name and stem.count("-") == 1:
+        name, version = stem.split("-")
         return name.replace("_", "-"), version
     metadata = dist.metadata
     return metadata["Name"], metadata["Version"]
