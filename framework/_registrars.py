@@ -3,13 +3,18 @@
 Each registrar validates what it gets, refuses a name that another plugin registered
 already (naming both plugins), and records which plugin registered what, for
 ``framework plugins``. The plugin host sets ``current_plugin`` before calling each impl.
+
+A refused registration is recorded in ``errors`` rather than raised to the plugin, so that
+one bad name does not cost the plugin the rest of its registrations; the host reports the
+errors, and ``framework run`` refuses to start while there are any.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -32,7 +37,17 @@ class _Registrar(Generic[T]):
 
     def __init__(self) -> None:
         self.entries: dict[str, Registration] = {}
+        self.errors: list[tuple[str, str]] = []
+        """(plugin, message) for every refused registration."""
         self.current_plugin = "(unknown plugin)"
+
+    @contextlib.contextmanager
+    def _recording(self) -> Iterator[None]:
+        """Record a refusal (``RegistrationError``) instead of letting it reach the plugin."""
+        try:
+            yield
+        except RegistrationError as exc:
+            self.errors.append((self.current_plugin, str(exc)))
 
     def _add(self, name: str, value: T) -> None:
         if not isinstance(name, str) or not name:
@@ -78,6 +93,10 @@ class WorkerRegistrar(_Registrar[Any]):
     kind = "worker"
 
     def __call__(self, worker_class: type | str, name: str | None = None) -> None:
+        with self._recording():
+            self._register(worker_class, name)
+
+    def _register(self, worker_class: type | str, name: str | None) -> None:
         if isinstance(worker_class, str):
             module, _, attribute = worker_class.partition(":")
             if not module or not attribute:
@@ -144,6 +163,10 @@ class BusRegistrar(_Registrar[Callable[[str], Any]]):
     kind = "bus scheme"
 
     def __call__(self, scheme: str, factory: Callable[[str], Any]) -> None:
+        with self._recording():
+            self._register(scheme, factory)
+
+    def _register(self, scheme: str, factory: Callable[[str], Any]) -> None:
         if not callable(factory):
             raise RegistrationError(
                 f"plugin {self.current_plugin!r} registered bus scheme {scheme!r} with "
@@ -163,6 +186,10 @@ class BackendRegistrar(_Registrar[Any]):
     kind = "LLM backend"
 
     def __call__(self, backend: Any, name: str | None = None) -> None:
+        with self._recording():
+            self._register(backend, name)
+
+    def _register(self, backend: Any, name: str | None) -> None:
         if name is None:
             name = getattr(backend, "name", None)
         if name is None:

@@ -231,7 +231,7 @@ class Requester:
     async def _expire(self, pending: PendingJob, deadline: float, timeout: float) -> None:
         await anyio.sleep_until(deadline)
         if not pending.done:
-            await self.abandon(pending, f"timed out after {timeout} s")
+            await self.abandon(pending, f"timed out after {timeout:.3g} s")
 
     async def cancel_job(self, job_id: str, reason: str = "") -> bool:
         """Ask the workers of an open job to cancel it. False when the job is not open here."""

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
+from pydantic import ValidationError
 
 from framework._hooks import hook_impls
+from framework._registrars import RegistrationError
 from framework.bus.base import Bus
-from framework.config import ConfigError, RunConfig
+from framework.config import ConfigError, RunConfig, validation_error
 from framework.jobs import JobError, JobEvent
 from framework.plugins import PluginHost
 from framework.runner import WorkerRunner
@@ -56,17 +61,96 @@ def run_or_submit(
     return result
 
 
+def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[BaseWorker]:
+    """The workers the configuration asks for (every registered one when it names none)."""
+    registered = host.workers
+    if config.workers is None:
+        return every_registered_worker(host)
+    workers: list[BaseWorker] = []
+    names: set[str] = set()
+    for index, spec in enumerate(config.workers):
+        key = f"workers.{index}"
+        if spec.type not in registered:
+            known = ", ".join(sorted(registered.entries)) or "none: install a plugin"
+            raise ConfigError(
+                source,
+                f"{key}.type",
+                f"no worker {spec.type!r} is registered (registered: {known})",
+            )
+        try:
+            worker_class = registered.resolve(spec.type)
+        except RegistrationError as exc:
+            raise ConfigError(source, f"{key}.type", str(exc)) from None
+        name = spec.name or spec.type
+        if name in names:
+            raise ConfigError(source, f"{key}.name", f"a worker named {name!r} is configured twice")
+        names.add(name)
+        kwargs: dict[str, Any] = {}
+        if not spec.active:
+            kwargs["active"] = False
+        if spec.config or getattr(worker_class, "config_model", None) is not None:
+            kwargs["config"] = spec.config
+        try:
+            workers.append(worker_class(name, **kwargs))
+        except ValidationError as exc:
+            raise validation_error(exc, source, f"{key}.config") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(source, key, f"worker {spec.type!r} cannot be built: {exc}") from None
+    return workers
+
+
+def every_registered_worker(host: PluginHost) -> list[BaseWorker]:
+    """Each registered worker under its registered name; one that cannot start without
+    settings is left out with a warning saying how to configure it."""
+    workers: list[BaseWorker] = []
+    for name in list(host.workers.entries):
+        try:
+            workers.append(host.workers.resolve(name)(name))
+        except RegistrationError as exc:
+            print(f"framework: worker {name!r} not started: {exc}", file=sys.stderr)
+        except (ValidationError, TypeError, ValueError) as exc:
+            detail = (
+                exc.errors(include_url=False, include_input=False)[0]
+                if isinstance(exc, ValidationError)
+                else None
+            )
+            why = f"{'.'.join(map(str, detail['loc']))}: {detail['msg']}" if detail else str(exc)
+            print(
+                f"framework: worker {name!r} not started: it needs settings "
+                f"({why}); configure it in framework.toml: [[workers]] type = "
+                f'"{name}" with a [workers.config] table',
+                file=sys.stderr,
+            )
+    return workers
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe to print or log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
 def make_bus(url: str, host: PluginHost, source: str) -> Bus:
     """The bus for ``url``, from the factory registered for its scheme."""
     scheme = urlsplit(url).scheme
     factory = host.buses.get(scheme) if scheme else None
     if factory is None:
         known = ", ".join(f"{s}://" for s in sorted(host.buses.entries)) or "none"
+        hint = (
+            "the built-in plugin 'local' provides it: remove -p no:local"
+            if scheme == "local"
+            else "install the plugin that provides it (e.g. agent-plugin-redis for redis://)"
+        )
         raise ConfigError(
             source,
             "bus",
-            f"no bus is registered for {url!r} (registered: {known}); install the plugin "
-            "that provides it (e.g. agent-plugin-redis for redis://)",
+            f"no bus is registered for {redact_url(url)!r} (registered: {known}); {hint}",
         )
     bus: Bus = factory(url)
     return bus
@@ -85,13 +169,13 @@ async def _main(
     )
     for worker in workers:
         await runner.add_worker(worker)
-    await _configure(runner, config)
+    await configure(runner, config)
     if request is None:
         async with anyio.create_task_group() as tg:
             await tg.start(runner.run)  # returns once the workers are ready
             names = ", ".join(runner.workers) or "no workers"
             print(
-                f"framework: runner {runner.name!r} on {config.bus} with {names}; "
+                f"framework: runner {runner.name!r} on {redact_url(config.bus)} with {names}; "
                 "Ctrl-C or SIGTERM to stop",
                 file=sys.stderr,
                 flush=True,
@@ -101,7 +185,8 @@ async def _main(
     return await _submit(runner, config, request)
 
 
-async def _configure(runner: WorkerRunner, config: RunConfig) -> None:
+async def configure(runner: WorkerRunner, config: RunConfig) -> None:
+    """Call every ``configure_runner`` impl; one that raises is logged and skipped."""
     for impl in hook_impls(runner.plugin_manager, "configure_runner"):
         try:
             result = impl.call({"runner": runner, "config": config})
@@ -111,46 +196,92 @@ async def _configure(runner: WorkerRunner, config: RunConfig) -> None:
             logger.exception("plugin %r: configure_runner raised; ignored", impl.plugin_name)
 
 
+EXIT_INTERRUPTED = 130
+"""Exit code of ``--job`` stopped by SIGINT or SIGTERM (the job is cancelled first)."""
+
+
 async def _submit(runner: WorkerRunner, config: RunConfig, request: JobRequest) -> int:
+    failure: RunFailed | None = None
+    code = 1
+    interrupted: list[str] = []
+    async with runner, anyio.create_task_group() as tg:
+        if threading.current_thread() is threading.main_thread():
+            await tg.start(_cancel_on_signal, tg.cancel_scope, interrupted)
+        try:
+            code = await _submit_job(runner, config, request)
+        except RunFailed as exc:  # raised outside the task group, unwrapped
+            failure = exc
+        tg.cancel_scope.cancel()  # stop watching signals
+    if failure is not None:
+        raise failure
+    if interrupted:
+        print(
+            f"framework: {interrupted[0]} received; the job to worker {request.worker!r} "
+            "was cancelled",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    return code
+
+
+async def _cancel_on_signal(
+    scope: anyio.CancelScope,
+    interrupted: list[str],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Ctrl-C or SIGTERM during ``--job``: cancel the job (its worker is told), then exit."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            interrupted.append(signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def _submit_job(runner: WorkerRunner, config: RunConfig, request: JobRequest) -> int:
     from framework.bus.local import LocalBus
 
     printer = _Printer(request.as_json)
-    async with runner:
-        worker = request.worker
-        if isinstance(runner.bus, LocalBus) and worker not in runner.workers:
-            running = ", ".join(sorted(runner.workers)) or "none"
-            raise RunFailed(
-                f"no worker named {worker!r} on this runner (workers: {running}); "
-                "see 'framework plugins' for what is registered"
-            )
-        wait = request.timeout if request.timeout is not None else READY_TIMEOUT
-        start = anyio.current_time()
-        with anyio.move_on_after(wait):
-            await runner.registry.wait_ready(worker)
-        if worker not in runner.registry:
-            raise RunFailed(f"worker {worker!r} did not appear on {config.bus} within {wait:g} s")
-        remaining = None
-        if request.timeout is not None:
-            remaining = max(0.0, request.timeout - (anyio.current_time() - start))
-        try:
-            async with runner.job(
-                worker, name=request.name, payload=request.payload, timeout=remaining
-            ) as job:
-                async for event in job:
-                    printer.event(event)
-        except JobError as exc:
-            printer.response(exc.status, exc.response)
-            printer.end()
-            detail = exc.response.get("error", "")
-            print(
-                f"framework: job to worker {worker!r} ended {exc.status}"
-                + (f": {detail}" if detail else ""),
-                file=sys.stderr,
-            )
-            return 1
-        printer.response(job.status or JobStatus.ERROR, job.response or {})
+    worker = request.worker
+    if isinstance(runner.bus, LocalBus) and worker not in runner.workers:
+        running = ", ".join(sorted(runner.workers)) or "none"
+        raise RunFailed(
+            f"no worker named {worker!r} on this runner (workers: {running}); "
+            "see 'framework plugins' for what is registered"
+        )
+    wait = request.timeout if request.timeout is not None else READY_TIMEOUT
+    start = anyio.current_time()
+    with anyio.move_on_after(wait):
+        await runner.registry.wait_ready(worker)
+    if worker not in runner.registry:
+        raise RunFailed(
+            f"worker {worker!r} did not appear on {redact_url(config.bus)} within {wait:g} s"
+        )
+    remaining = None
+    if request.timeout is not None:
+        remaining = max(0.0, request.timeout - (anyio.current_time() - start))
+    try:
+        async with runner.job(
+            worker, name=request.name, payload=request.payload, timeout=remaining
+        ) as job:
+            async for event in job:
+                printer.event(event)
+    except JobError as exc:
+        printer.response(exc.status, exc.response)
         printer.end()
-        return 0
+        detail = exc.response.get("error", "")
+        print(
+            f"framework: job to worker {worker!r} ended {exc.status}"
+            + (f": {detail}" if detail else ""),
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        printer.end()
+    printer.response(job.status or JobStatus.ERROR, job.response or {})
+    printer.end()
+    return 0
 
 
 class _Printer:

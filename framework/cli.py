@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from framework.config import RunConfig
     from framework.plugins import PluginHost
-    from framework.worker import BaseWorker
 
 _HOST_KEY = "framework.host"
 
@@ -41,17 +39,24 @@ def _host(ctx: click.Context, extra_p: tuple[str, ...] = (), strict: bool = Fals
     return host
 
 
-def _load(host: PluginHost) -> None:
+def _load(host: PluginHost, *, registrations: bool = False) -> None:
+    """Load the plugins (and run the registration hooks); strict-mode failures exit 1."""
     from framework.plugins import PluginLoadError
 
     try:
         host.load()
+        if registrations:
+            host.collect_registrations()
     except PluginLoadError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 class FrameworkGroup(click.Group):
     """A click group that adds plugin commands when the command list is first needed."""
+
+    def ensure_plugin_commands(self, ctx: click.Context) -> None:
+        """Let plugins add their commands (once): ``register_commands(cli)``."""
+        self._plugin_commands(ctx)
 
     def _plugin_commands(self, ctx: click.Context) -> None:
         if ctx.find_root().meta.get("framework.commands-added"):
@@ -118,8 +123,10 @@ def plugins_command(
 ) -> None:
     """List plugins: distribution and version, hooks, what each registered, load errors."""
     host = _host(ctx, extra_plugin_options)
-    _load(host)
-    host.collect_registrations()
+    _load(host, registrations=True)
+    root = ctx.find_root().command
+    if isinstance(root, FrameworkGroup):
+        root.ensure_plugin_commands(ctx)  # so that "registered" shows plugin commands too
     infos = host.plugin_infos()
     if requirements:
         seen: set[str] = set()
@@ -180,15 +187,20 @@ def run_command(
 ) -> None:
     """Start a runner with the registered (or configured) workers; serve until Ctrl-C or
     SIGTERM, or, with --job, submit one job, print what it sends, and exit."""
-    from framework._run import JobRequest, RunFailed, run_or_submit
+    from framework._run import JobRequest, RunFailed, build_workers, run_or_submit
     from framework.config import ConfigError, load_config
 
     if job_worker is None and (job_name or payload or as_json):
         raise click.UsageError("--name, --payload and --json go with --job WORKER")
     job_payload = _parse_payload(payload)
+    if job_worker is None and timeout is not None:
+        raise click.UsageError("--timeout goes with --job WORKER")
+    if timeout is not None and timeout <= 0:
+        raise click.BadParameter(
+            f"must be a positive number of seconds, got {timeout:g}", param_hint="--timeout"
+        )
     host = _host(ctx, extra_plugin_options)
-    _load(host)
-    host.collect_registrations()
+    _load(host, registrations=True)
     if host.registration_errors:
         raise click.ClickException(
             "plugins registered conflicting or invalid things:\n  "
@@ -233,78 +245,6 @@ def _parse_payload(payload: str | None) -> dict[str, Any]:
             param_hint="--payload",
         )
     return value
-
-
-def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[BaseWorker]:
-    """The workers the configuration asks for (every registered one when it names none)."""
-    from pydantic import ValidationError
-
-    from framework._registrars import RegistrationError
-    from framework.config import ConfigError, validation_error
-
-    registered = host.workers
-    if config.workers is None:
-        return _every_registered_worker(host)
-    workers: list[BaseWorker] = []
-    names: set[str] = set()
-    for index, spec in enumerate(config.workers):
-        key = f"workers.{index}"
-        if spec.type not in registered:
-            known = ", ".join(sorted(registered.entries)) or "none: install a plugin"
-            raise ConfigError(
-                source,
-                f"{key}.type",
-                f"no worker {spec.type!r} is registered (registered: {known})",
-            )
-        try:
-            worker_class = registered.resolve(spec.type)
-        except RegistrationError as exc:
-            raise ConfigError(source, f"{key}.type", str(exc)) from None
-        name = spec.name or spec.type
-        if name in names:
-            raise ConfigError(source, f"{key}.name", f"a worker named {name!r} is configured twice")
-        names.add(name)
-        kwargs: dict[str, Any] = {}
-        if not spec.active:
-            kwargs["active"] = False
-        if spec.config or getattr(worker_class, "config_model", None) is not None:
-            kwargs["config"] = spec.config
-        try:
-            workers.append(worker_class(name, **kwargs))
-        except ValidationError as exc:
-            raise validation_error(exc, source, f"{key}.config") from None
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(source, key, f"worker {spec.type!r} cannot be built: {exc}") from None
-    return workers
-
-
-def _every_registered_worker(host: PluginHost) -> list[BaseWorker]:
-    """Each registered worker under its registered name; one that cannot start without
-    settings is left out with a warning saying how to configure it."""
-    from pydantic import ValidationError
-
-    from framework._registrars import RegistrationError
-
-    workers: list[BaseWorker] = []
-    for name in list(host.workers.entries):
-        try:
-            workers.append(host.workers.resolve(name)(name))
-        except RegistrationError as exc:
-            click.echo(f"framework: worker {name!r} not started: {exc}", err=True)
-        except (ValidationError, TypeError, ValueError) as exc:
-            detail = (
-                exc.errors(include_url=False, include_input=False)[0]
-                if isinstance(exc, ValidationError)
-                else None
-            )
-            why = f"{'.'.join(map(str, detail['loc']))}: {detail['msg']}" if detail else str(exc)
-            click.echo(
-                f"framework: worker {name!r} not started: it needs settings "
-                f"({why}); configure it in framework.toml: [[workers]] type = "
-                f'"{name}" with a [workers.config] table',
-                err=True,
-            )
-    return workers
 
 
 # --------------------------------------------------------------------------- install

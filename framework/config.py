@@ -104,12 +104,27 @@ def find_config(directory: Path) -> tuple[Path, dict[str, Any]] | None:
         return candidate, _read_toml(candidate)
     pyproject = directory / PYPROJECT
     if pyproject.is_file():
-        table = _read_toml(pyproject).get("tool", {}).get("framework")
+        table = _tool_table(pyproject, required=False)
         if table is not None:
-            if not isinstance(table, dict):
-                raise ConfigError(str(pyproject), "tool.framework", "must be a table")
             return pyproject, table
     return None
+
+
+def _tool_table(pyproject: Path, *, required: bool) -> dict[str, Any] | None:
+    """``[tool.framework]`` of a pyproject.toml (None when absent and not required)."""
+    tool = _read_toml(pyproject).get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(str(pyproject), "tool", "must be a table")
+    table = tool.get("framework")
+    if table is None:
+        if required:
+            raise ConfigError(
+                str(pyproject), "tool.framework", "no such table: add [tool.framework] to it"
+            )
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(str(pyproject), "tool.framework", "must be a table")
+    return table
 
 
 def load_config(path: Path | None = None, directory: Path | None = None) -> tuple[RunConfig, str]:
@@ -125,9 +140,10 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> tupl
     if path is not None:
         if not path.is_file():
             raise ConfigError(str(path), "", "no such file (given with --config)")
-        data = _read_toml(path)
         if path.name == PYPROJECT:
-            data = data.get("tool", {}).get("framework", {})
+            data = _tool_table(path, required=True) or {}
+        else:
+            data = _read_toml(path)
         source = str(path)
     else:
         found = find_config(directory or Path.cwd())

@@ -124,13 +124,17 @@ def register_workers(register: WorkerRegistrar) -> None:
 
     Called once per process, when plugins are loaded. Call ``register(WorkerClass)`` for
     each class, optionally with ``name="..."`` (the default is the class's ``worker_name``
-    attribute when set, else its name in kebab case: ``EchoWorker`` -> ``echo-worker``).
+    attribute when set, else its name in kebab case: ``EchoWorker`` -> ``echo-worker``),
+    or ``register("package.module:ClassName", name="...")`` to have the module imported
+    only when a runner starts the worker (``framework plugins`` and ``--help`` then never
+    import it).
     ``framework run`` starts each registered worker under its registered name when no
     configuration names the workers. Plain function only (not async).
 
     Args:
-        register: the registrar. It refuses anything but a ``BaseWorker`` subclass, and a
-            name another plugin registered already (the error names both plugins).
+        register: the registrar. It refuses anything but a ``BaseWorker`` subclass (or an
+            import path), and a name another plugin registered already (the error names
+            both plugins); a refusal is reported and the plugin's other registrations stand.
     """
 
 

@@ -336,9 +336,9 @@ class JobContext(_ContextBase):
     def _timeout_error(self) -> Exception:
         return JobError(
             f"job {self._name or '(default)'!r} to worker {self.worker!r} timed out after "
-            f"{self._timeout} s; it was cancelled",
+            f"{self._timeout:.3g} s; it was cancelled",
             status=JobStatus.CANCELLED,
-            response={"error": f"timed out after {self._timeout} s"},
+            response={"error": f"timed out after {self._timeout:.3g} s"},
             job_id=self.job_id,
             worker=self.worker,
             timed_out=True,
@@ -414,7 +414,7 @@ class JobGroupContext(_ContextBase):
     def _timeout_error(self) -> Exception:
         return JobGroupError(
             f"job group {self._name or '(default)'!r} to {list(self.workers)} timed out after "
-            f"{self._timeout} s; unfinished members were cancelled",
+            f"{self._timeout:.3g} s; unfinished members were cancelled",
             statuses=self.statuses,
             responses=self.responses,
             job_id=self.job_id,

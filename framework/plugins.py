@@ -21,12 +21,7 @@ import pluggy
 
 from framework import hookspecs
 from framework._hooks import NOTIFICATION_HOOKS, HookImpl, RuntimeHooks, env_flag, hook_impls
-from framework._registrars import (
-    BackendRegistrar,
-    BusRegistrar,
-    RegistrationError,
-    WorkerRegistrar,
-)
+from framework._registrars import BackendRegistrar, BusRegistrar, WorkerRegistrar
 
 if TYPE_CHECKING:
     import click
@@ -300,7 +295,8 @@ class PluginSelection:
 
 
 class PluginLoadError(RuntimeError):
-    """Strict mode: at least one plugin failed to load (the message lists them)."""
+    """Strict mode: a plugin failed to load, or a registration was refused (the message
+    lists them)."""
 
 
 class PluginHost:
@@ -330,6 +326,7 @@ class PluginHost:
         self.registration_errors: list[str] = []
         self._commands: dict[str, list[str]] = {}
         self._load_failed: list[PluginInfo] = []
+        self._collected: dict[str, set[str]] = {}
         self._loaded = False
         self._registered = False
         for name in BUILTIN_PLUGINS:
@@ -467,18 +464,25 @@ class PluginHost:
             ("register_llm_backends", self.llm_backends),
         ):
             for impl in hook_impls(self.pm, hook_name):
-                if any(r.plugin == impl.plugin_name for r in registrar.entries.values()):
-                    continue  # registered already by an earlier collection
+                if impl.plugin_name in self._collected.setdefault(hook_name, set()):
+                    continue  # collected already (a plugin registered later re-runs this)
+                self._collected[hook_name].add(impl.plugin_name)
                 registrar.current_plugin = impl.plugin_name
+                refused = len(registrar.errors)
                 try:
                     impl.call({"register": registrar})
-                except RegistrationError as exc:
-                    self.registration_errors.append(str(exc))
-                    self._note_error(impl.plugin_name, str(exc))
                 except Exception as exc:
                     message = f"{hook_name} raised {type(exc).__name__}: {exc}"
                     self.registration_errors.append(f"plugin {impl.plugin_name!r}: {message}")
                     self._note_error(impl.plugin_name, message)
+                for plugin, message in registrar.errors[refused:]:
+                    self.registration_errors.append(message)
+                    self._note_error(plugin, message)
+        if self.selection.strict and self.registration_errors:
+            raise PluginLoadError(
+                "plugins registered conflicting or invalid things (strict mode):\n  "
+                + "\n  ".join(self.registration_errors)
+            )
 
     def add_commands(self, cli: click.Group) -> None:
         """Run ``register_commands(cli)`` for every plugin that implements it."""

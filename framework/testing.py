@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 
+from framework._run import configure, every_registered_worker
 from framework.builtins.memory import MemoryPublisher
+from framework.config import RunConfig
 from framework.plugins import PluginHost, PluginSelection
 from framework.runner import WorkerRunner
 
@@ -40,7 +42,9 @@ def make_host(*plugins: object) -> PluginHost:
 
 async def build_runner(host: PluginHost, *plugins: object) -> WorkerRunner:
     """A runner on the in-process bus, not started, hosting every worker ``host``
-    registered (under its registered name), with ``plugins`` registered on top.
+    registered (under its registered name; one that needs settings is left out, with a
+    warning on stderr), with ``plugins`` registered on top, and configured by the
+    ``configure_runner`` hooks with the default ``RunConfig``.
 
     Start it with ``async with``.
     """
@@ -48,8 +52,9 @@ async def build_runner(host: PluginHost, *plugins: object) -> WorkerRunner:
     if host.registration_errors:
         raise RuntimeError("; ".join(host.registration_errors))
     runner = WorkerRunner("test-runner", plugin_manager=host.pm, plugins=plugins, grace_period=1.0)
-    for name in list(host.workers.entries):
-        await runner.add_worker(host.workers.resolve(name)(name))
+    for worker in every_registered_worker(host):
+        await runner.add_worker(worker)
+    await configure(runner, RunConfig())
     return runner
 
 

@@ -241,9 +241,10 @@ class BaseWorker:
         model = cls.config_model
         if model is None:
             if config:
-                raise TypeError(
+                keys = sorted(config) if isinstance(config, dict) else type(config).__name__
+                raise TypeError(  # the keys only: values may be secrets
                     f"worker class {cls.__name__} takes no config (it has no config_model); "
-                    f"got {config!r}"
+                    f"got {keys}"
                 )
             return None
         if isinstance(config, model):

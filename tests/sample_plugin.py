@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import click
 from pydantic import BaseModel, SecretStr
 
@@ -36,6 +37,18 @@ class Counter(BaseWorker):
         for i in range(n):
             await job.update({"done": i})
             yield {"i": i}
+
+
+class Sleepy(BaseWorker):
+    """Says it started, then sleeps ``payload["seconds"]`` (default: an hour)."""
+
+    worker_name = "sleepy"
+
+    @job
+    async def sleep(self, job: Job) -> dict[str, Any]:
+        await job.update({"started": True})
+        await anyio.sleep(job.payload.get("seconds", 3600))
+        return {"slept": True}
 
 
 class SecretSettings(BaseModel):
@@ -76,6 +89,7 @@ def register_workers(register: Any) -> None:
     register(GreeterWorker)
     register(Counter)
     register(Secretive)
+    register(Sleepy)
 
 
 @hookimpl

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,8 @@ def test_plugins_lists_builtins_and_what_each_registered() -> None:
     assert "local: agent-plugin-framework" in result.output
     assert "[built-in]" in result.output
     assert "sample_plugin: (registered in code)" in result.output
-    assert "workers: greeter-worker, counter, secretive" in result.output
+    assert "workers: greeter-worker, counter, secretive, sleepy" in result.output
+    assert "commands: sample-hello" in result.output
 
     data = json.loads(invoke("-p", "sample_plugin", "plugins", "--json").output)
     by_name = {p["name"]: p for p in data}
@@ -234,3 +236,65 @@ def test_trace_hooks_prints_every_hook_call() -> None:
     assert "[framework hook] register_workers -> plugin 'sample_plugin'" in result.stderr
     assert "[framework hook] configure_runner -> plugin 'sample_plugin'" in result.stderr
     assert "[framework hook] register_buses -> plugin 'local'" in result.stderr
+
+
+def test_timeout_goes_with_job_and_must_be_positive() -> None:
+    result = invoke("run", "--timeout", "1")
+    assert result.exit_code == 2
+    assert "--timeout goes with --job" in result.stderr
+    result = invoke("run", "--job", "x", "--timeout", "-1")
+    assert result.exit_code == 2
+    assert "positive" in result.stderr
+
+
+def test_strict_mode_also_refuses_registration_clashes() -> None:
+    args = ("-p", "sample_plugin", "-p", "clashing_plugin", "plugins")
+    assert invoke(*args).exit_code == 0  # reported, not fatal
+    result = invoke("--strict-plugins", *args)
+    assert result.exit_code == 1
+    assert "'sample_plugin'" in result.stderr and "'clashing_plugin'" in result.stderr
+
+
+def test_a_clash_costs_only_the_clashing_name() -> None:
+    data = json.loads(
+        invoke("-p", "sample_plugin", "-p", "clashing_plugin", "plugins", "--json").stdout
+    )
+    by_name = {p["name"]: p for p in data}
+    registered = by_name["sample_plugin"]["registered"]["workers"]
+    registered += by_name["clashing_plugin"]["registered"].get("workers", [])
+    assert sorted(registered) == ["counter", "greeter-worker", "secretive", "sleepy"]
+    errors = [p["error"] for p in data if p["error"]]
+    assert len(errors) == 1 and "'counter'" in errors[0]
+
+
+def test_passwords_in_bus_urls_are_never_printed() -> None:
+    from framework._run import redact_url
+
+    assert redact_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert redact_url("rediss://user:s3cret@host/1") == "rediss://user:***@host/1"
+    assert redact_url("local://") == "local://"
+    result = invoke("run", "--bus", "nats://me:s3cret@host:4222", "--job", "x")
+    assert result.exit_code == 2
+    assert "s3cret" not in result.output
+    assert "nats://me:***@host:4222" in result.stderr
+
+
+def test_sigterm_during_a_job_cancels_it_and_exits_130() -> None:
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "framework", "-p", "sample_plugin", "run", "--job", "sleepy"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=TESTS,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == 'update: {"started": true}'
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "SIGTERM received; the job to worker 'sleepy' was cancelled" in err

@@ -123,3 +123,29 @@ def test_a_secret_never_appears_in_a_validation_error() -> None:
     assert error.key == "workers.0.config.retries"
     assert "sk-live-123" not in str(error)
     assert "sk-live-123" not in repr(Settings(api_key="sk-live-123", retries=1))
+
+
+def test_a_pyproject_whose_tool_is_not_a_table_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("tool = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(directory=tmp_path)
+    assert (info.value.key, info.value.reason) == ("tool", "must be a table")
+
+
+def test_config_option_on_a_pyproject_without_the_table_says_so(tmp_path: Path) -> None:
+    project = tmp_path / "pyproject.toml"
+    project.write_text('[project]\nname = "x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(project)
+    assert info.value.key == "tool.framework"
+    assert "add [tool.framework]" in info.value.reason
+
+
+def test_settings_given_to_a_worker_without_a_config_model_are_not_echoed() -> None:
+    from framework import BaseWorker
+
+    with pytest.raises(TypeError) as info:
+        BaseWorker("w", config={"token": "sk-super-secret-123"})
+    assert "takes no config" in str(info.value)
+    assert "['token']" in str(info.value)
+    assert "sk-super-secret-123" not in str(info.value)

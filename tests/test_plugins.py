@@ -589,7 +589,7 @@ def test_hook_register_workers() -> None:
     assert host.workers.get("greeter-worker") is sample_plugin.GreeterWorker
     assert host.workers.entries["greeter-worker"].plugin == "sample_plugin"
     info = next(i for i in host.plugin_infos() if i.name == "sample_plugin")
-    assert info.registered["workers"] == ["greeter-worker", "counter", "secretive"]
+    assert info.registered["workers"] == ["greeter-worker", "counter", "secretive", "sleepy"]
 
     class Clash:
         @hookimpl
@@ -653,10 +653,22 @@ def test_hook_configure_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         env=ISOLATED_ENV,
     )
     assert result.exit_code == 0, result.output
-    last = json.loads(result.output.strip().splitlines()[-1])
+    last = json.loads(result.stdout.strip().splitlines()[-1])
     assert last == {
         "type": "response",
         "status": "completed",
         "response": {"added_by": "configure_runner"},
     }
     assert len(sample_plugin.configured) == 1
+
+
+@pytest.mark.anyio
+async def test_build_runner_skips_workers_needing_settings_and_configures() -> None:
+    from framework.testing import build_runner
+
+    with anyio.fail_after(5):
+        runner = await build_runner(make_host(sample_plugin))
+        assert sorted(runner.workers) == ["added-later", "counter", "greeter-worker", "sleepy"]
+        async with runner, runner.job("added-later") as ctx:
+            pass
+        assert ctx.response == {"added_by": "configure_runner"}
