@@ -268,20 +268,26 @@ def _installer(action: str, names: tuple[str, ...], yes: bool = False) -> list[s
     return [uv, "pip", action, "--python", sys.executable, *names]
 
 
-@cli.command("install")
-@click.argument("names", nargs=-1, required=True)
+@cli.command("install", context_settings={"ignore_unknown_options": True})
+@click.argument("names", nargs=-1, required=True, type=click.UNPROCESSED)
 def install_command(names: tuple[str, ...]) -> None:
-    """Install plugin distributions into the environment that runs framework."""
+    """Install plugin distributions into the environment that runs framework.
+
+    Options other than --help go to pip (or uv): framework install -U agent-plugin-echo.
+    """
     import subprocess
 
     raise SystemExit(subprocess.call(_installer("install", names)))
 
 
-@cli.command("uninstall")
-@click.argument("names", nargs=-1, required=True)
+@cli.command("uninstall", context_settings={"ignore_unknown_options": True})
+@click.argument("names", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def uninstall_command(names: tuple[str, ...], yes: bool) -> None:
-    """Uninstall plugin distributions from the environment that runs framework."""
+    """Uninstall plugin distributions from the environment that runs framework.
+
+    Options other than -y and --help go to pip (or uv).
+    """
     import subprocess
 
     raise SystemExit(subprocess.call(_installer("uninstall", names, yes)))

@@ -520,3 +520,55 @@ def test_sigterm_ends_run_gracefully(venv: Venv) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         proc.stderr.close()
+
+
+# --------------------------------------------------------------------------- install, duplicates
+
+
+def test_the_same_distribution_twice_on_sys_path_is_loaded_once(venv: Venv, tmp_path: Path) -> None:
+    # A second copy of agent-plugin-echo (package and dist-info) in another folder on
+    # sys.path, as with a user site next to a virtualenv.
+    site = next(venv.path.glob("lib/python*/site-packages"))
+    extra = tmp_path / "second-site"
+    extra.mkdir()
+    for item in site.iterdir():
+        if item.name.startswith("agent_plugin_echo"):
+            shutil.copytree(item, extra / item.name)
+    result = venv.framework("plugins", "--json", env={"PYTHONPATH": str(extra)})
+    assert result.returncode == 0, result.stderr
+    names = [info["name"] for info in json.loads(result.stdout)]
+    assert names.count("echo") == 1
+    assert "taken" not in result.stderr
+
+
+def test_install_and_uninstall_a_plugin_into_the_framework_environment(
+    venv: Venv, tmp_path: Path
+) -> None:
+    source = tmp_path / "agent-plugin-hello"
+    (source / "agent_plugin_hello").mkdir(parents=True)
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "agent-plugin-hello"\nversion = "1.2.3"\n'
+        '[project.entry-points.framework]\nhello = "agent_plugin_hello"\n'
+    )
+    (source / "agent_plugin_hello" / "__init__.py").write_text(
+        "from framework import hookimpl\n\n\n@hookimpl\ndef register_workers(register):\n"
+        '    register("agent_plugin_hello.workers:Hello", name="hello")\n'
+    )
+    (source / "agent_plugin_hello" / "workers.py").write_text(
+        "from framework import BaseWorker, job\n\n\nclass Hello(BaseWorker):\n"
+        "    @job\n    async def hello(self, job):\n"
+        '        return {"hello": job.payload.get("name", "world")}\n'
+    )
+    installed = venv.framework("install", "--quiet", str(source), timeout=INSTALL_TIMEOUT)
+    assert installed.returncode == 0, installed.stderr
+    listing = venv.framework("plugins", "--requirements")
+    assert "agent-plugin-hello==1.2.3" in listing.stdout
+    ran = venv.framework("run", "--job", "hello", "--payload", '{"name": "you"}')
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == {"hello": "you"}
+    removed = venv.framework("uninstall", "-y", "agent-plugin-hello")
+    assert removed.returncode == 0, removed.stderr
+    assert "hello" not in [
+        info["name"] for info in json.loads(venv.framework("plugins", "--json").stdout)
+    ]
