@@ -155,6 +155,7 @@ class Job:
 
     __slots__ = (
         "_answered",
+        "_chunks",
         "_scope",
         "_worker",
         "job_id",
@@ -181,6 +182,8 @@ class Job:
         self.started_at = started_at
         self._scope: anyio.CancelScope | None = None
         self._answered = False
+        self._chunks = -1
+        """Stream chunks sent so far; -1 while the job has not started streaming."""
 
     async def update(self, data: dict[str, Any]) -> None:
         """Send a progress update to the requester (ignored once the job has its response).
@@ -192,6 +195,16 @@ class Job:
             raise TypeError(f"job.update() takes a dict, got {type(data).__name__}")
         if not self._answered:
             await self._worker._send_update(self, data)
+
+    async def stream(self, item: Any) -> None:
+        """Send one stream chunk from a plain (not generator) handler.
+
+        The first call opens the stream; it is closed before the response, so a handler
+        can stream (LLM tokens, say) and still return a response dict. Ignored once the
+        job has its response.
+        """
+        if not self._answered:
+            await self._worker._send_chunk(self, item)
 
     def __repr__(self) -> str:
         return f"Job(job_id={self.job_id!r}, name={self.name!r}, requester={self.requester!r})"

@@ -296,6 +296,7 @@ class WorkerRunner:
         content: str = "",
         is_error: bool = False,
         chunk_index: int | None = None,
+        delta: bool = False,
     ) -> None:
         """Build one event and offer it to every publisher. Call only when ``events_enabled``.
 
@@ -316,6 +317,8 @@ class WorkerRunner:
                 content=content,
                 is_error=is_error,
                 chunk_index=chunk_index,
+                delta=delta,
+                delta_type="text" if delta else None,
             )
         except Exception:
             logger.warning(

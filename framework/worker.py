@@ -731,6 +731,8 @@ class BaseWorker:
                     response = await self._stream(method(job), job)
                 else:
                     response = _as_response(await method(job), self._name)
+                if job._chunks >= 0 and not job._answered:
+                    await self._close_stream(job)
             if scope.cancelled_caught:
                 return  # cancelled by cancel_job or the worker's end: answered there
         except JobFailed as exc:
@@ -749,43 +751,69 @@ class BaseWorker:
         await self._answer(job, status, response)
 
     async def _stream(self, items: AsyncIterator[Any], job: Job) -> dict[str, Any]:
-        send = self.runner.bus.send
-        name, job_id, requester = self._name, job.job_id, job.requester
-        await send(JobStreamStartMessage.build(source=name, target=requester, job_id=job_id))
-        runner = self.runner
-        count = 0
+        """Run an async-generator handler: each item is a stream chunk, framed by start and
+        end even when there is none."""
+        await self._open_stream(job)
         async for item in items:
             if job._answered:
                 break
-            await send(
-                JobStreamDataMessage.build(source=name, target=requester, job_id=job_id, data=item)
+            await self._send_chunk(job, item)
+        return {"chunks": job._chunks}
+
+    async def _open_stream(self, job: Job) -> None:
+        job._chunks = 0
+        await self.runner.bus.send(
+            JobStreamStartMessage.build(source=self._name, target=job.requester, job_id=job.job_id)
+        )
+
+    async def _close_stream(self, job: Job) -> None:
+        await self.runner.bus.send(
+            JobStreamEndMessage.build(source=self._name, target=job.requester, job_id=job.job_id)
+        )
+
+    async def _send_chunk(self, job: Job, item: Any) -> None:
+        """One stream chunk (``job.stream(item)`` or a yielded item), with its event.
+
+        On the streaming hot path (300,000 chunks/s is the goal): no property lookups.
+        """
+        if job._chunks < 0:
+            await self._open_stream(job)
+        runner = self._runner
+        assert runner is not None
+        index = job._chunks
+        await runner.bus.send(
+            JobStreamDataMessage.build(
+                source=self._name, target=job.requester, job_id=job.job_id, data=item
             )
-            if runner.events_enabled:
-                if isinstance(item, str):
-                    runner.emit(
-                        Event.STREAMING,
-                        EventType.PROGRESS,
-                        ContentType.TEXT,
-                        name,
-                        job_id,
-                        content=item,
-                        chunk_index=count,
-                    )
-                else:
-                    runner.emit(
-                        Event.STREAMING,
-                        EventType.PROGRESS,
-                        ContentType.DATA,
-                        name,
-                        job_id,
-                        data=_as_event_data(item),
-                        chunk_index=count,
-                    )
-            count += 1
-            if count % _STREAM_FAIRNESS == 0:
-                await anyio.lowlevel.checkpoint()
-        await send(JobStreamEndMessage.build(source=name, target=requester, job_id=job_id))
-        return {"chunks": count}
+        )
+        if runner.events_enabled:
+            self._chunk_event(runner, job, item, index)
+        job._chunks = index = index + 1
+        if not index % _STREAM_FAIRNESS:
+            await anyio.lowlevel.checkpoint()
+
+    def _chunk_event(self, runner: WorkerRunner, job: Job, item: Any, index: int) -> None:
+        if isinstance(item, str):  # a text delta (an LLM token, a line of output...)
+            runner.emit(
+                Event.STREAMING,
+                EventType.PROGRESS,
+                ContentType.TEXT,
+                self._name,
+                job.job_id,
+                content=item,
+                chunk_index=index,
+                delta=True,
+            )
+        else:
+            runner.emit(
+                Event.STREAMING,
+                EventType.PROGRESS,
+                ContentType.DATA,
+                self._name,
+                job.job_id,
+                data=_as_event_data(item),
+                chunk_index=index,
+            )
 
     def _job_done(self, job: Job) -> None:
         self._running.pop(job.job_id, None)

@@ -693,3 +693,26 @@ async def test_group_member_lost_while_the_group_waits_for_another(cancel_on_err
                     async with runner.job_group("b", "a", cancel_on_error=False) as group:
                         pass
                     assert group.statuses == {"a": JobStatus.ERROR, "b": JobStatus.COMPLETED}
+
+
+async def test_a_plain_handler_can_stream_and_still_return_a_response() -> None:
+    class Talker(BaseWorker):
+        @job
+        async def talk(self, job: Job) -> dict[str, Any]:
+            for word in ("hello", " ", "world"):
+                await job.stream(word)
+            return {"text": "hello world", "usage": {"tokens": 3}}
+
+    with anyio.fail_after(5):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Talker("talker"))
+            async with runner.job("talker") as ctx:
+                events = [(e.type, e.data) async for e in ctx]
+            assert events == [
+                (JobEvent.STREAM_START, {}),
+                (JobEvent.STREAM_DATA, "hello"),
+                (JobEvent.STREAM_DATA, " "),
+                (JobEvent.STREAM_DATA, "world"),
+                (JobEvent.STREAM_END, {}),
+            ]
+            assert ctx.response == {"text": "hello world", "usage": {"tokens": 3}}

@@ -61,11 +61,11 @@ class BusMessage(BaseModel):
         this sets the model's state directly. Use it only for values our own code produced;
         anything from outside goes through ``decode_message``.
         """
-        values = dict(cls._defaults)
-        for name, factory in cls._factories:
-            if name not in fields:
-                values[name] = factory()
-        values.update(fields)
+        values = {**cls._defaults, **fields}
+        if cls._factories:
+            for name, factory in cls._factories:
+                if name not in fields:
+                    values[name] = factory()
         message = _new_object(cls)
         _set_attribute(message, "__dict__", values)
         _set_attribute(message, "__pydantic_fields_set__", set(fields))
