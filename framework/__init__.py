@@ -24,6 +24,8 @@ if TYPE_CHECKING:
         JobGroupEvent,
         JobGroupResponse,
     )
+    from framework.llm.tools import tool
+    from framework.llm.worker import LLMWorker
     from framework.registry import WorkerRegistry
     from framework.runner import WorkerRunner
     from framework.types import (
@@ -67,6 +69,8 @@ _LOCATIONS = {
     "BaseWorker": "framework.worker",
     "job": "framework.worker",
     "worker_ready": "framework.worker",
+    "LLMWorker": "framework.llm.worker",
+    "tool": "framework.llm.tools",
 }
 
 
@@ -102,6 +106,7 @@ __all__ = [
     "JobGroupEvent",
     "JobGroupResponse",
     "JobStatus",
+    "LLMWorker",
     "LLMWorkerActivationArgs",
     "WorkerActivationArgs",
     "WorkerErrorData",
@@ -112,5 +117,6 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "job",
+    "tool",
     "worker_ready",
 ]

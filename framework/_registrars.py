@@ -98,17 +98,8 @@ class WorkerRegistrar(_Registrar[Any]):
 
     def _register(self, worker_class: type | str, name: str | None) -> None:
         if isinstance(worker_class, str):
-            module, _, attribute = worker_class.partition(":")
-            if not module or not attribute:
-                raise RegistrationError(
-                    f"plugin {self.current_plugin!r} registered the worker {worker_class!r}; "
-                    "an import path is 'package.module:ClassName'"
-                )
-            if name is None:
-                raise RegistrationError(
-                    f"plugin {self.current_plugin!r} registered {worker_class!r} without a "
-                    'name; a worker registered by its import path needs name="..."'
-                )
+            _check_path(worker_class, name, self.current_plugin, "worker")
+            assert name is not None
             self._add(name, worker_class)
             return
         self._add(name or default_worker_name(worker_class, self.current_plugin), worker_class)
@@ -124,19 +115,36 @@ class WorkerRegistrar(_Registrar[Any]):
         entry = self.entries[name]
         value = entry.value
         if isinstance(value, str):
-            module_name, _, attribute = value.partition(":")
-            try:
-                value = getattr(importlib.import_module(module_name), attribute)
-            except (ImportError, AttributeError) as exc:
-                raise RegistrationError(
-                    f"plugin {entry.plugin!r} registered worker {name!r} as {entry.value!r}, "
-                    f"which cannot be imported: {type(exc).__name__}: {exc}"
-                ) from None
-            self.current_plugin = entry.plugin
-            _check_worker_class(value, self.current_plugin)
+            value = _import_path(value, entry.plugin, f"worker {name!r}")
+            _check_worker_class(value, entry.plugin)
             self.entries[name] = Registration(name, value, entry.plugin)
         assert isinstance(value, type)
         return value
+
+
+def _check_path(path: str, name: str | None, plugin: str, kind: str) -> None:
+    module, _, attribute = path.partition(":")
+    if not module or not attribute:
+        raise RegistrationError(
+            f"plugin {plugin!r} registered the {kind} {path!r}; an import path is "
+            "'package.module:Name'"
+        )
+    if name is None:
+        raise RegistrationError(
+            f"plugin {plugin!r} registered {path!r} without a name; a {kind} registered by "
+            'its import path needs name="..."'
+        )
+
+
+def _import_path(path: str, plugin: str, what: str) -> Any:
+    module_name, _, attribute = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except Exception as exc:
+        raise RegistrationError(
+            f"plugin {plugin!r} registered {what} as {path!r}, which cannot be imported: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _check_worker_class(worker_class: object, plugin: str) -> None:
@@ -181,7 +189,24 @@ class BusRegistrar(_Registrar[Callable[[str], Any]]):
 
 
 class BackendRegistrar(_Registrar[Any]):
-    """``register(backend, name=None)`` in ``register_llm_backends``."""
+    """``register(backend, name=None)`` in ``register_llm_backends``.
+
+    A backend may also be registered by the import path of an object or a class
+    (instantiated without arguments), ``register("pkg.backend:OpenAIBackend",
+    name="openai")``, imported only when a worker uses it; ``resolve`` returns the backend.
+    """
+
+    def resolve(self, name: str) -> Any:
+        """The backend registered as ``name``, imported (and instantiated) when registered
+        by path. Raises ``KeyError`` or ``RegistrationError`` (naming the plugin)."""
+        entry = self.entries[name]
+        value = entry.value
+        if isinstance(value, str):
+            value = _import_path(value, entry.plugin, f"LLM backend {name!r}")
+            if isinstance(value, type):
+                value = value()
+            self.entries[name] = Registration(name, value, entry.plugin)
+        return value
 
     kind = "LLM backend"
 
@@ -190,6 +215,8 @@ class BackendRegistrar(_Registrar[Any]):
             self._register(backend, name)
 
     def _register(self, backend: Any, name: str | None) -> None:
+        if isinstance(backend, str):
+            _check_path(backend, name, self.current_plugin, "LLM backend")
         if name is None:
             name = getattr(backend, "name", None)
         if name is None:

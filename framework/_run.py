@@ -167,6 +167,7 @@ async def _main(
     runner = WorkerRunner(
         config.name, bus=bus, plugin_manager=host.pm, grace_period=config.grace_period
     )
+    runner.llm_config = config.llm
     for worker in workers:
         await runner.add_worker(worker)
     await configure(runner, config)

@@ -156,6 +156,42 @@ def plugins_command(
             click.echo(f"  error: {info.error}")
 
 
+@cli.command("backends")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
+@_plugin_option
+@click.pass_context
+def backends_command(
+    ctx: click.Context, as_json: bool, extra_plugin_options: tuple[str, ...]
+) -> None:
+    """List the LLM backends plugins registered, with their options."""
+    host = _host(ctx, extra_plugin_options)
+    _load(host, registrations=True)
+    rows = []
+    for name, entry in host.llm_backends.entries.items():
+        row: dict[str, Any] = {"name": name, "plugin": entry.plugin, "options": {}, "error": None}
+        try:
+            backend = host.llm_backends.resolve(name)
+            model = getattr(backend, "options_model", None)
+            if model is not None:
+                row["options"] = {
+                    field: (info.description or "") for field, info in model.model_fields.items()
+                }
+        except Exception as exc:  # a backend that does not import is shown, not fatal
+            row["error"] = str(exc)
+        rows.append(row)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']} (plugin {row['plugin']})")
+        for option, description in row["options"].items():
+            click.echo(f"  {option}" + (f": {description}" if description else ""))
+        if row["error"]:
+            click.echo(f"  error: {row['error']}")
+
+
 # --------------------------------------------------------------------------- run
 
 

@@ -46,6 +46,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "console": "framework.builtins.console",
     "jsonl": "framework.builtins.jsonl",
     "memory": "framework.builtins.memory",
+    "offline": "framework.builtins.offline",
+    "assistant": "framework.builtins.assistant",
 }
 """Plugins shipped inside the core, by name; registered like any other, blockable with
 ``-p no:NAME``."""
@@ -478,6 +480,7 @@ class PluginHost:
                 for plugin, message in registrar.errors[refused:]:
                     self.registration_errors.append(message)
                     self._note_error(plugin, message)
+        setattr(self.pm, _BACKENDS_ATTRIBUTE, self.llm_backends)  # runners share them
         if self.selection.strict and self.registration_errors:
             raise PluginLoadError(
                 "plugins registered conflicting or invalid things (strict mode):\n  "
@@ -535,6 +538,25 @@ def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
         return name.replace("_", "-"), version
     metadata = dist.metadata
     return metadata["Name"], metadata["Version"]
+
+
+_BACKENDS_ATTRIBUTE = "_framework_llm_backends"
+
+
+def llm_backends_of(pm: pluggy.PluginManager) -> BackendRegistrar:
+    """The LLM backends registered on ``pm`` (``register_llm_backends``, run once per
+    manager and cached; a ``PluginHost`` shares its own collection)."""
+    registrar: BackendRegistrar | None = getattr(pm, _BACKENDS_ATTRIBUTE, None)
+    if registrar is None:
+        registrar = BackendRegistrar()
+        for impl in hook_impls(pm, "register_llm_backends"):
+            registrar.current_plugin = impl.plugin_name
+            try:
+                impl.call({"register": registrar})
+            except Exception as exc:
+                registrar.errors.append((impl.plugin_name, f"register_llm_backends raised {exc!r}"))
+        setattr(pm, _BACKENDS_ATTRIBUTE, registrar)
+    return registrar
 
 
 def _core_version() -> str | None:

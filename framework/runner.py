@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from framework._hooks import RuntimeHooks
 from framework._publishing import EventPublisher, PublisherStats
+from framework._registrars import BackendRegistrar
 from framework._requester import Requester
 from framework.bus.base import Bus, Inbox
 from framework.bus.local import LocalBus
@@ -32,9 +33,10 @@ from framework.bus.messages import (
     JobResponseMessage,
     WorkerLostMessage,
 )
+from framework.config import LLMConfig
 from framework.events import ContentType, Event, EventModel, EventType
 from framework.jobs import JobContext, JobGroupContext
-from framework.plugins import create_plugin_manager, register_plugin
+from framework.plugins import create_plugin_manager, llm_backends_of, register_plugin
 from framework.registry import WorkerRegistry
 from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
 from framework.worker import BaseWorker
@@ -98,6 +100,8 @@ class WorkerRunner:
         self.grace_period = grace_period
         self.event_buffer_size = event_buffer_size
         self.event_drain_timeout = event_drain_timeout
+        self.llm_config = LLMConfig()
+        """Default LLM backend and options for LLM workers (``[llm]`` of the run config)."""
         self.run_id = ""
         """Shared by every event of one ``run()``; set when the run starts."""
         self.events_enabled = False
@@ -117,6 +121,11 @@ class WorkerRunner:
         self._inbox: Inbox | None = None
         self._waiting_index: dict[str, set[Requester]] = {}
         self.registry.add_gone_listener(self._on_worker_gone)
+
+    @property
+    def llm_backends(self) -> BackendRegistrar:
+        """The LLM backends registered by this runner's plugins (built-ins included)."""
+        return llm_backends_of(self.plugin_manager)
 
     # ----------------------------------------------------------------- workers
 

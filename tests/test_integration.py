@@ -47,7 +47,7 @@ INSTALL_TIMEOUT = 600.0
 
 BROKEN = {"broken-import": "agent-plugin-broken-import", "misspelled": "agent-plugin-misspelled"}
 """The broken plugins: entry-point name -> distribution name."""
-BUILTINS = ["local", "console", "jsonl", "memory"]
+BUILTINS = ["local", "console", "jsonl", "memory", "offline", "assistant"]
 ECHO_WORKERS = ["echo", "reverse", "count"]
 
 

@@ -668,7 +668,13 @@ async def test_build_runner_skips_workers_needing_settings_and_configures() -> N
 
     with anyio.fail_after(5):
         runner = await build_runner(make_host(sample_plugin))
-        assert sorted(runner.workers) == ["added-later", "counter", "greeter-worker", "sleepy"]
+        assert sorted(runner.workers) == [
+            "added-later",
+            "assistant",
+            "counter",
+            "greeter-worker",
+            "sleepy",
+        ]
         async with runner, runner.job("added-later") as ctx:
             pass
         assert ctx.response == {"added_by": "configure_runner"}

@@ -1,0 +1,330 @@
+"""LLMWorker: a worker that thinks with a language model, calls tools, and streams its reply.
+
+A job sent to it with ``payload={"messages": [...]}`` runs the model on those messages
+(after the worker's instructions), streams the reply's text deltas as job stream chunks,
+runs the tool calls the model makes (several in one turn concurrently), feeds the results
+back, and loops until the model answers, within ``max_rounds`` rounds. The response is the
+final assistant message and the usage figures.
+
+Activation with ``LLMWorkerActivationArgs(messages=[...], run_llm=...)`` appends the
+messages to the worker's own conversation (``self.context``) and, when ``run_llm``, runs the
+model on it; the reply joins the conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import anyio
+from pydantic import BaseModel, ValidationError
+
+from framework._registrars import RegistrationError
+from framework.events import ContentType, Event, EventType
+from framework.jobs import Job, JobFailed
+from framework.llm.backend import LLMBackend, TextDelta, ToolCallDelta, Usage
+from framework.llm.tools import ToolSpec, method_tool, tool_name
+from framework.types import LLMWorkerActivationArgs, WorkerActivationArgs
+from framework.worker import BaseWorker, job
+
+if TYPE_CHECKING:
+    from framework.runner import WorkerRunner
+
+logger = logging.getLogger("framework.llm")
+
+DEFAULT_BACKEND = "offline"
+DEFAULT_MAX_ROUNDS = 10
+
+
+class LLMError(RuntimeError):
+    """The LLM worker cannot run: no such backend, bad options..."""
+
+
+class LLMWorker(BaseWorker):
+    """A worker with instructions, ``@tool`` methods and an LLM backend chosen by name.
+
+    Args:
+        name: the worker's name.
+        instructions: the system message put before every conversation (default: the
+            class attribute ``default_instructions``).
+        backend: the backend's registered name (default: the run configuration's
+            ``[llm] backend``, else ``"offline"``).
+        backend_options: settings for the backend, validated by its ``options_model``
+            (default: the run configuration's ``[llm] options`` when the backend is the
+            configured one).
+        max_rounds: how many model calls one run may make (each round that ends in tool
+            calls leads to another); past it the job ends ``FAILED``.
+        active, bridged, config: as for ``BaseWorker``.
+    """
+
+    activation_args_type = LLMWorkerActivationArgs
+    default_instructions: ClassVar[str] = "You are a helpful assistant."
+    """The instructions when none are given to the constructor; override in a subclass."""
+
+    _tool_attributes: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        attributes: dict[str, str] = {}
+        for base in reversed(cls.__mro__[1:]):
+            if issubclass(base, LLMWorker):
+                attributes.update(base._tool_attributes)
+        own = vars(cls)
+        attributes = {n: a for n, a in attributes.items() if a not in own}
+        for attribute, member in own.items():
+            name = tool_name(member)
+            if name is not None:
+                if name in attributes:
+                    raise TypeError(
+                        f"worker class {cls.__qualname__}: both {attributes[name]}() and "
+                        f"{attribute}() are the tool {name!r}; keep one"
+                    )
+                attributes[name] = attribute
+        cls._tool_attributes = attributes
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        instructions: str | None = None,
+        backend: str | None = None,
+        backend_options: dict[str, Any] | BaseModel | None = None,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
+        active: bool = True,
+        bridged: bool = False,
+        config: BaseModel | dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(name, active=active, bridged=bridged, config=config)
+        if max_rounds < 1:
+            raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
+        self.instructions = (
+            instructions if instructions is not None else type(self).default_instructions
+        )
+        """The system message put before every conversation."""
+        self.max_rounds = max_rounds
+        self.context: list[dict[str, Any]] = []
+        """The worker's own conversation (activation messages and the replies to them)."""
+        self._backend_name = backend
+        self._backend_options = backend_options
+        self._backend: LLMBackend | None = None
+        self._options: Any = None
+        self._tools = {
+            tool: method_tool(self, attribute, tool)
+            for tool, attribute in type(self)._tool_attributes.items()
+        }
+
+    # ----------------------------------------------------------------- backend
+
+    @property
+    def backend(self) -> LLMBackend:
+        """The backend in use (resolved when the worker starts)."""
+        if self._backend is None:
+            self._backend, self._options = self._resolve_backend(self.runner)
+        return self._backend
+
+    def _resolve_backend(self, runner: WorkerRunner) -> tuple[LLMBackend, Any]:
+        configured = runner.llm_config
+        name = self._backend_name or configured.backend or DEFAULT_BACKEND
+        backends = runner.llm_backends
+        if name not in backends:
+            known = ", ".join(sorted(backends.entries)) or "none"
+            raise LLMError(
+                f"worker {self.name!r}: no LLM backend named {name!r} (registered: {known}); "
+                "install the plugin that provides it (e.g. agent-plugin-openai for 'openai')"
+            )
+        try:
+            backend = backends.resolve(name)
+        except RegistrationError as exc:
+            raise LLMError(f"worker {self.name!r}: {exc}") from None
+        options: Any = self._backend_options
+        if options is None and name == configured.backend:
+            options = configured.options
+        model = getattr(backend, "options_model", None)
+        if model is not None and not isinstance(options, model):
+            try:
+                options = model.model_validate(options or {})
+            except ValidationError as exc:
+                problem = exc.errors(include_url=False, include_input=False)[0]
+                where = ".".join(map(str, problem["loc"]))
+                raise LLMError(
+                    f"worker {self.name!r}: option {where!r} of LLM backend {name!r}: "
+                    f"{problem['msg']}"
+                ) from None
+        return backend, options
+
+    async def on_ready(self) -> None:
+        """Resolve the backend now, so a missing one fails the worker at start."""
+        self._backend, self._options = self._resolve_backend(self.runner)
+
+    # ----------------------------------------------------------------- tools
+
+    def tools(self) -> list[ToolSpec]:
+        """The tools offered to the model: the ``@tool`` methods. Override to add more."""
+        return list(self._tools.values())
+
+    # ----------------------------------------------------------------- jobs and activation
+
+    @job
+    async def chat(self, job: Job) -> dict[str, Any]:
+        """Run the model on ``payload["messages"]``; stream the reply; return it."""
+        messages = job.payload.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise JobFailed(
+                f'worker {self.name!r} needs payload {{"messages": [{{"role": "user", '
+                '"content": "..."}]}'
+            )
+        conversation = self._with_instructions(list(messages))
+        return await self.run_llm(conversation, job=job)
+
+    async def on_activated(self, args: WorkerActivationArgs | None) -> None:
+        """Append the activation's messages to ``context``; run the model when asked."""
+        if not isinstance(args, LLMWorkerActivationArgs) or not args.messages:
+            return
+        self.context.extend(args.messages)
+        if args.run_llm:
+            conversation = self._with_instructions(self.context)
+            result = await self.run_llm(conversation)
+            self.context.append(result["message"])
+
+    def _with_instructions(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.instructions and not (messages and messages[0].get("role") == "system"):
+            return [{"role": "system", "content": self.instructions}, *messages]
+        return list(messages)
+
+    # ----------------------------------------------------------------- the tool loop
+
+    async def run_llm(
+        self, messages: list[dict[str, Any]], *, job: Job | None = None
+    ) -> dict[str, Any]:
+        """Call the model until it answers without tool calls (at most ``max_rounds``).
+
+        ``messages`` grows with each assistant message and tool result. Returns
+        ``{"message": <final assistant message>, "usage": {...}, "rounds": n}``.
+        """
+        backend = self.backend
+        tools = {spec.name: spec for spec in self.tools()}
+        schemas = [spec.schema() for spec in tools.values()]
+        thread = job.job_id if job is not None else ""
+        prompt_tokens = completion_tokens = 0
+        for round_number in range(1, self.max_rounds + 1):
+            text: list[str] = []
+            calls: dict[int, dict[str, str]] = {}
+            async for chunk in backend.stream(messages, schemas, self._options):
+                if type(chunk) is TextDelta:
+                    text.append(chunk.text)
+                    if job is not None:
+                        await job.stream(chunk.text)
+                    else:
+                        self._emit_delta(chunk.text, thread)
+                elif type(chunk) is ToolCallDelta:
+                    call = calls.setdefault(chunk.index, {"id": "", "name": "", "arguments": ""})
+                    call["id"] = chunk.id or call["id"]
+                    call["name"] = chunk.name or call["name"]
+                    call["arguments"] += chunk.arguments
+                elif type(chunk) is Usage:
+                    prompt_tokens += chunk.prompt_tokens
+                    completion_tokens += chunk.completion_tokens
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+            ordered = [calls[i] for i in sorted(calls)]
+            for number, call in enumerate(ordered):
+                call["id"] = call["id"] or f"call_{round_number}_{number}"
+            if ordered:
+                message["tool_calls"] = [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": c["arguments"] or "{}"},
+                    }
+                    for c in ordered
+                ]
+            messages.append(message)
+            if not ordered:
+                usage = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                }
+                return {"message": message, "usage": usage, "rounds": round_number}
+            messages.extend(await self._run_tools(ordered, tools, thread))
+        raise JobFailed(
+            f"worker {self.name!r}: the model was still calling tools after {self.max_rounds} "
+            "rounds; raise max_rounds or check what the tools return"
+        )
+
+    async def _run_tools(
+        self, calls: list[dict[str, str]], tools: dict[str, ToolSpec], thread: str
+    ) -> list[dict[str, Any]]:
+        """Run this turn's tool calls concurrently; one message per call, in order."""
+        results: list[dict[str, Any]] = [{} for _ in calls]
+
+        async def run(index: int, call: dict[str, str]) -> None:
+            results[index] = {
+                "role": "tool",
+                "tool_call_id": call["id"],
+                "content": await self._run_tool(call, tools, thread),
+            }
+
+        async with anyio.create_task_group() as tg:
+            for index, call in enumerate(calls):
+                tg.start_soon(run, index, call)
+        return results
+
+    async def _run_tool(self, call: dict[str, str], tools: dict[str, ToolSpec], thread: str) -> str:
+        """One tool call; whatever happens, the model gets a JSON result (or an error)."""
+        name = call["name"]
+        self._emit_tool(EventType.START, ContentType.TOOL_CALL, thread, call)
+        try:
+            spec = tools.get(name)
+            if spec is None:
+                raise LookupError(f"there is no tool named {name!r}; tools: {sorted(tools)}")
+            arguments = json.loads(call["arguments"] or "{}")
+            if not isinstance(arguments, dict):
+                raise TypeError("tool arguments must be a JSON object")
+            result = await spec.call(arguments)
+            content = _json(result)
+        except Exception as exc:  # the model hears about it, the job goes on
+            logger.info("worker %r: tool %r raised %s", self.name, name, exc)
+            content = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+        self._emit_tool(
+            EventType.RESULT, ContentType.TOOL_RESULT, thread, {**call, "result": content}
+        )
+        return content
+
+    # ----------------------------------------------------------------- events
+
+    def _emit_delta(self, text: str, thread: str) -> None:
+        runner = self._runner
+        if runner is not None and runner.events_enabled:
+            runner.emit(
+                Event.STREAMING,
+                EventType.PROGRESS,
+                ContentType.TEXT,
+                self.name,
+                thread,
+                content=text,
+                delta=True,
+            )
+
+    def _emit_tool(
+        self, event_type: EventType, content_type: ContentType, thread: str, data: dict[str, Any]
+    ) -> None:
+        runner = self._runner
+        if runner is not None and runner.events_enabled:
+            runner.emit(
+                Event.TOOL_EXECUTION, event_type, content_type, self.name, thread, data=data
+            )
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return json.dumps(str(value))
+
+
+__all__ = ["DEFAULT_BACKEND", "LLMError", "LLMWorker"]
