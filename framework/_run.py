@@ -54,18 +54,35 @@ def run_or_submit(
     source: str,
     workers: list[BaseWorker],
     request: JobRequest | None,
+    bus_source: str | None = None,
 ) -> int:
-    """Run the runner (or submit ``request``) and return the process exit code."""
+    """Run the runner (or submit ``request``) and return the process exit code.
+
+    ``bus_source`` names where the bus URL came from (``--bus``) when not from ``source``.
+    """
     logging.basicConfig(level=logging.WARNING, format="framework: %(name)s: %(message)s")
-    result: int = anyio.run(_main, host, config, source, workers, request)
+    bus = make_bus(config.bus, host, bus_source or source)
+    result: int = anyio.run(_main, host, config, bus, workers, request)
     return result
 
 
 def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[BaseWorker]:
     """The workers the configuration asks for (every registered one when it names none)."""
+    workers = (
+        every_registered_worker(host)
+        if config.workers is None
+        else _configured_workers(config, source, host)
+    )
+    if config.name is not None and any(w.name == config.name for w in workers):
+        raise ConfigError(
+            source, "name", f"the runner's name {config.name!r} is also a worker's; rename one"
+        )
+    return workers
+
+
+def _configured_workers(config: RunConfig, source: str, host: PluginHost) -> list[BaseWorker]:
+    assert config.workers is not None
     registered = host.workers
-    if config.workers is None:
-        return every_registered_worker(host)
     workers: list[BaseWorker] = []
     names: set[str] = set()
     for index, spec in enumerate(config.workers):
@@ -94,8 +111,10 @@ def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[Base
             workers.append(worker_class(name, **kwargs))
         except ValidationError as exc:
             raise validation_error(exc, source, f"{key}.config") from None
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(source, key, f"worker {spec.type!r} cannot be built: {exc}") from None
+        except Exception as exc:
+            raise ConfigError(
+                source, key, f"worker {spec.type!r} cannot be built: {type(exc).__name__}: {exc}"
+            ) from None
     return workers
 
 
@@ -103,22 +122,24 @@ def every_registered_worker(host: PluginHost) -> list[BaseWorker]:
     """Each registered worker under its registered name; one that cannot start without
     settings is left out with a warning saying how to configure it."""
     workers: list[BaseWorker] = []
-    for name in list(host.workers.entries):
+    for name, entry in list(host.workers.entries.items()):
         try:
             workers.append(host.workers.resolve(name)(name))
         except RegistrationError as exc:
             print(f"framework: worker {name!r} not started: {exc}", file=sys.stderr)
-        except (ValidationError, TypeError, ValueError) as exc:
-            detail = (
-                exc.errors(include_url=False, include_input=False)[0]
-                if isinstance(exc, ValidationError)
-                else None
-            )
-            why = f"{'.'.join(map(str, detail['loc']))}: {detail['msg']}" if detail else str(exc)
+        except ValidationError as exc:
+            detail = exc.errors(include_url=False, include_input=False)[0]
+            why = f"{'.'.join(map(str, detail['loc']))}: {detail['msg']}"
             print(
                 f"framework: worker {name!r} not started: it needs settings "
                 f"({why}); configure it in framework.toml: [[workers]] type = "
                 f'"{name}" with a [workers.config] table',
+                file=sys.stderr,
+            )
+        except Exception as exc:  # one broken worker class costs only itself
+            print(
+                f"framework: worker {name!r} (plugin {entry.plugin!r}) not started: it "
+                f"cannot be built: {type(exc).__name__}: {exc}",
                 file=sys.stderr,
             )
     return workers
@@ -126,20 +147,37 @@ def every_registered_worker(host: PluginHost) -> list[BaseWorker]:
 
 def redact_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``: safe to print or log."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an invalid URL>"
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.split(":", 1)[0]
+    return parts._replace(netloc=f"{name}:***@{host}").geturl()
+
+
+def check_bus_url(url: str, source: str) -> str:
+    """The URL's scheme; a ``ConfigError`` (key ``bus``) for an URL that cannot be parsed."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port out of range or not a number raises here
+    except ValueError as exc:
+        raise ConfigError(source, "bus", f"not a valid URL ({exc}): {redact_url(url)!r}") from None
+    if not parts.scheme:
+        raise ConfigError(
+            source,
+            "bus",
+            f"{redact_url(url)!r} has no scheme; write it like local:// or redis://host",
+        )
+    return parts.scheme
 
 
 def make_bus(url: str, host: PluginHost, source: str) -> Bus:
     """The bus for ``url``, from the factory registered for its scheme."""
-    scheme = urlsplit(url).scheme
-    factory = host.buses.get(scheme) if scheme else None
+    scheme = check_bus_url(url, source)
+    factory = host.buses.get(scheme)
     if factory is None:
         known = ", ".join(f"{s}://" for s in sorted(host.buses.entries)) or "none"
         hint = (
@@ -152,18 +190,27 @@ def make_bus(url: str, host: PluginHost, source: str) -> Bus:
             "bus",
             f"no bus is registered for {redact_url(url)!r} (registered: {known}); {hint}",
         )
-    bus: Bus = factory(url)
+    try:
+        bus: Bus = factory(url)
+    except Exception as exc:
+        plugin = host.buses.entries[scheme].plugin
+        message = str(exc).replace(url, redact_url(url))
+        raise ConfigError(
+            source,
+            "bus",
+            f"the {scheme}:// bus of plugin {plugin!r} could not be made for "
+            f"{redact_url(url)!r}: {type(exc).__name__}: {message}",
+        ) from None
     return bus
 
 
 async def _main(
     host: PluginHost,
     config: RunConfig,
-    source: str,
+    bus: Bus,
     workers: list[BaseWorker],
     request: JobRequest | None,
 ) -> int:
-    bus = make_bus(config.bus, host, source)
     runner = WorkerRunner(
         config.name, bus=bus, plugin_manager=host.pm, grace_period=config.grace_period
     )
@@ -202,7 +249,7 @@ EXIT_INTERRUPTED = 130
 
 
 async def _submit(runner: WorkerRunner, config: RunConfig, request: JobRequest) -> int:
-    failure: RunFailed | None = None
+    failure: RunFailed | BrokenPipeError | None = None
     code = 1
     interrupted: list[str] = []
     async with runner, anyio.create_task_group() as tg:
@@ -210,7 +257,7 @@ async def _submit(runner: WorkerRunner, config: RunConfig, request: JobRequest) 
             await tg.start(_cancel_on_signal, tg.cancel_scope, interrupted)
         try:
             code = await _submit_job(runner, config, request)
-        except RunFailed as exc:  # raised outside the task group, unwrapped
+        except (RunFailed, BrokenPipeError) as exc:  # raised outside the task group, unwrapped
             failure = exc
         tg.cancel_scope.cancel()  # stop watching signals
     if failure is not None:

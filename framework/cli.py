@@ -10,6 +10,7 @@ registration clash), or a worker that never appeared; 2 a bad configuration or o
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,29 +53,30 @@ def _load(host: PluginHost, *, registrations: bool = False) -> None:
 
 
 class FrameworkGroup(click.Group):
-    """A click group that adds plugin commands when the command list is first needed."""
+    """A click group that offers plugin commands next to its own.
 
-    def ensure_plugin_commands(self, ctx: click.Context) -> None:
-        """Let plugins add their commands (once): ``register_commands(cli)``."""
-        self._plugin_commands(ctx)
+    Plugins add commands through ``register_commands``, on a scratch group each, when the
+    command list is first needed (``--help``, or a name that is not built in); they are
+    kept per invocation, so the group itself is never changed.
+    """
 
-    def _plugin_commands(self, ctx: click.Context) -> None:
-        if ctx.find_root().meta.get("framework.commands-added"):
-            return
-        ctx.find_root().meta["framework.commands-added"] = True
+    def plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        """The commands plugins add, by name (loading the plugins once)."""
         host = _host(ctx)
         _load(host)
-        host.add_commands(self)
+        return host.plugin_commands(self.commands)
+
+    def ensure_plugin_commands(self, ctx: click.Context) -> None:
+        """Collect the plugin commands now (``framework plugins`` lists them)."""
+        self.plugin_commands(ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._plugin_commands(ctx)
-        return super().list_commands(ctx)
+        return sorted({*self.commands, *self.plugin_commands(ctx)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
+        command = self.commands.get(cmd_name)
         if command is None:
-            self._plugin_commands(ctx)
-            command = super().get_command(ctx, cmd_name)
+            command = self.plugin_commands(ctx).get(cmd_name)
         return command
 
 
@@ -231,7 +233,7 @@ def run_command(
     job_payload = _parse_payload(payload)
     if job_worker is None and timeout is not None:
         raise click.UsageError("--timeout goes with --job WORKER")
-    if timeout is not None and timeout <= 0:
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise click.BadParameter(
             f"must be a positive number of seconds, got {timeout:g}", param_hint="--timeout"
         )
@@ -256,7 +258,9 @@ def run_command(
     if job_worker is not None:
         request = JobRequest(job_worker, job_name, job_payload, timeout, as_json)
     try:
-        code = run_or_submit(host, config, source, workers, request)
+        code = run_or_submit(
+            host, config, source, workers, request, "--bus" if bus_url is not None else None
+        )
     except ConfigError as exc:
         click.echo(f"framework: configuration error: {exc}", err=True)
         ctx.exit(EXIT_CONFIG)
@@ -331,4 +335,11 @@ def uninstall_command(names: tuple[str, ...], yes: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="framework")
+    try:
+        cli(prog_name="framework")
+    except BrokenPipeError:  # `framework ... | head`: the reader left; so do we, quietly
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(1) from None

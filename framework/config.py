@@ -198,5 +198,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(file)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            str(path), "", "not UTF-8 text (TOML files are UTF-8; save it as UTF-8)"
+        ) from None
     except OSError as exc:
         raise ConfigError(str(path), "", f"cannot be read: {exc.strerror}") from None

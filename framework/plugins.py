@@ -9,12 +9,15 @@ Nothing here runs as a side effect of an import.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
+import inspect
 import os
 import re
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -157,17 +160,32 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
             )
 
 
+REGISTRATION_HOOKS = (
+    "register_workers",
+    "register_llm_backends",
+    "register_buses",
+    "register_commands",
+)
+"""Hooks whose impls must be plain functions (``configure_runner`` may be async)."""
+
+
 def _refuse_wrappers(pm: pluggy.PluginManager) -> None:
-    """Notification hooks call each impl on its own, so hook wrappers cannot wrap anything:
-    refuse them instead of never running them."""
-    for hook_name in NOTIFICATION_HOOKS:
+    """Hooks are called impl by impl, so hook wrappers cannot wrap anything, and the
+    registration hooks are not awaited: refuse what would otherwise silently never run."""
+    for hook_name in (*NOTIFICATION_HOOKS, *REGISTRATION_HOOKS, "configure_runner"):
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             if impl.hookwrapper or impl.wrapper:
                 raise pluggy.PluginValidationError(
                     impl.plugin,
-                    f"plugin {impl.plugin_name!r}: {hook_name} is a notification hook; "
-                    "wrapper=True / hookwrapper=True is not supported there, use a plain "
+                    f"plugin {impl.plugin_name!r}: hook wrappers (wrapper=True / "
+                    f"hookwrapper=True) are not supported for {hook_name}; use a plain "
                     "@hookimpl",
+                )
+            if hook_name in REGISTRATION_HOOKS and inspect.iscoroutinefunction(impl.function):
+                raise pluggy.PluginValidationError(
+                    impl.plugin,
+                    f"plugin {impl.plugin_name!r}: {hook_name} must be a plain function, "
+                    "not 'async def' (it runs once, before any event loop)",
                 )
 
 
@@ -329,6 +347,7 @@ class PluginHost:
         self._commands: dict[str, list[str]] = {}
         self._load_failed: list[PluginInfo] = []
         self._collected: dict[str, set[str]] = {}
+        self._command_cache: dict[str, click.Command] | None = None
         self._loaded = False
         self._registered = False
         for name in BUILTIN_PLUGINS:
@@ -395,8 +414,9 @@ class PluginHost:
                 continue
             self.infos[entry_point.name] = info
             try:
-                module = entry_point.load()
-            except Exception as exc:
+                with _stdout_to_stderr():
+                    module = entry_point.load()
+            except (Exception, SystemExit) as exc:  # a plugin that exits costs only itself
                 self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
                 continue
             self._register_loaded(info, module)
@@ -410,8 +430,9 @@ class PluginHost:
                 continue
             info = self.infos[name] = PluginInfo(name=name, module=name)
             try:
-                module = importlib.import_module(name)
-            except Exception as exc:
+                with _stdout_to_stderr():
+                    module = importlib.import_module(name)
+            except (Exception, SystemExit) as exc:
                 self._fail(
                     info,
                     f"-p {name}: no installed plugin or importable module of that name "
@@ -472,8 +493,9 @@ class PluginHost:
                 registrar.current_plugin = impl.plugin_name
                 refused = len(registrar.errors)
                 try:
-                    impl.call({"register": registrar})
-                except Exception as exc:
+                    with _stdout_to_stderr():
+                        impl.call({"register": registrar})
+                except (Exception, SystemExit) as exc:
                     message = f"{hook_name} raised {type(exc).__name__}: {exc}"
                     self.registration_errors.append(f"plugin {impl.plugin_name!r}: {message}")
                     self._note_error(impl.plugin_name, message)
@@ -487,18 +509,43 @@ class PluginHost:
                 + "\n  ".join(self.registration_errors)
             )
 
-    def add_commands(self, cli: click.Group) -> None:
-        """Run ``register_commands(cli)`` for every plugin that implements it."""
+    def plugin_commands(self, taken: Iterable[str]) -> dict[str, click.Command]:
+        """Run ``register_commands`` once per plugin, each on a scratch group, and return the
+        commands they add, by name. A name in ``taken`` (the built-in commands) or added by
+        an earlier plugin is refused with an error naming both; a command that raises is
+        reported with its plugin's name instead of a traceback."""
+        import click
+
+        if self._command_cache is not None:
+            return self._command_cache
+        owners = dict.fromkeys(taken, "the framework command")
+        commands: dict[str, click.Command] = {}
         for impl in hook_impls(self.pm, "register_commands"):
-            before = set(cli.commands)
+            scratch = click.Group(impl.plugin_name)
             try:
-                impl.call({"cli": cli})
-            except Exception as exc:
+                with _stdout_to_stderr():
+                    impl.call({"cli": scratch})
+            except (Exception, SystemExit) as exc:
                 self._note_error(
                     impl.plugin_name, f"register_commands raised {type(exc).__name__}: {exc}"
                 )
-                continue
-            self._commands[impl.plugin_name] = sorted(set(cli.commands) - before)
+            added = []
+            for name, command in scratch.commands.items():
+                if name in owners:
+                    message = (
+                        f"command {name!r} is registered by both {owners[name]} and plugin "
+                        f"{impl.plugin_name!r}; the first one is kept"
+                    )
+                    self.registration_errors.append(message)
+                    self._note_error(impl.plugin_name, message)
+                    continue
+                owners[name] = f"plugin {impl.plugin_name!r}"
+                command.callback = _guarded_command(command.callback, impl.plugin_name, name)
+                commands[name] = command
+                added.append(name)
+            self._commands[impl.plugin_name] = sorted(added)
+        self._command_cache = commands
+        return commands
 
     def _note_error(self, plugin: str, error: str) -> None:
         info = self.infos.get(plugin)
@@ -538,6 +585,34 @@ def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
         return name.replace("_", "-"), version
     metadata = dist.metadata
     return metadata["Name"], metadata["Version"]
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Plugin code run while loading prints to stderr: stdout carries ``--json`` output."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _guarded_command(callback: Any, plugin: str, name: str) -> Any:
+    """A plugin command whose failure is reported with the plugin's name, not a traceback."""
+    if callback is None:
+        return None
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        import click
+
+        try:
+            return callback(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            raise click.ClickException(
+                f"command {name!r} (plugin {plugin!r}) failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    return run
 
 
 _BACKENDS_ATTRIBUTE = "_framework_llm_backends"

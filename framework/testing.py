@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from framework._run import configure, every_registered_worker
 from framework.builtins.memory import MemoryPublisher
 from framework.config import RunConfig
@@ -58,29 +56,33 @@ async def build_runner(host: PluginHost, *plugins: object) -> WorkerRunner:
     return runner
 
 
-@pytest.fixture
-def framework_plugins() -> list[Any]:
-    """Plugin objects for the ``runner`` fixture; override to return your plugin(s)."""
-    return []
+try:  # the fixtures need pytest; make_host and build_runner work without it
+    import pytest
+except ImportError:  # pragma: no cover - pytest is how this module is usually loaded
+    pytest = None  # type: ignore[assignment]
 
+if pytest is not None:
 
-@pytest.fixture
-def plugin_host() -> PluginHost:
-    """A fresh plugin host with the built-ins only, for registering plugins in one test."""
-    return make_host()
+    @pytest.fixture
+    def framework_plugins() -> list[Any]:
+        """Plugin objects for the ``runner`` fixture; override to return your plugin(s)."""
+        return []
 
+    @pytest.fixture
+    def plugin_host() -> PluginHost:
+        """A fresh plugin host with the built-ins only, for registering plugins in one test."""
+        return make_host()
 
-@pytest.fixture
-def framework_events() -> MemoryPublisher:
-    """The publisher that records the ``runner`` fixture's events."""
-    return MemoryPublisher()
+    @pytest.fixture
+    def framework_events() -> MemoryPublisher:
+        """The publisher that records the ``runner`` fixture's events."""
+        return MemoryPublisher()
 
-
-@pytest.fixture
-async def runner(
-    framework_plugins: list[Any], framework_events: MemoryPublisher
-) -> AsyncIterator[WorkerRunner]:
-    """A started runner hosting every worker that ``framework_plugins`` register."""
-    test_runner = await build_runner(make_host(*framework_plugins), framework_events)
-    async with test_runner:
-        yield test_runner
+    @pytest.fixture
+    async def runner(
+        framework_plugins: list[Any], framework_events: MemoryPublisher
+    ) -> AsyncIterator[WorkerRunner]:
+        """A started runner hosting every worker that ``framework_plugins`` register."""
+        test_runner = await build_runner(make_host(*framework_plugins), framework_events)
+        async with test_runner:
+            yield test_runner

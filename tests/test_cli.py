@@ -298,3 +298,75 @@ def test_sigterm_during_a_job_cancels_it_and_exits_130() -> None:
         process.kill()
     assert process.returncode == 130, err
     assert "SIGTERM received; the job to worker 'sleepy' was cancelled" in err
+
+
+# ----------------------------------------------------------------- plugins that misbehave
+
+
+def test_a_plugin_calling_sys_exit_on_import_costs_only_itself() -> None:
+    result = invoke("-p", "misbehaving.exits", "--help")
+    assert result.exit_code == 0
+    assert "Commands:" in result.stdout
+    assert "plugin 'misbehaving.exits'" in result.stderr and "SystemExit" in result.stderr
+    data = json.loads(invoke("-p", "misbehaving.exits", "plugins", "--json").stdout)
+    error = next(p["error"] for p in data if p["name"] == "misbehaving.exits")
+    assert "needs redis" in error
+
+
+def test_a_plugin_printing_while_loading_cannot_corrupt_json_output() -> None:
+    result = invoke("-p", "misbehaving.prints", "plugins", "--json")
+    assert result.exit_code == 0
+    json.loads(result.stdout)  # stdout is pure JSON
+    assert "HELLO FROM A CHATTY PLUGIN" in result.stderr
+
+
+def test_a_worker_whose_constructor_raises_costs_only_that_worker() -> None:
+    result = invoke("-p", "sample_plugin", "-p", "misbehaving.bad_init", "run", "--job", "counter")
+    assert result.exit_code == 0, result.output
+    assert "worker 'explodes' (plugin 'misbehaving.bad_init') not started" in result.stderr
+    assert "RuntimeError: init boom" in result.stderr
+
+
+def test_plugin_commands_cannot_take_names_that_are_taken() -> None:
+    args = ("-p", "sample_plugin", "-p", "misbehaving.commands")
+    # The plugin whose hook runs first keeps the name (pluggy: the last registered first).
+    assert invoke(*args, "sample-hello").stdout == "the impostor says hello\n"
+    listing = invoke(*args, "plugins")
+    assert "hijacked" not in listing.stdout  # the built-in `plugins` ran
+    assert "command 'plugins' is registered by both the framework command and plugin" in (
+        listing.stderr
+    )
+    assert (
+        "command 'sample-hello' is registered by both plugin 'misbehaving.commands' and "
+        "plugin 'sample_plugin'"
+    ) in listing.stderr
+    failed = invoke(*args, "explode")
+    assert failed.exit_code == 1
+    assert "command 'explode' (plugin 'misbehaving.commands') failed: RuntimeError: kaboom" in (
+        failed.stderr
+    )
+
+
+def test_an_async_registration_hook_is_refused_naming_plugin_and_hook() -> None:
+    result = invoke("-p", "misbehaving.async_register", "plugins")
+    assert "plugin 'misbehaving.async_register': register_workers must be a plain function" in (
+        result.stderr
+    )
+
+
+def test_a_failing_bus_factory_is_a_config_error_without_the_password() -> None:
+    result = invoke("-p", "misbehaving.bad_bus", "run", "--bus", "boom://user:hunter2@host/0")
+    assert result.exit_code == 2
+    assert "hunter2" not in result.output
+    assert "the boom:// bus of plugin 'misbehaving.bad_bus' could not be made" in result.stderr
+
+
+def test_a_config_that_is_not_utf8_or_names_the_runner_like_a_worker(tmp_path: Path) -> None:
+    (tmp_path / "framework.toml").write_text('name = "x"\n', encoding="utf-16")
+    result = invoke("run", "--job", "x")
+    assert result.exit_code == 2
+    assert "not UTF-8" in result.stderr
+    (tmp_path / "framework.toml").write_text('name = "counter"\n')
+    result = invoke("-p", "sample_plugin", "run", "--job", "counter")
+    assert result.exit_code == 2
+    assert "framework.toml: name: the runner's name 'counter' is also a worker's" in result.stderr

@@ -1,0 +1,560 @@
+"""The ``openai`` backend on its own: ``stream()`` iterated against the test server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+import traceback
+from typing import Any
+
+import agent_plugin_openai
+import anyio
+import pytest
+from agent_plugin_openai.backend import OpenAIBackend, OpenAIBackendError, OpenAIOptions
+from conftest import KEY
+from openai_server import (
+    OpenAIServer,
+    Reply,
+    call,
+    delta,
+    error_reply,
+    event,
+    text_reply,
+    tool_reply,
+    usage,
+)
+from pydantic import ValidationError
+
+from framework.llm.backend import Chunk, TextDelta, ToolCallDelta, Usage
+from framework.testing import make_host
+
+# Every async test body runs under a deadline: a bug makes a test fail, never hang.
+TIMEOUT = 5
+
+HELLO = [{"role": "user", "content": "hello"}]
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def options(server_or_url: OpenAIServer | str, **settings: Any) -> OpenAIOptions:
+    url = server_or_url if isinstance(server_or_url, str) else server_or_url.base_url
+    return OpenAIOptions(**{"base_url": url, "model": "test-model", "backoff": 0.01, **settings})
+
+
+async def collect(opts: OpenAIOptions, tools: list[dict[str, Any]] | None = None) -> list[Chunk]:
+    return [chunk async for chunk in OpenAIBackend().stream(HELLO, tools or [], opts)]
+
+
+async def failure(opts: OpenAIOptions, seen: list[Chunk] | None = None) -> OpenAIBackendError:
+    """The error ``stream()`` raises; the chunks before it go to ``seen``."""
+    with pytest.raises(OpenAIBackendError) as info:
+        async for chunk in OpenAIBackend().stream(HELLO, [], opts):
+            if seen is not None:
+                seen.append(chunk)
+    return info.value
+
+
+# --------------------------------------------------------------------------- the plugin
+
+
+def test_hook_register_llm_backends() -> None:
+    host = make_host(agent_plugin_openai)
+    host.collect_registrations()
+    assert host.registration_errors == []
+    assert host.llm_backends.names_by_plugin("agent_plugin_openai") == ["openai"]
+    backend = host.llm_backends.resolve("openai")
+    assert isinstance(backend, OpenAIBackend)
+    assert backend.name == "openai"
+    assert backend.options_model is OpenAIOptions
+
+
+def test_plugin_module_is_light() -> None:
+    # The entry-point module is imported for every `framework` command, --help included:
+    # it must not pull in the backend, httpx or the runtime.
+    code = (
+        "import sys, agent_plugin_openai; "
+        "heavy = {'agent_plugin_openai.backend', 'httpx', 'anyio', 'pydantic'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_options_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    opts = OpenAIOptions()
+    assert opts.base_url == "https://api.openai.com/v1"
+    assert opts.model == "gpt-4o-mini"
+    assert opts.api_key.get_secret_value() == ""
+    assert (opts.max_retries, opts.temperature) == (3, None)
+    monkeypatch.setenv("OPENAI_API_KEY", f"{KEY}\n")
+    assert OpenAIOptions().api_key.get_secret_value() == KEY
+    # The options win over the environment; an empty key means "send none".
+    assert OpenAIOptions.model_validate({"api_key": ""}).api_key.get_secret_value() == ""
+    other = OpenAIOptions.model_validate({"api_key": "sk-other"})
+    assert other.api_key.get_secret_value() == "sk-other"
+
+
+def test_options_validation() -> None:
+    assert OpenAIOptions(base_url=" http://localhost:11434/v1/ ").base_url == (
+        "http://localhost:11434/v1"
+    )
+    with pytest.raises(ValidationError, match="base_url must start with http"):
+        OpenAIOptions(base_url="localhost:8000/v1")
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        OpenAIOptions(modle="gpt-4o")  # type: ignore[call-arg]
+    for bad in ({"timeout": 0}, {"max_retries": -1}, {"temperature": 3}, {"model": ""}):
+        with pytest.raises(ValidationError):
+            OpenAIOptions(**bad)
+
+
+def test_options_hide_the_key() -> None:
+    opts = OpenAIOptions.model_validate({"api_key": KEY})
+    for shown in (repr(opts), str(opts), opts.model_dump_json(), str(opts.model_dump())):
+        assert KEY not in shown
+
+
+# --------------------------------------------------------------------------- replies
+
+
+@pytest.mark.anyio
+async def test_plain_reply_streams_in_chunks(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(text_reply("Hel", "lo, ", "world", tokens=(9, 4)))
+        chunks = await collect(options(server, api_key=KEY))
+        assert chunks == [
+            TextDelta("Hel"),
+            TextDelta("lo, "),
+            TextDelta("world"),
+            Usage(prompt_tokens=9, completion_tokens=4),
+        ]
+        [request] = server.requests
+        assert request.path == "/v1/chat/completions"
+        assert request.headers["authorization"] == f"Bearer {KEY}"
+        assert request.headers["accept"] == "text/event-stream"
+        assert request.body == {
+            "model": "test-model",
+            "messages": HELLO,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+
+
+@pytest.mark.anyio
+async def test_no_key_sends_no_authorization(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(text_reply("hi"))
+        await collect(options(server))
+        assert "authorization" not in server.requests[0].headers
+
+
+@pytest.mark.anyio
+async def test_key_from_the_environment(
+    server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        server.script(text_reply("hi"))
+        await collect(options(server))
+        assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.anyio
+async def test_tools_and_temperature_are_sent(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(text_reply("hi"))
+        await collect(options(server, temperature=0.2), tools=[WEATHER_TOOL])
+        body = server.requests[0].body
+        assert body["tools"] == [WEATHER_TOOL]
+        assert body["temperature"] == 0.2
+
+
+@pytest.mark.anyio
+async def test_tool_call_split_across_chunks(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        reply = tool_reply(
+            call(0, "", id="call_a", name="weather"),
+            call(0, '{"ci'),
+            call(0, 'ty": "Par'),
+            call(0, 'is"}'),
+        )
+        # And the bytes themselves arrive in 7-byte writes: events and lines split anywhere.
+        body = b"".join(reply.parts)
+        reply.parts = [body[i : i + 7] for i in range(0, len(body), 7)]
+        server.script(reply)
+        chunks = await collect(options(server), tools=[WEATHER_TOOL])
+        calls = [c for c in chunks if isinstance(c, ToolCallDelta)]
+        assert calls[0] == ToolCallDelta(0, id="call_a", name="weather", arguments="")
+        assert {c.index for c in calls} == {0}
+        assert json.loads("".join(c.arguments for c in calls)) == {"city": "Paris"}
+        assert chunks[-1] == Usage(7, 2)
+        assert not any(isinstance(c, TextDelta) for c in chunks)
+
+
+@pytest.mark.anyio
+async def test_several_tool_calls_in_one_turn(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(
+            tool_reply(
+                call(0, "", id="call_a", name="weather"),
+                call(0, '{"city": "Oslo"}'),
+                call(1, '{"city":', id="call_b", name="weather"),
+                call(1, ' "Lima"}'),
+                call(2, "{}", id="call_c", name="time"),
+            )
+        )
+        chunks = await collect(options(server), tools=[WEATHER_TOOL])
+        calls: dict[int, dict[str, str]] = {}
+        for chunk in chunks:
+            if isinstance(chunk, ToolCallDelta):
+                entry = calls.setdefault(chunk.index, {"id": "", "name": "", "arguments": ""})
+                entry["id"] = chunk.id or entry["id"]
+                entry["name"] = chunk.name or entry["name"]
+                entry["arguments"] += chunk.arguments
+        assert calls == {
+            0: {"id": "call_a", "name": "weather", "arguments": '{"city": "Oslo"}'},
+            1: {"id": "call_b", "name": "weather", "arguments": '{"city": "Lima"}'},
+            2: {"id": "call_c", "name": "time", "arguments": "{}"},
+        }
+
+
+@pytest.mark.anyio
+async def test_sse_comments_other_fields_and_crlf(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        parts = [
+            b": keep-alive\r\n\r\n",
+            b"event: message\r\nid: 1\r\ndata: " + json.dumps(delta("A")).encode() + b"\r\n\r\n",
+            b"data:" + json.dumps(delta("B", finish="stop")).encode() + b"\r\n\r\n",
+            b"data: [DONE]\r\n\r\n",
+        ]
+        server.script(Reply(parts=parts))
+        # No usage chunk (a server without stream_options): the usage is zero.
+        assert await collect(options(server)) == [TextDelta("A"), TextDelta("B"), Usage(0, 0)]
+
+
+@pytest.mark.anyio
+async def test_a_whole_json_reply_is_accepted(server: OpenAIServer) -> None:
+    # A server that ignores stream=true answers with one chat.completion.
+    with anyio.fail_after(TIMEOUT):
+        completion = {
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "Let me look.",
+                        "tool_calls": [
+                            {
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "weather", "arguments": {"city": "Rome"}},
+                            }
+                        ],
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 6},
+        }
+        server.script(
+            Reply(
+                headers={"Content-Type": "application/json"},
+                parts=[json.dumps(completion).encode()],
+            )
+        )
+        assert await collect(options(server)) == [
+            TextDelta("Let me look."),
+            ToolCallDelta(0, id="call_1", name="weather", arguments='{"city": "Rome"}'),
+            Usage(3, 6),
+        ]
+
+
+@pytest.mark.anyio
+async def test_a_finished_reply_without_done_is_accepted(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        parts = [event(delta("ok")), event(delta(finish="stop")), event(usage(1, 1))]
+        server.script(Reply(parts=parts, chunked=False))  # ends when the connection closes
+        assert await collect(options(server)) == [TextDelta("ok"), Usage(1, 1)]
+
+
+# --------------------------------------------------------------------------- retries
+
+
+@pytest.mark.anyio
+async def test_429_then_success_honours_retry_after(
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(
+            error_reply(429, "Rate limit reached", headers={"Retry-After": "1"}),
+            text_reply("fine"),
+        )
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="agent_plugin_openai"):
+            chunks = await collect(options(server, backoff=0))
+        assert time.monotonic() - started >= 0.9  # Retry-After, not the backoff of 0
+        assert chunks[0] == TextDelta("fine")
+        assert len(server.requests) == 2
+        assert "HTTP 429; retry 1 of 3 in 1.00 s" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_500_then_success(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(error_reply(500, "boom"), error_reply(503, "busy"), text_reply("fine"))
+        chunks = await collect(options(server))
+        assert chunks[0] == TextDelta("fine")
+        assert len(server.requests) == 3
+
+
+@pytest.mark.anyio
+async def test_500_every_time_fails_after_the_retries(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(*[error_reply(500, "the model crashed")] * 3)
+        error = await failure(options(server, max_retries=2))
+        assert len(server.requests) == 3
+        assert error.status == 500
+        assert str(error) == (
+            f"the server at {server.base_url} failed (HTTP 500: the model crashed) on all 3 "
+            "attempts: try again later, or check the server's logs"
+        )
+
+
+@pytest.mark.anyio
+async def test_429_every_time(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(*[error_reply(429, "slow down")] * 2)
+        error = await failure(options(server, max_retries=1))
+        assert "is rate limiting (HTTP 429) and still was after 2 attempts" in str(error)
+        assert "raise [llm] options max_retries" in str(error)
+
+
+@pytest.mark.anyio
+async def test_a_long_retry_after_fails_at_once(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(error_reply(429, "later", headers={"Retry-After": "3600"}))
+        error = await failure(options(server))
+        assert len(server.requests) == 1
+        assert "asks to wait 3600 s before trying again" in str(error)
+
+
+@pytest.mark.anyio
+async def test_no_quota_is_not_retried(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        body = {
+            "error": {"message": "You exceeded your current quota.", "code": "insufficient_quota"}
+        }
+        server.script(Reply(status=429, parts=[json.dumps(body).encode()], chunked=False))
+        error = await failure(options(server))
+        assert len(server.requests) == 1
+        assert "no quota left" in str(error) and "billing" in str(error)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.anyio
+async def test_401_says_to_set_the_key(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(error_reply(401, "Incorrect API key provided"))
+        error = await failure(options(server, api_key=KEY))
+        assert len(server.requests) == 1  # not retried
+        assert error.status == 401
+        assert str(error) == (
+            f"the server at {server.base_url} refused the API key (HTTP 401): set "
+            "OPENAI_API_KEY or [llm] options api_key"
+        )
+
+
+@pytest.mark.anyio
+async def test_401_without_a_key_says_none_was_sent(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(error_reply(401, "no key"))
+        error = await failure(options(server))
+        assert "(none was sent: OPENAI_API_KEY is not set)" in str(error)
+
+
+@pytest.mark.anyio
+async def test_404_names_the_model(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(error_reply(404, 'model "test-model" not found, try pulling it first'))
+        error = await failure(options(server))
+        assert str(error) == (
+            f"model 'test-model' not found at {server.base_url} (HTTP 404: model "
+            '"test-model" not found, try pulling it first): check the model name (the server '
+            f"lists its models at {server.base_url}/models) and that base_url includes the "
+            "API prefix (usually /v1)"
+        )
+
+
+@pytest.mark.anyio
+async def test_400_quotes_the_server(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(error_reply(400, "this model does not support tools"))
+        error = await failure(options(server))
+        assert "rejected the request for model 'test-model'" in str(error)
+        assert "(HTTP 400: this model does not support tools)" in str(error)
+
+
+@pytest.mark.anyio
+async def test_connection_refused(refused_url: str) -> None:
+    with anyio.fail_after(TIMEOUT):
+        error = await failure(options(refused_url))
+        assert str(error) == (
+            f"cannot connect to {refused_url}: is the server running? (Connection refused)"
+        )
+
+
+@pytest.mark.anyio
+async def test_stream_cut_in_the_middle(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(Reply(parts=[event(delta("Once upon")), event(delta(" a"))], end="cut"))
+        seen: list[Chunk] = []
+        error = await failure(options(server), seen)
+        assert seen == [TextDelta("Once upon"), TextDelta(" a")]
+        assert str(error).startswith(
+            f"the reply from {server.base_url} was cut off before it was complete ("
+        )
+        assert str(error).endswith("): try again")
+
+
+@pytest.mark.anyio
+async def test_stream_ended_without_done(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(Reply(parts=[event(delta("Once upon"))], chunked=False))
+        error = await failure(options(server))
+        assert "cut off before it was complete (the stream ended without [DONE])" in str(error)
+
+
+@pytest.mark.anyio
+async def test_stream_stalled(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(Reply(parts=[event(delta("Once"))], end="stall"))
+        started = time.monotonic()
+        error = await failure(options(server, timeout=0.3))
+        assert time.monotonic() - started < 2
+        assert str(error) == (
+            f"the reply from {server.base_url} stalled: nothing came for 0.3 s; try again, "
+            "or raise [llm] options timeout"
+        )
+
+
+@pytest.mark.anyio
+async def test_no_answer_within_the_timeout(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(Reply(silent=True), Reply(status=200, parts=[], end="stall"))
+        error = await failure(options(server, timeout=0.3))
+        assert str(error) == (
+            f"{server.base_url} did not answer within 0.3 s: raise [llm] options timeout, or "
+            "check the server"
+        )
+        assert len(server.requests) == 1  # a timeout is not retried
+        # The headers come, then nothing: the body times out like a stalled stream.
+        error = await failure(options(server, timeout=0.3))
+        assert "stalled: nothing came for 0.3 s" in str(error)
+
+
+@pytest.mark.anyio
+async def test_malformed_json(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(Reply(parts=[event(delta("ok")), b'data: {"choices": [\n\n']))
+        error = await failure(options(server))
+        assert str(error) == (
+            f"the server at {server.base_url} sent a malformed reply (not JSON): "
+            "'{\"choices\": ['; is base_url an OpenAI-compatible API?"
+        )
+
+
+@pytest.mark.anyio
+async def test_not_a_chunk(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(Reply(parts=[event({"choices": "nope"}), event("[DONE]")]))
+        error = await failure(options(server))
+        assert "malformed reply (not a chat completion chunk)" in str(error)
+
+
+@pytest.mark.anyio
+async def test_error_in_the_middle_of_the_stream(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        parts = [event(delta("ok")), event({"error": {"message": "the model overloaded"}})]
+        server.script(Reply(parts=parts))
+        error = await failure(options(server))
+        assert str(error) == (
+            f"the server at {server.base_url} reported an error in the middle of the reply: "
+            "the model overloaded"
+        )
+
+
+@pytest.mark.anyio
+async def test_leaving_early_closes_the_connection(server: OpenAIServer) -> None:
+    # A consumer that stops (a cancelled job) leaves no connection open and nothing hanging.
+    with anyio.fail_after(TIMEOUT):
+        server.script(Reply(parts=[event(delta("Once"))], end="stall"))
+        seen: list[Chunk] = []
+        with anyio.move_on_after(0.3):
+            async for chunk in OpenAIBackend().stream(HELLO, [], options(server)):
+                seen.append(chunk)
+        assert seen == [TextDelta("Once")]
+        # A consumer that stops iterating and closes the generator.
+        server.script(Reply(parts=[event(delta("a")), event(delta("b"))], end="stall"))
+        stream = OpenAIBackend().stream(HELLO, [], options(server))
+        assert await stream.__anext__() == TextDelta("a")
+        await stream.aclose()
+        while server.hangups < 2:  # the server saw both connections closed
+            await anyio.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- the key
+
+
+def _error_scripts(server_url: str) -> list[Reply]:
+    return [
+        error_reply(401, f"Incorrect API key provided: {KEY}"),
+        error_reply(403, f"key {KEY} may not use this model"),
+        error_reply(404, f"no model for key {KEY}"),
+        error_reply(400, f"bad request from {KEY}"),
+        error_reply(500, f"crash while serving {KEY}"),
+        Reply(parts=[event(delta("x")), f"data: {{{KEY}\n\n".encode()]),
+        Reply(parts=[event({"error": {"message": f"stream failed for {KEY}"}})]),
+        Reply(parts=[event(delta("x"))], end="cut"),
+    ]
+
+
+@pytest.mark.anyio
+async def test_the_key_appears_in_no_error_or_log(
+    server: OpenAIServer, refused_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
+        errors: list[OpenAIBackendError] = []
+        for reply in _error_scripts(server.base_url):
+            server.script(reply)
+            errors.append(await failure(options(server, api_key=KEY, max_retries=0)))
+        server.script(error_reply(503, f"busy {KEY}"), error_reply(503, f"busy {KEY}"))
+        errors.append(await failure(options(server, api_key=KEY, max_retries=1)))
+        errors.append(await failure(options(refused_url, api_key=KEY)))
+        assert len(errors) == 10
+        assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in server.requests)
+        for error in errors:
+            shown = [str(error), repr(error), *map(str, error.args)]
+            shown.append("".join(traceback.format_exception(error)))
+            assert not [text for text in shown if KEY in text], shown
+        assert "***" in str(errors[3])  # the server quoted the key: scrubbed
+        assert caplog.records  # the retry was logged, and httpx logged its requests
+        assert KEY not in caplog.text
+        for record in caplog.records:
+            assert KEY not in record.getMessage()

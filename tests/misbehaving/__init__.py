@@ -1,0 +1,1 @@
+"""Plugin modules that misbehave, for the tests (loaded with ``-p misbehaving.NAME``)."""
