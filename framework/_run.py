@@ -60,7 +60,8 @@ def run_or_submit(
 
     ``bus_source`` names where the bus URL came from (``--bus``) when not from ``source``.
     """
-    logging.basicConfig(level=logging.WARNING, format="framework: %(name)s: %(message)s")
+    level = logging.INFO if config.publishers.console.enabled else logging.WARNING  # -v
+    logging.basicConfig(level=level, format="framework: %(name)s: %(message)s")
     bus = make_bus(config.bus, host, bus_source or source)
     result: int = anyio.run(_main, host, config, bus, workers, request)
     return result
@@ -116,6 +117,35 @@ def _configured_workers(config: RunConfig, source: str, host: PluginHost) -> lis
                 source, key, f"worker {spec.type!r} cannot be built: {type(exc).__name__}: {exc}"
             ) from None
     return workers
+
+
+def check_llm_config(
+    config: RunConfig, source: str, host: PluginHost, workers: list[BaseWorker]
+) -> None:
+    """``[llm]`` names a registered backend, and its options fit that backend (checked
+    before anything starts, when LLM workers will use it)."""
+    llm = sys.modules.get("framework.llm.worker")
+    if llm is None or not any(isinstance(w, llm.LLMWorker) for w in workers):
+        return
+    name = config.llm.backend
+    if name not in host.llm_backends:
+        known = ", ".join(sorted(host.llm_backends.entries)) or "none"
+        raise ConfigError(
+            source,
+            "llm.backend",
+            f"no LLM backend named {name!r} (registered: {known}); install the plugin that "
+            "provides it (e.g. agent-plugin-openai for 'openai')",
+        )
+    try:
+        backend = host.llm_backends.resolve(name)
+    except RegistrationError as exc:
+        raise ConfigError(source, "llm.backend", str(exc)) from None
+    model = getattr(backend, "options_model", None)
+    if model is not None:
+        try:
+            model.model_validate(config.llm.options)
+        except ValidationError as exc:
+            raise validation_error(exc, source, "llm.options") from None
 
 
 def every_registered_worker(host: PluginHost) -> list[BaseWorker]:
@@ -292,6 +322,9 @@ async def _submit_job(runner: WorkerRunner, config: RunConfig, request: JobReque
 
     printer = _Printer(request.as_json)
     worker = request.worker
+    failed = runner.failed_workers.get(worker)
+    if failed is not None:
+        raise RunFailed(f"worker {worker!r} failed to start: {failed.error}")
     if isinstance(runner.bus, LocalBus) and worker not in runner.workers:
         running = ", ".join(sorted(runner.workers)) or "none"
         raise RunFailed(

@@ -225,7 +225,13 @@ def run_command(
 ) -> None:
     """Start a runner with the registered (or configured) workers; serve until Ctrl-C or
     SIGTERM, or, with --job, submit one job, print what it sends, and exit."""
-    from framework._run import JobRequest, RunFailed, build_workers, run_or_submit
+    from framework._run import (
+        JobRequest,
+        RunFailed,
+        build_workers,
+        check_llm_config,
+        run_or_submit,
+    )
     from framework.config import ConfigError, load_config
 
     if job_worker is None and (job_name or payload or as_json):
@@ -251,6 +257,7 @@ def run_command(
         if ctx.find_root().params.get("verbose"):
             config.publishers.console.enabled = True
         workers = build_workers(config, source, host)
+        check_llm_config(config, source, host, workers)
     except ConfigError as exc:
         click.echo(f"framework: configuration error: {exc}", err=True)
         ctx.exit(EXIT_CONFIG)

@@ -140,10 +140,12 @@ def register_workers(register: WorkerRegistrar) -> None:
 
 @hookspec
 def register_llm_backends(register: BackendRegistrar) -> None:
-    """Register LLM backends (the backend protocol itself comes with LLM workers).
+    """Register LLM backends (the protocol: ``framework.llm.LLMBackend``, docs/llm.md).
 
-    Called once per process. Call ``register(backend, name="...")``; ``name`` defaults to
-    the backend's ``name`` attribute. Plain function only.
+    Called once per process (and by a runner, for its LLM workers). Call
+    ``register(backend, name="...")``; ``name`` defaults to the backend's ``name``
+    attribute. Or ``register("package.module:Backend", name="...")``: imported (and a class
+    instantiated without arguments) only when a worker uses it. Plain function only.
 
     Args:
         register: the registrar; a duplicate name is an error naming both plugins.

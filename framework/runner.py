@@ -120,6 +120,7 @@ class WorkerRunner:
         self._requester: Requester | None = None
         self._inbox: Inbox | None = None
         self._waiting_index: dict[str, set[Requester]] = {}
+        self._failed: dict[str, WorkerErrorData] = {}
         self.registry.add_gone_listener(self._on_worker_gone)
 
     @property
@@ -133,6 +134,11 @@ class WorkerRunner:
     def workers(self) -> dict[str, BaseWorker]:
         """The workers this runner hosts (added and not yet ended), by name."""
         return dict(self._workers)
+
+    @property
+    def failed_workers(self) -> dict[str, WorkerErrorData]:
+        """Workers that failed to start in this run (their ``on_ready`` raised), by name."""
+        return dict(self._failed)
 
     async def add_worker(self, worker: BaseWorker) -> None:
         """Host ``worker`` (and the children added to it). Before ``run()`` it starts with
@@ -195,6 +201,7 @@ class WorkerRunner:
     async def _worker_failed(self, worker: BaseWorker, exc: BaseException) -> None:
         logger.error("worker %r failed to start", worker.name, exc_info=exc)
         error = WorkerErrorData(worker_name=worker.name, error=f"{type(exc).__name__}: {exc}")
+        self._failed[worker.name] = error
         if self.events_enabled:
             self.emit(
                 Event.NODE_EXECUTION,

@@ -738,7 +738,9 @@ class BaseWorker:
         except JobFailed as exc:
             status, response = JobStatus.FAILED, exc.response
         except Exception as exc:
-            logger.warning("worker %r: job %s raised", self._name, job.job_id, exc_info=True)
+            # The requester gets the error text; the traceback is for whoever debugs the
+            # handler (INFO: `framework -v`, or a logging configuration).
+            logger.info("worker %r: job %s raised", self._name, job.job_id, exc_info=True)
             status, response = JobStatus.ERROR, {"error": f"{type(exc).__name__}: {exc}"}
         except BaseException:
             # Cancelled from outside (the worker or the runner is cancelled): answer, then

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework.llm.tools import ToolSpec
+from framework.llm.tools import TOOL_NAME, ToolSpec
 from framework.llm.worker import LLMWorker
 
 
@@ -24,7 +24,7 @@ class Assistant(LLMWorker):
         specs = super().tools()
         registry = self.registry
         for name in sorted({*registry.local_workers, *registry.remote_workers}):
-            if name != self.name and len(name) <= 64:
+            if name != self.name and TOOL_NAME.match(name):  # what OpenAI-style servers accept
                 specs.append(self._worker_tool(name))
         return specs
 

@@ -50,11 +50,15 @@ class OfflineBackend:
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], options: Any
     ) -> AsyncIterator[Chunk]:
         """Yield the reply for ``messages`` (text deltas, tool-call deltas, usage)."""
-        opts = options if isinstance(options, OfflineOptions) else OfflineOptions()
+        opts = (
+            options
+            if isinstance(options, OfflineOptions)
+            else OfflineOptions.model_validate(options or {})
+        )
         prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
         if opts.tokens is not None:
             for index in range(opts.tokens):
-                yield TextDelta("tok " if index else "tok")
+                yield TextDelta(" tok" if index else "tok")
             yield Usage(prompt, opts.tokens)
             return
         offered = [t["function"]["name"] for t in tools if t.get("type") == "function"]

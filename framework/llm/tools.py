@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _TOOL_MARK = "__framework_tool__"
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""The tool names OpenAI-compatible servers accept."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def tool(func: F | None = None, /, *, name: str | None = None) -> Any:
 
     def mark(f: F) -> F:
         tool_name = name or f.__name__
-        if not _NAME.match(tool_name):
+        if not TOOL_NAME.match(tool_name):
             raise ValueError(f"tool name {tool_name!r} must be 1-64 letters, digits, '_' or '-'")
         setattr(f, _TOOL_MARK, tool_name)
         return f
@@ -123,7 +124,14 @@ def method_tool(instance: object, attribute: str, tool_name: str) -> ToolSpec:
     schema.pop("title", None)
 
     async def call(arguments: dict[str, Any]) -> Any:
-        values = model.model_validate(arguments)
+        try:
+            values = model.model_validate(arguments)
+        except ValidationError as exc:  # short, for the model: no URLs, no input echo
+            problems = exc.errors(include_url=False, include_input=False)
+            detail = "; ".join(
+                f"{'.'.join(map(str, p['loc'])) or 'arguments'}: {p['msg']}" for p in problems
+            )
+            raise ValueError(f"invalid arguments for {tool_name}: {detail}") from None
         result = method(**{name: getattr(values, name) for name in type(values).model_fields})
         if inspect.isawaitable(result):
             result = await result

@@ -13,8 +13,10 @@ model on it; the reply joins the conversation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -137,6 +139,13 @@ class LLMWorker(BaseWorker):
             backend = backends.resolve(name)
         except RegistrationError as exc:
             raise LLMError(f"worker {self.name!r}: {exc}") from None
+        if not isinstance(backend, LLMBackend):
+            missing = [a for a in ("name", "options_model", "stream") if not hasattr(backend, a)]
+            raise LLMError(
+                f"worker {self.name!r}: {name!r} (plugin "
+                f"{backends.entries[name].plugin!r}) is not an LLM backend: it lacks "
+                f"{', '.join(missing)}"
+            )
         options: Any = self._backend_options
         if options is None and name == configured.backend:
             options = configured.options
@@ -178,14 +187,22 @@ class LLMWorker(BaseWorker):
         return await self.run_llm(conversation, job=job)
 
     async def on_activated(self, args: WorkerActivationArgs | None) -> None:
-        """Append the activation's messages to ``context``; run the model when asked."""
+        """Append the activation's messages to ``context``; run the model when asked.
+
+        The run happens in a task of its own: the worker keeps taking jobs and replies
+        (its tools may send jobs) while the model thinks.
+        """
         if not isinstance(args, LLMWorkerActivationArgs) or not args.messages:
             return
         self.context.extend(args.messages)
-        if args.run_llm:
-            conversation = self._with_instructions(self.context)
-            result = await self.run_llm(conversation)
-            self.context.append(result["message"])
+        if args.run_llm and self._tg is not None:
+            self._tg.start_soon(self._guarded, self._run_on_context)
+
+    async def _run_on_context(self) -> None:
+        conversation = self._with_instructions(self.context)
+        start = len(conversation)
+        await self.run_llm(conversation)
+        self.context.extend(conversation[start:])  # tool calls, results and the answer
 
     def _with_instructions(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.instructions and not (messages and messages[0].get("role") == "system"):
@@ -207,25 +224,31 @@ class LLMWorker(BaseWorker):
         schemas = [spec.schema() for spec in tools.values()]
         thread = job.job_id if job is not None else ""
         prompt_tokens = completion_tokens = 0
+        streamed_text = False
         for round_number in range(1, self.max_rounds + 1):
             text: list[str] = []
             calls: dict[int, dict[str, str]] = {}
-            async for chunk in backend.stream(messages, schemas, self._options):
-                if type(chunk) is TextDelta:
-                    text.append(chunk.text)
-                    if job is not None:
-                        await job.stream(chunk.text)
-                    else:
-                        self._emit_delta(chunk.text, thread)
-                elif type(chunk) is ToolCallDelta:
-                    call = calls.setdefault(chunk.index, {"id": "", "name": "", "arguments": ""})
-                    call["id"] = chunk.id or call["id"]
-                    call["name"] = chunk.name or call["name"]
-                    call["arguments"] += chunk.arguments
-                elif type(chunk) is Usage:
-                    prompt_tokens += chunk.prompt_tokens
-                    completion_tokens += chunk.completion_tokens
+            stream = backend.stream(messages, schemas, self._options)
+            async with _closing(stream):  # the backend's connection closes with the round
+                async for chunk in stream:
+                    if type(chunk) is TextDelta:
+                        if not text and streamed_text:  # a new round after text: a paragraph
+                            await self._send_text("\n\n", job, thread)
+                        text.append(chunk.text)
+                        await self._send_text(chunk.text, job, thread)
+                    elif type(chunk) is ToolCallDelta:
+                        call = calls.setdefault(
+                            chunk.index, {"id": "", "name": "", "arguments": ""}
+                        )
+                        call["id"] = chunk.id or call["id"]
+                        call["name"] = chunk.name or call["name"]
+                        call["arguments"] += chunk.arguments
+                    elif type(chunk) is Usage:
+                        prompt_tokens += chunk.prompt_tokens
+                        completion_tokens += chunk.completion_tokens
             message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+            if text:
+                streamed_text = True
             ordered = [calls[i] for i in sorted(calls)]
             for number, call in enumerate(ordered):
                 call["id"] = call["id"] or f"call_{round_number}_{number}"
@@ -246,6 +269,8 @@ class LLMWorker(BaseWorker):
                     "total_tokens": prompt_tokens + completion_tokens,
                 }
                 return {"message": message, "usage": usage, "rounds": round_number}
+            if round_number == self.max_rounds:
+                break  # the results could never reach the model: do not run the tools
             messages.extend(await self._run_tools(ordered, tools, thread))
         raise JobFailed(
             f"worker {self.name!r}: the model was still calling tools after {self.max_rounds} "
@@ -291,6 +316,12 @@ class LLMWorker(BaseWorker):
         )
         return content
 
+    async def _send_text(self, text: str, job: Job | None, thread: str) -> None:
+        if job is not None:
+            await job.stream(text)
+        else:
+            self._emit_delta(text, thread)
+
     # ----------------------------------------------------------------- events
 
     def _emit_delta(self, text: str, thread: str) -> None:
@@ -314,6 +345,19 @@ class LLMWorker(BaseWorker):
             runner.emit(
                 Event.TOOL_EXECUTION, event_type, content_type, self.name, thread, data=data
             )
+
+
+@contextlib.asynccontextmanager
+async def _closing(stream: Any) -> AsyncIterator[None]:
+    """Close the backend's stream when the round ends, even when it is cancelled while the
+    stream waits at a ``yield`` (an async generator otherwise closes only when collected)."""
+    try:
+        yield
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
 
 
 def _json(value: Any) -> str:
