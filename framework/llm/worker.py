@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from framework._registrars import RegistrationError
 from framework.events import ContentType, Event, EventType
 from framework.jobs import Job, JobFailed
+from framework.llm._coalesce import Pending, try_next
 from framework.llm.backend import LLMBackend, TextDelta, ToolCallDelta, Usage
 from framework.llm.tools import ToolSpec, method_tool, tool_name
 from framework.types import LLMWorkerActivationArgs, WorkerActivationArgs
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("framework.llm")
 
 DEFAULT_BACKEND = "offline"
+_MAX_JOINED = 256
+"""At most this many back-to-back text deltas go out as one stream chunk."""
 DEFAULT_MAX_ROUNDS = 10
 
 
@@ -228,15 +231,34 @@ class LLMWorker(BaseWorker):
         for round_number in range(1, self.max_rounds + 1):
             text: list[str] = []
             calls: dict[int, dict[str, str]] = {}
+            pending = _TextBuffer(self, job, thread)  # text deltas not sent yet
+            flush = pending.flush
             stream = backend.stream(messages, schemas, self._options)
             async with _closing(stream):  # the backend's connection closes with the round
-                async for chunk in stream:
+                deltas = stream.__aiter__()
+                while True:
+                    # Deltas that arrive back to back go out as one chunk: flush only when
+                    # the backend is about to wait (see framework.llm._coalesce).
+                    try:
+                        chunk = try_next(deltas)
+                        if type(chunk) is Pending:
+                            try:
+                                await flush()
+                            except BaseException:
+                                chunk.close()
+                                raise
+                            chunk = await chunk.finish()
+                    except StopAsyncIteration:
+                        break
                     if type(chunk) is TextDelta:
                         if not text and streamed_text:  # a new round after text: a paragraph
-                            await self._send_text("\n\n", job, thread)
+                            pending.add("\n\n")
                         text.append(chunk.text)
-                        await self._send_text(chunk.text, job, thread)
-                    elif type(chunk) is ToolCallDelta:
+                        if pending.add(chunk.text) >= _MAX_JOINED:
+                            await flush()
+                        continue
+                    await flush()
+                    if type(chunk) is ToolCallDelta:
                         call = calls.setdefault(
                             chunk.index, {"id": "", "name": "", "arguments": ""}
                         )
@@ -246,6 +268,7 @@ class LLMWorker(BaseWorker):
                     elif type(chunk) is Usage:
                         prompt_tokens += chunk.prompt_tokens
                         completion_tokens += chunk.completion_tokens
+                await flush()
             message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
             if text:
                 streamed_text = True
@@ -345,6 +368,30 @@ class LLMWorker(BaseWorker):
             runner.emit(
                 Event.TOOL_EXECUTION, event_type, content_type, self.name, thread, data=data
             )
+
+
+class _TextBuffer:
+    """Text deltas waiting to go out as one stream chunk (or one event, without a job)."""
+
+    __slots__ = ("_job", "_parts", "_thread", "_worker")
+
+    def __init__(self, worker: LLMWorker, job: Job | None, thread: str) -> None:
+        self._worker = worker
+        self._job = job
+        self._thread = thread
+        self._parts: list[str] = []
+
+    def add(self, text: str) -> int:
+        """Keep ``text``; returns how many parts wait."""
+        self._parts.append(text)
+        return len(self._parts)
+
+    async def flush(self) -> None:
+        """Send what waits, as one chunk."""
+        if self._parts:
+            joined = "".join(self._parts)
+            self._parts.clear()
+            await self._worker._send_text(joined, self._job, self._thread)
 
 
 @contextlib.asynccontextmanager

@@ -82,7 +82,9 @@ async def test_the_tool_loop_over_http(server: OpenAIServer) -> None:
         async with runner:
             items, response = await chat(runner, "Weather in Paris?")
 
-        assert items == ["It is ", "clear in ", "Paris."]
+        # Deltas that arrive in one network read go out as one chunk; the text is the same.
+        assert "".join(items) == "It is clear in Paris."
+        assert 1 <= len(items) <= 3
         assert response["message"] == {"role": "assistant", "content": "It is clear in Paris."}
         assert response["usage"] == {
             "prompt_tokens": 60,
