@@ -4,10 +4,14 @@ are the other workers on the bus, so it can delegate jobs to them (the echo plug
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from framework.llm.backend import LLMBackend
 from framework.llm.tools import TOOL_NAME, ToolSpec
 from framework.llm.worker import LLMWorker
+
+if TYPE_CHECKING:
+    from framework.runner import WorkerRunner
 
 
 class Assistant(LLMWorker):
@@ -18,6 +22,17 @@ class Assistant(LLMWorker):
         "You are the assistant of this runner. Each tool is another worker: call it with "
         "the payload that worker expects."
     )
+
+    demo_delay: ClassVar[float] = 0.03
+    """Seconds between words on the offline backend when no options are configured, so
+    that a person watching ``framework run --job assistant`` sees the reply stream in."""
+
+    def _resolve_backend(self, runner: WorkerRunner) -> tuple[LLMBackend, Any]:
+        backend, options = super()._resolve_backend(runner)
+        unconfigured = self._backend_options is None and not runner.llm_config.options
+        if backend.name == "offline" and unconfigured:
+            options = backend.options_model.model_validate({"delay": self.demo_delay})
+        return backend, options
 
     def tools(self) -> list[ToolSpec]:
         """The ``@tool`` methods plus one tool per other ready worker."""
