@@ -121,13 +121,29 @@ def _configured_workers(config: RunConfig, source: str, host: PluginHost) -> lis
 
 def check_llm_config(
     config: RunConfig, source: str, host: PluginHost, workers: list[BaseWorker]
-) -> None:
+) -> list[BaseWorker]:
     """``[llm]`` names a registered backend, and its options fit that backend (checked
-    before anything starts, when LLM workers will use it)."""
+    before anything starts, when LLM workers will use it). Returns the workers to start:
+    with no ``[llm]`` configured and the default backend blocked (``-p no:offline``), the
+    LLM workers that would use it are left out with a warning."""
     llm = sys.modules.get("framework.llm.worker")
-    if llm is None or not any(isinstance(w, llm.LLMWorker) for w in workers):
-        return
+    users = [
+        w
+        for w in workers
+        if llm is not None and isinstance(w, llm.LLMWorker) and not w._backend_name
+    ]
+    if not users:
+        return workers
     name = config.llm.backend
+    if name not in host.llm_backends and config.llm == type(config.llm)():
+        for worker in users:
+            print(
+                f"framework: worker {worker.name!r} not started: the default LLM backend "
+                f"{name!r} is not loaded (blocked with -p no:{name}?); set [llm] backend "
+                "in framework.toml to use another",
+                file=sys.stderr,
+            )
+        return [w for w in workers if w not in users]
     if name not in host.llm_backends:
         known = ", ".join(sorted(host.llm_backends.entries)) or "none"
         raise ConfigError(
@@ -145,7 +161,12 @@ def check_llm_config(
         try:
             model.model_validate(config.llm.options)
         except ValidationError as exc:
-            raise validation_error(exc, source, "llm.options") from None
+            error = validation_error(exc, source, "llm.options")
+            error.reason = error.reason.replace(
+                "docs/configuration.md lists the keys", "framework backends lists the options"
+            )
+            raise ConfigError(error.file, error.key, error.reason) from None
+    return workers
 
 
 def every_registered_worker(host: PluginHost) -> list[BaseWorker]:

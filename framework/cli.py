@@ -257,7 +257,7 @@ def run_command(
         if ctx.find_root().params.get("verbose"):
             config.publishers.console.enabled = True
         workers = build_workers(config, source, host)
-        check_llm_config(config, source, host, workers)
+        workers = check_llm_config(config, source, host, workers)
     except ConfigError as exc:
         click.echo(f"framework: configuration error: {exc}", err=True)
         ctx.exit(EXIT_CONFIG)

@@ -488,7 +488,7 @@ async def test_max_rounds_is_configurable() -> None:
             assert caught.value.status is JobStatus.FAILED
             assert loop.calls == 3
             # A tool call and the answer to its result take two rounds.
-            with pytest.raises(JobError, match="after 1 rounds"):
+            with pytest.raises(JobError, match="after 1 round;"):
                 await run_job(runner, "one", chat('use add {"a": 1}'))
             job = await run_job(runner, "two", chat('use add {"a": 1}'))
             assert content(job) == "add returned 3."
@@ -1149,3 +1149,104 @@ def test_cli_backends_lists_the_backends_and_their_options(in_empty_directory: P
     assert rows["loop-by-path"]["options"] == rows["loop"]["options"]
     result = invoke("-p", "no:offline", "backends")
     assert result.exit_code == 0 and result.stdout == ""
+
+
+@pytest.mark.anyio
+async def test_activations_in_quick_succession_run_one_after_the_other() -> None:
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            worker = LLMWorker("t", active=False)
+            await runner.add_worker(worker)
+            await activate(runner, "t", LLMWorkerActivationArgs(messages=[user("first")]))
+            await activate(runner, "t", LLMWorkerActivationArgs(messages=[user("second")]))
+            await wait_for(lambda: len(worker.context) == 4)
+        assert [m["content"] for m in worker.context] == [
+            "first",
+            "You said: first",
+            "second",
+            "You said: second",
+        ]
+
+
+class _AwaitableStep:
+    """An awaitable that is not a coroutine (valid for __anext__ under the protocol)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        if False:  # pragma: no cover - makes this a generator
+            yield
+        if self.value is None:
+            raise StopAsyncIteration
+        return self.value
+
+
+class _IteratorBackend:
+    """A backend whose stream is an async iterator class, not an async generator."""
+
+    name = "iterator"
+    options_model = None
+
+    def stream(self, messages: Any, tools: Any, options: Any) -> Any:
+        chunks = iter([TextDelta("hello"), TextDelta(" world"), Usage(1, 2)])
+
+        class Stream:
+            def __aiter__(self) -> Any:
+                return self
+
+            def __anext__(self) -> Any:
+                return _AwaitableStep(next(chunks, None))
+
+        return Stream()
+
+
+@pytest.mark.anyio
+async def test_a_backend_whose_stream_is_a_plain_async_iterator() -> None:
+    class Plugin:
+        @hookimpl
+        def register_llm_backends(self, register: Any) -> None:
+            register(_IteratorBackend())
+
+    with anyio.fail_after(5):
+        async with WorkerRunner(plugins=[Plugin()]) as runner:
+            await runner.add_worker(LLMWorker("t", backend="iterator"))
+            job = await run_job(runner, "t", chat("hi"))
+        assert job.status is JobStatus.COMPLETED
+        assert content(job) == "hello world"
+
+
+class _NoIndexBackend:
+    """Sends two whole tool calls in one turn, both without an index (index 0)."""
+
+    name = "no-index"
+    options_model = None
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def stream(self, messages: Any, tools: Any, options: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            yield ToolCallDelta(0, id="a", name="add", arguments='{"a": 1}')
+            yield ToolCallDelta(0, id="b", name="add", arguments='{"a": 10}')
+        else:
+            results = [m["content"] for m in messages if m.get("role") == "tool"]
+            yield TextDelta(f"results {results}")
+        yield Usage(1, 1)
+
+
+@pytest.mark.anyio
+async def test_tool_calls_sent_without_their_own_index_stay_apart() -> None:
+    backend = _NoIndexBackend()
+
+    class Plugin:
+        @hookimpl
+        def register_llm_backends(self, register: Any) -> None:
+            register(backend)
+
+    with anyio.fail_after(5):
+        async with WorkerRunner(plugins=[Plugin()]) as runner:
+            await runner.add_worker(Tools("t", backend="no-index"))
+            job = await run_job(runner, "t", chat("go"))
+        assert content(job) == "results ['3', '12']"

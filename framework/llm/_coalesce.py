@@ -58,9 +58,15 @@ class Pending:
         """Await the rest of the step (what the event loop sends or throws goes to it)."""
         return await _resume(self._coroutine, self._yielded)
 
-    def close(self) -> None:
-        """Give up on the step (when the caller is cancelled before finishing it)."""
-        self._coroutine.close()
+    def abort(self, exc: BaseException) -> None:
+        """Give up on the step because ``exc`` was raised meanwhile: the exception is thrown
+        into it, so an async generator unwinds at its ``await`` (its ``finally`` runs and a
+        later ``aclose()`` has nothing left to do)."""
+        try:
+            self._coroutine.throw(exc)
+        except BaseException:  # the step unwound, as asked
+            return
+        self._coroutine.close()  # it caught the exception and waited again: stop it
 
 
 def try_next(iterator: AsyncIterator[T]) -> T | Pending:
@@ -69,7 +75,7 @@ def try_next(iterator: AsyncIterator[T]) -> T | Pending:
     A plain function, not a coroutine: it sits on the per-token path. Raises
     ``StopAsyncIteration`` at the end.
     """
-    coroutine: Any = iterator.__anext__()
+    coroutine: Any = iterator.__anext__().__await__()  # any awaitable, not only coroutines
     try:
         yielded = coroutine.send(None)
     except StopIteration as stop:

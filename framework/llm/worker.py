@@ -113,6 +113,7 @@ class LLMWorker(BaseWorker):
         self._backend_name = backend
         self._backend_options = backend_options
         self._backend: LLMBackend | None = None
+        self._activation_lock: anyio.Lock | None = None
         self._options: Any = None
         self._tools = {
             tool: method_tool(self, attribute, tool)
@@ -136,7 +137,8 @@ class LLMWorker(BaseWorker):
             known = ", ".join(sorted(backends.entries)) or "none"
             raise LLMError(
                 f"worker {self.name!r}: no LLM backend named {name!r} (registered: {known}); "
-                "install the plugin that provides it (e.g. agent-plugin-openai for 'openai')"
+                "install the plugin that provides it (e.g. agent-plugin-openai for 'openai') "
+                "and, in code, load it: WorkerRunner(plugins=[agent_plugin_openai])"
             )
         try:
             backend = backends.resolve(name)
@@ -197,15 +199,24 @@ class LLMWorker(BaseWorker):
         """
         if not isinstance(args, LLMWorkerActivationArgs) or not args.messages:
             return
-        self.context.extend(args.messages)
-        if args.run_llm and self._tg is not None:
-            self._tg.start_soon(self._guarded, self._run_on_context)
+        if self._activation_lock is None:
+            self._activation_lock = anyio.Lock()
+        if not args.run_llm and not self._activation_lock.locked():
+            self.context.extend(args.messages)  # nothing running: take them now
+        elif self._tg is not None:
+            self._tg.start_soon(self._guarded, self._activate, args.messages, bool(args.run_llm))
 
-    async def _run_on_context(self) -> None:
-        conversation = self._with_instructions(self.context)
-        start = len(conversation)
-        await self.run_llm(conversation)
-        self.context.extend(conversation[start:])  # tool calls, results and the answer
+    async def _activate(self, messages: list[dict[str, Any]], run_llm: bool) -> None:
+        """One activation at a time, in the order they came: its messages join the context
+        after the previous run's reply, and the model runs on that."""
+        assert self._activation_lock is not None
+        async with self._activation_lock:
+            self.context.extend(messages)
+            if run_llm:
+                conversation = self._with_instructions(self.context)
+                start = len(conversation)
+                await self.run_llm(conversation)
+                self.context.extend(conversation[start:])  # tool calls, results, the answer
 
     def _with_instructions(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.instructions and not (messages and messages[0].get("role") == "system"):
@@ -244,8 +255,8 @@ class LLMWorker(BaseWorker):
                         if type(chunk) is Pending:
                             try:
                                 await flush()
-                            except BaseException:
-                                chunk.close()
+                            except BaseException as exc:
+                                chunk.abort(exc)
                                 raise
                             chunk = await chunk.finish()
                     except StopAsyncIteration:
@@ -259,9 +270,11 @@ class LLMWorker(BaseWorker):
                         continue
                     await flush()
                     if type(chunk) is ToolCallDelta:
-                        call = calls.setdefault(
-                            chunk.index, {"id": "", "name": "", "arguments": ""}
-                        )
+                        index = chunk.index
+                        held = calls.get(index)
+                        if held is not None and chunk.id and held["id"] and chunk.id != held["id"]:
+                            index = max(calls) + 1  # a new call sent without its own index
+                        call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
                         call["id"] = chunk.id or call["id"]
                         call["name"] = chunk.name or call["name"]
                         call["arguments"] += chunk.arguments
@@ -297,14 +310,25 @@ class LLMWorker(BaseWorker):
             messages.extend(await self._run_tools(ordered, tools, thread))
         raise JobFailed(
             f"worker {self.name!r}: the model was still calling tools after {self.max_rounds} "
-            "rounds; raise max_rounds or check what the tools return"
+            f"round{'s' if self.max_rounds != 1 else ''}; raise max_rounds or check what the "
+            "tools return"
         )
 
     async def _run_tools(
         self, calls: list[dict[str, str]], tools: dict[str, ToolSpec], thread: str
     ) -> list[dict[str, Any]]:
         """Run this turn's tool calls concurrently; one message per call, in order."""
-        results: list[dict[str, Any]] = [{} for _ in calls]
+        # Each call has a result whatever happens to its task (a tool that raises
+        # CancelledError on its own is absorbed by the task group): the model must get one
+        # tool message per call.
+        results: list[dict[str, Any]] = [
+            {
+                "role": "tool",
+                "tool_call_id": call["id"],
+                "content": json.dumps({"error": "the tool was cancelled"}),
+            }
+            for call in calls
+        ]
 
         async def run(index: int, call: dict[str, str]) -> None:
             results[index] = {

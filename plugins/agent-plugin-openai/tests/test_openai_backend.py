@@ -558,3 +558,51 @@ async def test_the_key_appears_in_no_error_or_log(
         assert KEY not in caplog.text
         for record in caplog.records:
             assert KEY not in record.getMessage()
+
+
+# --------------------------------------------------------------------------- odd servers
+
+
+@pytest.mark.anyio
+async def test_a_200_json_error_is_an_error_not_an_empty_answer(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        body = json.dumps({"error": {"message": "model is overloaded"}}).encode()
+        server.script(Reply(headers={"Content-Type": "application/json"}, parts=[body]))
+        error = await failure(options(server))
+        assert "reported an error: model is overloaded" in str(error)
+        other = json.dumps({"status": "ok"}).encode()
+        server.script(Reply(headers={"Content-Type": "application/json"}, parts=[other]))
+        assert "not a chat completion" in str(await failure(options(server)))
+
+
+@pytest.mark.anyio
+async def test_a_stream_of_something_else_is_malformed(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(
+            Reply(
+                headers={"Content-Type": "text/event-stream"},
+                parts=[event({"type": "ping"}), event("[DONE]")],
+            )
+        )
+        error = await failure(options(server))
+        assert "no chat completion event" in str(error)
+
+
+@pytest.mark.anyio
+async def test_a_redirect_names_where_to_point_base_url(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        location = "https://example.invalid/v1/chat/completions"
+        server.script(Reply(status=308, headers={"Location": location}))
+        error = await failure(options(server))
+        assert f"redirects the request (HTTP 308) to {location}" in str(error)
+        assert "set base_url" in str(error)
+
+
+@pytest.mark.anyio
+async def test_a_masked_key_quoted_by_the_server_is_scrubbed(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        key = "sk-SECRET-0123456789-7890"
+        server.script(error_reply(400, "Incorrect API key provided: sk-SEC****7890. bad"))
+        error = await failure(options(server, api_key=key))
+        assert "sk-SEC" not in str(error) and "7890" not in str(error)
+        assert "Incorrect API key provided: ***" in str(error)

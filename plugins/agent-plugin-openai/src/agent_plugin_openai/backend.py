@@ -168,13 +168,22 @@ class _Call:
         self._key = opts.api_key.get_secret_value()
         self.usage = Usage()
         self.finished = False
+        self.seen_completion = False
 
     def error(self, message: str, status: int | None = None) -> OpenAIBackendError:
         return OpenAIBackendError(self.scrub(message), status=status)
 
     def scrub(self, text: str) -> str:
-        """``text`` without the API key (servers may quote what they were sent)."""
-        return text.replace(self._key, "***") if self._key else text
+        """``text`` without the API key, whole or masked (servers quote what they were sent,
+        often as its first and last few characters: ``sk-SEC****7890``)."""
+        if not self._key:
+            return text
+        text = text.replace(self._key, "***")
+        key = self._key
+        for piece in {key[:6], key[-4:]} if len(key) >= 12 else {key}:
+            if len(piece) >= 4:
+                text = re.sub(rf"\S*{re.escape(piece)}\S*", "***", text)
+        return text
 
     def quote(self, text: str) -> str:
         text = " ".join(text.split())
@@ -295,6 +304,12 @@ class _Call:
                 f"the server at {where} failed (HTTP {status}{said}) on all {attempts} "
                 "attempts: try again later, or check the server's logs"
             )
+        elif 300 <= status < 400:
+            location = response.headers.get("location", "")
+            message = (
+                f"the server at {where} redirects the request (HTTP {status}) to "
+                f"{self.quote(location) or 'another address'}: set base_url to that address"
+            )
         else:
             message = (
                 f"the server at {where} rejected the request for model {model!r} "
@@ -331,8 +346,20 @@ class _Call:
                     if data is not None and data.strip() == "[DONE]":
                         done = True
                     elif data is not None:
-                        for chunk in self.chunks(data):
+                        try:
+                            parsed = self.chunks(data)
+                        except OpenAIBackendError:
+                            # The stream stopped inside an event: it was cut, not malformed.
+                            raise self.error(
+                                f"the reply from {where} was cut off in the middle of an event: "
+                                "try again"
+                            ) from None
+                        for chunk in parsed:
                             yield chunk
+                if not self.seen_completion and not self.finished:
+                    raise self.malformed(
+                        "", "no chat completion event at all (an SSE stream of something else)"
+                    )
         except httpx.TimeoutException:
             raise self.error(
                 f"the reply from {where} stalled: nothing came for {timeout:g} s; try again, "
@@ -374,6 +401,17 @@ class _Call:
         """The chunks of a reply that came whole (a ``chat.completion``), then ``finished``."""
         try:
             event = json.loads(text)
+        except ValueError:
+            raise self.malformed(text, "not JSON") from None
+        error = event.get("error") if isinstance(event, dict) else None
+        if error:
+            message = error.get("message") if isinstance(error, dict) else error
+            raise self.error(
+                f"the server at {self.where} reported an error: {self.quote(str(message))}"
+            )
+        if not isinstance(event, dict) or not isinstance(event.get("choices"), list):
+            raise self.malformed(text, "not a chat completion")
+        try:
             return self.from_event(event, "message")
         except (AttributeError, TypeError, ValueError):
             raise self.malformed(text, "not a chat completion") from None
@@ -382,6 +420,8 @@ class _Call:
         """Text and tool-call deltas from ``event["choices"][0][key]``; notes the usage and
         whether the reply finished."""
         chunks: list[Chunk] = []
+        if "choices" in event:
+            self.seen_completion = True
         usage = event.get("usage")
         if usage:
             self.usage = Usage(
@@ -412,8 +452,9 @@ class _Call:
         return chunks
 
     def malformed(self, data: str, what: str) -> OpenAIBackendError:
+        quoted = f": {self.quote(data)!r}" if data else ""
         return self.error(
-            f"the server at {self.where} sent a malformed reply ({what}): {self.quote(data)!r}; "
+            f"the server at {self.where} sent a malformed reply ({what}){quoted}; "
             "is base_url an OpenAI-compatible API?"
         )
 
