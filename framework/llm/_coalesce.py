@@ -75,10 +75,19 @@ def try_next(iterator: AsyncIterator[T]) -> T | Pending:
     A plain function, not a coroutine: it sits on the per-token path. Raises
     ``StopAsyncIteration`` at the end.
     """
-    coroutine: Any = iterator.__anext__().__await__()  # any awaitable, not only coroutines
+    coroutine: Any = iterator.__anext__()
     try:
-        yielded = coroutine.send(None)
+        yielded = coroutine.send(None)  # a method call, not a bound method: per token
     except StopIteration as stop:
         item: T = stop.value
         return item
+    except AttributeError:
+        if hasattr(coroutine, "send"):
+            raise  # raised by the backend itself
+        coroutine = coroutine.__await__()  # any other awaitable: step its iterator
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration as stop:
+            other: T = stop.value
+            return other
     return Pending(coroutine, yielded)

@@ -240,9 +240,10 @@ class LLMWorker(BaseWorker):
         prompt_tokens = completion_tokens = 0
         streamed_text = False
         for round_number in range(1, self.max_rounds + 1):
-            text: list[str] = []
             calls: dict[int, dict[str, str]] = {}
-            pending = _TextBuffer(self, job, thread)  # text deltas not sent yet
+            # The round's text; what is not sent yet goes out as one chunk on flush().
+            pending = _TextBuffer(self, job, thread, "\n\n" if streamed_text else "")
+            text = pending.text
             flush = pending.flush
             stream = backend.stream(messages, schemas, self._options)
             async with _closing(stream):  # the backend's connection closes with the round
@@ -261,11 +262,9 @@ class LLMWorker(BaseWorker):
                             chunk = await chunk.finish()
                     except StopAsyncIteration:
                         break
-                    if type(chunk) is TextDelta:
-                        if not text and streamed_text:  # a new round after text: a paragraph
-                            pending.add("\n\n")
+                    if type(chunk) is TextDelta:  # the per-token path: kept short
                         text.append(chunk.text)
-                        if pending.add(chunk.text) >= _MAX_JOINED:
+                        if len(text) - pending.sent >= _MAX_JOINED:
                             await flush()
                         continue
                     await flush()
@@ -395,26 +394,26 @@ class LLMWorker(BaseWorker):
 
 
 class _TextBuffer:
-    """Text deltas waiting to go out as one stream chunk (or one event, without a job)."""
+    """A round's text deltas; those not sent yet go out as one stream chunk (or one event,
+    without a job). A round that follows streamed text starts with a paragraph break."""
 
-    __slots__ = ("_job", "_parts", "_thread", "_worker")
+    __slots__ = ("_job", "_prefix", "_thread", "_worker", "sent", "text")
 
-    def __init__(self, worker: LLMWorker, job: Job | None, thread: str) -> None:
+    def __init__(self, worker: LLMWorker, job: Job | None, thread: str, prefix: str) -> None:
         self._worker = worker
         self._job = job
         self._thread = thread
-        self._parts: list[str] = []
-
-    def add(self, text: str) -> int:
-        """Keep ``text``; returns how many parts wait."""
-        self._parts.append(text)
-        return len(self._parts)
+        self._prefix = prefix
+        self.text: list[str] = []
+        self.sent = 0
+        """How many of ``text`` went out already."""
 
     async def flush(self) -> None:
         """Send what waits, as one chunk."""
-        if self._parts:
-            joined = "".join(self._parts)
-            self._parts.clear()
+        if len(self.text) > self.sent:
+            joined = self._prefix + "".join(self.text[self.sent :])
+            self._prefix = ""
+            self.sent = len(self.text)
             await self._worker._send_text(joined, self._job, self._thread)
 
 
