@@ -19,6 +19,8 @@ import anyio
 from framework.types import JobStatus
 
 if TYPE_CHECKING:
+    from anyio import TaskHandle
+
     from framework._requester import PendingJob, Requester
     from framework.worker import BaseWorker
 
@@ -156,7 +158,7 @@ class Job:
     __slots__ = (
         "_answered",
         "_chunks",
-        "_scope",
+        "_handle",
         "_worker",
         "job_id",
         "name",
@@ -180,7 +182,8 @@ class Job:
         self.payload = payload
         self.requester = requester
         self.started_at = started_at
-        self._scope: anyio.CancelScope | None = None
+        self._handle: TaskHandle[None] | None = None
+        """The job's task (cancelling it cancels the job)."""
         self._answered = False
         self._chunks = -1
         """Stream chunks sent so far; -1 while the job has not started streaming."""

@@ -714,27 +714,25 @@ class BaseWorker:
                 job.job_id,
                 data={"name": job.name, "requester": job.requester, "payload": job.payload},
             )
-        self._tg.start_soon(self._run_job, handler, job)
+        # The task's handle is how the job is cancelled (its own cancel scope: no second
+        # scope per job, ~3.5 us of a local round trip).
+        job._handle = self._tg.start_soon(self._run_job, handler, job)
 
     async def _run_job(self, handler: _Handler, job: Job) -> None:
         status = JobStatus.COMPLETED
         response: dict[str, Any] = {}
         try:
-            with anyio.CancelScope() as scope:
-                job._scope = scope
-                if job._answered:
-                    return
-                if self._observes_requests:
-                    await self.on_job_request(job)
-                method = getattr(self, handler.attribute)
-                if handler.streaming:
-                    response = await self._stream(method(job), job)
-                else:
-                    response = _as_response(await method(job), self._name)
-                if job._chunks >= 0 and not job._answered:
-                    await self._close_stream(job)
-            if scope.cancelled_caught:
-                return  # cancelled by cancel_job or the worker's end: answered there
+            if job._answered:
+                return  # cancelled before it started: answered then
+            if self._observes_requests:
+                await self.on_job_request(job)
+            method = getattr(self, handler.attribute)
+            if handler.streaming:
+                response = await self._stream(method(job), job)
+            else:
+                response = _as_response(await method(job), self._name)
+            if job._chunks >= 0 and not job._answered:
+                await self._close_stream(job)
         except JobFailed as exc:
             status, response = JobStatus.FAILED, exc.response
         except Exception as exc:
@@ -743,10 +741,12 @@ class BaseWorker:
             logger.info("worker %r: job %s raised", self._name, job.job_id, exc_info=True)
             status, response = JobStatus.ERROR, {"error": f"{type(exc).__name__}: {exc}"}
         except BaseException:
-            # Cancelled from outside (the worker or the runner is cancelled): answer, then
-            # let the cancellation unwind.
-            with anyio.move_on_after(1.0, shield=True):
-                await self._answer(job, JobStatus.CANCELLED, {"error": "cancelled"})
+            # Cancelled: by cancel_job or the worker's end (answered then, so this does
+            # nothing), or from outside (the worker or the runner is cancelled): answer,
+            # then let the cancellation unwind.
+            if not job._answered:
+                with anyio.move_on_after(1.0, shield=True):
+                    await self._answer(job, JobStatus.CANCELLED, {"error": "cancelled"})
             raise
         finally:
             self._job_done(job)
@@ -884,8 +884,8 @@ class BaseWorker:
         """Cancel a running job and answer CANCELLED now, without waiting for its task to
         unwind: a handler that shields itself from cancellation cannot keep its requester
         waiting."""
-        if job._scope is not None:
-            job._scope.cancel()
+        if job._handle is not None:
+            job._handle.cancel()
         await self._answer(
             job, JobStatus.CANCELLED, {"error": reason or "cancelled"}, from_loop=from_loop
         )
