@@ -12,7 +12,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import anyio
 
@@ -99,31 +99,41 @@ class JobGroupError(Exception):
         self.timed_out = timed_out
 
 
-@dataclass(frozen=True, slots=True)
-class JobEvent:
-    """Something a worker sent about a job before its response: an update or a stream item."""
-
-    UPDATE: ClassVar[str] = "update"
-    STREAM_START: ClassVar[str] = "stream_start"
-    STREAM_DATA: ClassVar[str] = "stream_data"
-    STREAM_END: ClassVar[str] = "stream_end"
-
+class _JobEventFields(NamedTuple):
     type: str
     data: Any
 
 
-@dataclass(frozen=True, slots=True)
-class JobGroupEvent:
-    """A ``JobEvent`` from one member of a group, with the member's name."""
+class JobEvent(_JobEventFields):
+    """Something a worker sent about a job before its response: an update or a stream item.
+
+    Immutable: a named tuple (one is made per stream item, and a tuple is the cheapest
+    immutable record). ``type`` is one of the constants below.
+    """
+
+    __slots__ = ()
 
     UPDATE: ClassVar[str] = "update"
     STREAM_START: ClassVar[str] = "stream_start"
     STREAM_DATA: ClassVar[str] = "stream_data"
     STREAM_END: ClassVar[str] = "stream_end"
 
+
+class _JobGroupEventFields(NamedTuple):
     type: str
     worker_name: str
     data: Any
+
+
+class JobGroupEvent(_JobGroupEventFields):
+    """A ``JobEvent`` from one member of a group, with the member's name."""
+
+    __slots__ = ()
+
+    UPDATE: ClassVar[str] = "update"
+    STREAM_START: ClassVar[str] = "stream_start"
+    STREAM_DATA: ClassVar[str] = "stream_data"
+    STREAM_END: ClassVar[str] = "stream_end"
 
 
 @dataclass(slots=True)
