@@ -145,7 +145,7 @@ def plugins_command(
         click.echo(json.dumps([info.to_dict() for info in infos], indent=2))
         return
     for info in infos:
-        where = info.distribution or "(registered in code)"
+        where = info.distribution or ("(not loaded)" if info.error else "(registered in code)")
         version = f" {info.version}" if info.version else ""
         tag = " [built-in]" if info.builtin else ""
         click.echo(f"{info.name}: {where}{version}{tag}")

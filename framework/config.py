@@ -166,12 +166,19 @@ def parse_config(data: dict[str, Any], source: str) -> RunConfig:
 def validation_error(exc: ValidationError, source: str, prefix: str) -> ConfigError:
     """A ``ConfigError`` for the first problem pydantic found, with its dotted key."""
     problems = exc.errors(include_url=False, include_input=False)
+    # A misspelled key also makes the right one "missing": report the unknown key first.
+    problems.sort(key=lambda p: p["type"] != "extra_forbidden")
     first = problems[0]
     parts = [*(prefix.split(".") if prefix else []), *first["loc"]]
     key = ".".join(str(part) for part in parts)
     reason = first["msg"]
     if first["type"] == "extra_forbidden":
-        reason = "unknown key (check the spelling; docs/configuration.md lists the keys)"
+        where = (
+            "the worker's settings (its config_model)"
+            if prefix.startswith("workers.")
+            else "docs/configuration.md lists the keys"
+        )
+        reason = f"unknown key (check the spelling; {where})"
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
     return ConfigError(source, key, reason + more)
 

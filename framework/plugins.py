@@ -406,10 +406,15 @@ class PluginHost:
             )
             if entry_point.name in self.infos:
                 held = self.infos[entry_point.name]
+                # Listed under its distribution too, so `framework plugins` shows the refusal.
+                info.name = f"{entry_point.name} ({dist_name})"
+                self.infos[info.name] = info
                 self._fail(
                     info,
                     f"the plugin name {entry_point.name!r} is taken by "
-                    f"{held.distribution or 'another plugin'}; rename the entry point",
+                    f"{held.distribution or 'another plugin'}"
+                    + (" (a built-in)" if held.builtin else "")
+                    + "; rename the entry point",
                 )
                 continue
             self.infos[entry_point.name] = info
@@ -463,6 +468,7 @@ class PluginHost:
             return
 
     def _fail(self, info: PluginInfo, error: str) -> None:
+        error = " ".join(error.split())  # one line (pluggy's signature errors span three)
         info.error = error
         self._load_failed.append(info)
         where = f" ({info.distribution} {info.version})" if info.distribution else ""

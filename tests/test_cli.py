@@ -370,3 +370,15 @@ def test_a_config_that_is_not_utf8_or_names_the_runner_like_a_worker(tmp_path: P
     result = invoke("-p", "sample_plugin", "run", "--job", "counter")
     assert result.exit_code == 2
     assert "framework.toml: name: the runner's name 'counter' is also a worker's" in result.stderr
+
+
+def test_a_missing_p_module_is_shown_as_not_loaded() -> None:
+    result = invoke("-p", "no_such_plugin_module", "plugins")
+    assert "no_such_plugin_module: (not loaded)" in result.stdout
+
+
+def test_a_hookimpl_with_a_wrong_argument_name_is_one_line() -> None:
+    result = invoke("-p", "misbehaving.wrong_argument", "plugins")
+    lines = [line for line in result.stderr.splitlines() if "misbehaving.wrong_argument" in line]
+    assert len(lines) == 1
+    assert "registrar" in lines[0] and "register_workers" in lines[0]

@@ -149,3 +149,27 @@ def test_settings_given_to_a_worker_without_a_config_model_are_not_echoed() -> N
     assert "takes no config" in str(info.value)
     assert "['token']" in str(info.value)
     assert "sk-super-secret-123" not in str(info.value)
+
+
+def test_an_unknown_key_is_reported_before_the_missing_one_it_hides(tmp_path: Path) -> None:
+    (tmp_path / "framework.toml").write_text('[[workers]]\ntyp = "echo"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(directory=tmp_path)
+    assert info.value.key == "workers.0.typ"
+    assert "unknown key" in info.value.reason
+
+
+def test_an_unknown_worker_setting_points_at_the_worker_not_the_docs() -> None:
+    from pydantic import ConfigDict, ValidationError
+
+    from framework.config import validation_error
+
+    class Settings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        times: int = 1
+
+    with pytest.raises(ValidationError) as info:
+        Settings.model_validate({"tims": 2})
+    error = validation_error(info.value, "framework.toml", "workers.0.config")
+    assert error.key == "workers.0.config.tims"
+    assert "the worker's settings (its config_model)" in error.reason

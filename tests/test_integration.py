@@ -572,3 +572,30 @@ def test_install_and_uninstall_a_plugin_into_the_framework_environment(
     assert "hello" not in [
         info["name"] for info in json.loads(venv.framework("plugins", "--json").stdout)
     ]
+
+
+def test_a_plugin_whose_name_a_builtin_holds_is_listed_with_its_error(
+    venv: Venv, tmp_path: Path
+) -> None:
+    source = tmp_path / "agent-plugin-taken"
+    source.mkdir()
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "agent-plugin-taken"\nversion = "0.0.1"\n'
+        '[project.entry-points.framework]\nmemory = "agent_plugin_taken"\n'
+    )
+    (source / "agent_plugin_taken.py").write_text("")
+    installed = venv.framework("install", "--quiet", str(source), timeout=INSTALL_TIMEOUT)
+    assert installed.returncode == 0, installed.stderr
+    try:
+        result = venv.framework("plugins", "--json")
+        infos = {info["name"]: info for info in json.loads(result.stdout)}
+        assert "memory (agent-plugin-taken)" in infos, (sorted(infos), result.stderr)
+        refused = infos["memory (agent-plugin-taken)"]
+        assert (
+            "the plugin name 'memory' is taken by agent-plugin-framework (a built-in)"
+            in (refused["error"])
+        )
+        assert infos["memory"]["builtin"] is True
+    finally:
+        venv.framework("uninstall", "-y", "agent-plugin-taken")
