@@ -210,6 +210,8 @@ class Requester:
         cancelled and ends ``CANCELLED``. Without one, a target that never appears keeps the
         job open until ``cancel_job`` or until the requester ends.
         """
+        if not workers:
+            raise ValueError("request_job_group needs at least one worker name")
         if len(set(workers)) != len(workers):
             raise ValueError(f"a job group got a worker name twice: {list(workers)}")
         pending = self.create_pending(
@@ -449,3 +451,69 @@ class Requester:
             logger.debug(
                 "%s: %s to %s undeliverable; dropped", self.address, message.type, message.target
             )
+
+
+class RequestsJobs:
+    """The requesting API that workers and the runner share: ``job``, ``job_group``,
+    fire-and-forget ``request_job`` / ``request_job_group``, ``cancel_job`` and
+    ``request_job_update``, each handed to the owner's ``Requester``."""
+
+    _require_requester: Callable[[], Requester]
+    """Defined by each owner: its requester, or a RuntimeError saying why it has none."""
+
+    def job(
+        self,
+        worker: str,
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> JobContext:
+        """Ask ``worker`` to run a job: ``async with owner.job("echo", payload=...) as j``."""
+        return self._require_requester().job(worker, name=name, payload=payload, timeout=timeout)
+
+    def job_group(
+        self,
+        *workers: str,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        cancel_on_error: bool = True,
+    ) -> JobGroupContext:
+        """Send one job to several workers under one job id."""
+        return self._require_requester().job_group(
+            *workers, name=name, payload=payload, timeout=timeout, cancel_on_error=cancel_on_error
+        )
+
+    async def request_job(
+        self,
+        worker: str,
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Fire and forget: send a job and return its id at once. A worker hears of the
+        outcome in its job-side callbacks; for the runner only plugins do."""
+        return await self._require_requester().request((worker,), name, payload, timeout, True)
+
+    async def request_job_group(
+        self,
+        *workers: str,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        cancel_on_error: bool = True,
+    ) -> str:
+        """Fire and forget a group; a worker's ``on_job_group_completed`` gets the responses."""
+        return await self._require_requester().request(
+            workers, name, payload, timeout, cancel_on_error
+        )
+
+    async def cancel_job(self, job_id: str, reason: str = "") -> bool:
+        """Cancel a job this owner requested; False when it is not open."""
+        return await self._require_requester().cancel_job(job_id, reason)
+
+    async def request_job_update(self, job_id: str, worker_name: str) -> None:
+        """Ask ``worker_name`` for an update on ``job_id`` (see ``on_job_update_requested``)."""
+        await self._require_requester().request_job_update(job_id, worker_name)

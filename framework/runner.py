@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from framework._hooks import RuntimeHooks
 from framework._publishing import EventPublisher, PublisherStats
 from framework._registrars import BackendRegistrar
-from framework._requester import Requester
+from framework._requester import Requester, RequestsJobs
 from framework.bus.base import Bus, Inbox
 from framework.bus.local import LocalBus
 from framework.bus.messages import (
@@ -35,7 +35,6 @@ from framework.bus.messages import (
 )
 from framework.config import LLMConfig
 from framework.events import ContentType, Event, EventModel, EventType
-from framework.jobs import JobContext, JobGroupContext
 from framework.plugins import create_plugin_manager, llm_backends_of, register_plugin
 from framework.registry import WorkerRegistry
 from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
@@ -53,7 +52,7 @@ _RESPONSE_EVENTS = {
 }
 
 
-class WorkerRunner:
+class WorkerRunner(RequestsJobs):
     """Hosts workers on a bus and runs them until ``end()``, ``cancel()`` or a signal.
 
     Args:
@@ -239,64 +238,6 @@ class WorkerRunner:
                 "runner:' or inside run()"
             )
         return self._requester
-
-    def job(
-        self,
-        worker: str,
-        *,
-        name: str | None = None,
-        payload: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> JobContext:
-        """Submit a job from the runner itself (see ``BaseWorker.job``)."""
-        return self._require_requester().job(worker, name=name, payload=payload, timeout=timeout)
-
-    def job_group(
-        self,
-        *workers: str,
-        name: str | None = None,
-        payload: dict[str, Any] | None = None,
-        timeout: float | None = None,
-        cancel_on_error: bool = True,
-    ) -> JobGroupContext:
-        """Submit a job group from the runner itself (see ``BaseWorker.job_group``)."""
-        return self._require_requester().job_group(
-            *workers, name=name, payload=payload, timeout=timeout, cancel_on_error=cancel_on_error
-        )
-
-    async def request_job(
-        self,
-        worker: str,
-        *,
-        name: str | None = None,
-        payload: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> str:
-        """Fire and forget a job from the runner; returns its id."""
-        return await self._require_requester().request((worker,), name, payload, timeout, True)
-
-    async def request_job_group(
-        self,
-        *workers: str,
-        name: str | None = None,
-        payload: dict[str, Any] | None = None,
-        timeout: float | None = None,
-        cancel_on_error: bool = True,
-    ) -> str:
-        """Fire and forget a job group from the runner; returns its id."""
-        if not workers:
-            raise ValueError("request_job_group needs at least one worker name")
-        return await self._require_requester().request(
-            workers, name, payload, timeout, cancel_on_error
-        )
-
-    async def request_job_update(self, job_id: str, worker_name: str) -> None:
-        """Ask ``worker_name`` for an update on a job the runner submitted."""
-        await self._require_requester().request_job_update(job_id, worker_name)
-
-    async def cancel_job(self, job_id: str, reason: str = "") -> bool:
-        """Cancel a job the runner submitted; False when it is not open."""
-        return await self._require_requester().cancel_job(job_id, reason)
 
     # ----------------------------------------------------------------- events
 

@@ -23,7 +23,7 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ValidationError
 
-from framework._requester import Requester
+from framework._requester import Requester, RequestsJobs
 from framework.bus.base import Inbox, UndeliverableError
 from framework.bus.messages import (
     ActivateMessage,
@@ -44,10 +44,8 @@ from framework.bus.messages import (
 from framework.events import ContentType, Event, EventType
 from framework.jobs import (
     Job,
-    JobContext,
     JobFailed,
     JobGroup,
-    JobGroupContext,
     JobGroupResponse,
 )
 from framework.types import (
@@ -143,7 +141,7 @@ _REQUESTER_CALLBACKS = (
 )
 
 
-class BaseWorker:
+class BaseWorker(RequestsJobs):
     """A worker: job handlers, lifecycle callbacks, and the means to ask other workers.
 
     Args:
@@ -344,66 +342,6 @@ class BaseWorker:
                 "has started it"
             )
         return self._requester
-
-    def job(
-        self,
-        worker: str,
-        *,
-        name: str | None = None,
-        payload: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> JobContext:
-        """Ask ``worker`` to run a job: ``async with self.job("echo", payload=...) as j``."""
-        return self._require_requester().job(worker, name=name, payload=payload, timeout=timeout)
-
-    def job_group(
-        self,
-        *workers: str,
-        name: str | None = None,
-        payload: dict[str, Any] | None = None,
-        timeout: float | None = None,
-        cancel_on_error: bool = True,
-    ) -> JobGroupContext:
-        """Send one job to several workers under one job id."""
-        return self._require_requester().job_group(
-            *workers, name=name, payload=payload, timeout=timeout, cancel_on_error=cancel_on_error
-        )
-
-    async def request_job(
-        self,
-        worker: str,
-        *,
-        name: str | None = None,
-        payload: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> str:
-        """Fire and forget: send a job and return its id; the outcome arrives in callbacks."""
-        return await self._require_requester().request(
-            (worker,), name, payload, timeout, cancel_on_error=True
-        )
-
-    async def request_job_group(
-        self,
-        *workers: str,
-        name: str | None = None,
-        payload: dict[str, Any] | None = None,
-        timeout: float | None = None,
-        cancel_on_error: bool = True,
-    ) -> str:
-        """Fire and forget a group; ``on_job_group_completed`` gets the responses."""
-        if not workers:
-            raise ValueError("request_job_group needs at least one worker name")
-        return await self._require_requester().request(
-            workers, name, payload, timeout, cancel_on_error
-        )
-
-    async def cancel_job(self, job_id: str, reason: str = "") -> bool:
-        """Cancel a job this worker requested; False when it is not open."""
-        return await self._require_requester().cancel_job(job_id, reason)
-
-    async def request_job_update(self, job_id: str, worker_name: str) -> None:
-        """Ask ``worker_name`` for an update on ``job_id`` (see ``on_job_update_requested``)."""
-        await self._require_requester().request_job_update(job_id, worker_name)
 
     # ----------------------------------------------------------------- control
 
