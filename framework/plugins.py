@@ -492,22 +492,12 @@ class PluginHost:
             ("register_workers", self.workers),
             ("register_llm_backends", self.llm_backends),
         ):
-            for impl in hook_impls(self.pm, hook_name):
-                if impl.plugin_name in self._collected.setdefault(hook_name, set()):
-                    continue  # collected already (a plugin registered later re-runs this)
-                self._collected[hook_name].add(impl.plugin_name)
-                registrar.current_plugin = impl.plugin_name
-                refused = len(registrar.errors)
-                try:
-                    with _stdout_to_stderr():
-                        impl.call({"register": registrar})
-                except (Exception, SystemExit) as exc:
-                    message = f"{hook_name} raised {type(exc).__name__}: {exc}"
-                    self.registration_errors.append(f"plugin {impl.plugin_name!r}: {message}")
-                    self._note_error(impl.plugin_name, message)
-                for plugin, message in registrar.errors[refused:]:
-                    self.registration_errors.append(message)
-                    self._note_error(plugin, message)
+            before = len(registrar.errors)
+            done = self._collected.setdefault(hook_name, set())  # a later plugin re-runs it
+            run_registration_hook(self.pm, hook_name, registrar, done)
+            for plugin, message in registrar.errors[before:]:
+                self.registration_errors.append(message)
+                self._note_error(plugin, message)
         setattr(self.pm, _BACKENDS_ATTRIBUTE, self.llm_backends)  # runners share them
         if self.selection.strict and self.registration_errors:
             raise PluginLoadError(
@@ -558,7 +548,10 @@ class PluginHost:
         if info is not None:
             info.error = f"{info.error}; {error}" if info.error else error
         if self.report:
-            print(f"framework: plugin {plugin!r}: {error}", file=sys.stderr)
+            named = (
+                error if error.startswith(f"plugin {plugin!r}") else f"plugin {plugin!r}: {error}"
+            )
+            print(f"framework: {named}", file=sys.stderr)
 
     def plugin_infos(self) -> list[PluginInfo]:
         """One record per plugin, with the hooks it implements and what it registered."""
@@ -624,18 +617,36 @@ def _guarded_command(callback: Any, plugin: str, name: str) -> Any:
 _BACKENDS_ATTRIBUTE = "_framework_llm_backends"
 
 
+def run_registration_hook(
+    pm: pluggy.PluginManager, hook_name: str, registrar: Any, done: set[str]
+) -> None:
+    """Call every impl of a registration hook not called yet (``done`` names those that
+    were) with ``registrar``. Refusals, and impls that raise, land in ``registrar.errors``
+    as (plugin, message); what plugins print goes to stderr."""
+    for impl in hook_impls(pm, hook_name):
+        if impl.plugin_name in done:
+            continue
+        done.add(impl.plugin_name)
+        registrar.current_plugin = impl.plugin_name
+        try:
+            with _stdout_to_stderr():
+                impl.call({"register": registrar})
+        except (Exception, SystemExit) as exc:
+            registrar.errors.append(
+                (
+                    impl.plugin_name,
+                    f"plugin {impl.plugin_name!r}: {hook_name} raised {type(exc).__name__}: {exc}",
+                )
+            )
+
+
 def llm_backends_of(pm: pluggy.PluginManager) -> BackendRegistrar:
     """The LLM backends registered on ``pm`` (``register_llm_backends``, run once per
     manager and cached; a ``PluginHost`` shares its own collection)."""
     registrar: BackendRegistrar | None = getattr(pm, _BACKENDS_ATTRIBUTE, None)
     if registrar is None:
         registrar = BackendRegistrar()
-        for impl in hook_impls(pm, "register_llm_backends"):
-            registrar.current_plugin = impl.plugin_name
-            try:
-                impl.call({"register": registrar})
-            except Exception as exc:
-                registrar.errors.append((impl.plugin_name, f"register_llm_backends raised {exc!r}"))
+        run_registration_hook(pm, "register_llm_backends", registrar, set())
         setattr(pm, _BACKENDS_ATTRIBUTE, registrar)
     return registrar
 

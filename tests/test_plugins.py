@@ -678,3 +678,23 @@ async def test_build_runner_skips_workers_needing_settings_and_configures() -> N
         async with runner, runner.job("added-later") as ctx:
             pass
         assert ctx.response == {"added_by": "configure_runner"}
+
+
+def test_a_registration_hook_that_raises_is_reported_and_others_still_register(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Raises:
+        @hookimpl
+        def register_workers(self, register: Any) -> None:
+            raise RuntimeError("no database")
+
+    host = make_host(sample_plugin, Raises())
+    host.report = True
+    host.collect_registrations()
+    assert host.registration_errors == [
+        "plugin 'Raises': register_workers raised RuntimeError: no database"
+    ]
+    assert "greeter-worker" in host.workers
+    err = capsys.readouterr().err
+    assert "framework: plugin 'Raises': register_workers raised RuntimeError" in err
+    assert "plugin 'Raises': plugin 'Raises'" not in err
