@@ -14,6 +14,7 @@ import anyio
 import anyio.lowlevel
 import pydantic
 import pytest
+from publishers import AsyncRecorder, Recorder
 
 import framework.runner
 from framework import (
@@ -277,25 +278,6 @@ class Demo(BaseWorker):
 class BrokenStart(BaseWorker):
     async def on_ready(self) -> None:
         raise RuntimeError("no database")
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[EventModel] = []
-
-    @hookimpl
-    def publish_event(self, event: EventModel) -> None:
-        self.events.append(event)
-
-
-class AsyncRecorder:
-    def __init__(self) -> None:
-        self.events: list[EventModel] = []
-
-    @hookimpl
-    async def publish_event(self, event: EventModel) -> None:
-        await anyio.lowlevel.checkpoint()
-        self.events.append(event)
 
 
 class Stuck:

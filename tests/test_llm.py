@@ -18,6 +18,7 @@ import llm_plugin  # tests/ is on sys.path (pytest's rootdir conftest)
 import pytest
 import sample_plugin
 from click.testing import CliRunner, Result
+from publishers import Recorder
 from pydantic import BaseModel, ConfigDict, Field
 
 from framework import (
@@ -198,17 +199,6 @@ class Backends:
     def register_llm_backends(self, register: Any) -> None:
         for backend in self.backends:
             register(backend)
-
-
-class Recorder:
-    """A ``publish_event`` plugin keeping every event."""
-
-    def __init__(self) -> None:
-        self.events: list[EventModel] = []
-
-    @hookimpl
-    def publish_event(self, event: EventModel) -> None:
-        self.events.append(event)
 
 
 class FailureWatch:

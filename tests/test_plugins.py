@@ -20,6 +20,7 @@ import pluggy
 import pytest
 import sample_plugin  # tests/ is on sys.path (pytest's rootdir conftest)
 from click.testing import CliRunner
+from publishers import AsyncRecorder, Recorder
 
 from framework import (
     BaseWorker,
@@ -260,23 +261,12 @@ async def test_hook_on_worker_failed() -> None:
         assert [d.worker_name for d, _ in ready.calls] == ["fine"]
 
 
-class SyncPublisher:
-    def __init__(self) -> None:
-        self.events: list[EventModel] = []
-
-    @hookimpl
-    def publish_event(self, event: EventModel) -> None:
-        self.events.append(event)
+class SyncPublisher(Recorder):
+    """A sync publisher (its plugin name, for event_stats: SyncPublisher)."""
 
 
-class AsyncPublisher:
-    def __init__(self) -> None:
-        self.events: list[EventModel] = []
-
-    @hookimpl
-    async def publish_event(self, event: EventModel) -> None:
-        await anyio.lowlevel.checkpoint()
-        self.events.append(event)
+class AsyncPublisher(AsyncRecorder):
+    """An async publisher (its plugin name, for event_stats: AsyncPublisher)."""
 
 
 @pytest.mark.anyio
