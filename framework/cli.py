@@ -104,7 +104,12 @@ _plugin_option = click.option(
     is_eager=True,
     help="Exit non-zero when a plugin fails to load (FRAMEWORK_STRICT_PLUGINS=1).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Print runtime events on stderr.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Print runtime events, and the tracebacks of jobs that raise, on stderr.",
+)
 @click.version_option(package_name="agent-plugin-framework", prog_name="framework")
 def cli(plugin_options: tuple[str, ...], strict_plugins: bool, verbose: bool) -> None:
     """Workers that exchange jobs over a bus, composed from installed plugins."""

@@ -382,3 +382,22 @@ def test_a_hookimpl_with_a_wrong_argument_name_is_one_line() -> None:
     lines = [line for line in result.stderr.splitlines() if "misbehaving.wrong_argument" in line]
     assert len(lines) == 1
     assert "registrar" in lines[0] and "register_workers" in lines[0]
+
+
+def test_verbose_shows_the_traceback_of_a_job_that_raised() -> None:
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    command = [sys.executable, "-m", "framework", "-p", "misbehaving.bad_job"]
+    quiet = subprocess.run(
+        [*command, "run", "--job", "raiser"], capture_output=True, text=True, env=env, timeout=60
+    )
+    loud = subprocess.run(
+        [*command, "-v", "run", "--job", "raiser"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert quiet.returncode == loud.returncode == 1
+    assert "ended error: ZeroDivisionError" in quiet.stderr
+    assert "Traceback" not in quiet.stderr
+    assert "Traceback" in loud.stderr and "ZeroDivisionError" in loud.stderr
