@@ -63,7 +63,11 @@ def run_or_submit(
     level = logging.INFO if config.publishers.console.enabled else logging.WARNING  # -v
     logging.basicConfig(level=level, format="framework: %(name)s: %(message)s")
     bus = make_bus(config.bus, host, bus_source or source)
-    result: int = anyio.run(_main, host, config, bus, workers, request)
+    try:
+        result: int = anyio.run(_main, host, config, bus, workers, request)
+    except* ConnectionError as group:  # the bus could not connect when it started
+        first = group.exceptions[0]
+        raise ConfigError(bus_source or source, "bus", str(first)) from None
     return result
 
 
@@ -285,12 +289,15 @@ async def _main(
 
 
 async def configure(runner: WorkerRunner, config: RunConfig) -> None:
-    """Call every ``configure_runner`` impl; one that raises is logged and skipped."""
+    """Call every ``configure_runner`` impl; one that raises is logged and skipped, but a
+    ``ConfigError`` (a plugin's settings are wrong) stops the run with exit code 2."""
     for impl in hook_impls(runner.plugin_manager, "configure_runner"):
         try:
             result = impl.call({"runner": runner, "config": config})
             if hasattr(result, "__await__"):
                 await result
+        except ConfigError:
+            raise
         except Exception:
             logger.exception("plugin %r: configure_runner raised; ignored", impl.plugin_name)
 

@@ -18,6 +18,7 @@ logger = logging.getLogger("framework.registry")
 
 WatchHandler = Callable[[WorkerReadyData], Awaitable[None]]
 GoneListener = Callable[[str, str], None]
+ReadyListener = Callable[[WorkerReadyData], None]
 
 
 class WorkerRegistry:
@@ -30,6 +31,7 @@ class WorkerRegistry:
         self._watchers: dict[str, list[WatchHandler]] = {}
         self._ready_events: dict[str, anyio.Event] = {}
         self._gone_listeners: list[GoneListener] = []
+        self._ready_listeners: list[ReadyListener] = []
 
     @property
     def local_workers(self) -> list[str]:
@@ -70,17 +72,30 @@ class WorkerRegistry:
     async def register(self, data: WorkerReadyData) -> bool:
         """Record a ready worker. True when it is new, False when already known.
 
-        Wakes everyone waiting for it and calls its watchers (new workers only).
+        Wakes everyone waiting for it and calls its watchers (new workers only). A local
+        worker takes the place of a remote one of the same name (a replica: jobs from this
+        runner then stay in-process); that is not new to the watchers.
         """
-        if data.worker_name in self._workers:
+        known = self._workers.get(data.worker_name)
+        if known is not None:
+            if data.runner == self.runner_name and known.runner != self.runner_name:
+                self._workers[data.worker_name] = data
+                self._tell_ready(data)
             return False
         self._workers[data.worker_name] = data
+        self._tell_ready(data)
         event = self._ready_events.pop(data.worker_name, None)
         if event is not None:
             event.set()
         for handler in list(self._watchers.get(data.worker_name, ())):
             await self._call_watcher(handler, data)
         return True
+
+    def replace(self, data: WorkerReadyData) -> None:
+        """Record that a known worker is now reached through another runner (a replica took
+        over from one that left), without telling watchers: for network buses."""
+        if data.worker_name in self._workers:
+            self._workers[data.worker_name] = data
 
     async def unregister(self, name: str, reason: str = "") -> bool:
         """Forget worker ``name``. True when it was known.
@@ -119,6 +134,15 @@ class WorkerRegistry:
     def add_gone_listener(self, listener: GoneListener) -> None:
         """Call ``listener(name, reason)`` synchronously whenever a worker is unregistered."""
         self._gone_listeners.append(listener)
+
+    def add_ready_listener(self, listener: ReadyListener) -> None:
+        """Call ``listener(data)`` synchronously whenever a worker is registered (or a local
+        worker takes a remote one's place); a network bus announces local workers so."""
+        self._ready_listeners.append(listener)
+
+    def _tell_ready(self, data: WorkerReadyData) -> None:
+        for listener in list(self._ready_listeners):
+            listener(data)
 
     @staticmethod
     async def _call_watcher(handler: WatchHandler, data: WorkerReadyData) -> None:

@@ -211,10 +211,39 @@ class WorkerRunner(RequestsJobs):
                 is_error=True,
             )
         await worker._guarded(worker.on_error, exc)
+        await self._tell_failed(error)
+
+    async def _tell_failed(self, error: WorkerErrorData) -> None:
+        """``on_worker_error`` of the local workers watching it, then ``on_worker_failed``."""
         for watcher in list(self._workers.values()):
-            if worker.name in watcher._watched and watcher._tg is not None:
+            if error.worker_name in watcher._watched and watcher._tg is not None:
                 watcher._tg.start_soon(watcher._guarded, watcher.on_worker_error, error)
         await self.hooks.on_worker_failed(error, self)
+
+    # ----------------------------------------------------------------- for network buses
+
+    async def remote_worker_ready(self, data: WorkerReadyData) -> None:
+        """A network bus saw worker ``data.worker_name`` ready on runner ``data.runner``.
+
+        Registers it (requests waiting for it are sent now) and, when it is new here,
+        calls the watchers and ``on_worker_ready``.
+        """
+        if await self.registry.register(data):
+            await self.hooks.on_worker_ready(data, self)
+
+    async def remote_worker_gone(self, name: str, reason: str, *, failed: bool) -> None:
+        """A network bus saw remote worker ``name`` leave: it ended (``failed=False``), or
+        its runner went silent or unreachable (``failed=True``).
+
+        Every job still open to it here ends ERROR with ``reason``; a failure also calls
+        the watchers' ``on_worker_error`` and ``on_worker_failed``.
+        """
+        known = self.registry.get(name)
+        if known is None or known.runner == self.name:
+            return
+        await self.registry.unregister(name, reason)
+        if failed:
+            await self._tell_failed(WorkerErrorData(worker_name=name, error=reason))
 
     def _worker_finished(self, worker: BaseWorker) -> None:
         if self._workers.get(worker.name) is worker:
@@ -448,7 +477,13 @@ class WorkerRunner(RequestsJobs):
                 self._service_tg = host
                 self._publisher.start(host)
                 try:
+                    attach = getattr(self.bus, "attach", None)
+                    if attach is not None:  # a network bus: it reports remote workers here
+                        attach(self)
                     await self.bus.start()
+                    serve = getattr(self.bus, "serve", None)
+                    if serve is not None:  # a network bus's readers and heartbeats
+                        await host.start(serve, name="bus")
                     self._inbox = self.bus.subscribe(self.name)
                     self._requester = Requester(
                         self.name,

@@ -18,6 +18,10 @@ class LocalBus:
     def __init__(self) -> None:
         self._inboxes: dict[str, Inbox] = {}
 
+    def __contains__(self, address: object) -> bool:
+        """Whether ``address`` is subscribed here."""
+        return address in self._inboxes
+
     async def start(self) -> None:
         """Nothing to connect: the local bus is ready at once."""
 

@@ -1,0 +1,156 @@
+"""The settings of a ``redis://`` bus, read from its URL.
+
+Our own settings ride in the URL's query string (``?heartbeat=0.5``) and are taken out
+before the rest goes to redis-py, which knows the others (``ssl_ca_certs``,
+``socket_timeout``...). A password comes from the URL or, when the URL has none, from the
+environment variable ``FRAMEWORK_REDIS_PASSWORD``, so it need not sit in a config file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+PASSWORD_ENV = "FRAMEWORK_REDIS_PASSWORD"
+"""Environment variable holding the Redis password when the URL carries none."""
+
+DEFAULT_HEARTBEAT = 1.0
+DEFAULT_MISSES = 3
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+DEFAULT_NAMESPACE = "framework"
+
+
+class SettingsError(ValueError):
+    """A bad ``redis://`` bus URL: the message names the parameter and what is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisBusSettings:
+    """What a ``RedisBus`` needs beyond the connection itself.
+
+    Attributes:
+        url: the URL for redis-py (our parameters removed, the password added when it
+            came from the environment).
+        heartbeat: seconds between heartbeats (``?heartbeat=``).
+        misses: heartbeats a runner may miss before it counts as lost (``?misses=``).
+        max_message_size: bytes; a bigger message is refused when sent and dropped when
+            received (``?max_message_size=``).
+        namespace: prefix of every key and channel (``?namespace=``), so several systems
+            can share one Redis database.
+    """
+
+    url: str
+    heartbeat: float = DEFAULT_HEARTBEAT
+    misses: int = DEFAULT_MISSES
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    namespace: str = DEFAULT_NAMESPACE
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisBusSettings:
+        """Parse a ``redis://`` or ``rediss://`` URL.
+
+        Raises:
+            SettingsError: an unknown scheme, or one of our parameters out of range.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise SettingsError(f"a Redis bus URL starts with redis:// or rediss://, got {url!r}")
+        ours: dict[str, str] = {}
+        theirs: list[tuple[str, str]] = []
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key in _OURS:
+                ours[key] = value
+            else:
+                theirs.append((key, value))
+        netloc = parts.netloc
+        password = os.environ.get(PASSWORD_ENV)
+        if password and "@" not in netloc:
+            netloc = f":{quote(password, safe='')}@{netloc}"
+        redis_url = urlunsplit((parts.scheme, netloc, parts.path, urlencode(theirs), ""))
+        return cls(
+            url=redis_url,
+            heartbeat=_number(ours, "heartbeat", DEFAULT_HEARTBEAT, 0.01, 3600.0),
+            misses=int(_number(ours, "misses", DEFAULT_MISSES, 1, 1000, integer=True)),
+            max_message_size=int(
+                _number(
+                    ours,
+                    "max_message_size",
+                    DEFAULT_MAX_MESSAGE_SIZE,
+                    1024,
+                    512 * 1024 * 1024,
+                    integer=True,
+                )
+            ),
+            namespace=_namespace(ours.get("namespace", DEFAULT_NAMESPACE)),
+        )
+
+
+_OURS = ("heartbeat", "misses", "max_message_size", "namespace")
+
+
+def _number(
+    values: dict[str, str],
+    key: str,
+    default: float,
+    low: float,
+    high: float,
+    *,
+    integer: bool = False,
+) -> float:
+    raw = values.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise SettingsError(f"bus URL parameter {key}={raw!r} must be {kind}") from None
+    if not low <= value <= high:
+        raise SettingsError(
+            f"bus URL parameter {key}={raw!r} is out of range: use {low:g} to {high:g}"
+        )
+    return value
+
+
+def _namespace(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        raise SettingsError(
+            f"bus URL parameter namespace={value!r}: use 1-64 letters, digits, '_', '.' or '-'"
+        )
+    return value
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+
+
+def connect(url: str, *, idle: float) -> aioredis.Redis:
+    """A redis-py client for ``url`` that never retries on its own.
+
+    A silent retry could send a message twice, or hide an outage during which messages
+    were lost; the bus wants to see every broken connection and decide itself. ``idle``
+    is the longest a read may wait (the pub/sub reader hears a heartbeat more often).
+    """
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=idle,
+        socket_connect_timeout=5,
+    )

@@ -1,0 +1,809 @@
+"""``RedisBus``: runners in many processes, on many machines, as one system through Redis.
+
+How a message travels:
+
+- To a worker or runner in this process: handed to its inbox, as on the local bus.
+- A job request to a remote worker hosted by one runner: published on that runner's
+  channel (``<ns>:runner:<name>``). Hosted by several runners (replicas): added to the
+  worker's stream (``<ns>:worker:<name>``), which every replica reads through one
+  consumer group, so exactly one of them gets it.
+- Replies (updates, stream items, the response) go back on the channel of the runner the
+  request came from; cancels and update requests go to the runner that has the job.
+- Heartbeats (which are also the announcements of each runner's workers) and a runner's
+  ``bye`` go on the broadcast channel (``<ns>:all``): the only messages every runner reads.
+
+Liveness and failures end jobs, never leave them hanging: a runner silent for ``misses``
+heartbeats is lost (its workers leave the registry; every job it had ends ERROR with
+"runner <name> lost"); a replica that dies holding a stream entry is found in the group's
+pending list; a lost connection to Redis ends every job in flight ERROR, then the bus
+reconnects with backoff and announces itself again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio
+import redis.asyncio as aioredis
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from redis.exceptions import RedisError, ResponseError
+
+from agent_plugin_redis._peers import Peers
+from agent_plugin_redis._settings import RedisBusSettings, connect, redact
+from agent_plugin_redis._wire import (
+    Bye,
+    Heartbeat,
+    Routed,
+    RoutedEncoder,
+    WireError,
+    decode,
+    encode,
+)
+from framework.bus.base import Inbox, UndeliverableError
+from framework.bus.local import LocalBus
+from framework.bus.messages import (
+    BusMessage,
+    JobCancelMessage,
+    JobRequestMessage,
+    JobResponseMessage,
+    JobStreamDataMessage,
+    JobStreamEndMessage,
+    JobStreamStartMessage,
+    JobUpdateMessage,
+    JobUpdateRequestMessage,
+)
+from framework.types import JobStatus, WorkerReadyData
+
+if TYPE_CHECKING:
+    from framework.runner import WorkerRunner
+
+logger = logging.getLogger("agent_plugin_redis.bus")
+
+GROUP = "workers"
+"""The consumer group every replica of a worker reads its stream through."""
+
+_REPLIES = (
+    JobResponseMessage,
+    JobUpdateMessage,
+    JobStreamStartMessage,
+    JobStreamDataMessage,
+    JobStreamEndMessage,
+)
+_JOB_CONTROLS = (JobCancelMessage, JobUpdateRequestMessage)
+_CONNECTION_ERRORS = (RedisError, OSError)
+_EARLY_CANCELS = 1000
+"""Cancels kept for stream jobs not read yet (a cancel may overtake its request there)."""
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0
+_STREAM_BLOCK_MS = 1000
+_READ_COUNT = 64
+
+Action = Callable[[], Awaitable[None]]
+
+
+class RedisUnavailableError(ConnectionError):
+    """Redis could not be reached when the bus started; the text says where and what to do."""
+
+
+@dataclass(slots=True)
+class _Route:
+    """A job request this process sent to a remote worker, until its response arrives."""
+
+    requester: str
+    runner: str | None
+    """The runner that has it (a direct send), or None while it waits in a stream."""
+    stream: str | None = None
+    entry: bytes | None = None
+
+
+@dataclass(slots=True)
+class _Served:
+    """A job request from another runner that a local worker is running."""
+
+    origin: str
+    stream: str | None = None
+    entry: bytes | None = None
+
+
+class RedisBus:
+    """The ``redis://`` (and ``rediss://``) bus. Runners sharing a Redis database and a
+    namespace form one system: see the module docstring for what travels where.
+
+    Args:
+        url: ``redis://[:password@]host:port/db`` (``rediss://`` for TLS), with optional
+            ``heartbeat``, ``misses``, ``max_message_size`` and ``namespace`` parameters.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.settings = RedisBusSettings.from_url(url)
+        self._local = LocalBus()
+        self._ns = self.settings.namespace
+        self._broadcast = f"{self._ns}:all"
+        self._instance = uuid.uuid4().hex
+        self._name = ""
+        self._runner: WorkerRunner | None = None
+        self._encoder = RoutedEncoder("")
+        self._client: aioredis.Redis | None = None
+        self._peers = Peers()
+        self._announced: set[str] = set()
+        """Local workers announced to the other runners (their streams exist)."""
+        self._routes: dict[tuple[str, str], _Route] = {}
+        """(job id, target) -> where a request from here went."""
+        self._served: dict[tuple[str, str, str], _Served] = {}
+        """(job id, requester, worker) -> where a request served here came from."""
+        self._early_cancels: OrderedDict[tuple[str, str, str], JobCancelMessage] = OrderedDict()
+        self._connected = False
+        self._stopping = False
+        self._tg: TaskGroup | None = None
+        self._serve_done = anyio.Event()
+        self._session: TaskGroup | None = None
+        self._announce = anyio.Event()
+        self._streams_changed = anyio.Event()
+        self._hello = True
+        self._dropped = 0
+        send, receive = anyio.create_memory_object_stream[Action](math.inf)
+        self._actions: MemoryObjectSendStream[Action] = send
+        self._action_queue: MemoryObjectReceiveStream[Action] = receive
+
+    # ----------------------------------------------------------------- the Bus protocol
+
+    def attach(self, runner: WorkerRunner) -> None:
+        """Called by the runner before ``start``: its name is this bus's address in Redis."""
+        self._runner = runner
+        self._name = runner.name
+        self._encoder = RoutedEncoder(runner.name)
+        runner.registry.add_ready_listener(self._on_registered)
+        runner.registry.add_gone_listener(self._on_unregistered)
+
+    @property
+    def dropped_messages(self) -> int:
+        """Messages read from Redis and dropped (too big, malformed, of an unknown type)."""
+        return self._dropped
+
+    async def start(self) -> None:
+        """Connect, subscribe and announce; raises ``RedisUnavailableError`` when Redis
+        cannot be reached (the URL in the message has its password hidden)."""
+        if self._runner is None:
+            raise RuntimeError(
+                "RedisBus.start() before attach(): give the bus to a WorkerRunner "
+                "(WorkerRunner(bus=RedisBus(url))), which attaches it"
+            )
+        self._client = connect(self.settings.url, idle=2 * self.settings.heartbeat + 5)
+        try:
+            with anyio.fail_after(10):
+                await self._client.ping()
+        except (*_CONNECTION_ERRORS, TimeoutError) as exc:
+            await self._client.aclose()
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {redact(self.settings.url)}: {exc}; is redis-server "
+                "running there, and are the host, port and password right?"
+            ) from None
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The bus's background work (the runner runs it after ``start``): the readers, the
+        heartbeats and the reconnections, until ``stop``."""
+        self._serve_done = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._apply_actions, name="redis bus: registry updates")
+                await tg.start(self._supervise, name="redis bus: connection")
+                task_status.started()
+        finally:
+            self._tg = None
+            self._serve_done.set()
+
+    async def stop(self) -> None:
+        """Say goodbye (the others drop this runner's workers at once), then disconnect."""
+        self._stopping = True
+        if self._connected and self._client is not None:
+            bye = encode(Bye(runner=self._name, instance=self._instance))
+            with anyio.move_on_after(1), contextlib.suppress(*_CONNECTION_ERRORS):
+                await self._client.publish(self._broadcast, bye)
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._serve_done.wait()
+        if self._client is not None:
+            await self._client.aclose()
+        await self._local.stop()
+
+    def subscribe(self, address: str) -> Inbox:
+        """An inbox for a local worker or runner (announced once the worker is ready)."""
+        return self._local.subscribe(address)
+
+    def unsubscribe(self, address: str) -> None:
+        """Close the inbox of ``address``."""
+        self._local.unsubscribe(address)
+
+    async def send(self, message: BusMessage) -> None:
+        """Deliver ``message``: in-process when its target is here, else through Redis.
+
+        Never raises for Redis trouble: a request that cannot be sent ends ERROR at its
+        requester, anything else is dropped with a log line.
+
+        Raises:
+            UndeliverableError: no runner hosts the target (or, for a reply or a cancel,
+                nothing is known of the job it belongs to).
+        """
+        target = message.target
+        if target in self._local:
+            self._local.send_nowait(message)
+            return
+        kind = type(message)
+        if kind is JobRequestMessage:
+            assert isinstance(message, JobRequestMessage)
+            await self._send_request(message)
+        elif kind in _REPLIES:
+            await self._send_reply(message)
+        elif kind in _JOB_CONTROLS:
+            await self._send_job_control(message)
+        else:
+            hosts = self._peers.hosts(target)
+            if not hosts:
+                raise UndeliverableError(target)
+            data = self._encoder.encode(message)
+            for runner in sorted(hosts):
+                await self._publish(self._channel(runner), data, message)
+
+    # ----------------------------------------------------------------- sending
+
+    def _channel(self, runner: str) -> str:
+        return f"{self._ns}:runner:{runner}"
+
+    def _stream(self, worker: str) -> str:
+        return f"{self._ns}:worker:{worker}"
+
+    async def _send_request(self, message: JobRequestMessage) -> None:
+        target = message.target
+        hosts = self._peers.hosts(target)
+        if not hosts:
+            raise UndeliverableError(target)
+        data = self._encoder.encode(message)
+        key = (message.job_id, target)
+        if len(data) > self.settings.max_message_size:
+            self._end_job_here(
+                message.source,
+                target,
+                message.job_id,
+                f"the job request is {len(data)} bytes, over the bus's "
+                f"{self.settings.max_message_size}-byte limit (max_message_size in the bus URL)",
+            )
+            return
+        client = self._client
+        if not self._connected or client is None:
+            self._end_job_here(message.source, target, message.job_id, self._offline_reason())
+            return
+        if len(hosts) == 1:
+            (runner,) = hosts
+            self._routes[key] = _Route(message.source, runner)
+            try:
+                await client.publish(self._channel(runner), data)
+            except _CONNECTION_ERRORS as exc:
+                self._fail_route(key, f"could not send the job through Redis: {exc}")
+            return
+        stream = self._stream(target)
+        route = self._routes[key] = _Route(message.source, None, stream)
+        try:
+            route.entry = cast(bytes, await client.xadd(stream, {b"m": data}))
+        except _CONNECTION_ERRORS as exc:
+            self._fail_route(key, f"could not send the job through Redis: {exc}")
+
+    async def _send_reply(self, message: BusMessage) -> None:
+        job_id: str = message.job_id  # type: ignore[attr-defined]
+        key = (job_id, message.target, message.source)
+        served = self._served.get(key)
+        if served is None:
+            raise UndeliverableError(message.target)
+        data = self._encoder.encode(message)
+        if len(data) > self.settings.max_message_size:
+            reason = (
+                f"a {message.type} of {len(data)} bytes is over the bus's "
+                f"{self.settings.max_message_size}-byte limit (max_message_size)"
+            )
+            if type(message) is not JobResponseMessage:
+                logger.warning("%s: not sent to %s: %s", self._name, message.target, reason)
+                return
+            logger.warning("%s: job %s answered ERROR instead: %s", self._name, job_id, reason)
+            message = JobResponseMessage.build(
+                source=message.source,
+                target=message.target,
+                job_id=job_id,
+                status=JobStatus.ERROR,
+                response={"error": reason},
+            )
+            data = self._encoder.encode(message)
+        client = self._client
+        if not self._connected or client is None:
+            logger.warning(
+                "%s: %s for job %s to %s lost: %s",
+                self._name,
+                message.type,
+                job_id,
+                message.target,
+                self._offline_reason(),
+            )
+            return
+        try:
+            if type(message) is JobResponseMessage:
+                del self._served[key]
+                if served.entry is not None and served.stream is not None:
+                    async with client.pipeline(transaction=False) as pipe:
+                        pipe.publish(self._channel(served.origin), data)
+                        pipe.xack(served.stream, GROUP, served.entry)
+                        pipe.xdel(served.stream, served.entry)
+                        await pipe.execute()
+                    return
+            await client.publish(self._channel(served.origin), data)
+        except _CONNECTION_ERRORS as exc:
+            logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
+
+    async def _send_job_control(self, message: BusMessage) -> None:
+        """A cancel or an update request goes to the runner that has the job; while a
+        replicated job still waits in its stream, to every replica."""
+        job_id: str = message.job_id  # type: ignore[attr-defined]
+        route = self._routes.get((job_id, message.target))
+        if route is None:
+            raise UndeliverableError(message.target)
+        runners = [route.runner] if route.runner else sorted(self._peers.hosts(message.target))
+        data = self._encoder.encode(message)
+        for runner in runners:
+            await self._publish(self._channel(runner), data, message)
+
+    async def _publish(self, channel: str, data: bytes, message: BusMessage) -> None:
+        client = self._client
+        if not self._connected or client is None:
+            logger.warning(
+                "%s: %s to %s dropped: %s",
+                self._name,
+                message.type,
+                message.target,
+                self._offline_reason(),
+            )
+            return
+        try:
+            await client.publish(channel, data)
+        except _CONNECTION_ERRORS as exc:
+            logger.warning(
+                "%s: %s to %s dropped: %s", self._name, message.type, message.target, exc
+            )
+
+    def _offline_reason(self) -> str:
+        return f"the bus is not connected to Redis at {redact(self.settings.url)}"
+
+    # ----------------------------------------------------------------- ending jobs here
+
+    def _end_job_here(self, requester: str, worker: str, job_id: str, reason: str) -> None:
+        """Give a local requester an ERROR response for its job at ``worker``."""
+        response = JobResponseMessage.build(
+            source=worker,
+            target=requester,
+            job_id=job_id,
+            status=JobStatus.ERROR,
+            response={"error": reason},
+        )
+        with contextlib.suppress(UndeliverableError):
+            self._local.send_nowait(response)
+
+    def _fail_route(self, key: tuple[str, str], reason: str) -> None:
+        route = self._routes.pop(key, None)
+        if route is not None:
+            self._end_job_here(route.requester, key[1], key[0], reason)
+
+    def _fail_routes(self, reason: str, match: Callable[[tuple[str, str], _Route], bool]) -> int:
+        keys = [key for key, route in self._routes.items() if match(key, route)]
+        for key in keys:
+            self._fail_route(key, reason)
+        return len(keys)
+
+    # ----------------------------------------------------------------- receiving
+
+    def _receive(self, raw: bytes, where: str, stream: str | None, entry: bytes | None) -> None:
+        try:
+            envelope = decode(raw, self.settings.max_message_size)
+        except WireError as exc:
+            self._dropped += 1
+            logger.warning("%s: dropped a message from %s: %s", self._name, where, exc)
+            if entry is not None and stream is not None:
+                self._spawn(self._discard_entry, stream, entry)
+            return
+        if type(envelope) is Routed:
+            self._receive_routed(envelope, stream, entry)
+        elif where != self._broadcast:
+            self._dropped += 1
+            logger.warning(
+                "%s: dropped a %s envelope from %s: it belongs on %s",
+                self._name,
+                envelope.kind,
+                where,
+                self._broadcast,
+            )
+        elif type(envelope) is Heartbeat:
+            self._receive_heartbeat(envelope)
+        elif type(envelope) is Bye:
+            self._receive_bye(envelope)
+
+    def _receive_routed(self, envelope: Routed, stream: str | None, entry: bytes | None) -> None:
+        message: BusMessage = envelope.message
+        kind = type(message)
+        if kind is JobRequestMessage:
+            self._receive_request(envelope.origin, message, stream, entry)
+            return
+        if kind is JobResponseMessage:
+            self._routes.pop((message.job_id, message.source), None)  # type: ignore[attr-defined]
+        elif kind in _JOB_CONTROLS:
+            key = (message.job_id, message.source, message.target)  # type: ignore[attr-defined]
+            if key not in self._served:
+                if kind is JobCancelMessage and message.target in self._announced:
+                    assert isinstance(message, JobCancelMessage)
+                    self._remember_cancel(key, message)
+                return
+        try:
+            self._local.send_nowait(message)
+        except UndeliverableError:
+            logger.debug("%s: %s for %s: no such address here", self._name, kind, message.target)
+
+    def _receive_request(
+        self, origin: str, message: BusMessage, stream: str | None, entry: bytes | None
+    ) -> None:
+        assert isinstance(message, JobRequestMessage)
+        key = (message.job_id, message.source, message.target)
+        self._served[key] = _Served(origin, stream, entry)
+        try:
+            self._local.send_nowait(message)
+        except UndeliverableError:
+            reason = f"worker {message.target!r} is not on runner {self._name!r} (it ended)"
+            response = JobResponseMessage.build(
+                source=message.target,
+                target=message.source,
+                job_id=message.job_id,
+                status=JobStatus.ERROR,
+                response={"error": reason},
+            )
+            self._spawn(self._send_reply, response)
+            return
+        cancel = self._early_cancels.pop(key, None)
+        if cancel is not None:
+            with contextlib.suppress(UndeliverableError):
+                self._local.send_nowait(cancel)
+
+    def _remember_cancel(self, key: tuple[str, str, str], message: JobCancelMessage) -> None:
+        self._early_cancels[key] = message
+        while len(self._early_cancels) > _EARLY_CANCELS:
+            self._early_cancels.popitem(last=False)
+
+    def _receive_heartbeat(self, beat: Heartbeat) -> None:
+        if beat.runner == self._name:
+            if beat.instance != self._instance:
+                logger.error(
+                    "%s: another runner named %r uses this Redis (namespace %r): give each "
+                    "runner its own name (--name or name = ... in the config)",
+                    self._name,
+                    beat.runner,
+                    self._ns,
+                )
+            return
+        instance = self._peers.instance_of(beat.runner)
+        if instance is not None and instance != beat.instance:
+            self._runner_gone(beat.runner, f"runner {beat.runner} restarted", failed=True)
+        change = self._peers.heard(beat)
+        for name in change.added:
+            self._queue(self._remote_ready, WorkerReadyData(worker_name=name, runner=beat.runner))
+        for name in change.removed:
+            self._host_left(name, beat.runner, f"worker {name!r} ended on runner {beat.runner}")
+        if change.new_runner or beat.hello:
+            self._announce.set()  # so the newcomer learns this runner's workers now
+
+    def _receive_bye(self, bye: Bye) -> None:
+        if bye.runner != self._name and self._peers.instance_of(bye.runner) == bye.instance:
+            self._runner_gone(bye.runner, f"runner {bye.runner} ended", failed=False)
+
+    # ----------------------------------------------------------------- other runners
+
+    def _runner_gone(self, runner: str, reason: str, *, failed: bool) -> None:
+        """``runner`` ended, went silent or restarted: its workers leave; its jobs end."""
+        workers = self._peers.forget(runner)
+        self._fail_routes(reason, lambda _key, route: route.runner == runner)
+        for name in sorted(workers):
+            self._host_left(name, runner, reason, failed=failed, forgotten=True)
+        if failed and workers:
+            self._spawn(self._fail_taken_entries, runner, sorted(workers), reason)
+
+    def _host_left(
+        self, name: str, runner: str, reason: str, *, failed: bool = False, forgotten: bool = False
+    ) -> None:
+        """Worker ``name`` is no longer on ``runner``."""
+        if not forgotten:
+            self._fail_routes(reason, lambda key, route: key[1] == name and route.runner == runner)
+        hosts = self._peers.hosts(name)
+        if hosts:
+            known = self._runner.registry.get(name) if self._runner is not None else None
+            if known is not None and known.runner == runner:
+                replacement = WorkerReadyData(worker_name=name, runner=sorted(hosts)[0])
+                self._runner.registry.replace(replacement)  # type: ignore[union-attr]
+            return
+        # No host left: every job still waiting for it ends; its stream entries from here
+        # would otherwise run, unasked, on a replica that starts later.
+        stale = [
+            (route.stream, route.entry)
+            for key, route in self._routes.items()
+            if key[1] == name and route.entry is not None and route.stream is not None
+        ]
+        self._fail_routes(reason, lambda key, _route: key[1] == name)
+        if stale:
+            self._spawn(self._delete_entries, stale)
+        self._queue(self._remote_gone, name, reason, failed)
+
+    async def _fail_taken_entries(self, runner: str, workers: list[str], reason: str) -> None:
+        """Jobs of ours that a lost replica had taken from a stream end ERROR.
+
+        The consumer group's pending list says which entries ``runner`` read and never
+        acknowledged (it acknowledges when it sends the response).
+        """
+        client = self._client
+        if client is None:
+            return
+        for name in workers:
+            stream = self._stream(name)
+            mine = {
+                route.entry: key
+                for key, route in self._routes.items()
+                if key[1] == name and route.runner is None and route.entry is not None
+            }
+            if not mine:
+                continue
+            try:
+                pending = await client.xpending_range(
+                    stream, GROUP, min="-", max="+", count=10_000, consumername=runner
+                )
+                taken = [item["message_id"] for item in pending if item["message_id"] in mine]
+                for entry in taken:
+                    self._fail_route(mine[entry], reason)
+                if taken:
+                    await client.xack(stream, GROUP, *taken)
+                    await client.xdel(stream, *taken)
+            except _CONNECTION_ERRORS as exc:
+                logger.warning(
+                    "%s: could not check %s after %s: %s", self._name, stream, reason, exc
+                )
+
+    async def _delete_entries(self, entries: list[tuple[str, bytes]]) -> None:
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            for stream, entry in entries:
+                await client.xdel(stream, entry)
+
+    async def _discard_entry(self, stream: str, entry: bytes) -> None:
+        """A malformed stream entry is acknowledged and deleted, so nobody reads it again."""
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            await client.xack(stream, GROUP, entry)
+            await client.xdel(stream, entry)
+
+    async def _remote_ready(self, data: WorkerReadyData) -> None:
+        runner = self._runner
+        if runner is not None and data.worker_name in self._peers.workers_of(data.runner):
+            await runner.remote_worker_ready(data)
+
+    async def _remote_gone(self, name: str, reason: str, failed: bool) -> None:
+        if self._runner is not None and not self._peers.hosts(name):
+            await self._runner.remote_worker_gone(name, reason, failed=failed)
+
+    # ----------------------------------------------------------------- local workers
+
+    def _on_registered(self, data: WorkerReadyData) -> None:
+        if data.runner == self._name and data.worker_name not in self._announced:
+            self._spawn(self._announce_worker, data.worker_name)
+
+    def _on_unregistered(self, name: str, reason: str) -> None:
+        if name in self._announced:
+            self._announced.discard(name)
+            self._announce.set()
+            self._streams_changed.set()
+
+    async def _announce_worker(self, name: str) -> None:
+        """Create the worker's stream group (replicas share it), then announce it."""
+        if self._connected and self._client is not None:
+            try:
+                await self._ensure_group(self._client, name)
+            except _CONNECTION_ERRORS as exc:
+                logger.warning("%s: stream of %r not ready yet: %s", self._name, name, exc)
+        registry = self._runner.registry if self._runner is not None else None
+        data = registry.get(name) if registry is not None else None
+        if data is not None and data.runner == self._name:
+            self._announced.add(name)
+            self._announce.set()
+            self._streams_changed.set()
+
+    async def _ensure_group(self, client: aioredis.Redis, name: str) -> None:
+        try:
+            await client.xgroup_create(self._stream(name), GROUP, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # ----------------------------------------------------------------- the connection
+
+    async def _supervise(self, *, task_status: TaskStatus[None]) -> None:
+        """Keep a session with Redis; after a loss, reconnect with backoff."""
+        delay = _BACKOFF_FIRST
+        started = False
+        while not self._stopping:
+            assert self._client is not None
+            try:
+                async with anyio.create_task_group() as session:
+                    self._session = session
+                    await session.start(self._open_session)
+                    if not started:
+                        started = True
+                        task_status.started()
+                    elif not self._stopping:
+                        logger.warning(
+                            "%s: reconnected to Redis at %s",
+                            self._name,
+                            redact(self.settings.url),
+                        )
+                    delay = _BACKOFF_FIRST
+            except* _SessionLost as lost:
+                self._connection_lost(str(lost.exceptions[0]))
+            if not started:
+                started = True
+                task_status.started()
+            if self._stopping:
+                return
+            await anyio.sleep(delay * (1 + random.random() / 2))
+            delay = min(delay * 2, _BACKOFF_MAX)
+
+    async def _open_session(self, *, task_status: TaskStatus[None]) -> None:
+        client = self._client
+        assert client is not None
+        pubsub = client.pubsub()
+        try:
+            try:
+                await client.ping()
+                for name in list(self._announced):
+                    await self._ensure_group(client, name)
+                await pubsub.subscribe(self._channel(self._name), self._broadcast)
+            except _CONNECTION_ERRORS as exc:
+                raise _SessionLost(str(exc)) from None
+            self._connected = True
+            self._hello = True
+            self._announce.set()
+            task_status.started()
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._guard, self._read_channels, pubsub)
+                tasks.start_soon(self._guard, self._read_streams)
+                tasks.start_soon(self._guard, self._heartbeat)
+        finally:
+            self._connected = False
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _guard(self, loop: Callable[..., Awaitable[None]], *args: Any) -> None:
+        try:
+            await loop(*args)
+        except _CONNECTION_ERRORS as exc:
+            raise _SessionLost(f"{type(exc).__name__}: {exc}") from None
+
+    def _connection_lost(self, reason: str) -> None:
+        """Everything in flight through Redis ends ERROR; the other runners are forgotten
+        until they are heard again."""
+        if self._stopping:
+            return
+        logger.warning(
+            "%s: lost the connection to Redis at %s (%s); reconnecting",
+            self._name,
+            redact(self.settings.url),
+            reason,
+        )
+        why = f"the connection to Redis was lost ({reason})"
+        self._fail_routes(why, lambda _key, _route: True)
+        for runner in self._peers.names():
+            self._runner_gone(runner, why, failed=True)
+
+    async def _read_channels(self, pubsub: Any) -> None:
+        mine = self._channel(self._name).encode()
+        broadcast = self._broadcast
+        while True:
+            item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            if item is None or item.get("type") != "message":
+                continue
+            channel = item["channel"]
+            where = broadcast if channel != mine else self._channel(self._name)
+            data = item["data"]
+            if not isinstance(data, bytes):
+                continue
+            self._receive(data, where, None, None)
+
+    async def _read_streams(self) -> None:
+        client = self._client
+        assert client is not None
+        while True:
+            if not self._announced:
+                self._streams_changed = anyio.Event()
+                await self._streams_changed.wait()
+                continue
+            self._streams_changed = anyio.Event()
+            streams: dict[Any, Any] = {self._stream(n): ">" for n in sorted(self._announced)}
+            try:
+                batches: Any = await client.xreadgroup(
+                    GROUP, self._name, streams, count=_READ_COUNT, block=_STREAM_BLOCK_MS
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                for name in list(self._announced):  # Redis restarted empty: make them again
+                    await self._ensure_group(client, name)
+                continue
+            for stream_name, entries in batches or ():
+                stream = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
+                for entry, fields in entries:
+                    raw = fields.get(b"m") if fields else None
+                    if not isinstance(raw, bytes):
+                        self._dropped += 1
+                        logger.warning(
+                            "%s: dropped a stream entry of %s with no data", self._name, stream
+                        )
+                        self._spawn(self._discard_entry, stream, entry)
+                        continue
+                    self._receive(raw, stream, stream, entry)
+
+    async def _heartbeat(self) -> None:
+        client = self._client
+        assert client is not None
+        interval = self.settings.heartbeat
+        while True:
+            with anyio.move_on_after(interval):
+                await self._announce.wait()
+            self._announce = anyio.Event()
+            beat = Heartbeat(
+                runner=self._name,
+                instance=self._instance,
+                interval=interval,
+                misses=self.settings.misses,
+                workers=sorted(self._announced),
+                hello=self._hello,
+            )
+            self._hello = False
+            await client.publish(self._broadcast, encode(beat))
+            now = time.monotonic()
+            for runner in self._peers.lost(now):
+                self._runner_gone(runner, f"runner {runner} lost", failed=True)
+
+    # ----------------------------------------------------------------- background work
+
+    def _spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        if self._tg is not None and not self._stopping:
+            self._tg.start_soon(func, *args)
+
+    def _queue(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Registry changes run one at a time, in the order they were seen."""
+
+        async def action() -> None:
+            await func(*args)
+
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._actions.send_nowait(action)
+
+    async def _apply_actions(self) -> None:
+        async for action in self._action_queue:
+            try:
+                await action()
+            except Exception:
+                logger.exception("%s: a registry update raised; ignored", self._name)
+
+
+class _SessionLost(Exception):
+    """The session with Redis broke; the text says how."""
