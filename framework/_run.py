@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from framework._hooks import hook_impls
 from framework._registrars import RegistrationError
 from framework.bus.base import Bus
+from framework.bus.local import LocalBus
 from framework.config import ConfigError, RunConfig, validation_error
 from framework.jobs import JobError, JobEvent
 from framework.plugins import PluginHost
@@ -270,6 +271,10 @@ async def _main(
         config.name, bus=bus, plugin_manager=host.pm, grace_period=config.grace_period
     )
     runner.llm_config = config.llm
+    if request is not None and config.workers is None and not isinstance(bus, LocalBus):
+        # ``--job`` on a network bus is a client: the job goes to whichever runner hosts the
+        # worker, not to a copy of every registered worker started here.
+        workers = []
     for worker in workers:
         await runner.add_worker(worker)
     await configure(runner, config)
@@ -346,8 +351,6 @@ async def _cancel_on_signal(
 
 
 async def _submit_job(runner: WorkerRunner, config: RunConfig, request: JobRequest) -> int:
-    from framework.bus.local import LocalBus
-
     printer = _Printer(request.as_json)
     worker = request.worker
     failed = runner.failed_workers.get(worker)

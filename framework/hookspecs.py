@@ -43,7 +43,9 @@ def on_worker_ready(data: WorkerReadyData, runner: WorkerRunner) -> None:
     """A worker became ready to take jobs.
 
     Called once each time a worker finishes starting (after its ``on_ready`` returned and it
-    was added to the runner's registry), for workers hosted by this runner. Sync or async.
+    was added to the runner's registry), for workers hosted by this runner; on a network
+    bus, also once for each worker another runner announces (``data.runner`` is then that
+    runner's name). Sync or async.
 
     Args:
         data: the worker's name (``data.worker_name``) and its runner's name
@@ -82,12 +84,15 @@ def on_worker_failed(error: WorkerErrorData, runner: WorkerRunner) -> None:
     A worker fails when its ``on_ready`` raises: it never becomes ready, is not registered,
     and requests sent to it wait for it (up to their timeout). A job handler that raises
     does not fail its worker (the job ends ``ERROR``), nor does a callback that raises
-    later (that goes to the worker's ``on_error``). Sync or async.
+    later (that goes to the worker's ``on_error``). On a network bus it also fires for a
+    remote worker whose runner was lost or became unreachable (its jobs here have ended
+    ``ERROR``; ``error.error`` says why, e.g. ``runner <name> lost``). Sync or async.
 
     Args:
         error: the worker's name (``error.worker_name``) and the error text
             (``error.error``).
-        runner: the ``WorkerRunner`` that hosted the worker.
+        runner: the ``WorkerRunner`` that hosted the worker (for a remote worker: this
+            runner, which knew it).
 
     The return value is ignored. Raising is logged and changes nothing else.
     """

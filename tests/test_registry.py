@@ -238,3 +238,42 @@ async def test_wait_ready_after_unregister_waits_for_the_next_registration() -> 
             assert results == []
             await registry.register(ready("a", runner="two"))
         assert results == [ready("a", runner="two")]
+
+
+@pytest.mark.anyio
+async def test_ready_listeners_hear_every_registration_and_a_local_takeover() -> None:
+    with anyio.fail_after(5):
+        registry = WorkerRegistry("here")
+        heard: list[WorkerReadyData] = []
+        registry.add_ready_listener(heard.append)
+        watched: list[WorkerReadyData] = []
+
+        async def watcher(data: WorkerReadyData) -> None:
+            watched.append(data)
+
+        await registry.watch("a", watcher)
+        await registry.register(ready("a", runner="there"))  # a remote replica first
+        assert registry.remote_workers == ["a"] and registry.local_workers == []
+        # A local worker of the same name takes its place: jobs from here stay in-process.
+        assert await registry.register(ready("a")) is False
+        assert registry.local_workers == ["a"] and registry.remote_workers == []
+        assert heard == [ready("a", runner="there"), ready("a")]
+        assert watched == [ready("a", runner="there")]  # not new to the watchers
+        # A remote one never displaces a local one.
+        assert await registry.register(ready("a", runner="elsewhere")) is False
+        assert registry.get("a") == ready("a")
+        assert len(heard) == 2
+
+
+@pytest.mark.anyio
+async def test_replace_moves_a_known_worker_to_another_runner_silently() -> None:
+    with anyio.fail_after(5):
+        registry = WorkerRegistry("here")
+        gone: list[str] = []
+        registry.add_gone_listener(lambda name, reason: gone.append(name))
+        await registry.register(ready("a", runner="r1"))
+        registry.replace(ready("a", runner="r2"))
+        assert registry.get("a") == ready("a", runner="r2")
+        registry.replace(ready("unknown", runner="r2"))  # unknown names are not added
+        assert "unknown" not in registry
+        assert gone == []

@@ -12,7 +12,18 @@ from typing import Any
 import anyio
 import pytest
 
-from framework import BaseWorker, Job, JobError, JobStatus, WorkerRunner, job
+from framework import (
+    BaseWorker,
+    Job,
+    JobError,
+    JobStatus,
+    WorkerErrorData,
+    WorkerReadyData,
+    WorkerRunner,
+    hookimpl,
+    job,
+)
+from framework.bus import BusMessage, LocalBus
 
 pytestmark = pytest.mark.anyio
 
@@ -376,3 +387,60 @@ async def test_a_worker_added_while_the_runner_starts_is_started() -> None:
             async with runner.job("echo", payload={"x": 1}, timeout=1) as ctx:
                 pass
             assert ctx.response == {"echo": {"x": 1}}
+
+
+class _FarAwayBus(LocalBus):
+    """Stands for a network bus whose remote side never answers: messages to addresses
+    not in this process vanish (as into a runner that died)."""
+
+    async def send(self, message: BusMessage) -> None:
+        if message.target in self:
+            self.send_nowait(message)
+
+
+class _RecordingPlugin:
+    def __init__(self) -> None:
+        self.ready: list[WorkerReadyData] = []
+        self.failed: list[WorkerErrorData] = []
+
+    @hookimpl
+    def on_worker_ready(self, data: WorkerReadyData, runner: WorkerRunner) -> None:
+        self.ready.append(data)
+
+    @hookimpl
+    def on_worker_failed(self, error: WorkerErrorData, runner: WorkerRunner) -> None:
+        self.failed.append(error)
+
+
+@pytest.mark.anyio
+async def test_remote_workers_reported_by_a_network_bus_fire_the_hooks_and_end_jobs() -> None:
+    """What a network bus reports through ``remote_worker_ready`` / ``remote_worker_gone``:
+    the hooks fire, waiting requests go out, and jobs open to a lost worker end ERROR."""
+    plugin = _RecordingPlugin()
+    with anyio.fail_after(5):
+        async with WorkerRunner("here", bus=_FarAwayBus(), plugins=[plugin]) as runner:
+            remote = WorkerReadyData(worker_name="far", runner="there")
+            await runner.remote_worker_ready(remote)
+            await runner.remote_worker_ready(remote)  # heard twice: one hook call
+            assert runner.registry.remote_workers == ["far"]
+            assert plugin.ready == [remote]
+            # Nothing answers, so the request waits at "far" until its runner is reported
+            # lost; the job then ends ERROR with that reason.
+            async with anyio.create_task_group() as tg:
+
+                async def lose() -> None:
+                    await anyio.sleep(0.05)
+                    await runner.remote_worker_gone("far", "runner there lost", failed=True)
+
+                tg.start_soon(lose)
+                with pytest.raises(JobError) as caught:
+                    async with runner.job("far"):
+                        pass
+            assert caught.value.status is JobStatus.ERROR
+            assert caught.value.response == {"error": "runner there lost"}
+            assert "far" not in runner.registry
+            assert plugin.failed == [WorkerErrorData(worker_name="far", error="runner there lost")]
+            # A worker that ends normally leaves without on_worker_failed.
+            await runner.remote_worker_ready(WorkerReadyData(worker_name="b", runner="there"))
+            await runner.remote_worker_gone("b", "worker 'b' ended", failed=False)
+            assert "b" not in runner.registry and len(plugin.failed) == 1
