@@ -67,7 +67,9 @@ def run_or_submit(
     try:
         result: int = anyio.run(_main, host, config, bus, workers, request)
     except* ConnectionError as group:  # the bus could not connect when it started
-        first = group.exceptions[0]
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup) and first.exceptions:
+            first = first.exceptions[0]  # task groups nest: the cause is the innermost
         raise ConfigError(bus_source or source, "bus", str(first)) from None
     return result
 

@@ -19,6 +19,7 @@ logger = logging.getLogger("framework.registry")
 WatchHandler = Callable[[WorkerReadyData], Awaitable[None]]
 GoneListener = Callable[[str, str], None]
 ReadyListener = Callable[[WorkerReadyData], None]
+LeavingListener = Callable[[str], None]
 
 
 class WorkerRegistry:
@@ -32,6 +33,7 @@ class WorkerRegistry:
         self._ready_events: dict[str, anyio.Event] = {}
         self._gone_listeners: list[GoneListener] = []
         self._ready_listeners: list[ReadyListener] = []
+        self._leaving_listeners: list[LeavingListener] = []
 
     @property
     def local_workers(self) -> list[str]:
@@ -139,6 +141,16 @@ class WorkerRegistry:
         """Call ``listener(data)`` synchronously whenever a worker is registered (or a local
         worker takes a remote one's place); a network bus announces local workers so."""
         self._ready_listeners.append(listener)
+
+    def add_leaving_listener(self, listener: LeavingListener) -> None:
+        """Call ``listener(name)`` when a local worker starts ending: it takes no new jobs
+        but still answers its running ones, and stays registered until it has."""
+        self._leaving_listeners.append(listener)
+
+    def leaving(self, name: str) -> None:
+        """Called by a local worker that starts ending (see ``add_leaving_listener``)."""
+        for listener in list(self._leaving_listeners):
+            listener(name)
 
     def _tell_ready(self, data: WorkerReadyData) -> None:
         for listener in list(self._ready_listeners):

@@ -369,10 +369,15 @@ class WorkerRunner(RequestsJobs):
         await tg.__aenter__()
         try:
             await tg.start(self._serve, name=f"runner {self.name}")
-        except BaseException:
+        except BaseException as exc:
             self._request_stop(cancel=True, reason="the runner failed to start")
             await tg.__aexit__(None, None, None)
-            raise
+            cause = exc
+            while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+                cause = cause.exceptions[0]  # task groups nest; say what went wrong
+            if cause is exc:
+                raise
+            raise cause from None
         self._host_tg = tg
         return self
 

@@ -902,12 +902,15 @@ class BaseWorker(RequestsJobs):
         if self._ending:
             return
         self._ending = True
+        self.runner.registry.leaving(self._name)
         assert self._tg is not None
         self._tg.start_soon(self._shutdown, False, message.grace_period, message.reason)
 
     async def _on_cancel(self, message: CancelMessage) -> None:
         if self._cancelling:
             return
+        if not self._ending:
+            self.runner.registry.leaving(self._name)
         self._ending = True
         self._cancelling = True
         assert self._tg is not None

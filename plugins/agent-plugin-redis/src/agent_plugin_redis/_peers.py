@@ -23,6 +23,7 @@ class Peer:
     interval: float
     misses: int
     last_seen: float
+    max_message_size: int = 1024 * 1024
     workers: set[str] = field(default_factory=set)
 
     def silent_for(self, now: float) -> float:
@@ -84,6 +85,7 @@ class Peers:
             peer = self._peers[beat.runner] = Peer(
                 beat.runner, beat.instance, beat.interval, beat.misses, now
             )
+        peer.max_message_size = beat.max_message_size
         peer.interval = beat.interval
         peer.misses = beat.misses
         peer.last_seen = now
@@ -96,6 +98,11 @@ class Peers:
         for name in removed:
             self._drop_host(name, beat.runner)
         return HeartbeatChange(new_runner, added, removed)
+
+    def limit(self, runners: set[str] | list[str], own: int) -> int:
+        """The biggest message all of ``runners`` (and this one, ``own``) will read."""
+        sizes = [self._peers[r].max_message_size for r in runners if r in self._peers]
+        return min([own, *sizes])
 
     def forget(self, runner: str) -> set[str]:
         """Remove ``runner`` (lost or ended); returns the workers it hosted."""

@@ -2,8 +2,9 @@
 
 Our own settings ride in the URL's query string (``?heartbeat=0.5``) and are taken out
 before the rest goes to redis-py, which knows the others (``ssl_ca_certs``,
-``socket_timeout``...). A password comes from the URL or, when the URL has none, from the
-environment variable ``FRAMEWORK_REDIS_PASSWORD``, so it need not sit in a config file.
+``socket_timeout``...). A password comes from the URL or, when the URL has none (it may have an
+ACL user name), from the environment variable ``FRAMEWORK_REDIS_PASSWORD``, so it need not
+sit in a config file.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class RedisBusSettings:
         """
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
-            raise SettingsError(f"a Redis bus URL starts with redis:// or rediss://, got {url!r}")
+            raise SettingsError(
+                f"a Redis bus URL starts with redis:// or rediss://, got {redact(url)!r}"
+            )
         ours: dict[str, str] = {}
         theirs: list[tuple[str, str]] = []
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -70,8 +73,9 @@ class RedisBusSettings:
                 theirs.append((key, value))
         netloc = parts.netloc
         password = os.environ.get(PASSWORD_ENV)
-        if password and "@" not in netloc:
-            netloc = f":{quote(password, safe='')}@{netloc}"
+        if password and parts.password is None:  # with or without an ACL user name
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user}:{quote(password, safe='')}@{host}"
         redis_url = urlunsplit((parts.scheme, netloc, parts.path, urlencode(theirs), ""))
         return cls(
             url=redis_url,
@@ -112,9 +116,8 @@ def _number(
         kind = "a whole number" if integer else "a number"
         raise SettingsError(f"bus URL parameter {key}={raw!r} must be {kind}") from None
     if not low <= value <= high:
-        raise SettingsError(
-            f"bus URL parameter {key}={raw!r} is out of range: use {low:g} to {high:g}"
-        )
+        span = f"{int(low)} to {int(high)}" if integer else f"{low:g} to {high:g}"
+        raise SettingsError(f"bus URL parameter {key}={raw!r} is out of range: use {span}")
     return value
 
 
@@ -129,11 +132,14 @@ def _namespace(value: str) -> str:
 def redact(url: str) -> str:
     """``url`` with its password replaced by ``***``, for messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    query = parts.query
+    if "password=" in query:  # redis-py also takes ?password=
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def connect(url: str, *, idle: float) -> aioredis.Redis:
@@ -147,10 +153,19 @@ def connect(url: str, *, idle: float) -> aioredis.Redis:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    return aioredis.Redis.from_url(
+    # A bounded pool that makes a sender wait for a free connection: hundreds of jobs sent
+    # at once must queue, not fail with "Too many connections" nor open hundreds of sockets.
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=30,
         decode_responses=False,
         retry=Retry(NoBackoff(), 0),
         socket_timeout=idle,
         socket_connect_timeout=5,
     )
+    return aioredis.Redis.from_pool(pool)
+
+
+MAX_CONNECTIONS = 32
+"""Connections per bus or publisher: the pub/sub reader, the stream reader, the senders."""

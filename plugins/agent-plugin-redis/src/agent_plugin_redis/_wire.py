@@ -5,8 +5,9 @@ Three kinds:
 - ``msg``: one bus message (``framework.bus.Message``: a job request, a response, a
   cancel...) and the runner that sent it (``origin``), which is where replies go. It
   travels on the target runner's channel, or as an entry of a worker's stream.
-- ``hb``: a runner's heartbeat on the broadcast channel: its name, its interval and the
-  full list of its ready workers (an announcement is a heartbeat sent early).
+- ``hb``: a runner's heartbeat on the broadcast channel: its name, its session (a new
+  ``instance`` after each restart or reconnection), its interval, its message size limit
+  and the full list of its ready workers (an announcement is a heartbeat sent early).
 - ``bye``: a runner ending: its workers leave every registry at once.
 
 Everything read from Redis is untrusted: it is checked against the size limit before it
@@ -48,6 +49,8 @@ class Heartbeat(_Envelope):
     interval: float = Field(gt=0, le=3600)
     misses: int = Field(ge=1, le=1000)
     workers: list[Name] = Field(max_length=100_000)
+    max_message_size: int = Field(default=1024 * 1024, ge=1024)
+    """The biggest message this runner reads: senders refuse bigger ones up front."""
     hello: bool = False
 
 

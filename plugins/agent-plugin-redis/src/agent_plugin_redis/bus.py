@@ -84,6 +84,9 @@ _CONNECTION_ERRORS = (RedisError, OSError)
 _EARLY_CANCELS = 1000
 """Cancels kept for stream jobs not read yet (a cancel may overtake its request there)."""
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0
+_STABLE = 5.0
+"""Seconds a session must last before the reconnection backoff starts again from the
+first delay (a session that breaks at once, say on a permission error, keeps backing off)."""
 _STREAM_BLOCK_MS = 1000
 _READ_COUNT = 64
 
@@ -136,6 +139,8 @@ class RedisBus:
         self._peers = Peers()
         self._announced: set[str] = set()
         """Local workers announced to the other runners (their streams exist)."""
+        self._reading: set[str] = set()
+        """Announced workers whose streams this runner reads (not those ending)."""
         self._routes: dict[tuple[str, str], _Route] = {}
         """(job id, target) -> where a request from here went."""
         self._served: dict[tuple[str, str, str], _Served] = {}
@@ -163,6 +168,7 @@ class RedisBus:
         self._encoder = RoutedEncoder(runner.name)
         runner.registry.add_ready_listener(self._on_registered)
         runner.registry.add_gone_listener(self._on_unregistered)
+        runner.registry.add_leaving_listener(self._on_leaving)
 
     @property
     def dropped_messages(self) -> int:
@@ -269,13 +275,14 @@ class RedisBus:
             raise UndeliverableError(target)
         data = self._encoder.encode(message)
         key = (message.job_id, target)
-        if len(data) > self.settings.max_message_size:
+        limit = self._peers.limit(hosts, self.settings.max_message_size)
+        if len(data) > limit:
             self._end_job_here(
                 message.source,
                 target,
                 message.job_id,
-                f"the job request is {len(data)} bytes, over the bus's "
-                f"{self.settings.max_message_size}-byte limit (max_message_size in the bus URL)",
+                f"the job request is {len(data)} bytes, over the bus's {limit}-byte limit "
+                "(max_message_size in the bus URLs of this runner and of the worker's)",
             )
             return
         client = self._client
@@ -293,7 +300,8 @@ class RedisBus:
         stream = self._stream(target)
         route = self._routes[key] = _Route(message.source, None, stream)
         try:
-            route.entry = cast(bytes, await client.xadd(stream, {b"m": data}))
+            fields = {b"m": data, b"j": message.job_id.encode()}
+            route.entry = cast(bytes, await client.xadd(stream, fields))  # type: ignore[arg-type]
         except _CONNECTION_ERRORS as exc:
             self._fail_route(key, f"could not send the job through Redis: {exc}")
 
@@ -304,10 +312,11 @@ class RedisBus:
         if served is None:
             raise UndeliverableError(message.target)
         data = self._encoder.encode(message)
-        if len(data) > self.settings.max_message_size:
+        limit = self._peers.limit([served.origin], self.settings.max_message_size)
+        if len(data) > limit:
             reason = (
-                f"a {message.type} of {len(data)} bytes is over the bus's "
-                f"{self.settings.max_message_size}-byte limit (max_message_size)"
+                f"a {message.type} of {len(data)} bytes is over the bus's {limit}-byte limit "
+                "(max_message_size in the bus URLs)"
             )
             if type(message) is not JobResponseMessage:
                 logger.warning("%s: not sent to %s: %s", self._name, message.target, reason)
@@ -415,16 +424,18 @@ class RedisBus:
             if entry is not None and stream is not None:
                 self._spawn(self._discard_entry, stream, entry)
             return
-        if type(envelope) is Routed:
+        on_broadcast = where == self._broadcast
+        if type(envelope) is Routed and not on_broadcast:
             self._receive_routed(envelope, stream, entry)
-        elif where != self._broadcast:
+        elif (type(envelope) is Routed) == on_broadcast:  # on the wrong channel: not trusted
             self._dropped += 1
+            belongs = "a runner's channel or a worker's stream" if on_broadcast else self._broadcast
             logger.warning(
                 "%s: dropped a %s envelope from %s: it belongs on %s",
                 self._name,
                 envelope.kind,
                 where,
-                self._broadcast,
+                belongs,
             )
         elif type(envelope) is Heartbeat:
             self._receive_heartbeat(envelope)
@@ -485,7 +496,8 @@ class RedisBus:
             if beat.instance != self._instance:
                 logger.error(
                     "%s: another runner named %r uses this Redis (namespace %r): give each "
-                    "runner its own name (--name or name = ... in the config)",
+                    "runner its own name (name = ... in its framework.toml, or "
+                    "WorkerRunner(name=...))",
                     self._name,
                     beat.runner,
                     self._ns,
@@ -493,7 +505,11 @@ class RedisBus:
             return
         instance = self._peers.instance_of(beat.runner)
         if instance is not None and instance != beat.instance:
-            self._runner_gone(beat.runner, f"runner {beat.runner} restarted", failed=True)
+            self._runner_gone(
+                beat.runner,
+                f"runner {beat.runner} lost (it restarted or reconnected to Redis)",
+                failed=True,
+            )
         change = self._peers.heard(beat)
         for name in change.added:
             self._queue(self._remote_ready, WorkerReadyData(worker_name=name, runner=beat.runner))
@@ -511,7 +527,16 @@ class RedisBus:
     def _runner_gone(self, runner: str, reason: str, *, failed: bool) -> None:
         """``runner`` ended, went silent or restarted: its workers leave; its jobs end."""
         workers = self._peers.forget(runner)
-        self._fail_routes(reason, lambda _key, route: route.runner == runner)
+        if failed:
+            logger.warning(
+                "%s: %s; its workers leave the registry: %s",
+                self._name,
+                reason,
+                ", ".join(sorted(workers)) or "none",
+            )
+        failed_jobs = self._fail_routes(reason, lambda _key, route: route.runner == runner)
+        if failed_jobs:
+            logger.warning("%s: %d job(s) at %s ended ERROR", self._name, failed_jobs, runner)
         for name in sorted(workers):
             self._host_left(name, runner, reason, failed=failed, forgotten=True)
         if failed and workers:
@@ -546,27 +571,32 @@ class RedisBus:
         """Jobs of ours that a lost replica had taken from a stream end ERROR.
 
         The consumer group's pending list says which entries ``runner`` read and never
-        acknowledged (it acknowledges when it sends the response).
+        acknowledged (it acknowledges when it sends the response); each entry's ``j`` field
+        names its job (an entry given back by an ending replica has a new id).
         """
         client = self._client
         if client is None:
             return
         for name in workers:
             stream = self._stream(name)
-            mine = {
-                route.entry: key
-                for key, route in self._routes.items()
-                if key[1] == name and route.runner is None and route.entry is not None
+            waiting = {
+                key[0] for key, route in self._routes.items() if key[1] == name and not route.runner
             }
-            if not mine:
+            if not waiting:
                 continue
             try:
                 pending = await client.xpending_range(
                     stream, GROUP, min="-", max="+", count=10_000, consumername=runner
                 )
-                taken = [item["message_id"] for item in pending if item["message_id"] in mine]
-                for entry in taken:
-                    self._fail_route(mine[entry], reason)
+                taken = []
+                for item in pending:
+                    entry = item["message_id"]
+                    found: Any = await client.xrange(stream, min=entry, max=entry)
+                    fields = (found[0][1] if found else None) or {}
+                    job_id = bytes(fields.get(b"j", b"")).decode(errors="replace")
+                    if job_id in waiting:
+                        self._fail_route((job_id, name), reason)
+                        taken.append(entry)
                 if taken:
                     await client.xack(stream, GROUP, *taken)
                     await client.xdel(stream, *taken)
@@ -582,6 +612,21 @@ class RedisBus:
         with contextlib.suppress(*_CONNECTION_ERRORS):
             for stream, entry in entries:
                 await client.xdel(stream, entry)
+
+    async def _requeue(self, stream: str, entry: bytes, fields: dict[bytes, bytes]) -> None:
+        """Give back an entry read for a worker that is ending: the same fields go to the
+        end of the stream, for another replica, and this copy is acknowledged."""
+        client = self._client
+        if client is None:
+            return
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.xadd(stream, fields)  # type: ignore[arg-type]
+                pipe.xack(stream, GROUP, entry)
+                pipe.xdel(stream, entry)
+                await pipe.execute()
+        except _CONNECTION_ERRORS as exc:
+            logger.warning("%s: could not give back an entry of %s: %s", self._name, stream, exc)
 
     async def _discard_entry(self, stream: str, entry: bytes) -> None:
         """A malformed stream entry is acknowledged and deleted, so nobody reads it again."""
@@ -610,7 +655,15 @@ class RedisBus:
     def _on_unregistered(self, name: str, reason: str) -> None:
         if name in self._announced:
             self._announced.discard(name)
+            self._reading.discard(name)
             self._announce.set()
+            self._streams_changed.set()
+
+    def _on_leaving(self, name: str) -> None:
+        """A local worker started ending: take no more of its stream's jobs (a replica
+        elsewhere gets them), but keep announcing it until it has answered its own."""
+        if name in self._reading:
+            self._reading.discard(name)
             self._streams_changed.set()
 
     async def _announce_worker(self, name: str) -> None:
@@ -624,6 +677,7 @@ class RedisBus:
         data = registry.get(name) if registry is not None else None
         if data is not None and data.runner == self._name:
             self._announced.add(name)
+            self._reading.add(name)
             self._announce.set()
             self._streams_changed.set()
 
@@ -637,32 +691,51 @@ class RedisBus:
     # ----------------------------------------------------------------- the connection
 
     async def _supervise(self, *, task_status: TaskStatus[None]) -> None:
-        """Keep a session with Redis; after a loss, reconnect with backoff."""
+        """Keep a session with Redis; after a loss, reconnect with backoff (0.1 s doubling
+        to 2 s, reset once a session has lasted ``_STABLE`` seconds)."""
         delay = _BACKOFF_FIRST
         started = False
+        failures = 0
         while not self._stopping:
             assert self._client is not None
+            opened_at: float | None = None
             try:
                 async with anyio.create_task_group() as session:
-                    self._session = session
                     await session.start(self._open_session)
+                    opened_at = time.monotonic()
                     if not started:
                         started = True
                         task_status.started()
-                    elif not self._stopping:
+                    elif failures:
                         logger.warning(
                             "%s: reconnected to Redis at %s",
                             self._name,
                             redact(self.settings.url),
                         )
-                    delay = _BACKOFF_FIRST
+                    failures = 0
             except* _SessionLost as lost:
-                self._connection_lost(str(lost.exceptions[0]))
+                cause = str(_first_leaf(lost))
+                failures += 1
+                if opened_at is not None:
+                    self._connection_lost(cause)
+                elif failures == 2 or failures % 30 == 0:  # still down: say so now and then
+                    logger.warning(
+                        "%s: still cannot reach Redis at %s (%s); retrying",
+                        self._name,
+                        redact(self.settings.url),
+                        cause,
+                    )
+                # Pooled connections opened before the loss are dead: without this, each
+                # would fail once more on its first use after Redis is back.
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await self._client.connection_pool.disconnect()
             if not started:
                 started = True
                 task_status.started()
             if self._stopping:
                 return
+            if opened_at is not None and time.monotonic() - opened_at > _STABLE:
+                delay = _BACKOFF_FIRST
             await anyio.sleep(delay * (1 + random.random() / 2))
             delay = min(delay * 2, _BACKOFF_MAX)
 
@@ -670,6 +743,10 @@ class RedisBus:
         client = self._client
         assert client is not None
         pubsub = client.pubsub()
+        # Each session is a new instance to the others: whatever they had in flight with
+        # this runner across a break (requests, replies) ends ERROR on their side rather
+        # than waiting for messages that may have been lost.
+        self._instance = uuid.uuid4().hex
         try:
             try:
                 await client.ping()
@@ -677,7 +754,7 @@ class RedisBus:
                     await self._ensure_group(client, name)
                 await pubsub.subscribe(self._channel(self._name), self._broadcast)
             except _CONNECTION_ERRORS as exc:
-                raise _SessionLost(str(exc)) from None
+                raise _SessionLost(f"{type(exc).__name__}: {exc}") from None
             self._connected = True
             self._hello = True
             self._announce.set()
@@ -731,12 +808,12 @@ class RedisBus:
         client = self._client
         assert client is not None
         while True:
-            if not self._announced:
+            if not self._reading:
                 self._streams_changed = anyio.Event()
                 await self._streams_changed.wait()
                 continue
             self._streams_changed = anyio.Event()
-            streams: dict[Any, Any] = {self._stream(n): ">" for n in sorted(self._announced)}
+            streams: dict[Any, Any] = {self._stream(n): ">" for n in sorted(self._reading)}
             try:
                 batches: Any = await client.xreadgroup(
                     GROUP, self._name, streams, count=_READ_COUNT, block=_STREAM_BLOCK_MS
@@ -747,10 +824,14 @@ class RedisBus:
                 for name in list(self._announced):  # Redis restarted empty: make them again
                     await self._ensure_group(client, name)
                 continue
+            reading = {self._stream(name) for name in self._reading}
             for stream_name, entries in batches or ():
                 stream = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
                 for entry, fields in entries:
                     raw = fields.get(b"m") if fields else None
+                    if stream not in reading:  # read just as its worker started ending
+                        self._spawn(self._requeue, stream, entry, fields)
+                        continue
                     if not isinstance(raw, bytes):
                         self._dropped += 1
                         logger.warning(
@@ -774,6 +855,7 @@ class RedisBus:
                 interval=interval,
                 misses=self.settings.misses,
                 workers=sorted(self._announced),
+                max_message_size=self.settings.max_message_size,
                 hello=self._hello,
             )
             self._hello = False
@@ -807,3 +889,10 @@ class RedisBus:
 
 class _SessionLost(Exception):
     """The session with Redis broke; the text says how."""
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first exception inside (possibly nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent_plugin_redis._settings import connect, redact
+from agent_plugin_redis._settings import RedisBusSettings, SettingsError, connect, redact
 from framework import hookimpl
 from framework.config import ConfigError
 
@@ -83,6 +83,12 @@ class RedisEventPublisher:
         url = config.url
         if url is None:
             url = default_url if default_url.startswith(("redis://", "rediss://")) else DEFAULT_URL
+        try:
+            # The bus's own parameters (namespace, heartbeat...) are not redis-py's; the
+            # password may come from FRAMEWORK_REDIS_PASSWORD, as for the bus.
+            url = RedisBusSettings.from_url(url).url
+        except SettingsError as exc:
+            raise ConfigError("the run configuration", f"{CONFIG_KEY}.url", str(exc)) from None
         return cls(url, to=config.to, key=config.key, maxlen=config.maxlen)
 
     @hookimpl

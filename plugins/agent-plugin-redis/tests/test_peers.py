@@ -1,0 +1,112 @@
+"""The liveness bookkeeping, driven by hand (no Redis, no clock: ``now`` is given)."""
+
+from __future__ import annotations
+
+from agent_plugin_redis._peers import Peers
+from agent_plugin_redis._wire import Heartbeat
+
+
+def beat(
+    runner: str,
+    *workers: str,
+    instance: str = "i1",
+    interval: float = 1.0,
+    misses: int = 3,
+) -> Heartbeat:
+    return Heartbeat(
+        runner=runner, instance=instance, interval=interval, misses=misses, workers=list(workers)
+    )
+
+
+def test_first_heartbeat_adds_the_runner_and_its_workers() -> None:
+    peers = Peers()
+    change = peers.heard(beat("r1", "b", "a"), now=0.0)
+    assert change.new_runner is True
+    assert change.added == ["a", "b"]
+    assert change.removed == []
+    assert "r1" in peers and len(peers) == 1
+    assert peers.names() == ["r1"]
+    assert peers.workers_of("r1") == {"a", "b"}
+    assert peers.hosts("a") == {"r1"}
+    assert peers.instance_of("r1") == "i1"
+
+
+def test_later_heartbeats_report_added_and_removed_workers() -> None:
+    peers = Peers()
+    peers.heard(beat("r1", "a", "b"), now=0.0)
+    same = peers.heard(beat("r1", "a", "b"), now=1.0)
+    assert (same.new_runner, same.added, same.removed) == (False, [], [])
+    change = peers.heard(beat("r1", "b", "c"), now=2.0)
+    assert change.new_runner is False
+    assert change.added == ["c"]
+    assert change.removed == ["a"]
+    assert peers.hosts("a") == set()
+    assert peers.hosts("c") == {"r1"}
+    assert peers.workers_of("r1") == {"b", "c"}
+    emptied = peers.heard(beat("r1"), now=3.0)
+    assert emptied.removed == ["b", "c"]
+    assert peers.hosts("b") == set() and "r1" in peers
+
+
+def test_replicas_have_several_hosts() -> None:
+    peers = Peers()
+    peers.heard(beat("r1", "echo", "only-1"), now=0.0)
+    peers.heard(beat("r2", "echo"), now=0.0)
+    assert peers.hosts("echo") == {"r1", "r2"}
+    assert peers.hosts("only-1") == {"r1"}
+    assert peers.hosts("nobody") == set()
+    peers.heard(beat("r1", "only-1"), now=1.0)  # r1 stops hosting echo
+    assert peers.hosts("echo") == {"r2"}
+
+
+def test_hosts_is_not_a_live_view_to_mutate() -> None:
+    peers = Peers()
+    peers.heard(beat("r1", "echo"), now=0.0)
+    peers.workers_of("r1").add("intruder")
+    assert peers.workers_of("r1") == {"echo"}
+
+
+def test_lost_after_misses_times_interval() -> None:
+    peers = Peers()
+    peers.heard(beat("fast", "a", interval=0.2, misses=3), now=10.0)
+    peers.heard(beat("slow", "b", interval=1.0, misses=2), now=10.0)
+    assert peers.lost(now=10.6) == []  # exactly misses * interval: not yet
+    assert peers.lost(now=10.61) == ["fast"]
+    assert sorted(peers.lost(now=12.01)) == ["fast", "slow"]
+    # A heartbeat in time keeps it alive; lost() does not remove anything by itself.
+    peers.heard(beat("fast", "a", interval=0.2, misses=3), now=12.0)
+    assert peers.lost(now=12.01) == ["slow"]
+    assert "slow" in peers
+
+
+def test_each_runner_is_judged_by_its_own_last_interval() -> None:
+    peers = Peers()
+    peers.heard(beat("r1", interval=0.1, misses=1), now=0.0)
+    peers.heard(beat("r1", interval=5.0, misses=2), now=1.0)  # it slowed down
+    assert peers.lost(now=10.9) == []
+    assert peers.lost(now=11.1) == ["r1"]
+
+
+def test_forget_returns_the_workers_and_drops_the_hosts() -> None:
+    peers = Peers()
+    peers.heard(beat("r1", "echo", "solo"), now=0.0)
+    peers.heard(beat("r2", "echo"), now=0.0)
+    assert peers.forget("r1") == {"echo", "solo"}
+    assert "r1" not in peers
+    assert peers.hosts("echo") == {"r2"}
+    assert peers.hosts("solo") == set()
+    assert peers.workers_of("r1") == set()
+    assert peers.instance_of("r1") is None
+    assert peers.forget("r1") == set()  # twice: nothing
+    assert peers.forget("never-heard") == set()
+
+
+def test_a_forgotten_runner_heard_again_is_new() -> None:
+    peers = Peers()
+    peers.heard(beat("r1", "echo", instance="old"), now=0.0)
+    peers.forget("r1")
+    change = peers.heard(beat("r1", "echo", instance="new"), now=1.0)
+    assert change.new_runner is True
+    assert change.added == ["echo"]
+    assert peers.instance_of("r1") == "new"
+    assert peers.hosts("echo") == {"r1"}
