@@ -46,8 +46,9 @@ the floor is, nearly all of it, time added to the round trip. Every process and 
 redis-server are ended when the run ends, also when it fails or is interrupted.
 
 Run: ``python bench/redis_roundtrip.py`` (about 30 s on a 2-CPU machine), ``--quick``
-(about 8 s), ``--profile`` (also one rt block under cProfile in P and Q: the top functions
-by own time, and the bus's and the framework's by cumulative time), or ``tox -e bench``.
+(about 8 s), ``--profile`` (also one rt block under cProfile in P and Q, timed in CPU time:
+the top functions by own time, and the bus's and the framework's by cumulative time; the
+profiler multiplies the cost of Python code several times over), or ``tox -e bench``.
 It needs ``redis-server`` on the PATH (Debian: ``apt-get install redis-server``) and
 agent-plugin-redis installed. It is a benchmark, not a test: it always exits 0 when it ran.
 """
@@ -238,7 +239,7 @@ async def receive(conn: Connection) -> Any:
 
 
 async def serve_commands(conn: Connection, handlers: dict[str, Handler]) -> None:
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)
 
     async def profile_start() -> None:
         profiler.enable()
@@ -380,7 +381,7 @@ async def driver(conn: Connection, url: str, raw_url: str) -> None:
                             await anyio.sleep(0.02)
 
             async def profile_rt(block: int) -> str:
-                profiler = cProfile.Profile()
+                profiler = cProfile.Profile(time.process_time)
                 profiler.enable()
                 await timed_block([], block, rt_once)
                 profiler.disable()
@@ -438,8 +439,9 @@ async def driver(conn: Connection, url: str, raw_url: str) -> None:
 
 
 def top_functions(profiler: cProfile.Profile, count: int = 20) -> str:
-    """The top functions by own time (waiting in ``epoll`` included), then the bus's and
-    the framework's by cumulative time (a coroutine's time while suspended excluded)."""
+    """The top functions by own CPU time, then the bus's and the framework's by cumulative
+    CPU time. The profilers count CPU time, not wall time: on a busy machine a wall clock
+    charges the time the process was not running to whatever function it was in."""
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("tottime").print_stats(count)

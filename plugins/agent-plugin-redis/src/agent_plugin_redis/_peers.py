@@ -101,8 +101,12 @@ class Peers:
 
     def limit(self, runners: set[str] | list[str], own: int) -> int:
         """The biggest message all of ``runners`` (and this one, ``own``) will read."""
-        sizes = [self._peers[r].max_message_size for r in runners if r in self._peers]
-        return min([own, *sizes])
+        limit = own
+        for runner in runners:
+            peer = self._peers.get(runner)
+            if peer is not None and peer.max_message_size < limit:
+                limit = peer.max_message_size
+        return limit
 
     def forget(self, runner: str) -> set[str]:
         """Remove ``runner`` (lost or ended); returns the workers it hosted."""

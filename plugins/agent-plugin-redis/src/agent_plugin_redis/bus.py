@@ -131,6 +131,7 @@ class RedisBus:
         self._local = LocalBus()
         self._ns = self.settings.namespace
         self._broadcast = f"{self._ns}:all"
+        self._channels: dict[str, str] = {}
         self._instance = uuid.uuid4().hex
         self._name = ""
         self._runner: WorkerRunner | None = None
@@ -150,7 +151,8 @@ class RedisBus:
         self._stopping = False
         self._tg: TaskGroup | None = None
         self._serve_done = anyio.Event()
-        self._session: TaskGroup | None = None
+        self._broken = anyio.Event()
+        self._broken_reason = ""
         self._announce = anyio.Event()
         self._streams_changed = anyio.Event()
         self._hello = True
@@ -263,7 +265,10 @@ class RedisBus:
     # ----------------------------------------------------------------- sending
 
     def _channel(self, runner: str) -> str:
-        return f"{self._ns}:runner:{runner}"
+        channel = self._channels.get(runner)
+        if channel is None:  # cached: this is on every message's path
+            channel = self._channels[runner] = f"{self._ns}:runner:{runner}"
+        return channel
 
     def _stream(self, worker: str) -> str:
         return f"{self._ns}:worker:{worker}"
@@ -296,6 +301,7 @@ class RedisBus:
                 await client.publish(self._channel(runner), data)
             except _CONNECTION_ERRORS as exc:
                 self._fail_route(key, f"could not send the job through Redis: {exc}")
+                self._break_session(exc)
             return
         stream = self._stream(target)
         route = self._routes[key] = _Route(message.source, None, stream)
@@ -304,6 +310,7 @@ class RedisBus:
             route.entry = cast(bytes, await client.xadd(stream, fields))  # type: ignore[arg-type]
         except _CONNECTION_ERRORS as exc:
             self._fail_route(key, f"could not send the job through Redis: {exc}")
+            self._break_session(exc)
 
     async def _send_reply(self, message: BusMessage) -> None:
         job_id: str = message.job_id  # type: ignore[attr-defined]
@@ -354,6 +361,7 @@ class RedisBus:
             await client.publish(self._channel(served.origin), data)
         except _CONNECTION_ERRORS as exc:
             logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
+            self._break_session(exc)
 
     async def _send_job_control(self, message: BusMessage) -> None:
         """A cancel or an update request goes to the runner that has the job; while a
@@ -384,6 +392,7 @@ class RedisBus:
             logger.warning(
                 "%s: %s to %s dropped: %s", self._name, message.type, message.target, exc
             )
+            self._break_session(exc)
 
     def _offline_reason(self) -> str:
         return f"the bus is not connected to Redis at {redact(self.settings.url)}"
@@ -758,8 +767,10 @@ class RedisBus:
             self._connected = True
             self._hello = True
             self._announce.set()
+            self._broken = anyio.Event()
             task_status.started()
             async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._end_when_broken)
                 tasks.start_soon(self._guard, self._read_channels, pubsub)
                 tasks.start_soon(self._guard, self._read_streams)
                 tasks.start_soon(self._guard, self._heartbeat)
@@ -767,6 +778,18 @@ class RedisBus:
             self._connected = False
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _break_session(self, error: BaseException) -> None:
+        """A send failed: end this session as if the reader had lost the connection. The
+        others then see a new instance when it reconnects, and end what they had in flight
+        with this runner (a reply lost here must not leave its requester waiting)."""
+        if self._connected and not self._broken.is_set():
+            self._broken_reason = f"{type(error).__name__}: {error}"
+            self._broken.set()
+
+    async def _end_when_broken(self) -> None:
+        await self._broken.wait()
+        raise _SessionLost(self._broken_reason)
 
     async def _guard(self, loop: Callable[..., Awaitable[None]], *args: Any) -> None:
         try:
@@ -791,14 +814,15 @@ class RedisBus:
             self._runner_gone(runner, why, failed=True)
 
     async def _read_channels(self, pubsub: Any) -> None:
-        mine = self._channel(self._name).encode()
+        own = self._channel(self._name)
+        mine = own.encode()
         broadcast = self._broadcast
         while True:
             item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
             if item is None or item.get("type") != "message":
                 continue
             channel = item["channel"]
-            where = broadcast if channel != mine else self._channel(self._name)
+            where = broadcast if channel != mine else own
             data = item["data"]
             if not isinstance(data, bytes):
                 continue
