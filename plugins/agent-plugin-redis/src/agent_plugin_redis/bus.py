@@ -30,16 +30,17 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import redis.asyncio as aioredis
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from agent_plugin_redis._peers import Peers
 from agent_plugin_redis._settings import RedisBusSettings, connect, redact
+from agent_plugin_redis._streams import CONNECTION_ERRORS, GROUP, WorkerStreams
 from agent_plugin_redis._wire import (
     Bye,
     Heartbeat,
@@ -69,9 +70,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("agent_plugin_redis.bus")
 
-GROUP = "workers"
-"""The consumer group every replica of a worker reads its stream through."""
-
 _REPLIES = (
     JobResponseMessage,
     JobUpdateMessage,
@@ -80,7 +78,6 @@ _REPLIES = (
     JobStreamEndMessage,
 )
 _JOB_CONTROLS = (JobCancelMessage, JobUpdateRequestMessage)
-_CONNECTION_ERRORS = (RedisError, OSError)
 _EARLY_CANCELS = 1000
 """Cancels kept for stream jobs not read yet (a cancel may overtake its request there)."""
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0
@@ -138,6 +135,7 @@ class RedisBus:
         self._encoder = RoutedEncoder("")
         self._client: aioredis.Redis | None = None
         self._peers = Peers()
+        self._streams = WorkerStreams(self._ns)
         self._announced: set[str] = set()
         """Local workers announced to the other runners (their streams exist)."""
         self._reading: set[str] = set()
@@ -189,7 +187,7 @@ class RedisBus:
         try:
             with anyio.fail_after(10):
                 await self._client.ping()
-        except (*_CONNECTION_ERRORS, TimeoutError) as exc:
+        except (*CONNECTION_ERRORS, TimeoutError) as exc:
             await self._client.aclose()
             raise RedisUnavailableError(
                 f"cannot reach Redis at {redact(self.settings.url)}: {exc}; is redis-server "
@@ -215,7 +213,7 @@ class RedisBus:
         self._stopping = True
         if self._connected and self._client is not None:
             bye = encode(Bye(runner=self._name, instance=self._instance))
-            with anyio.move_on_after(1), contextlib.suppress(*_CONNECTION_ERRORS):
+            with anyio.move_on_after(1), contextlib.suppress(*CONNECTION_ERRORS):
                 await self._client.publish(self._broadcast, bye)
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
@@ -270,9 +268,6 @@ class RedisBus:
             channel = self._channels[runner] = f"{self._ns}:runner:{runner}"
         return channel
 
-    def _stream(self, worker: str) -> str:
-        return f"{self._ns}:worker:{worker}"
-
     async def _send_request(self, message: JobRequestMessage) -> None:
         target = message.target
         hosts = self._peers.hosts(target)
@@ -299,16 +294,14 @@ class RedisBus:
             self._routes[key] = _Route(message.source, runner)
             try:
                 await client.publish(self._channel(runner), data)
-            except _CONNECTION_ERRORS as exc:
+            except CONNECTION_ERRORS as exc:
                 self._fail_route(key, f"could not send the job through Redis: {exc}")
                 self._break_session(exc)
             return
-        stream = self._stream(target)
-        route = self._routes[key] = _Route(message.source, None, stream)
+        route = self._routes[key] = _Route(message.source, None, self._streams.key(target))
         try:
-            fields = {b"m": data, b"j": message.job_id.encode()}
-            route.entry = cast(bytes, await client.xadd(stream, fields))  # type: ignore[arg-type]
-        except _CONNECTION_ERRORS as exc:
+            route.entry = await self._streams.add(client, target, message.job_id, data)
+        except CONNECTION_ERRORS as exc:
             self._fail_route(key, f"could not send the job through Redis: {exc}")
             self._break_session(exc)
 
@@ -352,14 +345,11 @@ class RedisBus:
             if type(message) is JobResponseMessage:
                 del self._served[key]
                 if served.entry is not None and served.stream is not None:
-                    async with client.pipeline(transaction=False) as pipe:
-                        pipe.publish(self._channel(served.origin), data)
-                        pipe.xack(served.stream, GROUP, served.entry)
-                        pipe.xdel(served.stream, served.entry)
-                        await pipe.execute()
+                    await client.publish(self._channel(served.origin), data)
+                    await self._streams.finish(client, served.stream, served.entry)
                     return
             await client.publish(self._channel(served.origin), data)
-        except _CONNECTION_ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
             self._break_session(exc)
 
@@ -388,7 +378,7 @@ class RedisBus:
             return
         try:
             await client.publish(channel, data)
-        except _CONNECTION_ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             logger.warning(
                 "%s: %s to %s dropped: %s", self._name, message.type, message.target, exc
             )
@@ -577,74 +567,44 @@ class RedisBus:
         self._queue(self._remote_gone, name, reason, failed)
 
     async def _fail_taken_entries(self, runner: str, workers: list[str], reason: str) -> None:
-        """Jobs of ours that a lost replica had taken from a stream end ERROR.
-
-        The consumer group's pending list says which entries ``runner`` read and never
-        acknowledged (it acknowledges when it sends the response); each entry's ``j`` field
-        names its job (an entry given back by an ending replica has a new id).
-        """
+        """Jobs of ours that a lost replica had taken from a stream end ERROR (found in the
+        group's pending list by their job id; see ``_streams``)."""
         client = self._client
         if client is None:
             return
         for name in workers:
-            stream = self._stream(name)
-            waiting = {
-                key[0] for key, route in self._routes.items() if key[1] == name and not route.runner
-            }
+            waiting = {key[0] for key, r in self._routes.items() if key[1] == name and not r.runner}
             if not waiting:
                 continue
             try:
-                pending = await client.xpending_range(
-                    stream, GROUP, min="-", max="+", count=10_000, consumername=runner
-                )
                 taken = []
-                for item in pending:
-                    entry = item["message_id"]
-                    found: Any = await client.xrange(stream, min=entry, max=entry)
-                    fields = (found[0][1] if found else None) or {}
-                    job_id = bytes(fields.get(b"j", b"")).decode(errors="replace")
+                for entry, job_id in await self._streams.taken_by(client, name, runner):
                     if job_id in waiting:
                         self._fail_route((job_id, name), reason)
                         taken.append(entry)
-                if taken:
-                    await client.xack(stream, GROUP, *taken)
-                    await client.xdel(stream, *taken)
-            except _CONNECTION_ERRORS as exc:
-                logger.warning(
-                    "%s: could not check %s after %s: %s", self._name, stream, reason, exc
-                )
+                await self._streams.finish(client, self._streams.key(name), *taken)
+            except CONNECTION_ERRORS as exc:
+                logger.warning("%s: could not check %s's stream: %s", self._name, name, exc)
 
     async def _delete_entries(self, entries: list[tuple[str, bytes]]) -> None:
-        client = self._client
-        if client is None:
-            return
-        with contextlib.suppress(*_CONNECTION_ERRORS):
-            for stream, entry in entries:
-                await client.xdel(stream, entry)
+        if self._client is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self._streams.delete(self._client, entries)
 
     async def _requeue(self, stream: str, entry: bytes, fields: dict[bytes, bytes]) -> None:
-        """Give back an entry read for a worker that is ending: the same fields go to the
-        end of the stream, for another replica, and this copy is acknowledged."""
-        client = self._client
-        if client is None:
-            return
-        try:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.xadd(stream, fields)  # type: ignore[arg-type]
-                pipe.xack(stream, GROUP, entry)
-                pipe.xdel(stream, entry)
-                await pipe.execute()
-        except _CONNECTION_ERRORS as exc:
-            logger.warning("%s: could not give back an entry of %s: %s", self._name, stream, exc)
+        if self._client is not None:
+            try:
+                await self._streams.give_back(self._client, stream, entry, fields)
+            except CONNECTION_ERRORS as exc:
+                logger.warning(
+                    "%s: could not give back an entry of %s: %s", self._name, stream, exc
+                )
 
     async def _discard_entry(self, stream: str, entry: bytes) -> None:
         """A malformed stream entry is acknowledged and deleted, so nobody reads it again."""
-        client = self._client
-        if client is None:
-            return
-        with contextlib.suppress(*_CONNECTION_ERRORS):
-            await client.xack(stream, GROUP, entry)
-            await client.xdel(stream, entry)
+        if self._client is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self._streams.finish(self._client, stream, entry)
 
     async def _remote_ready(self, data: WorkerReadyData) -> None:
         runner = self._runner
@@ -679,8 +639,8 @@ class RedisBus:
         """Create the worker's stream group (replicas share it), then announce it."""
         if self._connected and self._client is not None:
             try:
-                await self._ensure_group(self._client, name)
-            except _CONNECTION_ERRORS as exc:
+                await self._streams.ensure_group(self._client, name)
+            except CONNECTION_ERRORS as exc:
                 logger.warning("%s: stream of %r not ready yet: %s", self._name, name, exc)
         registry = self._runner.registry if self._runner is not None else None
         data = registry.get(name) if registry is not None else None
@@ -689,13 +649,6 @@ class RedisBus:
             self._reading.add(name)
             self._announce.set()
             self._streams_changed.set()
-
-    async def _ensure_group(self, client: aioredis.Redis, name: str) -> None:
-        try:
-            await client.xgroup_create(self._stream(name), GROUP, id="$", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
 
     # ----------------------------------------------------------------- the connection
 
@@ -760,9 +713,9 @@ class RedisBus:
             try:
                 await client.ping()
                 for name in list(self._announced):
-                    await self._ensure_group(client, name)
+                    await self._streams.ensure_group(client, name)
                 await pubsub.subscribe(self._channel(self._name), self._broadcast)
-            except _CONNECTION_ERRORS as exc:
+            except CONNECTION_ERRORS as exc:
                 raise _SessionLost(f"{type(exc).__name__}: {exc}") from None
             self._connected = True
             self._hello = True
@@ -794,7 +747,7 @@ class RedisBus:
     async def _guard(self, loop: Callable[..., Awaitable[None]], *args: Any) -> None:
         try:
             await loop(*args)
-        except _CONNECTION_ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             raise _SessionLost(f"{type(exc).__name__}: {exc}") from None
 
     def _connection_lost(self, reason: str) -> None:
@@ -837,7 +790,7 @@ class RedisBus:
                 await self._streams_changed.wait()
                 continue
             self._streams_changed = anyio.Event()
-            streams: dict[Any, Any] = {self._stream(n): ">" for n in sorted(self._reading)}
+            streams: dict[Any, Any] = {self._streams.key(n): ">" for n in sorted(self._reading)}
             try:
                 batches: Any = await client.xreadgroup(
                     GROUP, self._name, streams, count=_READ_COUNT, block=_STREAM_BLOCK_MS
@@ -846,9 +799,9 @@ class RedisBus:
                 if "NOGROUP" not in str(exc):
                     raise
                 for name in list(self._announced):  # Redis restarted empty: make them again
-                    await self._ensure_group(client, name)
+                    await self._streams.ensure_group(client, name)
                 continue
-            reading = {self._stream(name) for name in self._reading}
+            reading = {self._streams.key(name) for name in self._reading}
             for stream_name, entries in batches or ():
                 stream = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
                 for entry, fields in entries:

@@ -1,0 +1,89 @@
+"""The workers' streams: how replicas of one worker share its jobs through Redis Streams.
+
+Each worker name has a stream (``<ns>:worker:<name>``) read through one consumer group
+(``workers``); each runner hosting the worker reads as a consumer named after itself, so
+each entry goes to exactly one replica. An entry holds the request envelope (``m``) and its
+job id (``j``), and stays in the group's pending list until the replica acknowledges it,
+when it sends the response; that list is how a lost replica's jobs are found.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError, ResponseError
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+logger = logging.getLogger("agent_plugin_redis.bus")
+
+GROUP = "workers"
+"""The consumer group every replica of a worker reads its stream through."""
+
+CONNECTION_ERRORS = (RedisError, OSError)
+
+
+class WorkerStreams:
+    """Stream operations for one namespace; each takes the client of the current session."""
+
+    def __init__(self, namespace: str) -> None:
+        self._prefix = f"{namespace}:worker:"
+
+    def key(self, worker: str) -> str:
+        """The stream of ``worker``."""
+        return self._prefix + worker
+
+    async def ensure_group(self, client: aioredis.Redis, worker: str) -> None:
+        """Create the worker's stream and group when missing (a restarted Redis has none);
+        a new group starts at the stream's end."""
+        try:
+            await client.xgroup_create(self.key(worker), GROUP, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def add(self, client: aioredis.Redis, worker: str, job_id: str, data: bytes) -> bytes:
+        """Queue a request for whichever replica reads it first; returns the entry id."""
+        fields: Any = {b"m": data, b"j": job_id.encode()}
+        entry: Any = await client.xadd(self.key(worker), fields)
+        return bytes(entry)
+
+    async def taken_by(self, client: aioredis.Redis, worker: str, consumer: str) -> list[Any]:
+        """``(entry, job id)`` of the entries ``consumer`` read and never acknowledged."""
+        stream = self.key(worker)
+        pending = await client.xpending_range(
+            stream, GROUP, min="-", max="+", count=10_000, consumername=consumer
+        )
+        taken = []
+        for item in pending:
+            entry = item["message_id"]
+            found: Any = await client.xrange(stream, min=entry, max=entry)
+            fields = (found[0][1] if found else None) or {}
+            taken.append((entry, bytes(fields.get(b"j", b"")).decode(errors="replace")))
+        return taken
+
+    async def finish(self, client: aioredis.Redis, stream: str, *entries: bytes) -> None:
+        """Acknowledge and delete entries (answered, malformed, or a lost replica's)."""
+        if entries:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.xack(stream, GROUP, *entries)
+                pipe.xdel(stream, *entries)
+                await pipe.execute()
+
+    async def delete(self, client: aioredis.Redis, entries: list[tuple[str, bytes]]) -> None:
+        """Delete entries nobody read, of a worker that no runner hosts any more."""
+        for stream, entry in entries:
+            await client.xdel(stream, entry)
+
+    async def give_back(
+        self, client: aioredis.Redis, stream: str, entry: bytes, fields: dict[bytes, bytes]
+    ) -> None:
+        """Requeue an entry read for a worker that started ending: the same fields go to
+        the end of the stream, for another replica, and this copy is acknowledged."""
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.xadd(stream, fields)  # type: ignore[arg-type]
+            pipe.xack(stream, GROUP, entry)
+            pipe.xdel(stream, entry)
+            await pipe.execute()
