@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import time
 import uuid
 from collections import OrderedDict
@@ -39,6 +38,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from redis.exceptions import ResponseError
 
 from agent_plugin_redis._peers import Peers
+from agent_plugin_redis._session import Reconnecting
 from agent_plugin_redis._settings import RedisBusSettings, connect, redact
 from agent_plugin_redis._streams import CONNECTION_ERRORS, GROUP, WorkerStreams
 from agent_plugin_redis._wire import (
@@ -80,10 +80,6 @@ _REPLIES = (
 _JOB_CONTROLS = (JobCancelMessage, JobUpdateRequestMessage)
 _EARLY_CANCELS = 1000
 """Cancels kept for stream jobs not read yet (a cancel may overtake its request there)."""
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0
-_STABLE = 5.0
-"""Seconds a session must last before the reconnection backoff starts again from the
-first delay (a session that breaks at once, say on a permission error, keeps backing off)."""
 _STREAM_BLOCK_MS = 1000
 _READ_COUNT = 64
 
@@ -145,12 +141,10 @@ class RedisBus:
         self._served: dict[tuple[str, str, str], _Served] = {}
         """(job id, requester, worker) -> where a request served here came from."""
         self._early_cancels: OrderedDict[tuple[str, str, str], JobCancelMessage] = OrderedDict()
-        self._connected = False
         self._stopping = False
         self._tg: TaskGroup | None = None
         self._serve_done = anyio.Event()
-        self._broken = anyio.Event()
-        self._broken_reason = ""
+        self._link: Reconnecting | None = None
         self._announce = anyio.Event()
         self._streams_changed = anyio.Event()
         self._hello = True
@@ -202,7 +196,16 @@ class RedisBus:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._apply_actions, name="redis bus: registry updates")
-                await tg.start(self._supervise, name="redis bus: connection")
+                assert self._client is not None, "serve() before start()"
+                self._link = Reconnecting(
+                    self._name,
+                    self._client,
+                    self.settings.url,
+                    setup=self._open,
+                    loops=(self._read_channels, self._read_streams, self._heartbeat),
+                    on_lost=self._connection_lost,
+                )
+                await tg.start(self._link.run, name="redis bus: connection")
                 task_status.started()
         finally:
             self._tg = None
@@ -211,6 +214,8 @@ class RedisBus:
     async def stop(self) -> None:
         """Say goodbye (the others drop this runner's workers at once), then disconnect."""
         self._stopping = True
+        if self._link is not None:
+            self._link.stopping = True
         if self._connected and self._client is not None:
             bye = encode(Bye(runner=self._name, instance=self._instance))
             with anyio.move_on_after(1), contextlib.suppress(*CONNECTION_ERRORS):
@@ -652,103 +657,32 @@ class RedisBus:
 
     # ----------------------------------------------------------------- the connection
 
-    async def _supervise(self, *, task_status: TaskStatus[None]) -> None:
-        """Keep a session with Redis; after a loss, reconnect with backoff (0.1 s doubling
-        to 2 s, reset once a session has lasted ``_STABLE`` seconds)."""
-        delay = _BACKOFF_FIRST
-        started = False
-        failures = 0
-        while not self._stopping:
-            assert self._client is not None
-            opened_at: float | None = None
-            try:
-                async with anyio.create_task_group() as session:
-                    await session.start(self._open_session)
-                    opened_at = time.monotonic()
-                    if not started:
-                        started = True
-                        task_status.started()
-                    elif failures:
-                        logger.warning(
-                            "%s: reconnected to Redis at %s",
-                            self._name,
-                            redact(self.settings.url),
-                        )
-                    failures = 0
-            except* _SessionLost as lost:
-                cause = str(_first_leaf(lost))
-                failures += 1
-                if opened_at is not None:
-                    self._connection_lost(cause)
-                elif failures == 2 or failures % 30 == 0:  # still down: say so now and then
-                    logger.warning(
-                        "%s: still cannot reach Redis at %s (%s); retrying",
-                        self._name,
-                        redact(self.settings.url),
-                        cause,
-                    )
-                # Pooled connections opened before the loss are dead: without this, each
-                # would fail once more on its first use after Redis is back.
-                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await self._client.connection_pool.disconnect()
-            if not started:
-                started = True
-                task_status.started()
-            if self._stopping:
-                return
-            if opened_at is not None and time.monotonic() - opened_at > _STABLE:
-                delay = _BACKOFF_FIRST
-            await anyio.sleep(delay * (1 + random.random() / 2))
-            delay = min(delay * 2, _BACKOFF_MAX)
-
-    async def _open_session(self, *, task_status: TaskStatus[None]) -> None:
+    async def _open(self, pubsub: Any) -> None:
+        """The start of each session: subscribe, make the workers' stream groups (again,
+        after Redis restarted empty), and say hello."""
         client = self._client
         assert client is not None
-        pubsub = client.pubsub()
         # Each session is a new instance to the others: whatever they had in flight with
         # this runner across a break (requests, replies) ends ERROR on their side rather
         # than waiting for messages that may have been lost.
         self._instance = uuid.uuid4().hex
-        try:
-            try:
-                await client.ping()
-                for name in list(self._announced):
-                    await self._streams.ensure_group(client, name)
-                await pubsub.subscribe(self._channel(self._name), self._broadcast)
-            except CONNECTION_ERRORS as exc:
-                raise _SessionLost(f"{type(exc).__name__}: {exc}") from None
-            self._connected = True
-            self._hello = True
-            self._announce.set()
-            self._broken = anyio.Event()
-            task_status.started()
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._end_when_broken)
-                tasks.start_soon(self._guard, self._read_channels, pubsub)
-                tasks.start_soon(self._guard, self._read_streams)
-                tasks.start_soon(self._guard, self._heartbeat)
-        finally:
-            self._connected = False
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.ping()
+        for name in list(self._announced):
+            await self._streams.ensure_group(client, name)
+        await pubsub.subscribe(self._channel(self._name), self._broadcast)
+        self._hello = True
+        self._announce.set()
+
+    @property
+    def _connected(self) -> bool:
+        return self._link is not None and self._link.connected
 
     def _break_session(self, error: BaseException) -> None:
-        """A send failed: end this session as if the reader had lost the connection. The
-        others then see a new instance when it reconnects, and end what they had in flight
-        with this runner (a reply lost here must not leave its requester waiting)."""
-        if self._connected and not self._broken.is_set():
-            self._broken_reason = f"{type(error).__name__}: {error}"
-            self._broken.set()
-
-    async def _end_when_broken(self) -> None:
-        await self._broken.wait()
-        raise _SessionLost(self._broken_reason)
-
-    async def _guard(self, loop: Callable[..., Awaitable[None]], *args: Any) -> None:
-        try:
-            await loop(*args)
-        except CONNECTION_ERRORS as exc:
-            raise _SessionLost(f"{type(exc).__name__}: {exc}") from None
+        """A send failed: the session ends as if the reader had lost the connection, so the
+        others see a new instance when it reconnects and end what they had in flight with
+        this runner (a reply lost here must not leave its requester waiting)."""
+        if self._link is not None:
+            self._link.break_session(error)
 
     def _connection_lost(self, reason: str) -> None:
         """Everything in flight through Redis ends ERROR; the other runners are forgotten
@@ -781,7 +715,7 @@ class RedisBus:
                 continue
             self._receive(data, where, None, None)
 
-    async def _read_streams(self) -> None:
+    async def _read_streams(self, _pubsub: Any) -> None:
         client = self._client
         assert client is not None
         while True:
@@ -818,7 +752,7 @@ class RedisBus:
                         continue
                     self._receive(raw, stream, stream, entry)
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, _pubsub: Any) -> None:
         client = self._client
         assert client is not None
         interval = self.settings.heartbeat
@@ -862,14 +796,3 @@ class RedisBus:
                 await action()
             except Exception:
                 logger.exception("%s: a registry update raised; ignored", self._name)
-
-
-class _SessionLost(Exception):
-    """The session with Redis broke; the text says how."""
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    """The first exception inside (possibly nested) exception groups."""
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error
