@@ -31,6 +31,10 @@ from framework.bus.local import LocalBus
 from framework.bus.messages import (
     EndMessage,
     JobResponseMessage,
+    JobStreamDataMessage,
+    JobStreamEndMessage,
+    JobStreamStartMessage,
+    JobUpdateMessage,
     WorkerLostMessage,
 )
 from framework.config import LLMConfig
@@ -43,6 +47,19 @@ from framework.worker import BaseWorker
 logger = logging.getLogger("framework.runner")
 
 _State = Literal["new", "starting", "running", "ending", "ended"]
+
+_REPLIES = frozenset(
+    {
+        JobResponseMessage,
+        JobUpdateMessage,
+        JobStreamStartMessage,
+        JobStreamDataMessage,
+        JobStreamEndMessage,
+        WorkerLostMessage,
+    }
+)
+"""What the runner's own address receives as a requester; anything else (a job request
+from a network, say: the runner is not a worker) is ignored with a debug line."""
 
 _RESPONSE_EVENTS = {
     JobStatus.COMPLETED: (EventType.RESULT, ContentType.DATA, False),
@@ -555,7 +572,7 @@ class WorkerRunner(RequestsJobs):
                 message = await inbox.receive()
             except anyio.EndOfStream:
                 return
-            if hasattr(message, "job_id") or type(message) is WorkerLostMessage:
+            if type(message) in _REPLIES:
                 await requester.deliver(message)
             else:
                 logger.debug(

@@ -35,11 +35,18 @@ class WorkerStreams:
         """The stream of ``worker``."""
         return self._prefix + worker
 
-    async def ensure_group(self, client: aioredis.Redis, worker: str) -> None:
-        """Create the worker's stream and group when missing (a restarted Redis has none);
-        a new group starts at the stream's end."""
+    async def ensure_group(
+        self, client: aioredis.Redis, worker: str, *, from_start: bool = False
+    ) -> None:
+        """Create the worker's stream and group when missing (a restarted Redis has none).
+
+        A new group starts at the stream's end, so entries left from an earlier life are
+        not run; ``from_start`` when the group vanished under a reader (the entries there
+        were added since, by requesters waiting for an answer).
+        """
         try:
-            await client.xgroup_create(self.key(worker), GROUP, id="$", mkstream=True)
+            start = "0" if from_start else "$"
+            await client.xgroup_create(self.key(worker), GROUP, id=start, mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

@@ -81,6 +81,11 @@ _JOB_CONTROLS = (JobCancelMessage, JobUpdateRequestMessage)
 _EARLY_CANCELS = 1000
 """Cancels kept for stream jobs not read yet (a cancel may overtake its request there)."""
 _STREAM_BLOCK_MS = 1000
+NAME_LIMIT = 256
+"""Longest worker or runner name the Redis bus carries (the wire format's limit)."""
+HEARTBEAT_LIMIT = 4 * 1024 * 1024
+"""Bytes a broadcast message may have whatever ``max_message_size`` says: a heartbeat lists
+all the workers of its runner, and one that is dropped makes the runner look lost."""
 _READ_COUNT = 64
 
 Action = Callable[[], Awaitable[None]]
@@ -145,6 +150,8 @@ class RedisBus:
         self._tg: TaskGroup | None = None
         self._serve_done = anyio.Event()
         self._link: Reconnecting | None = None
+        self._echo_at = 0.0
+        """When this runner last read its own heartbeat back (see ``_heartbeat``)."""
         self._announce = anyio.Event()
         self._streams_changed = anyio.Event()
         self._hello = True
@@ -176,6 +183,11 @@ class RedisBus:
             raise RuntimeError(
                 "RedisBus.start() before attach(): give the bus to a WorkerRunner "
                 "(WorkerRunner(bus=RedisBus(url))), which attaches it"
+            )
+        if len(self._name) > NAME_LIMIT:
+            raise ValueError(
+                f"runner name {self._name[:40]!r}... is longer than {NAME_LIMIT} characters, "
+                "the longest the Redis bus carries; give the runner a shorter name"
             )
         self._client = connect(self.settings.url, idle=2 * self.settings.heartbeat + 5)
         try:
@@ -213,16 +225,17 @@ class RedisBus:
 
     async def stop(self) -> None:
         """Say goodbye (the others drop this runner's workers at once), then disconnect."""
+        connected = self._connected
         self._stopping = True
         if self._link is not None:
             self._link.stopping = True
-        if self._connected and self._client is not None:
+        if self._tg is not None:  # the readers stop first: nothing is taken after the bye
+            self._tg.cancel_scope.cancel()
+            await self._serve_done.wait()
+        if connected and self._client is not None:
             bye = encode(Bye(runner=self._name, instance=self._instance))
             with anyio.move_on_after(1), contextlib.suppress(*CONNECTION_ERRORS):
                 await self._client.publish(self._broadcast, bye)
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
-            await self._serve_done.wait()
         if self._client is not None:
             await self._client.aclose()
         await self._local.stop()
@@ -313,7 +326,8 @@ class RedisBus:
     async def _send_reply(self, message: BusMessage) -> None:
         job_id: str = message.job_id  # type: ignore[attr-defined]
         key = (job_id, message.target, message.source)
-        served = self._served.get(key)
+        is_response = type(message) is JobResponseMessage
+        served = self._served.pop(key, None) if is_response else self._served.get(key)
         if served is None:
             raise UndeliverableError(message.target)
         data = self._encoder.encode(message)
@@ -347,13 +361,15 @@ class RedisBus:
             )
             return
         try:
-            if type(message) is JobResponseMessage:
-                del self._served[key]
+            if not is_response:
+                await client.publish(self._channel(served.origin), data)
+                return
+            # Shielded: a response cancelled half-way (its worker cancelled meanwhile) would
+            # leave its requester waiting with nothing to tell it.
+            with anyio.CancelScope(shield=True):
+                await client.publish(self._channel(served.origin), data)
                 if served.entry is not None and served.stream is not None:
-                    await client.publish(self._channel(served.origin), data)
                     await self._streams.finish(client, served.stream, served.entry)
-                    return
-            await client.publish(self._channel(served.origin), data)
         except CONNECTION_ERRORS as exc:
             logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
             self._break_session(exc)
@@ -420,8 +436,11 @@ class RedisBus:
     # ----------------------------------------------------------------- receiving
 
     def _receive(self, raw: bytes, where: str, stream: str | None, entry: bytes | None) -> None:
+        limit = self.settings.max_message_size
+        if where == self._broadcast:  # heartbeats list every worker of a runner
+            limit = max(limit, HEARTBEAT_LIMIT)
         try:
-            envelope = decode(raw, self.settings.max_message_size)
+            envelope = decode(raw, limit)
         except WireError as exc:
             self._dropped += 1
             logger.warning("%s: dropped a message from %s: %s", self._name, where, exc)
@@ -429,6 +448,18 @@ class RedisBus:
                 self._spawn(self._discard_entry, stream, entry)
             return
         on_broadcast = where == self._broadcast
+        if stream is not None and (
+            type(envelope) is not Routed or type(envelope.message) is not JobRequestMessage
+        ):
+            self._dropped += 1
+            logger.warning(
+                "%s: dropped an entry of %s: a worker's stream carries job requests only",
+                self._name,
+                stream,
+            )
+            if entry is not None:
+                self._spawn(self._discard_entry, stream, entry)
+            return
         if type(envelope) is Routed and not on_broadcast:
             self._receive_routed(envelope, stream, entry)
         elif (type(envelope) is Routed) == on_broadcast:  # on the wrong channel: not trusted
@@ -473,6 +504,8 @@ class RedisBus:
         key = (message.job_id, message.source, message.target)
         self._served[key] = _Served(origin, stream, entry)
         try:
+            if message.target not in self._announced:  # a runner's own address, say
+                raise UndeliverableError(message.target)
             self._local.send_nowait(message)
         except UndeliverableError:
             reason = f"worker {message.target!r} is not on runner {self._name!r} (it ended)"
@@ -497,7 +530,9 @@ class RedisBus:
 
     def _receive_heartbeat(self, beat: Heartbeat) -> None:
         if beat.runner == self._name:
-            if beat.instance != self._instance:
+            if beat.instance == self._instance:
+                self._echo_at = time.monotonic()
+            else:
                 logger.error(
                     "%s: another runner named %r uses this Redis (namespace %r): give each "
                     "runner its own name (name = ... in its framework.toml, or "
@@ -543,7 +578,7 @@ class RedisBus:
             logger.warning("%s: %d job(s) at %s ended ERROR", self._name, failed_jobs, runner)
         for name in sorted(workers):
             self._host_left(name, runner, reason, failed=failed, forgotten=True)
-        if failed and workers:
+        if workers:  # stream jobs it took and never answered (it may have said bye, too)
             self._spawn(self._fail_taken_entries, runner, sorted(workers), reason)
 
     def _host_left(
@@ -574,6 +609,13 @@ class RedisBus:
     async def _fail_taken_entries(self, runner: str, workers: list[str], reason: str) -> None:
         """Jobs of ours that a lost replica had taken from a stream end ERROR (found in the
         group's pending list by their job id; see ``_streams``)."""
+        await self._fail_taken_now(runner, workers, reason)
+        # A frozen runner's read may still be blocked in Redis and take one more entry:
+        # look again once that read has timed out.
+        await anyio.sleep(_STREAM_BLOCK_MS / 1000 + 0.5)
+        await self._fail_taken_now(runner, workers, reason)
+
+    async def _fail_taken_now(self, runner: str, workers: list[str], reason: str) -> None:
         client = self._client
         if client is None:
             return
@@ -632,6 +674,9 @@ class RedisBus:
             self._reading.discard(name)
             self._announce.set()
             self._streams_changed.set()
+        hosts = self._peers.hosts(name)
+        if hosts:  # a replica elsewhere: jobs from here go there now
+            self._queue(self._remote_ready, WorkerReadyData(worker_name=name, runner=min(hosts)))
 
     def _on_leaving(self, name: str) -> None:
         """A local worker started ending: take no more of its stream's jobs (a replica
@@ -642,18 +687,49 @@ class RedisBus:
 
     async def _announce_worker(self, name: str) -> None:
         """Create the worker's stream group (replicas share it), then announce it."""
+        if len(name) > NAME_LIMIT:
+            logger.error(
+                "%s: worker %r is not announced on the Redis bus: its name is longer than "
+                "%d characters; give it a shorter name",
+                self._name,
+                name[:40] + "...",
+                NAME_LIMIT,
+            )
+            return
+        usable = True
         if self._connected and self._client is not None:
             try:
-                await self._streams.ensure_group(self._client, name)
-            except CONNECTION_ERRORS as exc:
+                usable = await self._ensure_stream(self._client, name)
+            except CONNECTION_ERRORS as exc:  # made when the session opens again
                 logger.warning("%s: stream of %r not ready yet: %s", self._name, name, exc)
         registry = self._runner.registry if self._runner is not None else None
         data = registry.get(name) if registry is not None else None
         if data is not None and data.runner == self._name:
             self._announced.add(name)
-            self._reading.add(name)
+            if usable:
+                self._reading.add(name)
             self._announce.set()
             self._streams_changed.set()
+
+    async def _ensure_stream(
+        self, client: aioredis.Redis, name: str, *, from_start: bool = False
+    ) -> bool:
+        """Make the worker's stream group; False (logged, and the stream no longer read)
+        when its key holds something else: only that worker's replica jobs suffer."""
+        try:
+            await self._streams.ensure_group(client, name, from_start=from_start)
+        except ResponseError as exc:  # WRONGTYPE and the like: not a lost connection
+            logger.error(
+                "%s: cannot use %s as the stream of worker %r (%s); jobs sent to it through "
+                "its stream (replicas) are not read here until the key is deleted",
+                self._name,
+                self._streams.key(name),
+                name,
+                exc,
+            )
+            self._reading.discard(name)
+            return False
+        return True
 
     # ----------------------------------------------------------------- the connection
 
@@ -668,7 +744,7 @@ class RedisBus:
         self._instance = uuid.uuid4().hex
         await client.ping()
         for name in list(self._announced):
-            await self._streams.ensure_group(client, name)
+            await self._ensure_stream(client, name)
         await pubsub.subscribe(self._channel(self._name), self._broadcast)
         self._hello = True
         self._announce.set()
@@ -730,10 +806,14 @@ class RedisBus:
                     GROUP, self._name, streams, count=_READ_COUNT, block=_STREAM_BLOCK_MS
                 )
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # NOGROUP: Redis restarted empty; UNBLOCKED: a stream key was deleted;
+                # WRONGTYPE: a key of another type took a stream's place. Make the groups
+                # again, from the start of what is there now (requests added meanwhile
+                # are not skipped), and stop reading a key that cannot be a stream.
+                if not any(code in str(exc) for code in ("NOGROUP", "UNBLOCKED", "WRONGTYPE")):
                     raise
-                for name in list(self._announced):  # Redis restarted empty: make them again
-                    await self._streams.ensure_group(client, name)
+                for name in list(self._reading):
+                    await self._ensure_stream(client, name, from_start=True)
                 continue
             reading = {self._streams.key(name) for name in self._reading}
             for stream_name, entries in batches or ():
@@ -771,8 +851,10 @@ class RedisBus:
             )
             self._hello = False
             await client.publish(self._broadcast, encode(beat))
-            now = time.monotonic()
-            for runner in self._peers.lost(now):
+            # "Now" is when this runner last heard its own heartbeat come back: after a stall
+            # of its own event loop, the heartbeats queued meanwhile are read before anyone
+            # is judged silent.
+            for runner in self._peers.lost(self._echo_at):
                 self._runner_gone(runner, f"runner {runner} lost", failed=True)
 
     # ----------------------------------------------------------------- background work
