@@ -23,7 +23,7 @@ from framework import (
     hookimpl,
     job,
 )
-from framework.bus import BusMessage, LocalBus
+from framework.bus import BusMessage, JobRequestMessage, LocalBus
 
 pytestmark = pytest.mark.anyio
 
@@ -444,3 +444,21 @@ async def test_remote_workers_reported_by_a_network_bus_fire_the_hooks_and_end_j
             await runner.remote_worker_ready(WorkerReadyData(worker_name="b", runner="there"))
             await runner.remote_worker_gone("b", "worker 'b' ended", failed=False)
             assert "b" not in runner.registry and len(plugin.failed) == 1
+
+
+@pytest.mark.anyio
+async def test_a_job_request_to_the_runner_itself_is_ignored_and_it_keeps_serving() -> None:
+    """The runner's address takes replies only: a request sent to it (by a confused or
+    hostile peer on a network bus) is ignored, and its own jobs go on."""
+    with anyio.fail_after(5):
+        async with WorkerRunner("here", bus=_FarAwayBus()) as runner:
+            await runner.add_worker(Sleeper("sleeper"))
+            await runner.add_worker(Echo("echo"))
+            async with runner.job("sleeper", payload={"seconds": 0.2}) as slow:
+                # Reusing the id of a job the runner has open, as a forged message could.
+                stray = JobRequestMessage.build(source="x", target="here", job_id=slow.job_id)
+                await runner.bus.send(stray)
+            assert slow.status is JobStatus.COMPLETED
+            async with runner.job("echo", payload={"n": 2}) as second:
+                pass
+            assert second.response == {"echo": {"n": 2}}
