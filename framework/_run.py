@@ -209,11 +209,20 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<an invalid URL>"
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.split(":", 1)[0]
-    return parts._replace(netloc=f"{name}:***@{host}").geturl()
+    if parts.password is None and "password=" not in parts.query:
+        return url  # as it is (geturl() would turn "local://" into "local:")
+    if parts.password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        name = user.split(":", 1)[0]
+        parts = parts._replace(netloc=f"{name}:***@{host}")
+    if "password=" in parts.query:  # some clients (redis-py) also take ?password=
+        pairs = [
+            f"{key}=***" if key == "password" else pair
+            for pair in parts.query.split("&")
+            for key in [pair.split("=", 1)[0]]
+        ]
+        parts = parts._replace(query="&".join(pairs))
+    return parts.geturl()
 
 
 def check_bus_url(url: str, source: str) -> str:

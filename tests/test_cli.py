@@ -273,6 +273,10 @@ def test_passwords_in_bus_urls_are_never_printed() -> None:
     assert redact_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact_url("rediss://user:s3cret@host/1") == "rediss://user:***@host/1"
     assert redact_url("local://") == "local://"
+    assert (
+        redact_url("redis://host:6379/0?password=s3cret&namespace=a")
+        == "redis://host:6379/0?password=***&namespace=a"
+    )
     result = invoke("run", "--bus", "nats://me:s3cret@host:4222", "--job", "x")
     assert result.exit_code == 2
     assert "s3cret" not in result.output

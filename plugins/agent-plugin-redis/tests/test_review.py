@@ -65,6 +65,7 @@ async def test_a_local_replica_ending_hides_the_remote_replica(redis_url: str) -
 
 
 async def _take_entry(client: aioredis.Redis, stream: str, consumer: str, block: int) -> Any:
+    """Read one entry as ``consumer``: a runner's consumer name is ``<runner>/<instance>``."""
     return await client.xreadgroup("workers", consumer, {stream: ">"}, count=1, block=block)
 
 
@@ -93,7 +94,7 @@ async def test_a_replica_that_says_bye_holding_a_stream_entry_ends_the_job(redis
                     results.append(await run_job(a, "echo"))
 
                 tg.start_soon(ask)
-                taken = await _take_entry(client, f"{ns}:worker:echo", "ghost", 3000)
+                taken = await _take_entry(client, f"{ns}:worker:echo", "ghost/ghost-1", 3000)
                 assert taken, "the ghost took no entry"
                 await client.publish(f"{ns}:all", encode(Bye(runner="ghost", instance="ghost-1")))
                 bus_of(b)._reading.add("echo")  # b reads again
@@ -138,7 +139,7 @@ async def test_a_frozen_replica_blocked_in_its_stream_read_takes_a_job_after_it_
                 blocked: list[Any] = []
 
                 async def g1_read() -> None:  # g1's last read, blocked when it froze
-                    blocked.append(await _take_entry(frozen, stream, "g1", 1000))
+                    blocked.append(await _take_entry(frozen, stream, "g1/g1-1", 1000))
 
                 tg.start_soon(g1_read)
                 await eventually(lambda: "g1" not in bus_of(a)._peers, 2.0, "g1 lost")
@@ -150,7 +151,7 @@ async def test_a_frozen_replica_blocked_in_its_stream_read_takes_a_job_after_it_
                 await eventually(lambda: bool(blocked), 2.0)
                 assert blocked[0], "the frozen read got nothing (timing)"
                 # A live replica now reads: the entry is in g1's pending list, not for it.
-                assert await _take_entry(client, stream, "g2", 500) == []
+                assert await _take_entry(client, stream, "g2/g2-1", 500) == []
                 with anyio.move_on_after(3):
                     while not results:
                         await anyio.sleep(0.02)

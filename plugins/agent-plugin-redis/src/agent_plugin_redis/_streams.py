@@ -1,10 +1,11 @@
 """The workers' streams: how replicas of one worker share its jobs through Redis Streams.
 
 Each worker name has a stream (``<ns>:worker:<name>``) read through one consumer group
-(``workers``); each runner hosting the worker reads as a consumer named after itself, so
-each entry goes to exactly one replica. An entry holds the request envelope (``m``) and its
-job id (``j``), and stays in the group's pending list until the replica acknowledges it,
-when it sends the response; that list is how a lost replica's jobs are found.
+(``workers``); each runner hosting the worker reads as a consumer named after itself and
+its session (``consumer_name``), so each entry goes to exactly one replica. An entry holds
+the request envelope (``m``) and its job id (``j``), and stays in the group's pending list
+until the replica acknowledges it, when it sends the response; that list is how a lost
+replica's jobs are found.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ GROUP = "workers"
 """The consumer group every replica of a worker reads its stream through."""
 
 CONNECTION_ERRORS = (RedisError, OSError)
+
+
+def consumer_name(runner: str, instance: str) -> str:
+    """A runner's consumer name in the groups, one per session: the pending list of a lost
+    session is then exactly what that session took, not what the runner's next one reads."""
+    return f"{runner}/{instance}"
 
 
 class WorkerStreams:

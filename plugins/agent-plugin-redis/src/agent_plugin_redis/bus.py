@@ -40,7 +40,7 @@ from redis.exceptions import ResponseError
 from agent_plugin_redis._peers import Peers
 from agent_plugin_redis._session import Reconnecting
 from agent_plugin_redis._settings import RedisBusSettings, connect, redact
-from agent_plugin_redis._streams import CONNECTION_ERRORS, GROUP, WorkerStreams
+from agent_plugin_redis._streams import CONNECTION_ERRORS, GROUP, WorkerStreams, consumer_name
 from agent_plugin_redis._wire import (
     Bye,
     Heartbeat,
@@ -565,11 +565,13 @@ class RedisBus:
 
     def _runner_gone(self, runner: str, reason: str, *, failed: bool) -> None:
         """``runner`` ended, went silent or restarted: its workers leave; its jobs end."""
+        instance = self._peers.instance_of(runner)
         workers = self._peers.forget(runner)
         if failed:
             logger.warning(
-                "%s: %s; its workers leave the registry: %s",
+                "%s: runner %s is gone (%s); its workers leave the registry: %s",
                 self._name,
+                runner,
                 reason,
                 ", ".join(sorted(workers)) or "none",
             )
@@ -579,7 +581,8 @@ class RedisBus:
         for name in sorted(workers):
             self._host_left(name, runner, reason, failed=failed, forgotten=True)
         if workers:  # stream jobs it took and never answered (it may have said bye, too)
-            self._spawn(self._fail_taken_entries, runner, sorted(workers), reason)
+            consumer = consumer_name(runner, instance or "")
+            self._spawn(self._fail_taken_entries, consumer, sorted(workers), reason)
 
     def _host_left(
         self, name: str, runner: str, reason: str, *, failed: bool = False, forgotten: bool = False
@@ -606,16 +609,16 @@ class RedisBus:
             self._spawn(self._delete_entries, stale)
         self._queue(self._remote_gone, name, reason, failed)
 
-    async def _fail_taken_entries(self, runner: str, workers: list[str], reason: str) -> None:
+    async def _fail_taken_entries(self, consumer: str, workers: list[str], reason: str) -> None:
         """Jobs of ours that a lost replica had taken from a stream end ERROR (found in the
         group's pending list by their job id; see ``_streams``)."""
-        await self._fail_taken_now(runner, workers, reason)
+        await self._fail_taken_now(consumer, workers, reason)
         # A frozen runner's read may still be blocked in Redis and take one more entry:
         # look again once that read has timed out.
         await anyio.sleep(_STREAM_BLOCK_MS / 1000 + 0.5)
-        await self._fail_taken_now(runner, workers, reason)
+        await self._fail_taken_now(consumer, workers, reason)
 
-    async def _fail_taken_now(self, runner: str, workers: list[str], reason: str) -> None:
+    async def _fail_taken_now(self, consumer: str, workers: list[str], reason: str) -> None:
         client = self._client
         if client is None:
             return
@@ -625,10 +628,19 @@ class RedisBus:
                 continue
             try:
                 taken = []
-                for entry, job_id in await self._streams.taken_by(client, name, runner):
+                for entry, job_id in await self._streams.taken_by(client, name, consumer):
                     if job_id in waiting:
                         self._fail_route((job_id, name), reason)
                         taken.append(entry)
+                if taken:
+                    logger.warning(
+                        "%s: %d job(s) to %s taken by %s ended ERROR: %s",
+                        self._name,
+                        len(taken),
+                        name,
+                        consumer,
+                        reason,
+                    )
                 await self._streams.finish(client, self._streams.key(name), *taken)
             except CONNECTION_ERRORS as exc:
                 logger.warning("%s: could not check %s's stream: %s", self._name, name, exc)
@@ -803,7 +815,11 @@ class RedisBus:
             streams: dict[Any, Any] = {self._streams.key(n): ">" for n in sorted(self._reading)}
             try:
                 batches: Any = await client.xreadgroup(
-                    GROUP, self._name, streams, count=_READ_COUNT, block=_STREAM_BLOCK_MS
+                    GROUP,
+                    consumer_name(self._name, self._instance),
+                    streams,
+                    count=_READ_COUNT,
+                    block=_STREAM_BLOCK_MS,
                 )
             except ResponseError as exc:
                 # NOGROUP: Redis restarted empty; UNBLOCKED: a stream key was deleted;
