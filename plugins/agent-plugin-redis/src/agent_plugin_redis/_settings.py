@@ -142,30 +142,33 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def connect(url: str, *, idle: float) -> aioredis.Redis:
-    """A redis-py client for ``url`` that never retries on its own.
+def connect(url: str) -> aioredis.Redis:
+    """A redis-py client for ``url`` that never retries on its own and sets no socket
+    timeout.
 
     A silent retry could send a message twice, or hide an outage during which messages
-    were lost; the bus wants to see every broken connection and decide itself. ``idle``
-    is the longest a read may wait (the pub/sub reader hears a heartbeat more often).
+    were lost; the bus wants to see every broken connection and decide itself. A socket
+    timeout makes redis-py wrap every command in ``asyncio.wait_for`` (a task per command,
+    measured at a tenth of a job's round trip); the bus notices a dead link by itself
+    instead (it must read its own heartbeats back), and then empties the pool.
     """
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    # A bounded pool that makes a sender wait for a free connection: hundreds of jobs sent
-    # at once must queue, not fail with "Too many connections" nor open hundreds of sockets.
-    pool = aioredis.BlockingConnectionPool.from_url(
+    # redis-py's plain pool: its bounded (blocking) pool costs a condition and a timeout
+    # per command. The bus bounds its senders itself (``SENDS_AT_ONCE``), so hundreds of
+    # jobs sent at once queue rather than open hundreds of sockets.
+    pool = aioredis.ConnectionPool.from_url(
         url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=30,
         decode_responses=False,
         retry=Retry(NoBackoff(), 0),
-        socket_timeout=idle,
+        socket_timeout=None,
         socket_connect_timeout=5,
     )
     return aioredis.Redis.from_pool(pool)
 
 
-MAX_CONNECTIONS = 32
-"""Connections per bus or publisher: the pub/sub reader, the stream reader, the senders."""
+SENDS_AT_ONCE = 32
+"""Commands a bus's senders have in flight at once (each holds a pooled connection); the
+readers and the heartbeat hold a few more."""

@@ -21,6 +21,7 @@ reconnects with backoff and announces itself again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -39,7 +40,7 @@ from redis.exceptions import ResponseError
 
 from agent_plugin_redis._peers import Peers
 from agent_plugin_redis._session import Reconnecting
-from agent_plugin_redis._settings import RedisBusSettings, connect, redact
+from agent_plugin_redis._settings import SENDS_AT_ONCE, RedisBusSettings, connect, redact
 from agent_plugin_redis._streams import CONNECTION_ERRORS, GROUP, WorkerStreams, consumer_name
 from agent_plugin_redis._wire import (
     Bye,
@@ -150,6 +151,9 @@ class RedisBus:
         self._tg: TaskGroup | None = None
         self._serve_done = anyio.Event()
         self._link: Reconnecting | None = None
+        self._gate = asyncio.Semaphore(SENDS_AT_ONCE)
+        """Bounds the connections senders hold (redis-py's own bounded pool, a condition
+        and a timeout per command, measured slower than this plain semaphore)."""
         self._echo_at = 0.0
         """When this runner last read its own heartbeat back (see ``_heartbeat``)."""
         self._announce = anyio.Event()
@@ -189,7 +193,7 @@ class RedisBus:
                 f"runner name {self._name[:40]!r}... is longer than {NAME_LIMIT} characters, "
                 "the longest the Redis bus carries; give the runner a shorter name"
             )
-        self._client = connect(self.settings.url, idle=2 * self.settings.heartbeat + 5)
+        self._client = connect(self.settings.url)
         try:
             with anyio.fail_after(10):
                 await self._client.ping()
@@ -311,14 +315,16 @@ class RedisBus:
             (runner,) = hosts
             self._routes[key] = _Route(message.source, runner)
             try:
-                await client.publish(self._channel(runner), data)
+                async with self._gate:
+                    await client.publish(self._channel(runner), data)
             except CONNECTION_ERRORS as exc:
                 self._fail_route(key, f"could not send the job through Redis: {exc}")
                 self._break_session(exc)
             return
         route = self._routes[key] = _Route(message.source, None, self._streams.key(target))
         try:
-            route.entry = await self._streams.add(client, target, message.job_id, data)
+            async with self._gate:
+                route.entry = await self._streams.add(client, target, message.job_id, data)
         except CONNECTION_ERRORS as exc:
             self._fail_route(key, f"could not send the job through Redis: {exc}")
             self._break_session(exc)
@@ -361,18 +367,20 @@ class RedisBus:
             )
             return
         try:
-            if not is_response:
+            async with self._gate:
                 await client.publish(self._channel(served.origin), data)
-                return
-            # Shielded: a response cancelled half-way (its worker cancelled meanwhile) would
-            # leave its requester waiting with nothing to tell it.
-            with anyio.CancelScope(shield=True):
-                await client.publish(self._channel(served.origin), data)
-                if served.entry is not None and served.stream is not None:
+                if is_response and served.entry is not None and served.stream is not None:
                     await self._streams.finish(client, served.stream, served.entry)
         except CONNECTION_ERRORS as exc:
             logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
             self._break_session(exc)
+        except BaseException as exc:
+            # Cancelled half-way (its worker cancelled meanwhile): the requester may wait
+            # for nothing, so the session ends and the others end what they had here.
+            # (Cheaper than shielding every response: a cancel scope per job.)
+            if is_response:
+                self._break_session(exc)
+            raise
 
     async def _send_job_control(self, message: BusMessage) -> None:
         """A cancel or an update request goes to the runner that has the job; while a
@@ -398,7 +406,8 @@ class RedisBus:
             )
             return
         try:
-            await client.publish(channel, data)
+            async with self._gate:
+                await client.publish(channel, data)
         except CONNECTION_ERRORS as exc:
             logger.warning(
                 "%s: %s to %s dropped: %s", self._name, message.type, message.target, exc
@@ -758,6 +767,7 @@ class RedisBus:
         for name in list(self._announced):
             await self._ensure_stream(client, name)
         await pubsub.subscribe(self._channel(self._name), self._broadcast)
+        self._echo_at = time.monotonic()
         self._hello = True
         self._announce.set()
 
@@ -867,6 +877,13 @@ class RedisBus:
             )
             self._hello = False
             await client.publish(self._broadcast, encode(beat))
+            silent = time.monotonic() - self._echo_at
+            if silent > interval * self.settings.misses + 1:
+                # The reader has not seen this runner's own heartbeats: the link is dead
+                # even if no socket said so (no socket timeout is set; see ``connect``).
+                raise ConnectionError(
+                    f"no heartbeat of this runner came back from Redis for {silent:.1f} s"
+                )
             # "Now" is when this runner last heard its own heartbeat come back: after a stall
             # of its own event loop, the heartbeats queued meanwhile are read before anyone
             # is judged silent.

@@ -95,7 +95,7 @@ class RedisEventPublisher:
     async def publish_event(self, event: EventModel) -> None:
         """Send one event; closes the connection after the runner's END event."""
         if self._client is None:
-            self._client = connect(self.url, idle=10)
+            self._client = connect(self.url)
         data = event.model_dump_json()
         try:
             if self.to == "stream":
