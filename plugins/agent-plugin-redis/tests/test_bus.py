@@ -136,6 +136,7 @@ class Proxy:
         self.target = port
         self.port = 0
         self._scopes: set[anyio.CancelScope] = set()
+        self._frozen: set[anyio.CancelScope] = set()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Proxy]:
@@ -150,6 +151,11 @@ class Proxy:
         for scope in list(self._scopes):
             scope.cancel()
 
+    def freeze(self) -> None:
+        """Stop relaying on every open connection, keeping the sockets open (a link that
+        hangs without an error); new connections are relayed again."""
+        self._frozen.update(self._scopes)
+
     async def _relay(self, client: anyio.abc.SocketStream) -> None:
         with anyio.CancelScope() as scope:
             self._scopes.add(scope)
@@ -159,6 +165,8 @@ class Proxy:
                     async def pump(src: anyio.abc.ByteStream, dst: anyio.abc.ByteStream) -> None:
                         with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
                             async for chunk in src:
+                                if scope in self._frozen:
+                                    await anyio.sleep_forever()
                                 await dst.send(chunk)
                         scope.cancel()
 
@@ -1237,3 +1245,33 @@ async def test_jobs_sent_during_an_outage_wait_for_the_worker(
                 assert result == []
                 await anyio.to_thread.run_sync(own_redis_server.start)
             assert result[0][0] is JobStatus.COMPLETED, result
+
+
+async def test_a_link_that_hangs_without_an_error_is_found_and_replaced(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No socket timeout is set, so a connection that stops carrying data without closing
+    is noticed through the runner's own heartbeats: the session ends, the bus reconnects,
+    and jobs flow again."""
+    caplog.set_level(logging.WARNING, logger="agent_plugin_redis.bus")
+    ns = f"t{uuid.uuid4().hex[:12]}"
+    with anyio.fail_after(15):
+        async with Proxy(redis_server.port).running() as proxy:
+            direct = f"redis://127.0.0.1:{redis_server.port}/0?namespace={ns}&heartbeat=0.2"
+            relayed = f"redis://127.0.0.1:{proxy.port}/0?namespace={ns}&heartbeat=0.2"
+            async with runners(direct, "a") as (a,), runners(relayed, "b") as (b,):
+                await b.add_worker(Echo("echo"))
+                await a.registry.wait_ready("echo")
+                proxy.freeze()
+                await eventually(
+                    lambda: (
+                        "no heartbeat of this runner came back" in caplog.text
+                        or "TimeoutError" in caplog.text
+                    ),
+                    5.0,
+                    "b noticed its hung link",
+                )
+                await eventually(lambda: "reconnected to Redis" in caplog.text, 5.0, "b back")
+                await a.registry.wait_ready("echo")
+                status, response = await run_job(a, "echo", payload={"n": 1}, timeout=5)
+                assert status is JobStatus.COMPLETED, response

@@ -876,14 +876,17 @@ class RedisBus:
                 hello=self._hello,
             )
             self._hello = False
-            await client.publish(self._broadcast, encode(beat))
+            # No socket timeout is set (see ``connect``), so a link that hangs without a
+            # socket error is found here: this runner's own heartbeats stop coming back, or
+            # sending one takes longer than the others would wait for it.
+            limit = interval * self.settings.misses + 1
             silent = time.monotonic() - self._echo_at
-            if silent > interval * self.settings.misses + 1:
-                # The reader has not seen this runner's own heartbeats: the link is dead
-                # even if no socket said so (no socket timeout is set; see ``connect``).
+            if silent > limit:
                 raise ConnectionError(
                     f"no heartbeat of this runner came back from Redis for {silent:.1f} s"
                 )
+            with anyio.fail_after(limit):  # TimeoutError: an OSError, so the session ends
+                await client.publish(self._broadcast, encode(beat))
             # "Now" is when this runner last heard its own heartbeat come back: after a stall
             # of its own event loop, the heartbeats queued meanwhile are read before anyone
             # is judged silent.
