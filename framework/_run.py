@@ -67,11 +67,17 @@ def run_or_submit(
     try:
         result: int = anyio.run(_main, host, config, bus, workers, request)
     except* ConnectionError as group:  # the bus could not connect when it started
-        first: BaseException = group
-        while isinstance(first, BaseExceptionGroup) and first.exceptions:
-            first = first.exceptions[0]  # task groups nest: the cause is the innermost
-        raise ConfigError(bus_source or source, "bus", str(first)) from None
+        raise ConfigError(bus_source or source, "bus", str(_innermost(group))) from None
+    except* ConfigError as group:  # a plugin's settings, found wrong once running
+        raise _innermost(group) from None
     return result
+
+
+def _innermost(group: BaseException) -> BaseException:
+    """The first exception inside nested task groups' exception groups: the cause."""
+    while isinstance(group, BaseExceptionGroup) and group.exceptions:
+        group = group.exceptions[0]
+    return group
 
 
 def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[BaseWorker]:

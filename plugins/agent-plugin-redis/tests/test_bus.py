@@ -1275,3 +1275,14 @@ async def test_a_link_that_hangs_without_an_error_is_found_and_replaced(
                 await a.registry.wait_ready("echo")
                 status, response = await run_job(a, "echo", payload={"n": 1}, timeout=5)
                 assert status is JobStatus.COMPLETED, response
+
+
+async def test_a_runner_name_too_long_for_the_wire_is_a_configuration_error(
+    redis_url: str,
+) -> None:
+    from framework.config import ConfigError
+
+    with anyio.fail_after(5), pytest.raises(ConfigError, match="shorter name") as caught:
+        async with WorkerRunner("r" * 300, bus=RedisBus(redis_url)):
+            pass
+    assert caught.value.key == "name"

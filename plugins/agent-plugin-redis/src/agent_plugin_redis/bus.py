@@ -64,6 +64,7 @@ from framework.bus.messages import (
     JobUpdateMessage,
     JobUpdateRequestMessage,
 )
+from framework.config import ConfigError
 from framework.types import JobStatus, WorkerReadyData
 
 if TYPE_CHECKING:
@@ -189,9 +190,11 @@ class RedisBus:
                 "(WorkerRunner(bus=RedisBus(url))), which attaches it"
             )
         if len(self._name) > NAME_LIMIT:
-            raise ValueError(
-                f"runner name {self._name[:40]!r}... is longer than {NAME_LIMIT} characters, "
-                "the longest the Redis bus carries; give the runner a shorter name"
+            raise ConfigError(
+                "the run configuration",
+                "name",
+                f"{self._name[:40]!r}... is longer than {NAME_LIMIT} characters, the longest "
+                "runner name the Redis bus carries; give the runner a shorter name",
             )
         self._client = connect(self.settings.url)
         try:
@@ -742,7 +745,8 @@ class RedisBus:
         except ResponseError as exc:  # WRONGTYPE and the like: not a lost connection
             logger.error(
                 "%s: cannot use %s as the stream of worker %r (%s); jobs sent to it through "
-                "its stream (replicas) are not read here until the key is deleted",
+                "its stream (replicas) are not read here: delete the key, then restart the "
+                "worker or this runner",
                 self._name,
                 self._streams.key(name),
                 name,
@@ -779,7 +783,8 @@ class RedisBus:
         """A send failed: the session ends as if the reader had lost the connection, so the
         others see a new instance when it reconnects and end what they had in flight with
         this runner (a reply lost here must not leave its requester waiting)."""
-        if self._link is not None:
+        if self._link is not None and not isinstance(error, ResponseError):
+            # (A command Redis refused, WRONGTYPE say, is no sign of a broken link.)
             self._link.break_session(error)
 
     def _connection_lost(self, reason: str) -> None:
