@@ -54,8 +54,22 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def log(self) -> Path:
+        return self.directory / "redis.log"
+
+    @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def listen_args(self) -> list[str]:
+        """Where the server listens (a subclass may listen with TLS instead)."""
+        return ["--port", str(self.port)]
+
+    def answers(self) -> bool:
+        """One PING on a new connection: True when the server answers it."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
 
     def start(self) -> None:
         """Start (or restart, on the same port) and wait until it answers PING."""
@@ -63,8 +77,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 redis_server_binary(),
-                "--port",
-                str(self.port),
+                *self.listen_args(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -73,21 +86,23 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.directory),
+                "--logfile",
+                str(self.log),
                 *self.extra,
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                output = self.log.read_text(errors="replace") if self.log.exists() else ""
+                raise RuntimeError(
+                    f"redis-server exited with {self.process.returncode}: {output[-1000:]}"
+                )
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    reply = sock.recv(64)
-                    if reply.startswith((b"+PONG", b"-NOAUTH")):
-                        return
+                if self.answers():
+                    return
             except OSError:
                 pass
             time.sleep(0.02)

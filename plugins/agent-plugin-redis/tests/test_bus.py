@@ -128,6 +128,22 @@ class Watcher(BaseWorker):
         self.errors.append((data.worker_name, data.error))
 
 
+class Gate(BaseWorker):
+    """Its jobs run until ``release`` is set; each answers its payload, or ``{"done": True}``
+    when it has none."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.release = anyio.Event()
+        self.running = anyio.Event()
+
+    @job
+    async def wait(self, j: Job) -> dict[str, Any]:
+        self.running.set()
+        await self.release.wait()
+        return dict(j.payload) or {"done": True}
+
+
 class Proxy:
     """A TCP relay to redis-server, for one runner: ``cut()`` closes every connection
     through it (as a network blip would); new ones are relayed again at once."""
@@ -819,16 +835,6 @@ async def test_many_replies_at_once_from_one_runner(redis_url: str) -> None:
     response lost on the way leaves its requester waiting for ever when it set no
     timeout; here a 3 s timeout turns that into CANCELLED "timed out".)"""
 
-    class Gate(BaseWorker):
-        def __init__(self, name: str) -> None:
-            super().__init__(name)
-            self.release = anyio.Event()
-
-        @job
-        async def wait(self, j: Job) -> dict[str, Any]:
-            await self.release.wait()
-            return {"i": j.payload["i"]}
-
     with anyio.fail_after(20):
         async with runners(redis_url, "a", "b") as (a, b):
             gate = Gate("gate")
@@ -1101,18 +1107,6 @@ async def test_a_reply_sent_while_the_runner_reconnects_is_not_lost_for_ever(
     requester on a (whose connection is fine) still gets an outcome, the result or an
     ERROR, rather than waiting for ever (here until its 3 s timeout) for a reply that was
     dropped while b was reconnecting."""
-
-    class Gate(BaseWorker):
-        def __init__(self, name: str) -> None:
-            super().__init__(name)
-            self.release = anyio.Event()
-            self.running = anyio.Event()
-
-        @job
-        async def wait(self, j: Job) -> dict[str, Any]:
-            self.running.set()
-            await self.release.wait()
-            return {"done": True}
 
     ns = f"t{uuid.uuid4().hex[:12]}"
     with anyio.fail_after(15):

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from agent_plugin_redis._wire import Bye, Heartbeat, RoutedEncoder, encode
 from test_bus import (
     Echo,
+    Gate,
     bus_of,
     eventually,
     namespace_of,
@@ -19,7 +20,7 @@ from test_bus import (
     runners,
 )
 
-from framework import BaseWorker, JobStatus, job
+from framework import JobStatus
 from framework.bus.messages import JobRequestMessage, JobResponseMessage
 
 pytestmark = pytest.mark.anyio
@@ -213,21 +214,6 @@ async def test_a_job_request_to_a_runner_address_from_redis_does_not_crash_it(
 
 
 # --------------------------------------------------------------------------- memory
-
-
-class Gate(BaseWorker):
-    """Its job runs until ``release`` is set."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.release = anyio.Event()
-        self.running = anyio.Event()
-
-    @job
-    async def wait(self, j: Any) -> dict[str, Any]:
-        self.running.set()
-        await self.release.wait()
-        return {"done": True}
 
 
 async def test_a_response_dropped_while_disconnected_is_forgotten(own_redis_server: Any) -> None:

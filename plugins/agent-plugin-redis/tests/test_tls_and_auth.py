@@ -6,7 +6,6 @@ import contextlib
 import socket
 import ssl
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import redis.asyncio as aioredis
 from agent_plugin_redis._settings import PASSWORD_ENV
 from agent_plugin_redis.bus import RedisBus, RedisUnavailableError
 from agent_plugin_redis.publisher import RedisEventPublisher
-from conftest import RedisServer, free_port, redis_server_binary
+from conftest import RedisServer
 
 from framework import BaseWorker, Job, JobStatus, WorkerRunner, job
 from framework.events import EventModel
@@ -164,75 +163,47 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where
 
 
-class TLSRedisServer:
+class TLSRedisServer(RedisServer):
     """A ``redis-server`` that listens with TLS only (``--port 0``)."""
 
     def __init__(self, directory: Path, certs: Path) -> None:
-        self.directory = directory
+        super().__init__(directory)
         self.certs = certs
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def ca(self) -> Path:
         return self.certs / "ca.pem"
 
-    def url(self, **params: str) -> str:
+    def url(self, **params: str) -> str:  # type: ignore[override]
         query = "&".join(f"{k}={v}" for k, v in {"ssl_ca_certs": str(self.ca), **params}.items())
         return f"rediss://127.0.0.1:{self.port}/0?{query}"
 
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port", "0",
-                "--tls-port", str(self.port),
-                "--tls-cert-file", str(self.certs / "server.pem"),
-                "--tls-key-file", str(self.certs / "server.key"),
-                "--tls-ca-cert-file", str(self.ca),
-                "--tls-auth-clients", "no",
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.directory),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        context = ssl.create_default_context(cafile=str(self.ca))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                output = self.process.stdout.read().decode() if self.process.stdout else ""
-                if "TLS" in output and ("not" in output or "support" in output):
-                    pytest.fail(f"redis-server was built without TLS support: {output[-500:]}")
-                raise RuntimeError(f"TLS redis-server exited: {output[-1000:]}")
-            try:
-                with (
-                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw,
-                    context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
-                ):
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"TLS redis-server on port {self.port} did not answer within 10 s")
+    def listen_args(self) -> list[str]:
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.certs / "server.pem"),
+            "--tls-key-file", str(self.certs / "server.key"),
+            "--tls-ca-cert-file", str(self.ca),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
+    def answers(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        with (
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+        ):
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+
+    def start(self) -> None:
         try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.process = None
+            super().start()
+        except RuntimeError as exc:
+            if "TLS" in str(exc) and ("not" in str(exc) or "support" in str(exc)):
+                pytest.fail(f"redis-server was built without TLS support: {exc}")
+            raise
 
 
 @pytest.fixture(scope="module")
