@@ -58,6 +58,11 @@ _EVENT_TYPES: dict[type[BusMessage], str] = {
     JobStreamEndMessage: "stream_end",
 }
 
+REPLY_TYPES: frozenset[type[BusMessage]] = frozenset(
+    {*_EVENT_TYPES, JobResponseMessage, WorkerLostMessage}
+)
+"""What a requester's address receives: what ``Requester.deliver`` applies."""
+
 
 class PendingJob:
     """One open request (a single job, or a group sharing ``job_id``) and what came back."""

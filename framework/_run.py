@@ -24,7 +24,7 @@ from framework.bus.local import LocalBus
 from framework.config import ConfigError, RunConfig, validation_error
 from framework.jobs import JobError, JobEvent
 from framework.plugins import PluginHost
-from framework.runner import WorkerRunner
+from framework.runner import WorkerRunner, sole_cause
 from framework.types import JobStatus
 from framework.worker import BaseWorker
 
@@ -67,17 +67,10 @@ def run_or_submit(
     try:
         result: int = anyio.run(_main, host, config, bus, workers, request)
     except* ConnectionError as group:  # the bus could not connect when it started
-        raise ConfigError(bus_source or source, "bus", str(_innermost(group))) from None
+        raise ConfigError(bus_source or source, "bus", str(sole_cause(group))) from None
     except* ConfigError as group:  # a plugin's settings, found wrong once running
-        raise _innermost(group) from None
+        raise sole_cause(group) from None
     return result
-
-
-def _innermost(group: BaseException) -> BaseException:
-    """The first exception inside nested task groups' exception groups: the cause."""
-    while isinstance(group, BaseExceptionGroup) and group.exceptions:
-        group = group.exceptions[0]
-    return group
 
 
 def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[BaseWorker]:

@@ -25,16 +25,12 @@ from anyio.abc import TaskGroup, TaskStatus
 from framework._hooks import RuntimeHooks
 from framework._publishing import EventPublisher, PublisherStats
 from framework._registrars import BackendRegistrar
-from framework._requester import Requester, RequestsJobs
+from framework._requester import REPLY_TYPES, Requester, RequestsJobs
 from framework.bus.base import Bus, Inbox
 from framework.bus.local import LocalBus
 from framework.bus.messages import (
     EndMessage,
     JobResponseMessage,
-    JobStreamDataMessage,
-    JobStreamEndMessage,
-    JobStreamStartMessage,
-    JobUpdateMessage,
     WorkerLostMessage,
 )
 from framework.config import LLMConfig
@@ -47,19 +43,6 @@ from framework.worker import BaseWorker
 logger = logging.getLogger("framework.runner")
 
 _State = Literal["new", "starting", "running", "ending", "ended"]
-
-_REPLIES = frozenset(
-    {
-        JobResponseMessage,
-        JobUpdateMessage,
-        JobStreamStartMessage,
-        JobStreamDataMessage,
-        JobStreamEndMessage,
-        WorkerLostMessage,
-    }
-)
-"""What the runner's own address receives as a requester; anything else (a job request
-from a network, say: the runner is not a worker) is ignored with a debug line."""
 
 _RESPONSE_EVENTS = {
     JobStatus.COMPLETED: (EventType.RESULT, ContentType.DATA, False),
@@ -389,9 +372,7 @@ class WorkerRunner(RequestsJobs):
         except BaseException as exc:
             self._request_stop(cancel=True, reason="the runner failed to start")
             await tg.__aexit__(None, None, None)
-            cause = exc
-            while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
-                cause = cause.exceptions[0]  # task groups nest; say what went wrong
+            cause = sole_cause(exc)  # task groups nest; say what went wrong
             if cause is exc:
                 raise
             raise cause from None
@@ -572,12 +553,20 @@ class WorkerRunner(RequestsJobs):
                 message = await inbox.receive()
             except anyio.EndOfStream:
                 return
-            if type(message) in _REPLIES:
+            if type(message) in REPLY_TYPES:  # the runner's address takes replies only
                 await requester.deliver(message)
             else:
                 logger.debug(
                     "runner %r: ignored %s from %s", self.name, message.type, message.source
                 )
+
+
+def sole_cause(error: BaseException) -> BaseException:
+    """``error`` without the exception groups that nested task groups wrapped around it,
+    when each holds a single exception (a group of several stays as it is)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _with_descendants(worker: BaseWorker) -> list[BaseWorker]:

@@ -26,10 +26,6 @@ class Peer:
     max_message_size: int = 1024 * 1024
     workers: set[str] = field(default_factory=set)
 
-    def silent_for(self, now: float) -> float:
-        """Seconds since the last heartbeat."""
-        return now - self.last_seen
-
     def is_lost(self, now: float) -> bool:
         """Silent for more than ``misses`` of its own heartbeat intervals."""
         return now - self.last_seen > self.interval * self.misses

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
-from agent_plugin_redis._settings import redact
-from agent_plugin_redis._streams import CONNECTION_ERRORS
+from agent_plugin_redis._settings import CONNECTION_ERRORS, redact
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

@@ -15,8 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from redis.exceptions import RedisError
+
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+
+CONNECTION_ERRORS = (RedisError, OSError)
+"""What a broken link to Redis (or a command it refused) raises."""
 
 PASSWORD_ENV = "FRAMEWORK_REDIS_PASSWORD"
 """Environment variable holding the Redis password when the URL carries none."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -22,8 +22,6 @@ logger = logging.getLogger("agent_plugin_redis.bus")
 
 GROUP = "workers"
 """The consumer group every replica of a worker reads its stream through."""
-
-CONNECTION_ERRORS = (RedisError, OSError)
 
 
 def consumer_name(runner: str, instance: str) -> str:

@@ -40,8 +40,14 @@ from redis.exceptions import ResponseError
 
 from agent_plugin_redis._peers import Peers
 from agent_plugin_redis._session import Reconnecting
-from agent_plugin_redis._settings import SENDS_AT_ONCE, RedisBusSettings, connect, redact
-from agent_plugin_redis._streams import CONNECTION_ERRORS, GROUP, WorkerStreams, consumer_name
+from agent_plugin_redis._settings import (
+    CONNECTION_ERRORS,
+    SENDS_AT_ONCE,
+    RedisBusSettings,
+    connect,
+    redact,
+)
+from agent_plugin_redis._streams import GROUP, WorkerStreams, consumer_name
 from agent_plugin_redis._wire import (
     Bye,
     Heartbeat,
