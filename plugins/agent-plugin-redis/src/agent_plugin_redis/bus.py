@@ -109,9 +109,9 @@ class _Route:
 
     requester: str
     runner: str | None
-    """The runner that has it (a direct send), or None while it waits in a stream."""
-    stream: str | None = None
+    """The runner that has it (a direct send), or None when it went to the worker's stream."""
     entry: bytes | None = None
+    """Its stream entry, once added."""
 
 
 @dataclass(slots=True)
@@ -330,7 +330,7 @@ class RedisBus:
                 self._fail_route(key, f"could not send the job through Redis: {exc}")
                 self._break_session(exc)
             return
-        route = self._routes[key] = _Route(message.source, None, self._streams.key(target))
+        route = self._routes[key] = _Route(message.source, None)
         try:
             async with self._gate:
                 route.entry = await self._streams.add(client, target, message.job_id, data)
@@ -610,17 +610,17 @@ class RedisBus:
             self._fail_routes(reason, lambda key, route: key[1] == name and route.runner == runner)
         hosts = self._peers.hosts(name)
         if hosts:
-            known = self._runner.registry.get(name) if self._runner is not None else None
-            if known is not None and known.runner == runner:
-                replacement = WorkerReadyData(worker_name=name, runner=sorted(hosts)[0])
-                self._runner.registry.replace(replacement)  # type: ignore[union-attr]
+            registry = self._runner.registry if self._runner is not None else None
+            known = registry.get(name) if registry is not None else None
+            if registry is not None and known is not None and known.runner == runner:
+                registry.replace(WorkerReadyData(worker_name=name, runner=min(hosts)))
             return
         # No host left: every job still waiting for it ends; its stream entries from here
         # would otherwise run, unasked, on a replica that starts later.
         stale = [
-            (route.stream, route.entry)
+            (self._streams.key(name), route.entry)
             for key, route in self._routes.items()
-            if key[1] == name and route.entry is not None and route.stream is not None
+            if key[1] == name and route.entry is not None
         ]
         self._fail_routes(reason, lambda key, _route: key[1] == name)
         if stale:
