@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_PLUGINS",
-    "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
     "HookImpl",
     "PluginHost",
@@ -54,9 +53,6 @@ BUILTIN_PLUGINS: dict[str, str] = {
 }
 """Plugins shipped inside the core, by name; registered like any other, blockable with
 ``-p no:NAME``."""
-
-DEFAULT_PLUGINS: tuple[str, ...] = tuple(BUILTIN_PLUGINS.values())
-"""Modules of the built-in plugins, in registration order."""
 
 CORE_DISTRIBUTION = "agent-plugin-framework"
 
