@@ -230,7 +230,7 @@ def run_command(
 ) -> None:
     """Start a runner with the registered (or configured) workers; serve until Ctrl-C or
     SIGTERM, or, with --job, submit one job, print what it sends, and exit."""
-    from framework._run import (
+    from framework._run_command import (
         JobRequest,
         RunFailed,
         build_workers,

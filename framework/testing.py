@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from framework._run import configure, every_registered_worker
+from framework._run_command import configure, every_registered_worker
 from framework.builtins.memory import MemoryPublisher
 from framework.config import RunConfig
 from framework.plugins import PluginHost, PluginSelection

@@ -268,7 +268,7 @@ def test_a_clash_costs_only_the_clashing_name() -> None:
 
 
 def test_passwords_in_bus_urls_are_never_printed() -> None:
-    from framework._run import redact_url
+    from framework._run_command import redact_url
 
     assert redact_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact_url("rediss://user:s3cret@host/1") == "rediss://user:***@host/1"

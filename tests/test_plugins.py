@@ -612,7 +612,7 @@ def test_hook_register_llm_backends() -> None:
 
 
 def test_hook_register_buses() -> None:
-    from framework._run import make_bus
+    from framework._run_command import make_bus
 
     host = make_host(sample_plugin)
     host.collect_registrations()
