@@ -26,6 +26,7 @@ from framework.jobs import JobError, JobEvent
 from framework.plugins import PluginHost
 from framework.runner import WorkerRunner, sole_cause
 from framework.types import JobStatus
+from framework.urls import redact_url
 from framework.worker import BaseWorker
 
 logger = logging.getLogger("framework.run")
@@ -200,28 +201,6 @@ def every_registered_worker(host: PluginHost) -> list[BaseWorker]:
                 file=sys.stderr,
             )
     return workers
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: safe to print or log."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<an invalid URL>"
-    if parts.password is None and "password=" not in parts.query:
-        return url  # as it is (geturl() would turn "local://" into "local:")
-    if parts.password is not None:
-        user, _, host = parts.netloc.rpartition("@")
-        name = user.split(":", 1)[0]
-        parts = parts._replace(netloc=f"{name}:***@{host}")
-    if "password=" in parts.query:  # some clients (redis-py) also take ?password=
-        pairs = [
-            f"{key}=***" if key == "password" else pair
-            for pair in parts.query.split("&")
-            for key in [pair.split("=", 1)[0]]
-        ]
-        parts = parts._replace(query="&".join(pairs))
-    return parts.geturl()
 
 
 def check_bus_url(url: str, source: str) -> str:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
-from agent_plugin_redis._settings import CONNECTION_ERRORS, redact
+from agent_plugin_redis._settings import CONNECTION_ERRORS
+from framework.urls import redact_url
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -64,7 +65,7 @@ class Reconnecting:
     ) -> None:
         self._name = name
         self._client = client
-        self._url = redact(url)
+        self._url = redact_url(url)
         self._setup = setup
         self._loops = loops
         self._on_lost = on_lost

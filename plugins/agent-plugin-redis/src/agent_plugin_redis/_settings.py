@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from redis.exceptions import RedisError
 
+from framework.urls import redact_url
+
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
@@ -67,7 +69,7 @@ class RedisBusSettings:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             raise SettingsError(
-                f"a Redis bus URL starts with redis:// or rediss://, got {redact(url)!r}"
+                f"a Redis bus URL starts with redis:// or rediss://, got {redact_url(url)!r}"
             )
         ours: dict[str, str] = {}
         theirs: list[tuple[str, str]] = []
@@ -132,19 +134,6 @@ def _namespace(value: str) -> str:
             f"bus URL parameter namespace={value!r}: use 1-64 letters, digits, '_', '.' or '-'"
         )
     return value
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
-    query = parts.query
-    if "password=" in query:  # redis-py also takes ?password=
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def connect(url: str) -> aioredis.Redis:

@@ -45,7 +45,6 @@ from agent_plugin_redis._settings import (
     SENDS_AT_ONCE,
     RedisBusSettings,
     connect,
-    redact,
 )
 from agent_plugin_redis._streams import GROUP, WorkerStreams, consumer_name
 from agent_plugin_redis._wire import (
@@ -72,6 +71,7 @@ from framework.bus.messages import (
 )
 from framework.config import ConfigError
 from framework.types import JobStatus, WorkerReadyData
+from framework.urls import redact_url
 
 if TYPE_CHECKING:
     from framework.runner import WorkerRunner
@@ -209,7 +209,7 @@ class RedisBus:
         except (*CONNECTION_ERRORS, TimeoutError) as exc:
             await self._client.aclose()
             raise RedisUnavailableError(
-                f"cannot reach Redis at {redact(self.settings.url)}: {exc}; is redis-server "
+                f"cannot reach Redis at {redact_url(self.settings.url)}: {exc}; is redis-server "
                 "running there, and are the host, port and password right?"
             ) from None
 
@@ -424,7 +424,7 @@ class RedisBus:
             self._break_session(exc)
 
     def _offline_reason(self) -> str:
-        return f"the bus is not connected to Redis at {redact(self.settings.url)}"
+        return f"the bus is not connected to Redis at {redact_url(self.settings.url)}"
 
     # ----------------------------------------------------------------- ending jobs here
 
@@ -801,7 +801,7 @@ class RedisBus:
         logger.warning(
             "%s: lost the connection to Redis at %s (%s); reconnecting",
             self._name,
-            redact(self.settings.url),
+            redact_url(self.settings.url),
             reason,
         )
         why = f"the connection to Redis was lost ({reason})"

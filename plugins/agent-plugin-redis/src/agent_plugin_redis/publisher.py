@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent_plugin_redis._settings import RedisBusSettings, SettingsError, connect, redact
+from agent_plugin_redis._settings import RedisBusSettings, SettingsError, connect
 from framework import hookimpl
 from framework.config import ConfigError
+from framework.urls import redact_url
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -110,7 +111,7 @@ class RedisEventPublisher:
                 logger.warning(
                     "redis publisher: cannot send events to %s (%s); they are lost until it "
                     "is back",
-                    redact(self.url),
+                    redact_url(self.url),
                     exc,
                 )
             raise
