@@ -1,37 +1,42 @@
 """Helpers and a pytest plugin for plugin authors (entry point ``pytest11``: it is active in
-every pytest run of an environment where agent-plugin-framework is installed).
+every pytest run of an environment where agent-plugin-framework is installed). So that
+being installed costs a pytest session nothing, the module imports only the built-in
+``MemoryPublisher`` at the top; the plugin host and the runtime (anyio, pydantic, the
+runner) are imported when a fixture or function runs.
 
 Fixtures:
 
-- ``framework_plugins``: the plugin objects the ``runner`` fixture registers. Override it
-  in a test module or a ``conftest.py`` to return your plugin module or objects.
+- ``framework_plugins``: the plugin objects the ``framework_runner`` fixture registers.
+  Override it in a test module or a ``conftest.py`` to return your plugin module or objects.
 - ``plugin_host``: a fresh ``PluginHost`` with the built-ins only (installed entry-point
   plugins never leak in). ``plugin_host.register(my_plugin)`` registers a plugin object
   for one test; ``plugin_host.collect_registrations()`` then fills ``plugin_host.workers``,
   ``.buses`` and ``.llm_backends``.
-- ``runner``: an async fixture (tests marked ``@pytest.mark.anyio``): a started
+- ``framework_runner``: an async fixture (tests marked ``@pytest.mark.anyio``): a started
   ``WorkerRunner`` on the in-process bus with ``framework_plugins`` registered and every
   worker they register added under its registered name. It ends after the test.
-- ``framework_events``: the ``MemoryPublisher`` registered on ``runner``; its ``events``
-  list holds every event of the run.
+- ``framework_events``: the ``MemoryPublisher`` registered on ``framework_runner``; its
+  ``events`` list holds every event of the run.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from framework._run_command import configure, every_registered_worker
 from framework.builtins.memory import MemoryPublisher
-from framework.config import RunConfig
-from framework.plugins import PluginHost, PluginSelection
-from framework.runner import WorkerRunner
+
+if TYPE_CHECKING:
+    from framework.plugins import PluginHost
+    from framework.runner import WorkerRunner
 
 __all__ = ["MemoryPublisher", "build_runner", "make_host"]
 
 
 def make_host(*plugins: object) -> PluginHost:
     """A ``PluginHost`` with the built-ins and ``plugins`` only (no entry points)."""
+    from framework.plugins import PluginHost, PluginSelection
+
     host = PluginHost(PluginSelection(autoload=False), report=False)
     for plugin in plugins:
         host.register(plugin)
@@ -46,6 +51,10 @@ async def build_runner(host: PluginHost, *plugins: object) -> WorkerRunner:
 
     Start it with ``async with``.
     """
+    from framework._run_command import configure, every_registered_worker
+    from framework.config import RunConfig
+    from framework.runner import WorkerRunner
+
     host.collect_registrations()
     if host.registration_errors:
         raise RuntimeError("; ".join(host.registration_errors))
@@ -65,7 +74,8 @@ if pytest is not None:
 
     @pytest.fixture
     def framework_plugins() -> list[Any]:
-        """Plugin objects for the ``runner`` fixture; override to return your plugin(s)."""
+        """Plugin objects for the ``framework_runner`` fixture; override to return your
+        plugin(s)."""
         return []
 
     @pytest.fixture
@@ -75,11 +85,11 @@ if pytest is not None:
 
     @pytest.fixture
     def framework_events() -> MemoryPublisher:
-        """The publisher that records the ``runner`` fixture's events."""
+        """The publisher that records the ``framework_runner`` fixture's events."""
         return MemoryPublisher()
 
     @pytest.fixture
-    async def runner(
+    async def framework_runner(
         framework_plugins: list[Any], framework_events: MemoryPublisher
     ) -> AsyncIterator[WorkerRunner]:
         """A started runner hosting every worker that ``framework_plugins`` register."""

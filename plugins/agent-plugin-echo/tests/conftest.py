@@ -17,5 +17,5 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def framework_plugins() -> list[Any]:
-    """The plugins the ``runner`` fixture registers: this one, and the built-ins."""
+    """The plugins the ``framework_runner`` fixture registers: this one, and the built-ins."""
     return [agent_plugin_echo]

@@ -1,6 +1,6 @@
-"""The workers of agent-plugin-echo, run on a real runner (the ``runner`` fixture of
-``framework.testing``: the in-process bus, every worker the plugin registers, under its
-registered name)."""
+"""The workers of agent-plugin-echo, run on a real runner (the ``framework_runner``
+fixture of ``framework.testing``: the in-process bus, every worker the plugin registers,
+under its registered name)."""
 
 from __future__ import annotations
 
@@ -40,27 +40,27 @@ def test_plugin_module_is_light() -> None:
 
 
 @pytest.mark.anyio
-async def test_echo_returns_its_payload(runner: WorkerRunner) -> None:
+async def test_echo_returns_its_payload(framework_runner: WorkerRunner) -> None:
     with anyio.fail_after(TIMEOUT):
         payload = {"text": "hi", "n": 1, "nested": {"ok": True}}
-        async with runner.job("echo", payload=payload) as job:
+        async with framework_runner.job("echo", payload=payload) as job:
             pass
         assert job.status == JobStatus.COMPLETED
         assert job.response == payload
 
 
 @pytest.mark.anyio
-async def test_echo_answers_any_job_name(runner: WorkerRunner) -> None:
+async def test_echo_answers_any_job_name(framework_runner: WorkerRunner) -> None:
     with anyio.fail_after(TIMEOUT):
-        async with runner.job("echo", name="anything", payload={"a": 1}) as job:
+        async with framework_runner.job("echo", name="anything", payload={"a": 1}) as job:
             pass
         assert job.response == {"a": 1}
 
 
 @pytest.mark.anyio
-async def test_reverse(runner: WorkerRunner) -> None:
+async def test_reverse(framework_runner: WorkerRunner) -> None:
     with anyio.fail_after(TIMEOUT):
-        async with runner.job("reverse", payload={"text": "hello"}) as job:
+        async with framework_runner.job("reverse", payload={"text": "hello"}) as job:
             pass
         assert job.response == {"text": "olleh"}
 
@@ -71,11 +71,11 @@ async def test_reverse(runner: WorkerRunner) -> None:
     [({}, "got no text"), ({"text": 42}, "got int 42"), ({"text": None}, "got NoneType None")],
 )
 async def test_reverse_without_text_fails(
-    runner: WorkerRunner, payload: dict[str, object], got: str
+    framework_runner: WorkerRunner, payload: dict[str, object], got: str
 ) -> None:
     with anyio.fail_after(TIMEOUT):
         with pytest.raises(JobError) as info:
-            async with runner.job("reverse", payload=payload):
+            async with framework_runner.job("reverse", payload=payload):
                 pass
         assert info.value.status == JobStatus.FAILED
         error = info.value.response["error"]
@@ -84,10 +84,10 @@ async def test_reverse_without_text_fails(
 
 
 @pytest.mark.anyio
-async def test_count_streams_with_progress(runner: WorkerRunner) -> None:
+async def test_count_streams_with_progress(framework_runner: WorkerRunner) -> None:
     with anyio.fail_after(TIMEOUT):
         events: list[tuple[str, object]] = []
-        async with runner.job("count", payload={"n": 3}) as job:
+        async with framework_runner.job("count", payload={"n": 3}) as job:
             async for event in job:
                 events.append((event.type, event.data))
         assert job.response == {"chunks": 3}
@@ -106,9 +106,9 @@ async def test_count_streams_with_progress(runner: WorkerRunner) -> None:
 
 
 @pytest.mark.anyio
-async def test_count_zero_streams_nothing(runner: WorkerRunner) -> None:
+async def test_count_zero_streams_nothing(framework_runner: WorkerRunner) -> None:
     with anyio.fail_after(TIMEOUT):
-        async with runner.job("count", payload={"n": 0}) as job:
+        async with framework_runner.job("count", payload={"n": 0}) as job:
             types = [event.type async for event in job]
         assert types == [JobEvent.STREAM_START, JobEvent.STREAM_END]
         assert job.response == {"chunks": 0}
@@ -116,11 +116,11 @@ async def test_count_zero_streams_nothing(runner: WorkerRunner) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("n", [None, -1, 10_001, 2.5, "3", True])
-async def test_count_validates_n(runner: WorkerRunner, n: object) -> None:
+async def test_count_validates_n(framework_runner: WorkerRunner, n: object) -> None:
     with anyio.fail_after(TIMEOUT):
         payload = {} if n is None else {"n": n}
         with pytest.raises(JobError) as info:
-            async with runner.job("count", payload=payload):
+            async with framework_runner.job("count", payload=payload):
                 pass
         assert info.value.status == JobStatus.FAILED
         assert (
@@ -131,11 +131,11 @@ async def test_count_validates_n(runner: WorkerRunner, n: object) -> None:
 
 @pytest.mark.anyio
 async def test_events_are_published(
-    runner: WorkerRunner, framework_events: MemoryPublisher
+    framework_runner: WorkerRunner, framework_events: MemoryPublisher
 ) -> None:
-    # framework_events records every event of the runner fixture's run.
+    # framework_events records every event of the framework_runner fixture's run.
     with anyio.fail_after(TIMEOUT):
-        async with runner.job("echo", payload={"text": "hi"}):
+        async with framework_runner.job("echo", payload={"text": "hi"}):
             pass
         assert any(
             e.node_name == "echo" and e.data.get("payload") == {"text": "hi"}

@@ -24,7 +24,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def framework_plugins() -> list[Any]:
-    """The plugins the ``framework.testing`` ``runner`` fixture registers."""
+    """The plugins the ``framework.testing`` ``framework_runner`` fixture registers."""
     return [agent_plugin_openai]
 
 
