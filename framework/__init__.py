@@ -1,7 +1,8 @@
 """agent-plugin-framework: workers exchange jobs over a bus, hosted by a runner, extended
 by pluggy plugins.
 
-Everything listed in ``__all__`` is the public API (see docs/ and DESIGN.md).
+Everything listed in ``__all__`` is the public API; docs/api.md says which modules are
+public and stable.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
     from framework.worker import BaseWorker, job, worker_ready
 
 # Where each public name lives. Importing ``framework`` stays cheap (no pydantic, no anyio)
-# until a name is used: a plugin module that only needs ``hookimpl`` loads in milliseconds,
-# and so does ``framework --help``.
+# until a name is used: a plugin module that only needs ``hookimpl`` imports pluggy and
+# nothing more, and ``framework --help`` stays fast.
 _LOCATIONS = {
     "ContentType": "framework.events",
     "Event": "framework.events",

@@ -1,10 +1,10 @@
 """A one-shot wake-up for a single waiting task: the primitive under the job path's waits.
 
-Measured here (bench/roundtrip.py, issue 2): waiting through an anyio memory object stream
-or a fresh ``anyio.Event`` costs a checkpoint, an Event and a task lookup per wait, ~22 us
-of a ~68 us local round trip. On asyncio this waits on one bare future instead; on any
-other backend it falls back to ``anyio.Event``. Cancellation works as usual: anyio cancels
-the waiting task, which cancels the future.
+Waiting through an anyio memory object stream or a fresh ``anyio.Event`` costs a
+checkpoint, an Event and a task lookup per wait, a large share of a local round trip
+(bench/roundtrip.py measures the round trip). On asyncio this waits on one bare future
+instead; on any other backend it falls back to ``anyio.Event``. Cancellation works as
+usual: anyio cancels the waiting task, which cancels the future.
 """
 
 from __future__ import annotations

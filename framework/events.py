@@ -1,8 +1,8 @@
 """Runtime events: the immutable records every ``publish_event`` hookimpl receives.
 
-The runner builds an ``EventModel`` for each happening in DESIGN.md's mapping table (runner
-start and stop, worker ready and failed, job request, update, stream chunk, response and
-cancellation) and hands it to the publishers through a bounded buffer.
+The runner builds an ``EventModel`` for each happening (runner start and stop, worker
+ready and failed, job request, update, stream chunk, response and cancellation) and hands
+it to the publishers through a bounded buffer.
 """
 
 from __future__ import annotations

@@ -190,7 +190,8 @@ class PluginInfo:
 
     Attributes: ``name``, ``distribution``, ``version``, ``module``, ``hooks`` (the hooks it
     implements), ``registered`` (kind -> names), ``error`` (why it failed, if it did) and
-    ``builtin``. (A plain class: ``dataclasses`` costs ~7 ms of every ``framework`` start.)
+    ``builtin``. (A plain class: importing ``dataclasses`` would slow every ``framework``
+    start.)
     """
 
     __slots__ = (
@@ -567,8 +568,9 @@ class PluginHost:
 
 def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
     """A distribution's name and version, read from its ``name-version.dist-info`` folder
-    name when it has one (parsing METADATA costs ~0.15 ms per plugin plus the email
-    parser's import, a third of ``framework plugins`` with 100 plugins), else from METADATA.
+    name when it has one (parsing METADATA costs a file read per plugin and the email
+    parser's import, a large part of ``framework plugins`` with many plugins), else from
+    METADATA.
     """
     if dist is None:
         return None, None

@@ -29,10 +29,10 @@ class UndeliverableError(LookupError):
 class Inbox:
     """Messages waiting for one address: control messages first, then data, FIFO in each.
 
-    Two deques and a ``Wakeup``. The DESIGN's first choice was an anyio memory object
-    stream; measured on the job path it cost ~22 us of a ~68 us round trip (a checkpoint,
-    an ``anyio.Event`` and a task lookup on every wait), so the inbox keeps its own queues
-    and waits on a bare future (see ``framework._wakeup``).
+    Two deques and a ``Wakeup``, not an anyio memory object stream: on the job path a
+    stream costs a checkpoint, an ``anyio.Event`` and a task lookup on every wait, a large
+    share of a local round trip, so the inbox keeps its own queues and waits on a bare
+    future (see ``framework._wakeup``).
 
     ``direct``, when set, is offered each data message at ``put`` time while nothing is
     queued; returning True means it was handled there and then (a requester applying a

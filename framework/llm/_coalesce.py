@@ -1,8 +1,8 @@
 """Take the next item of an async iterator, and learn whether it was ready at once.
 
 An LLM backend often yields many deltas without waiting (a network read brings several;
-the offline backend never waits). Sending each delta as its own stream chunk costs ~4 us
-a token on the job path (bench/llm_stream.py measured 0.11x the backend's own rate), so the
+the offline backend never waits). Each stream chunk costs a trip along the job path, far
+more than a backend takes to produce a token (bench/llm_stream.py measures both), so the
 LLM worker joins the deltas that arrive back to back and sends them as one chunk, flushing
 the moment the backend would wait: no added latency.
 

@@ -142,7 +142,7 @@ class OpenAIBackend:
             body["tools"] = tools
         if opts.temperature is not None:
             body["temperature"] = opts.temperature
-        if self._ssl is None:  # made once: building one costs milliseconds per client
+        if self._ssl is None:  # made once: building one loads the CA certificates
             self._ssl = httpx.create_ssl_context()
         client = httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout), verify=self._ssl)
         response: httpx.Response | None = None

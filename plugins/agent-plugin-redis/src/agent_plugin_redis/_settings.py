@@ -143,7 +143,7 @@ def connect(url: str) -> aioredis.Redis:
     A silent retry could send a message twice, or hide an outage during which messages
     were lost; the bus wants to see every broken connection and decide itself. A socket
     timeout makes redis-py wrap every command in ``asyncio.wait_for`` (a task per command,
-    measured at a tenth of a job's round trip); the bus notices a dead link by itself
+    a noticeable share of a job's round trip); the bus notices a dead link by itself
     instead (it must read its own heartbeats back), and then empties the pool.
     """
     import redis.asyncio as aioredis

@@ -159,8 +159,8 @@ class RedisBus:
         self._serve_done = anyio.Event()
         self._link: Reconnecting | None = None
         self._gate = asyncio.Semaphore(SENDS_AT_ONCE)
-        """Bounds the connections senders hold (redis-py's own bounded pool, a condition
-        and a timeout per command, measured slower than this plain semaphore)."""
+        """Bounds the connections senders hold, instead of redis-py's own bounded pool,
+        which costs a condition and a timeout per command."""
         self._echo_at = 0.0
         """When this runner last read its own heartbeat back (see ``_heartbeat``)."""
         self._announce = anyio.Event()
