@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,33 @@ def test_importing_framework_loads_none_of_the_runtime() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
     )
     assert out.stdout.strip() == "[]"
+
+
+API_PAGE = INIT.parent.parent / "docs" / "api.md"
+
+
+def _public_modules() -> list[str]:
+    """Every module of the package whose dotted name has no part starting with ``_``."""
+    found = []
+    for path in sorted(INIT.parent.rglob("*.py")):
+        parts = list(path.relative_to(INIT.parent.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        if not any(part.startswith("_") for part in parts):
+            found.append(".".join(parts))
+    return found
+
+
+@pytest.mark.parametrize("module", _public_modules())
+def test_each_public_module_is_on_the_api_page(module: str) -> None:
+    """docs/api.md says which modules are public and stable; a new one must be added."""
+    assert f"`{module}`" in API_PAGE.read_text(), f"docs/api.md does not list {module}"
+
+
+def test_each_module_on_the_api_page_exists() -> None:
+    """Each name in the first column of the page's table is a module that imports."""
+    rows = [line for line in API_PAGE.read_text().splitlines() if line.startswith("| `")]
+    named = [name for row in rows for name in re.findall(r"`([\w.]+)`", row.split("|")[1])]
+    assert "framework" in named
+    for name in named:
+        importlib.import_module(name)
