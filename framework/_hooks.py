@@ -17,13 +17,29 @@ import pluggy
 
 if TYPE_CHECKING:
     from framework.bus.messages import JobResponseMessage
+    from framework.jobs import Job
     from framework.runner import WorkerRunner
     from framework.types import WorkerErrorData, WorkerReadyData
     from framework.worker import BaseWorker
 
 
-NOTIFICATION_HOOKS = ("on_worker_ready", "on_job_completed", "on_worker_failed", "publish_event")
-"""Hooks the runtime calls to tell plugins what happened (``publish_event`` last)."""
+NOTIFICATION_HOOKS = (
+    "on_worker_ready",
+    "on_job_completed",
+    "on_worker_failed",
+    "on_job_started",
+    "add_request_headers",
+    "runner_service",
+    "publish_event",
+)
+"""Hooks the runtime calls while it runs (``publish_event`` last: it has its own buffers)."""
+
+SYNC_ONLY_HOOKS = ("on_job_started", "add_request_headers")
+"""Hooks called on the job path, in the job's (or the requester's) own task: an ``async
+def`` impl could not run there, so it is refused when the plugin is registered."""
+
+ASYNC_ONLY_HOOKS = ("runner_service",)
+"""Hooks whose impls must be ``async def``."""
 
 
 def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
@@ -93,6 +109,37 @@ class RuntimeHooks:
         """Whether any plugin implements ``on_job_completed`` (skip the call when none)."""
         return bool(self._impls["on_job_completed"])
 
+    @property
+    def wants_job_started(self) -> bool:
+        """Whether any plugin implements ``on_job_started`` (skip the call when none)."""
+        return bool(self._impls["on_job_started"])
+
+    @property
+    def wants_request_headers(self) -> bool:
+        """Whether any plugin implements ``add_request_headers``."""
+        return bool(self._impls["add_request_headers"])
+
+    @property
+    def services(self) -> tuple[HookImpl, ...]:
+        """The ``runner_service`` impls, each to be run with ``run_service``."""
+        return self._impls["runner_service"]
+
+    def on_job_started(self, job: Job, worker: BaseWorker) -> None:
+        """Call every ``on_job_started`` impl, in the job's own task (sync)."""
+        self._notify_sync("on_job_started", {"job": job, "worker": worker})
+
+    def add_request_headers(self, headers: dict[str, str], target: str) -> None:
+        """Call every ``add_request_headers`` impl with the request's mutable headers (sync)."""
+        self._notify_sync("add_request_headers", {"headers": headers, "target": target})
+
+    async def run_service(self, impl: HookImpl, runner: WorkerRunner) -> None:
+        """Run one ``runner_service`` impl until it returns or is cancelled; one that raises
+        is logged with its plugin's name and the runner goes on."""
+        try:
+            await impl.call({"runner": runner})
+        except Exception:
+            _log_failure(impl, "the runner goes on without this service")
+
     async def on_worker_ready(self, data: WorkerReadyData, runner: WorkerRunner) -> None:
         """Call every ``on_worker_ready`` impl."""
         await self._notify("on_worker_ready", {"data": data, "runner": runner})
@@ -112,10 +159,20 @@ class RuntimeHooks:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                import logging  # only on this error path: it is not needed to start
+                _log_failure(impl, "ignored (the other plugins still run)")
 
-                logging.getLogger("framework.plugins").exception(
-                    "plugin %r: hookimpl %s raised; ignored (the other plugins still run)",
-                    impl.plugin_name,
-                    hook_name,
-                )
+    def _notify_sync(self, hook_name: str, kwargs: dict[str, Any]) -> None:
+        for impl in self._impls[hook_name]:
+            try:
+                impl.call(kwargs)
+            except Exception:
+                _log_failure(impl, "ignored (the other plugins still run)")
+
+
+def _log_failure(impl: HookImpl, consequence: str) -> None:
+    """Log a hookimpl that raised, with its plugin's name: the one isolation policy."""
+    import logging  # only on this error path: it is not needed to start
+
+    logging.getLogger("framework.plugins").exception(
+        "plugin %r: hookimpl %s raised; %s", impl.plugin_name, impl.hook_name, consequence
+    )

@@ -225,3 +225,47 @@ class BackendRegistrar(_Registrar[Any]):
                 "without a name; pass name=\"...\" or give it a 'name' attribute"
             )
         self._add(name, backend)
+
+
+RESERVED_PREFIXES = ("/v1", "/metrics", "/openapi.json", "/static")
+"""Paths the HTTP API serves itself: no plugin may mount an app under them."""
+
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
+class RouteRegistrar(_Registrar[Any]):
+    """``register(prefix, app)`` in ``register_routes``: an ASGI app mounted under ``prefix``
+    in the HTTP API (``"/mcp"``, ``"/a2a"``)."""
+
+    kind = "route prefix"
+
+    def __call__(self, prefix: str, app: Any) -> None:
+        with self._recording():
+            self._register(prefix, app)
+
+    def _register(self, prefix: str, app: Any) -> None:
+        plugin = self.current_plugin
+        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+            raise RegistrationError(
+                f"plugin {plugin!r} registered the route prefix {prefix!r}; a prefix is a "
+                "path with a leading '/' and no trailing one, such as '/mcp'"
+            )
+        for reserved in RESERVED_PREFIXES:
+            if prefix == reserved or prefix.startswith(reserved + "/"):
+                raise RegistrationError(
+                    f"plugin {plugin!r} registered the route prefix {prefix!r}, which the "
+                    f"HTTP API serves itself ({', '.join(RESERVED_PREFIXES)}); pick another"
+                )
+        for held in self.entries.values():
+            inner, outer = sorted((held.name, prefix), key=len, reverse=True)
+            if inner != outer and inner.startswith(outer + "/"):
+                raise RegistrationError(
+                    f"route prefix {prefix!r} of plugin {plugin!r} overlaps {held.name!r} of "
+                    f"plugin {held.plugin!r}; uninstall or block one of them (-p no:NAME)"
+                )
+        if not callable(app):
+            raise RegistrationError(
+                f"plugin {plugin!r} registered {type(app).__name__} under {prefix!r}; the app "
+                "must be an ASGI application (a callable such as a Starlette app)"
+            )
+        self._add(prefix, app)

@@ -13,10 +13,11 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from framework._values import check_headers, jsonable
 from framework._wakeup import Wakeup
 from framework.bus.base import Bus, Inbox, UndeliverableError
 from framework.bus.messages import (
@@ -34,6 +35,9 @@ from framework.bus.messages import (
 from framework.jobs import JobContext, JobGroupContext, JobGroupResponse
 from framework.registry import WorkerRegistry
 from framework.types import JobStatus
+
+if TYPE_CHECKING:
+    from framework._hooks import RuntimeHooks
 
 logger = logging.getLogger("framework.jobs")
 
@@ -72,6 +76,7 @@ class PendingJob:
         "_wakeup",
         "cancel_on_error",
         "done",
+        "headers",
         "job_id",
         "name",
         "payload",
@@ -89,11 +94,14 @@ class PendingJob:
         payload: dict[str, Any],
         cancel_on_error: bool,
         keep_events: bool,
+        headers: dict[str, dict[str, str]],
     ) -> None:
         self.job_id = job_id
         self.targets = targets
         self.name = name
         self.payload = payload
+        self.headers = headers
+        """The headers sent to each target, by target name."""
         self.cancel_on_error = cancel_on_error
         self.statuses: dict[str, JobStatus] = {}
         self.responses: dict[str, dict[str, Any]] = {}
@@ -151,8 +159,10 @@ class Requester:
         spawn: Spawn,
         inbox: Inbox,
         waiting_index: dict[str, set[Requester]],
+        hooks: RuntimeHooks | None = None,
     ) -> None:
         self.address = address
+        self._hooks = hooks
         self.inbox = inbox
         """Where replies for this address arrive (``apply_now`` is offered each of them)."""
         self._bus = bus
@@ -178,9 +188,17 @@ class Requester:
         name: str | None = None,
         payload: dict[str, Any] | None = None,
         timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> JobContext:
         """A ``JobContext`` for one job to ``worker``."""
-        return JobContext(self, worker, name=name, payload=payload, timeout=timeout)
+        return JobContext(
+            self,
+            worker,
+            name=name,
+            payload=payload,
+            timeout=timeout,
+            headers=check_headers(headers),
+        )
 
     def job_group(
         self,
@@ -189,6 +207,7 @@ class Requester:
         payload: dict[str, Any] | None = None,
         timeout: float | None = None,
         cancel_on_error: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> JobGroupContext:
         """A ``JobGroupContext`` for one job sent to every worker in ``workers``."""
         return JobGroupContext(
@@ -198,6 +217,7 @@ class Requester:
             payload=payload,
             timeout=timeout,
             cancel_on_error=cancel_on_error,
+            headers=check_headers(headers),
         )
 
     async def request(
@@ -207,6 +227,7 @@ class Requester:
         payload: dict[str, Any] | None,
         timeout: float | None,
         cancel_on_error: bool,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """Fire and forget: return the job id at once; the request is sent in the background
         once its targets are ready, and outcomes go to the observer.
@@ -220,7 +241,7 @@ class Requester:
         if len(set(workers)) != len(workers):
             raise ValueError(f"a job group got a worker name twice: {list(workers)}")
         pending = self.create_pending(
-            workers, name, payload or {}, cancel_on_error, keep_events=False
+            workers, name, payload or {}, cancel_on_error, False, check_headers(headers)
         )
         self._spawn(self._send_in_background, pending)
         if timeout is not None:
@@ -261,10 +282,35 @@ class Requester:
         payload: dict[str, Any],
         cancel_on_error: bool,
         keep_events: bool,
+        headers: dict[str, str],
     ) -> PendingJob:
-        """Open a pending job (nothing is sent yet)."""
+        """Open a pending job (nothing is sent yet).
+
+        Called in the requester's own task: the ``add_request_headers`` impls run here,
+        once per target, and see the requester's context variables.
+
+        Raises:
+            TypeError: the payload is not a dict (or a pydantic model), or holds something
+                that is not JSON-compatible (the message names the path and the type).
+        """
+        payload = jsonable(payload, "the payload")
+        if type(payload) is not dict:
+            raise TypeError(
+                f"a job's payload is a dict (or a pydantic model), got {type(payload).__name__}"
+            )
+        hooks = self._hooks
+        if hooks is not None and hooks.wants_request_headers:
+            by_target = {}
+            for target in workers:
+                own = dict(headers)
+                hooks.add_request_headers(own, target)
+                by_target[target] = own
+        else:
+            by_target = dict.fromkeys(workers, headers)
         job_id = new_job_id()
-        pending = PendingJob(job_id, workers, name, payload, cancel_on_error, keep_events)
+        pending = PendingJob(
+            job_id, workers, name, payload, cancel_on_error, keep_events, by_target
+        )
         self._pending[job_id] = pending
         for target in workers:
             count = self._waiting.get(target, 0)
@@ -314,6 +360,7 @@ class Requester:
                 job_id=pending.job_id,
                 name=pending.name,
                 payload=pending.payload,
+                headers=pending.headers[target],
             )
             pending.sent.add(target)
             try:
@@ -335,10 +382,6 @@ class Requester:
             tg.cancel_scope.cancel()
 
     # ----------------------------------------------------------------- replies
-
-    def waits_on(self, worker: str) -> bool:
-        """Whether an open job here waits for an answer from ``worker``."""
-        return worker in self._waiting
 
     def apply_now(self, message: BusMessage) -> bool:
         """Apply a reply synchronously, at delivery, when that needs no awaiting.
@@ -473,9 +516,17 @@ class RequestsJobs:
         name: str | None = None,
         payload: dict[str, Any] | None = None,
         timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> JobContext:
-        """Ask ``worker`` to run a job: ``async with owner.job("echo", payload=...) as j``."""
-        return self._require_requester().job(worker, name=name, payload=payload, timeout=timeout)
+        """Ask ``worker`` to run a job: ``async with owner.job("echo", payload=...) as j``.
+
+        ``headers`` travel with the request (the handler reads ``job.headers``): lower-case
+        ``[a-z0-9-]`` names, str values, at most 64 and 8 KiB in all (else ``ValueError``);
+        the prefix ``framework-`` is reserved.
+        """
+        return self._require_requester().job(
+            worker, name=name, payload=payload, timeout=timeout, headers=headers
+        )
 
     def job_group(
         self,
@@ -484,10 +535,16 @@ class RequestsJobs:
         payload: dict[str, Any] | None = None,
         timeout: float | None = None,
         cancel_on_error: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> JobGroupContext:
-        """Send one job to several workers under one job id."""
+        """Send one job to several workers under one job id (``headers`` as for ``job``)."""
         return self._require_requester().job_group(
-            *workers, name=name, payload=payload, timeout=timeout, cancel_on_error=cancel_on_error
+            *workers,
+            name=name,
+            payload=payload,
+            timeout=timeout,
+            cancel_on_error=cancel_on_error,
+            headers=headers,
         )
 
     async def request_job(
@@ -497,10 +554,13 @@ class RequestsJobs:
         name: str | None = None,
         payload: dict[str, Any] | None = None,
         timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """Fire and forget: send a job and return its id at once. A worker hears of the
         outcome in its job-side callbacks; for the runner only plugins do."""
-        return await self._require_requester().request((worker,), name, payload, timeout, True)
+        return await self._require_requester().request(
+            (worker,), name, payload, timeout, True, headers
+        )
 
     async def request_job_group(
         self,
@@ -509,10 +569,11 @@ class RequestsJobs:
         payload: dict[str, Any] | None = None,
         timeout: float | None = None,
         cancel_on_error: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """Fire and forget a group; a worker's ``on_job_group_completed`` gets the responses."""
         return await self._require_requester().request(
-            workers, name, payload, timeout, cancel_on_error
+            workers, name, payload, timeout, cancel_on_error, headers
         )
 
     async def cancel_job(self, job_id: str, reason: str = "") -> bool:

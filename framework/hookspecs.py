@@ -18,10 +18,16 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from framework._registrars import BackendRegistrar, BusRegistrar, WorkerRegistrar
+    from framework._registrars import (
+        BackendRegistrar,
+        BusRegistrar,
+        RouteRegistrar,
+        WorkerRegistrar,
+    )
     from framework.bus.messages import JobResponseMessage
     from framework.config import RunConfig
     from framework.events import EventModel
+    from framework.jobs import Job
     from framework.runner import WorkerRunner
     from framework.types import WorkerErrorData, WorkerReadyData
     from framework.worker import BaseWorker
@@ -54,6 +60,9 @@ def on_worker_ready(data: WorkerReadyData, runner: WorkerRunner) -> None:
             worker known so far.
 
     The return value is ignored. Raising is logged and changes nothing else.
+
+    Not to be confused with the worker callback ``BaseWorker.on_worker_ready(data)``, which
+    a worker gets for the workers it watches (``watch_worker``).
     """
 
 
@@ -74,6 +83,66 @@ def on_job_completed(response: JobResponseMessage, worker: BaseWorker) -> None:
 
     The return value is ignored. Raising is logged and changes nothing else: the requester
     has its response already.
+
+    Not to be confused with the worker callback ``BaseWorker.on_job_completed(result)``,
+    which a *requesting* worker gets when a job it asked for ends ``COMPLETED``.
+    """
+
+
+@hookspec
+def on_job_started(job: Job, worker: BaseWorker) -> None:
+    """A local worker's handler is about to run a job.
+
+    Called in the job's own task, just before the handler runs (after the typed payload,
+    if any, validated; a request that is refused or does not validate never starts).
+    Context variables an impl sets here are seen by the handler and by every job the
+    handler requests: the seam for tracing and logging context. Read the request's
+    context from ``job.headers`` (e.g. ``traceparent``). Sync only: an ``async def`` impl
+    is refused when the plugin is registered. Keep it quick: it is on the job path.
+
+    Args:
+        job: the ``Job``: ``job_id``, ``name``, ``payload``, ``requester``, ``headers``.
+        worker: the ``BaseWorker`` that runs it.
+
+    The return value is ignored. Raising is logged and the job runs as if the impl were
+    absent.
+    """
+
+
+@hookspec
+def add_request_headers(headers: dict[str, str], target: str) -> None:
+    """A job request is about to be sent: add headers to it.
+
+    Called in the requester's own task (so its context variables are visible) for every
+    job request sent from this runner, one call per member of a group, with the mutable
+    ``headers`` dict the request will carry. An impl may add or change entries, e.g. a
+    ``traceparent`` for the current span. Names are lower-case ``[a-z0-9-]`` and values
+    str; the prefix ``framework-`` is reserved. Sync only.
+
+    Args:
+        headers: the request's headers so far (those the caller passed, and what earlier
+            impls added); change it in place.
+        target: the name of the worker the request goes to.
+
+    The return value is ignored. Raising is logged; the request is sent with the headers
+    as the impl left them.
+    """
+
+
+@hookspec
+def runner_service(runner: WorkerRunner) -> None:
+    """Run something that lives as long as the runner: a server, an exporter, a poller.
+
+    Started in the runner's task group once every configured worker is ready; cancelled
+    when the runner ends, after its workers have ended. Async only (``async def``): run
+    until cancelled, or return when the service has nothing more to do. Each impl runs in
+    its own task.
+
+    Args:
+        runner: the ``WorkerRunner``: submit jobs with ``runner.job(...)``, read
+            ``runner.registry``, ``runner.workers``.
+
+    Raising is logged with the plugin's name, and the runner goes on without the service.
     """
 
 
@@ -190,11 +259,27 @@ def configure_runner(runner: WorkerRunner, config: RunConfig) -> None:
     """Adjust a runner that ``framework run`` built, before it starts.
 
     Called once per ``framework run``, after the configured workers were added and before
-    the runner starts: add workers, register a publisher object on
-    ``runner.plugin_manager``, read your own settings from ``config.plugins["<name>"]``.
+    the runner starts: add workers, register a plugin object (a publisher, say) with
+    ``runner.add_plugin(obj)``, read your own settings from ``config.plugins["<name>"]``.
     Sync or async.
 
     Args:
         runner: the ``WorkerRunner`` about to start.
         config: the validated run configuration (``framework.config.RunConfig``).
+    """
+
+
+@hookspec
+def register_routes(register: RouteRegistrar) -> None:
+    """Mount ASGI apps in the HTTP API that ``framework run`` serves.
+
+    Call ``register(prefix, app)``: ``prefix`` is a path such as ``"/mcp"`` (a leading
+    ``/``, no trailing one, not under ``/v1`` nor another plugin's prefix), ``app`` an ASGI
+    application (a Starlette app, say). Requests under the prefix go to the app, behind the
+    API's token check. A prefix another plugin holds is refused naming both plugins;
+    ``framework plugins`` lists what each plugin mounted. Plain function only, and keep
+    its module light: build the app cheaply (or lazily) here.
+
+    Args:
+        register: the route registrar, ``register(prefix, app)``.
     """

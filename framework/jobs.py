@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import anyio
@@ -163,12 +164,15 @@ class Job:
         name: the job's name (None for the default handler's plain requests).
         payload: the request's payload dict.
         requester: the name of whoever asked (a worker or a runner).
+        started_at: when the job arrived, on the monotonic clock (``time.monotonic()``:
+            for durations, not a wall-clock time; ``BaseWorker.started_at`` is one).
     """
 
     __slots__ = (
         "_answered",
         "_chunks",
         "_handle",
+        "_headers",
         "_worker",
         "job_id",
         "name",
@@ -185,8 +189,10 @@ class Job:
         payload: dict[str, Any],
         requester: str,
         started_at: float,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self._worker = worker
+        self._headers = headers
         self.job_id = job_id
         self.name = name
         self.payload = payload
@@ -198,11 +204,19 @@ class Job:
         self._chunks = -1
         """Stream chunks sent so far; -1 while the job has not started streaming."""
 
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The request's headers (read-only): context the requester sent along, such as
+        trace context, an idempotency key or a tenant id. Empty when it sent none."""
+        headers = self._headers
+        return _NO_HEADERS if not headers else MappingProxyType(headers)
+
     async def update(self, data: dict[str, Any]) -> None:
         """Send a progress update to the requester (ignored once the job has its response).
 
         Raises:
-            TypeError: ``data`` is not a dict.
+            TypeError: ``data`` is not a dict, or holds something that is not
+                JSON-compatible (the message names the path and the type).
         """
         if not isinstance(data, dict):
             raise TypeError(f"job.update() takes a dict, got {type(data).__name__}")
@@ -223,6 +237,9 @@ class Job:
         return f"Job(job_id={self.job_id!r}, name={self.name!r}, requester={self.requester!r})"
 
 
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
 def _deadline(timeout: float | None) -> float:
     return math.inf if timeout is None else anyio.current_time() + timeout
 
@@ -238,8 +255,10 @@ class _ContextBase(ABC):
         payload: dict[str, Any] | None,
         timeout: float | None,
         cancel_on_error: bool,
+        headers: dict[str, str],
     ) -> None:
         self._requester = requester
+        self._headers = headers
         self._workers = workers
         self._name = name
         self._payload = payload if payload is not None else {}
@@ -256,14 +275,14 @@ class _ContextBase(ABC):
         return self._pending.job_id
 
     async def __aenter__(self) -> Any:
+        self._pending = self._requester.create_pending(
+            self._workers, self._name, self._payload, self._cancel_on_error, True, self._headers
+        )
         if self._timeout is not None:
             # The deadline covers the wait for readiness, the block and the wait on exit:
             # one cancel scope entered here and left in __aexit__.
             self._scope = anyio.CancelScope(deadline=_deadline(self._timeout))
             self._scope.__enter__()
-        self._pending = self._requester.create_pending(
-            self._workers, self._name, self._payload, self._cancel_on_error, keep_events=True
-        )
         try:
             await self._requester.send_pending(self._pending)
         except BaseException as exc:
@@ -329,8 +348,9 @@ class JobContext(_ContextBase):
         name: str | None = None,
         payload: dict[str, Any] | None = None,
         timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(requester, (worker,), name, payload, timeout, cancel_on_error=True)
+        super().__init__(requester, (worker,), name, payload, timeout, True, headers or {})
         self.worker = worker
 
     async def __aenter__(self) -> JobContext:
@@ -398,12 +418,13 @@ class JobGroupContext(_ContextBase):
         payload: dict[str, Any] | None = None,
         timeout: float | None = None,
         cancel_on_error: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if not workers:
             raise ValueError("job_group needs at least one worker name")
         if len(set(workers)) != len(workers):
             raise ValueError(f"job_group got a worker name twice: {list(workers)}")
-        super().__init__(requester, workers, name, payload, timeout, cancel_on_error)
+        super().__init__(requester, workers, name, payload, timeout, cancel_on_error, headers or {})
         self.workers = workers
 
     async def __aenter__(self) -> JobGroupContext:

@@ -23,8 +23,16 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from framework import hookspecs
-from framework._hooks import NOTIFICATION_HOOKS, HookImpl, RuntimeHooks, env_flag, hook_impls
-from framework._registrars import BackendRegistrar, BusRegistrar, WorkerRegistrar
+from framework._hooks import (
+    ASYNC_ONLY_HOOKS,
+    NOTIFICATION_HOOKS,
+    SYNC_ONLY_HOOKS,
+    HookImpl,
+    RuntimeHooks,
+    env_flag,
+    hook_impls,
+)
+from framework._registrars import BackendRegistrar, BusRegistrar, RouteRegistrar, WorkerRegistrar
 
 if TYPE_CHECKING:
     import click
@@ -161,6 +169,7 @@ REGISTRATION_HOOKS = (
     "register_llm_backends",
     "register_buses",
     "register_commands",
+    "register_routes",
 )
 """Hooks whose impls must be plain functions (``configure_runner`` may be async)."""
 
@@ -177,11 +186,24 @@ def _refuse_wrappers(pm: pluggy.PluginManager) -> None:
                     f"hookwrapper=True) are not supported for {hook_name}; use a plain "
                     "@hookimpl",
                 )
-            if hook_name in REGISTRATION_HOOKS and inspect.iscoroutinefunction(impl.function):
+            is_async = inspect.iscoroutinefunction(impl.function)
+            if hook_name in REGISTRATION_HOOKS and is_async:
                 raise pluggy.PluginValidationError(
                     impl.plugin,
                     f"plugin {impl.plugin_name!r}: {hook_name} must be a plain function, "
                     "not 'async def' (it runs once, before any event loop)",
+                )
+            if hook_name in SYNC_ONLY_HOOKS and is_async:
+                raise pluggy.PluginValidationError(
+                    impl.plugin,
+                    f"plugin {impl.plugin_name!r}: {hook_name} must be a plain function, "
+                    "not 'async def' (it runs on the job path, in the job's own task)",
+                )
+            if hook_name in ASYNC_ONLY_HOOKS and not is_async:
+                raise pluggy.PluginValidationError(
+                    impl.plugin,
+                    f"plugin {impl.plugin_name!r}: {hook_name} must be 'async def' (it runs "
+                    "as a task as long as the runner)",
                 )
 
 
@@ -340,6 +362,7 @@ class PluginHost:
         self.workers = WorkerRegistrar()
         self.buses = BusRegistrar()
         self.llm_backends = BackendRegistrar()
+        self.routes = RouteRegistrar()
         self.registration_errors: list[str] = []
         self._commands: dict[str, list[str]] = {}
         self._load_failed: list[PluginInfo] = []
@@ -480,7 +503,8 @@ class PluginHost:
     # ----------------------------------------------------------------- registrations
 
     def collect_registrations(self) -> None:
-        """Run ``register_workers``, ``register_buses`` and ``register_llm_backends`` once."""
+        """Run ``register_workers``, ``register_buses``, ``register_llm_backends`` and
+        ``register_routes`` once."""
         if self._registered:
             return
         self._registered = True
@@ -488,6 +512,7 @@ class PluginHost:
             ("register_buses", self.buses),
             ("register_workers", self.workers),
             ("register_llm_backends", self.llm_backends),
+            ("register_routes", self.routes),
         ):
             before = len(registrar.errors)
             done = self._collected.setdefault(hook_name, set())  # a later plugin re-runs it
@@ -560,6 +585,7 @@ class PluginHost:
                 "workers": self.workers.names_by_plugin(name),
                 "buses": self.buses.names_by_plugin(name),
                 "llm_backends": self.llm_backends.names_by_plugin(name),
+                "routes": self.routes.names_by_plugin(name),
                 "commands": self._commands.get(name, []),
             }
             info.registered = {k: v for k, v in registered.items() if v}

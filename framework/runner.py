@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from framework._hooks import RuntimeHooks
 from framework._publishing import EventPublisher, PublisherStats
-from framework._registrars import BackendRegistrar
+from framework._registrars import BackendRegistrar, RouteRegistrar
 from framework._requester import REPLY_TYPES, Requester, RequestsJobs
 from framework.bus.base import Bus, Inbox
 from framework.bus.local import LocalBus
@@ -35,7 +35,12 @@ from framework.bus.messages import (
 )
 from framework.config import LLMConfig
 from framework.events import ContentType, Event, EventModel, EventType
-from framework.plugins import create_plugin_manager, llm_backends_of, register_plugin
+from framework.plugins import (
+    create_plugin_manager,
+    llm_backends_of,
+    register_plugin,
+    run_registration_hook,
+)
 from framework.registry import WorkerRegistry
 from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
 from framework.worker import BaseWorker
@@ -69,6 +74,8 @@ class WorkerRunner(RequestsJobs):
         event_buffer_size: events each publisher may have waiting before it loses new ones.
         event_drain_timeout: seconds the publishers get, once the workers have ended, to
             deliver what is still buffered.
+        routes: the ASGI apps plugins mounted (``register_routes``), as the plugin host
+            collected them; None collects them from this runner's plugins when first asked.
     """
 
     def __init__(
@@ -81,6 +88,7 @@ class WorkerRunner(RequestsJobs):
         grace_period: float = 5.0,
         event_buffer_size: int = 1000,
         event_drain_timeout: float = 1.0,
+        routes: RouteRegistrar | None = None,
     ) -> None:
         if grace_period < 0:
             raise ValueError(f"grace_period must be >= 0 seconds, got {grace_period}")
@@ -120,7 +128,38 @@ class WorkerRunner(RequestsJobs):
         self._inbox: Inbox | None = None
         self._waiting_index: dict[str, set[Requester]] = {}
         self._failed: dict[str, WorkerErrorData] = {}
+        self._routes = routes
+        self._services: anyio.CancelScope | None = None
         self.registry.add_gone_listener(self._on_worker_gone)
+
+    def add_plugin(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object (a module or an instance holding ``@hookimpl``
+        functions) for this runner: the door ``configure_runner`` impls use.
+
+        It is validated as ``WorkerRunner(plugins=[...])`` validates: an unknown hook name
+        is refused naming the closest hook, an ``async def`` impl of a sync-only hook (and
+        a plain one of ``runner_service``) is refused. Hooks are read when the runner
+        starts: a plugin added while it runs is seen by the next run.
+
+        Returns:
+            The name it was registered under (``name``, else its module or class name,
+            made unique with ``-2``, ``-3``...).
+
+        Raises:
+            ValueError: the same object was added twice, or ``name`` is taken.
+            pluggy.PluginValidationError: a hookimpl does not fit its spec (the message
+                names the plugin and the hook).
+        """
+        return register_plugin(self.plugin_manager, plugin, name)
+
+    @property
+    def routes(self) -> RouteRegistrar:
+        """The ASGI apps this runner's plugins mount in the HTTP API (``register_routes``),
+        by prefix (``routes.entries``)."""
+        if self._routes is None:
+            self._routes = RouteRegistrar()
+            run_registration_hook(self.plugin_manager, "register_routes", self._routes, set())
+        return self._routes
 
     @property
     def llm_backends(self) -> BackendRegistrar:
@@ -495,6 +534,7 @@ class WorkerRunner(RequestsJobs):
                         host.start_soon,
                         self._inbox,
                         self._waiting_index,
+                        self.hooks,
                     )
                     host.start_soon(self._receive_loop, self._inbox)
                     await self._run_workers(task_status)
@@ -521,6 +561,7 @@ class WorkerRunner(RequestsJobs):
                     del self._workers[name]
             if not self._stop_requested.is_set():
                 self._state = "running"
+                await self._start_services()
             task_status.started()
             await self._stop_requested.wait()
             self._state = "ending"
@@ -529,8 +570,30 @@ class WorkerRunner(RequestsJobs):
             # Workers end themselves (children first); this block waits for their tasks.
             # runner.cancel() and the watchdog cancel them from the service task group.
 
+    async def _start_services(self) -> None:
+        """Start every ``runner_service`` impl in a task group of its own, in the runner's
+        service task group; ``_finish`` cancels them once the workers have ended."""
+        impls = self.hooks.services
+        if not impls or self._service_tg is None:
+            return
+
+        async def run_services(*, task_status: TaskStatus[None]) -> None:
+            with anyio.CancelScope() as scope:
+                self._services = scope
+                async with anyio.create_task_group() as services:
+                    for impl in impls:
+                        services.start_soon(
+                            self.hooks.run_service, impl, self, name=f"service {impl.plugin_name}"
+                        )
+                    task_status.started()
+
+        await self._service_tg.start(run_services, name="runner services")
+
     async def _finish(self) -> None:
-        """After the workers: end the runner's own open jobs, the END event, the publishers."""
+        """After the workers: end the runner's own open jobs and services, the END event,
+        the publishers."""
+        if self._services is not None:
+            self._services.cancel()
         if self._requester is not None:
             await self._requester.close(f"runner {self.name!r} ended")
         if self.events_enabled:

@@ -27,13 +27,44 @@ class JobStatus(StrEnum):
     ERROR = "error"
 
 
+class JobDescription(BaseModel):
+    """One job a worker answers, as ``BaseWorker.describe()`` lists it.
+
+    Consumers (an assistant's worker tools, the HTTP API's OpenAPI document, MCP tools, A2A
+    skills) read it instead of guessing what a worker takes.
+
+    Attributes:
+        name: the job's name; None for the default handler (requests with no name, or a
+            name no named handler takes).
+        description: the handler's docstring ("" without one).
+        input_schema: JSON schema of the payload when the handler takes a typed payload
+            (a pydantic model), else None: any JSON object.
+        output_schema: JSON schema of the response when the handler's return annotation is
+            a pydantic model, else None.
+        streaming: whether the handler streams (an async generator).
+    """
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    name: str | None = None
+    description: str = ""
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    streaming: bool = False
+
+
 class WorkerReadyData(BaseModel):
-    """Announcement that a worker is ready to take jobs, and which runner hosts it."""
+    """Announcement that a worker is ready to take jobs, and which runner hosts it.
+
+    ``jobs`` is the worker's description (``BaseWorker.describe()``); network buses carry it
+    to the other runners.
+    """
 
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     worker_name: str
     runner: str
+    jobs: tuple[JobDescription, ...] = ()
 
 
 class WorkerErrorData(BaseModel):

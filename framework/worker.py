@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -24,6 +25,7 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, ValidationError
 
 from framework._requester import Requester, RequestsJobs
+from framework._values import NotJSONError, jsonable
 from framework.bus.base import Inbox, UndeliverableError
 from framework.bus.messages import (
     ActivateMessage,
@@ -49,6 +51,7 @@ from framework.jobs import (
     JobGroupResponse,
 )
 from framework.types import (
+    JobDescription,
     JobStatus,
     WorkerActivationArgs,
     WorkerErrorData,
@@ -86,6 +89,12 @@ def job(func: Any = None, /, *, name: str | None = None) -> Any:
     The method is ``async def handler(self, job: Job)``. It returns the response (a dict or
     a pydantic model), raises ``JobFailed`` for a logical failure, or is an async generator
     whose yielded items are streamed to the requester.
+
+    A typed payload: ``async def handler(self, job: Job, data: SomeModel)``, where
+    ``SomeModel`` is a pydantic model. The payload is validated into it before the handler
+    runs; one that does not validate ends the job ``FAILED`` naming the field, and the
+    handler does not run. A return annotation that is a pydantic model is the response's
+    schema. Both appear in ``BaseWorker.describe()``; the docstring is the job's description.
     """
 
     def mark(f: F) -> F:
@@ -126,6 +135,60 @@ def worker_ready(*names: str) -> Callable[[F], F]:
 class _Handler:
     attribute: str
     streaming: bool
+    input_model: type[BaseModel] | None = None
+    output_model: type[BaseModel] | None = None
+    doc: str = ""
+
+
+def _resolve(annotation: Any, func: Callable[..., Any], localns: Mapping[str, Any]) -> Any:
+    """An annotation as an object (a string one is evaluated where the handler was written)."""
+    if not isinstance(annotation, str):
+        return annotation
+    return eval(annotation, func.__globals__, dict(localns))
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _make_handler(
+    owner: type, attribute: str, func: Callable[..., Any], localns: Mapping[str, Any]
+) -> _Handler:
+    """Read a ``@job`` method's signature: its typed payload and response models, if any."""
+    streaming = inspect.isasyncgenfunction(func)
+    parameters = list(inspect.signature(func).parameters.values())[1:]  # after self
+    where = f"@job handler {owner.__qualname__}.{attribute}"
+    if not parameters or len(parameters) > 2:
+        raise TypeError(
+            f"{where} takes (self, job) or (self, job, data: SomeModel); "
+            f"got {len(parameters) + 1} parameters"
+        )
+    input_model: type[BaseModel] | None = None
+    if len(parameters) == 2:
+        data = parameters[1]
+        try:
+            annotation = _resolve(data.annotation, func, localns)
+        except Exception as exc:
+            raise TypeError(
+                f"{where}: the annotation of {data.name!r} ({data.annotation!r}) could not be "
+                f"resolved ({type(exc).__name__}: {exc}); define the model before the worker"
+            ) from None
+        if not _is_model(annotation):
+            raise TypeError(
+                f"{where}: its second parameter {data.name!r} is the typed payload and must be "
+                f"annotated with a pydantic model, got {data.annotation!r}"
+            )
+        input_model = annotation
+    output_model: type[BaseModel] | None = None
+    returns = inspect.signature(func).return_annotation
+    if not streaming and returns is not inspect.Signature.empty:
+        try:
+            resolved = _resolve(returns, func, localns)
+        except Exception:
+            resolved = None  # an annotation that is not a model says nothing about the schema
+        if _is_model(resolved):
+            output_model = resolved
+    return _Handler(attribute, streaming, input_model, output_model, inspect.getdoc(func) or "")
 
 
 _REQUESTER_CALLBACKS = (
@@ -164,6 +227,7 @@ class BaseWorker(RequestsJobs):
     """The name ``register_workers`` registers the class under by default."""
 
     _handlers: ClassVar[dict[str, _Handler]] = {}
+    _descriptions: ClassVar[tuple[JobDescription, ...] | None] = None
     _ready_watches: ClassVar[dict[str, tuple[str, ...]]] = {}
     _observes_jobs: ClassVar[bool] = False
     _observes_requests: ClassVar[bool] = False
@@ -181,6 +245,12 @@ class BaseWorker(RequestsJobs):
                 watches.update(base._ready_watches)
         handlers = {k: h for k, h in handlers.items() if h.attribute not in own}
         watches = {k: n for k, n in watches.items() if k not in own}
+        # Where the class statement ran: typed payload models defined in a function are
+        # found there (annotations are strings under ``from __future__ import annotations``).
+        caller: Any = sys._getframe(1)
+        while caller is not None and caller.f_code.co_name == "__init_subclass__":
+            caller = caller.f_back
+        localns: Mapping[str, Any] = caller.f_locals if caller is not None else {}
         for attribute, member in own.items():
             job_name = getattr(member, _JOB_MARK, None)
             if job_name is not None:
@@ -190,11 +260,12 @@ class BaseWorker(RequestsJobs):
                         f"worker class {cls.__qualname__}: both {handlers[job_name].attribute}() "
                         f"and {attribute}() handle {shown}; keep one"
                     )
-                handlers[job_name] = _Handler(attribute, inspect.isasyncgenfunction(member))
+                handlers[job_name] = _make_handler(cls, attribute, member, localns)
             names = getattr(member, _READY_MARK, None)
             if names:
                 watches[attribute] = names
         cls._handlers = handlers
+        cls._descriptions = None
         cls._ready_watches = watches
         cls._observes_jobs = any(
             getattr(cls, n) is not getattr(BaseWorker, n) for n in _REQUESTER_CALLBACKS
@@ -332,6 +403,44 @@ class BaseWorker(RequestsJobs):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self._name!r})"
+
+    # ----------------------------------------------------------------- description
+
+    def describe(self) -> list[JobDescription]:
+        """The jobs this worker answers: each handler's name (None for the default one),
+        docstring, and the JSON schemas of its typed payload and response (None where not
+        typed).
+
+        The registry keeps it (``WorkerReadyData.jobs``), network buses carry it to other
+        runners, and consumers such as an assistant's worker tools read it. A subclass may
+        override it to describe jobs its handlers take in a form of their own.
+        """
+        cls = type(self)
+        described = cls.__dict__.get("_descriptions")
+        if described is None:
+            described = tuple(_describe(h, n) for n, h in cls._handlers.items())
+            cls._descriptions = described
+        return list(described)
+
+    # ----------------------------------------------------------------- background tasks
+
+    def start_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``func(*args)`` as a background task owned by this worker.
+
+        The task is cancelled when the worker ends; an exception it raises goes to
+        ``on_error`` (and is logged), and the worker carries on.
+
+        Raises:
+            RuntimeError: the worker is not running (call it from ``on_ready`` on, not from
+                ``__init__``).
+        """
+        tg = self._tg
+        if tg is None or self._finished is None or self._finished.is_set():
+            raise RuntimeError(
+                f"worker {self._name!r} is not running: start background tasks from on_ready "
+                "or later, while the worker runs"
+            )
+        tg.start_soon(self._guarded, func, *args, name=f"{self._name}: {_callable_name(func)}")
 
     # ----------------------------------------------------------------- requesting work
 
@@ -491,7 +600,13 @@ class BaseWorker(RequestsJobs):
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self._requester = Requester(
-                    self._name, bus, runner.registry, tg.start_soon, inbox, runner._waiting_index
+                    self._name,
+                    bus,
+                    runner.registry,
+                    tg.start_soon,
+                    inbox,
+                    runner._waiting_index,
+                    runner.hooks,
                 )
                 if self._observes_jobs:
                     self._requester.observer = self._observe_job_message
@@ -524,7 +639,9 @@ class BaseWorker(RequestsJobs):
         self._ready = True
         self._started_at = time.time()
         self._publish_entry()
-        data = WorkerReadyData(worker_name=self._name, runner=runner.name)
+        data = WorkerReadyData(
+            worker_name=self._name, runner=runner.name, jobs=tuple(self.describe())
+        )
         await runner._worker_ready(self, data)
         return True
 
@@ -638,7 +755,13 @@ class BaseWorker(RequestsJobs):
             )
             return
         job = Job(
-            self, message.job_id, message.name, message.payload, message.source, time.monotonic()
+            self,
+            message.job_id,
+            message.name,
+            message.payload,
+            message.source,
+            time.monotonic(),
+            message.headers,
         )
         self._running[job.job_id] = job
         runner = self._runner
@@ -665,14 +788,29 @@ class BaseWorker(RequestsJobs):
             if self._observes_requests:
                 await self.on_job_request(job)
             method = getattr(self, handler.attribute)
+            model = handler.input_model
+            args: tuple[Any, ...] = (job,)
+            if model is not None:
+                try:
+                    args = (job, model.model_validate(job.payload))
+                except ValidationError as exc:
+                    message, fields = _payload_error(job, model, exc)
+                    raise JobFailed(message, {"fields": fields}) from None
+            hooks = self.runner.hooks
+            if hooks.wants_job_started:
+                hooks.on_job_started(job, self)
             if handler.streaming:
-                response = await self._stream(method(job), job)
+                response = await self._stream(method(*args), job)
             else:
-                response = _as_response(await method(job), self._name)
+                response = _as_response(await method(*args), self._name)
             if job._chunks >= 0 and not job._answered:
                 await self._close_stream(job)
         except JobFailed as exc:
             status, response = JobStatus.FAILED, exc.response
+            try:
+                response = jsonable(response, "the JobFailed data")
+            except NotJSONError as error:
+                status, response = JobStatus.ERROR, {"error": f"{type(error).__name__}: {error}"}
         except Exception as exc:
             # The requester gets the error text; the traceback is for whoever debugs the
             # handler (INFO: `framework -v`, or a logging configuration).
@@ -716,6 +854,10 @@ class BaseWorker(RequestsJobs):
 
         On the streaming hot path (300,000 chunks/s is the goal): no property lookups.
         """
+        if type(item) is not str:
+            item = jsonable(item, "the stream item")
+        elif not item.isascii():
+            jsonable(item, "the stream item")
         if job._chunks < 0:
             await self._open_stream(job)
         runner = self._runner
@@ -802,6 +944,7 @@ class BaseWorker(RequestsJobs):
         await self._answer(job, status, {"error": error}, from_loop=from_loop)
 
     async def _send_update(self, job: Job, data: dict[str, Any]) -> None:
+        data = jsonable(data, "the update")
         runner = self.runner
         await runner.bus.send(
             JobUpdateMessage.build(
@@ -960,15 +1103,52 @@ class BaseWorker(RequestsJobs):
 
 def _as_response(result: Any, worker: str) -> dict[str, Any]:
     if isinstance(result, dict):
-        return result
+        response: dict[str, Any] = jsonable(result, "the response")
+        return response
     if result is None:
         return {}
     if isinstance(result, BaseModel):
-        return result.model_dump()
+        dumped: dict[str, Any] = jsonable(result, "the response")
+        return dumped
     raise TypeError(
         f"handler of worker {worker!r} returned {type(result).__name__}; "
         "return a dict, a pydantic model or None"
     )
+
+
+def _describe(handler: _Handler, key: str) -> JobDescription:
+    return JobDescription(
+        name=None if key == _DEFAULT else key,
+        description=handler.doc,
+        input_schema=None if handler.input_model is None else _schema(handler.input_model),
+        output_schema=None if handler.output_model is None else _schema(handler.output_model),
+        streaming=handler.streaming,
+    )
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def _callable_name(func: Callable[..., Any]) -> str:
+    return str(getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func)))
+
+
+def _payload_error(
+    job: Job, model: type[BaseModel], exc: ValidationError
+) -> tuple[str, list[dict[str, str]]]:
+    """What a payload that does not fit the handler's model gets: the error text, and the
+    fields at fault (``{"field": "a.b", "error": ...}``)."""
+    fields = [
+        {
+            "field": ".".join(str(part) for part in error["loc"]) or "(payload)",
+            "error": error["msg"],
+        }
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    shown = "; ".join(f"{f['field']}: {f['error']}" for f in fields)
+    name = job.name or "(default)"
+    return f"the payload of job {name!r} does not fit {model.__name__}: {shown}", fields
 
 
 def _as_event_data(item: Any) -> dict[str, Any]:

@@ -121,9 +121,10 @@ async def test_hook_on_worker_ready() -> None:
                 pass
         assert sync_impl.registered == [True, True]
         for impl in (sync_impl, async_impl):
+            described = tuple(Echo("x").describe())  # the ready data carries the description
             assert [data for data, _ in impl.calls] == [
-                WorkerReadyData(worker_name="early", runner="r"),
-                WorkerReadyData(worker_name="late", runner="r"),
+                WorkerReadyData(worker_name="early", runner="r", jobs=described),
+                WorkerReadyData(worker_name="late", runner="r", jobs=described),
             ]
             assert all(r is runner for _, r in impl.calls)
 
@@ -517,7 +518,10 @@ def test_every_hookspec_has_a_test_and_docs() -> None:
         names
     )
 
+    # The hook tests live here and beside the seams they exercise (tests/test_seams.py).
     tests = {name for name, obj in globals().items() if inspect.isfunction(obj)}
+    for module in sorted((ROOT / "tests").glob("test_*.py")):
+        tests.update(re.findall(r"^(?:async )?def (test_hook_\w+)\(", module.read_text(), re.M))
     missing_tests = [name for name in names if f"test_hook_{name}" not in tests]
 
     docs = ROOT / "docs" / "hooks.md"

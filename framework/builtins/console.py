@@ -43,4 +43,4 @@ class ConsolePublisher:
 def configure_runner(runner: Any, config: Any) -> None:
     """Add a ``ConsolePublisher`` when ``-v`` or the configuration enables it."""
     if config.publishers.console.enabled:
-        runner.plugin_manager.register(ConsolePublisher(), name="console-publisher")
+        runner.add_plugin(ConsolePublisher(), name="console-publisher")

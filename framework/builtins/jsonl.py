@@ -39,4 +39,4 @@ def configure_runner(runner: Any, config: Any) -> None:
     """Add a ``JsonlPublisher`` when the configuration names a file."""
     path = config.publishers.jsonl.path
     if path is not None:
-        runner.plugin_manager.register(JsonlPublisher(Path(path)), name="jsonl-publisher")
+        runner.add_plugin(JsonlPublisher(Path(path)), name="jsonl-publisher")

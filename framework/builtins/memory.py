@@ -30,4 +30,4 @@ class MemoryPublisher:
 def configure_runner(runner: Any, config: Any) -> None:
     """Add a ``MemoryPublisher`` when the configuration enables it."""
     if config.publishers.memory.enabled:
-        runner.plugin_manager.register(MemoryPublisher(), name="memory-publisher")
+        runner.add_plugin(MemoryPublisher(), name="memory-publisher")

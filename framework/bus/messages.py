@@ -81,6 +81,8 @@ class JobRequestMessage(BusMessage):
     job_id: str
     name: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Context the requester sends along (``job.headers``): trace context, tenant ids..."""
 
 
 class JobResponseMessage(BusMessage):

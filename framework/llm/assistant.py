@@ -44,14 +44,21 @@ class Assistant(LLMWorker):
         return specs
 
     def _worker_tool(self, worker: str) -> ToolSpec:
+        """A tool sending the worker a plain (default) job, described as the worker
+        describes it: the handler's docstring, and its typed payload's schema."""
+
         async def call(arguments: dict[str, Any]) -> Any:
             async with self.job(worker, payload=arguments, timeout=60) as job:
                 pass
             return job.response
 
-        return ToolSpec(
-            name=worker,
-            description=f"Send a job to the worker {worker!r}; the arguments are its payload.",
-            parameters={"type": "object", "additionalProperties": True},
-            call=call,
-        )
+        data = self.registry.get(worker)
+        described = next((j for j in data.jobs if j.name is None), None) if data else None
+        description = f"Send a job to the worker {worker!r}; the arguments are its payload."
+        parameters: dict[str, Any] = {"type": "object", "additionalProperties": True}
+        if described is not None:
+            if described.description:
+                description = f"{described.description} (worker {worker!r})"
+            if described.input_schema is not None:
+                parameters = described.input_schema
+        return ToolSpec(name=worker, description=description, parameters=parameters, call=call)

@@ -41,4 +41,4 @@ def configure_runner(runner: Any, config: Any) -> None:
     from agent_plugin_redis.publisher import RedisEventPublisher
 
     publisher = RedisEventPublisher.from_config(settings, default_url=config.bus)
-    runner.plugin_manager.register(publisher, name="redis-publisher")
+    runner.add_plugin(publisher, name="redis-publisher")

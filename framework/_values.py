@@ -1,0 +1,178 @@
+"""What may travel in a job: JSON-compatible values and request headers.
+
+A payload, an update, a stream item or a response must survive a network bus unchanged, so
+the in-process bus holds them to the same rule: a plugin that passes its tests locally then
+behaves the same across machines. ``jsonable`` checks a value (and turns pydantic models into
+plain data); ``check_headers`` checks the headers given to a job request.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+MAX_DEPTH = 100
+"""Deepest nesting of lists and dicts accepted (a circular value is caught here too)."""
+
+MAX_HEADERS = 64
+"""Most headers one request may carry."""
+
+MAX_HEADER_BYTES = 8 * 1024
+"""Most bytes (UTF-8, names and values together) the headers of one request may take."""
+
+RESERVED_HEADER_PREFIX = "framework-"
+"""Header names the framework keeps for itself."""
+
+_HEADER_NAME = re.compile(r"[a-z0-9-]+")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class NotJSONError(TypeError):
+    """A value that a network bus could not carry: ``path`` says where, the message what."""
+
+    def __init__(self, what: str, path: str, reason: str) -> None:
+        super().__init__(f"{what} at {path} {reason}")
+        self.path = path
+
+
+def jsonable(value: Any, what: str = "value") -> Any:
+    """``value`` as JSON-compatible data: the same object when it is so already, a copy
+    with every pydantic model dumped (``mode="json"``) when it holds models.
+
+    Raises:
+        NotJSONError: something in it is not JSON-compatible (an arbitrary object, bytes,
+            a non-string dict key, NaN or infinity, a string with lone surrogates, or
+            nesting deeper than ``MAX_DEPTH``, which a circular value always reaches). The
+            message names ``what``, the path (``$.items[2].when``) and the type.
+    """
+    kind = type(value)
+    if kind is str:
+        if not value.isascii():
+            _check_text(value, what, "$")
+        return value
+    if kind is dict and not value:
+        return value
+    return _convert(value, what, "$", 0)
+
+
+def _check_text(text: str, what: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise NotJSONError(
+            what, path, "is a str with lone surrogates, which UTF-8 cannot encode"
+        ) from None
+
+
+def _convert(value: Any, what: str, path: str, depth: int) -> Any:
+    kind = type(value)
+    if kind is str:
+        if not value.isascii():
+            _check_text(value, what, path)
+        return value
+    if kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if math.isfinite(value):
+            return value
+        raise NotJSONError(what, path, f"is {value!r}, which JSON cannot represent")
+    if depth >= MAX_DEPTH:
+        raise NotJSONError(
+            what, path, f"is nested deeper than {MAX_DEPTH} levels (a circular value?)"
+        )
+    if isinstance(value, BaseModel):
+        try:
+            return value.model_dump(mode="json")
+        except Exception as exc:
+            raise NotJSONError(
+                what, path, f"is a {kind.__name__} that does not serialize: {exc}"
+            ) from None
+    if isinstance(value, Mapping):
+        copy: dict[str, Any] | None = None
+        for key, item in value.items():
+            if type(key) is not str:
+                raise NotJSONError(
+                    what, f"{path}[{key!r}]", f"has a {type(key).__name__} key; keys must be str"
+                )
+            converted = _convert(item, what, f"{path}.{key}", depth + 1)
+            if converted is not item and copy is None:
+                copy = dict(value)
+            if copy is not None:
+                copy[key] = converted
+        if copy is not None:
+            return copy
+        return value if kind is dict else dict(value)
+    if isinstance(value, (list, tuple)):
+        items: list[Any] | None = None
+        for index, item in enumerate(value):
+            converted = _convert(item, what, f"{path}[{index}]", depth + 1)
+            if converted is not item and items is None:
+                items = list(value)
+            if items is not None:
+                items[index] = converted
+        if items is not None:
+            return items
+        return value if kind is list else list(value)
+    if isinstance(value, _SCALARS):  # subclasses of str, int, float (enums among them)
+        return _convert(_plain(value), what, path, depth)
+    raise NotJSONError(
+        what,
+        path,
+        f"is a {kind.__module__}.{kind.__qualname__}, which is not JSON-compatible; send "
+        "dicts, lists, str, int, float, bool, None or pydantic models",
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    return float(value)
+
+
+def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The headers of a job request as a new dict, checked.
+
+    Raises:
+        ValueError: a name is not lower-case ``[a-z0-9-]`` or starts with the reserved
+            ``framework-``, a value is not a str, there are more than ``MAX_HEADERS``, or
+            they take more than ``MAX_HEADER_BYTES``.
+    """
+    if not headers:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise ValueError(f"headers must be a dict of str to str, got {type(headers).__name__}")
+    if len(headers) > MAX_HEADERS:
+        raise ValueError(f"a job request takes at most {MAX_HEADERS} headers, got {len(headers)}")
+    size = 0
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(
+                f"header name {name!r} is not allowed; names are lower-case letters, digits "
+                "and '-' (e.g. 'traceparent', 'idempotency-key')"
+            )
+        if name.startswith(RESERVED_HEADER_PREFIX):
+            raise ValueError(
+                f"header {name!r}: names starting with {RESERVED_HEADER_PREFIX!r} are "
+                "reserved for the framework; pick another name"
+            )
+        if not isinstance(value, str):
+            raise ValueError(
+                f"header {name!r}: the value must be a str, got {type(value).__name__}"
+            )
+        try:
+            size += len(name) + len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(f"header {name!r}: the value has lone surrogates") from None
+    if size > MAX_HEADER_BYTES:
+        raise ValueError(
+            f"the headers take {size} bytes; a job request takes at most {MAX_HEADER_BYTES}"
+        )
+    return dict(headers)

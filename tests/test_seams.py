@@ -1,0 +1,616 @@
+"""The seams for plugins: headers, typed payloads and descriptions, the same values on every
+bus, ``start_soon``, ``add_plugin``, and the hooks ``on_job_started``,
+``add_request_headers``, ``runner_service`` and ``register_routes``."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pluggy
+import pytest
+from click.testing import CliRunner
+from pydantic import BaseModel
+
+from framework import (
+    BaseWorker,
+    Job,
+    JobError,
+    JobStatus,
+    WorkerRunner,
+    hookimpl,
+)
+from framework import job as job_handler
+from framework._registrars import RouteRegistrar
+from framework.cli import cli
+from framework.plugins import PluginHost
+
+pytestmark = pytest.mark.anyio
+
+
+class Echo(BaseWorker):
+    @job_handler
+    async def echo(self, job: Job) -> dict[str, Any]:
+        return {"echo": job.payload, "headers": dict(job.headers)}
+
+
+# ----------------------------------------------------------------- headers
+
+
+async def test_headers_reach_the_handler_read_only_for_single_groups_and_fire_and_forget() -> None:
+    seen: list[tuple[str, dict[str, str]]] = []
+    done = anyio.Event()
+
+    class Keeper(BaseWorker):
+        @job_handler
+        async def keep(self, job: Job) -> dict[str, Any]:
+            seen.append((self.name, dict(job.headers)))
+            with pytest.raises(TypeError):
+                job.headers["x"] = "y"  # type: ignore[index]
+            if len(seen) == 4:
+                done.set()
+            return {}
+
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            for name in ("a", "b", "c"):
+                await runner.add_worker(Keeper(name))
+            async with runner.job("a", headers={"tenant-id": "t1"}):
+                pass
+            async with runner.job_group("a", "b", headers={"idempotency-key": "k"}):
+                pass
+            await runner.request_job("c", headers={"traceparent": "00-abc"})
+            await done.wait()
+            async with runner.job("a") as plain:
+                pass
+    assert sorted(seen[:1]) == [("a", {"tenant-id": "t1"})]
+    assert sorted(seen[1:3]) == [("a", {"idempotency-key": "k"}), ("b", {"idempotency-key": "k"})]
+    assert seen[3] == ("c", {"traceparent": "00-abc"})
+    assert seen[4] == ("a", {})
+    assert plain.status is JobStatus.COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("headers", "match"),
+    [
+        ({"Tenant": "x"}, "lower-case"),
+        ({"a b": "x"}, "lower-case"),
+        ({"framework-job": "x"}, "reserved"),
+        ({"n": 1}, "must be a str"),
+        ({f"h{i}": "x" for i in range(65)}, "at most 64 headers"),
+        ({"big": "x" * 9000}, "at most 8192"),
+    ],
+)
+async def test_bad_headers_are_a_value_error_at_the_call(
+    headers: dict[str, Any], match: str
+) -> None:
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Echo("echo"))
+            with pytest.raises(ValueError, match=match):
+                runner.job("echo", headers=headers)
+            with pytest.raises(ValueError, match=match):
+                await runner.request_job("echo", headers=headers)
+            with pytest.raises(ValueError, match=match):
+                runner.job_group("echo", headers=headers)
+            # Nothing was sent: the worker still answers the next job at once.
+            async with runner.job("echo", headers={"ok": "1"}) as j:
+                pass
+    assert j.response == {"echo": {}, "headers": {"ok": "1"}}
+
+
+# ----------------------------------------------------------------- context across jobs
+
+TRACE: contextvars.ContextVar[str] = contextvars.ContextVar("trace", default="")
+
+
+class Tracing:
+    """Context from the request's headers (``on_job_started``) onto the requests the
+    handler sends (``add_request_headers``): the way a tracing plugin works."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+        self.targets: list[str] = []
+
+    @hookimpl
+    def on_job_started(self, job: Job, worker: BaseWorker) -> None:
+        self.started.append((worker.name, job.headers.get("trace", "")))
+        TRACE.set(job.headers.get("trace", "") + f"/{worker.name}")
+
+    @hookimpl
+    def add_request_headers(self, headers: dict[str, str], target: str) -> None:
+        self.targets.append(target)
+        if TRACE.get():
+            headers["trace"] = TRACE.get()
+
+
+class Outer(BaseWorker):
+    @job_handler
+    async def outer(self, job: Job) -> dict[str, Any]:
+        seen_here = TRACE.get()
+        async with self.job_group("inner-1", "inner-2") as group:
+            pass
+        return {"here": seen_here, "inner": group.responses}
+
+
+class Inner(BaseWorker):
+    @job_handler
+    async def inner(self, job: Job) -> dict[str, Any]:
+        return {"trace": job.headers.get("trace"), "context": TRACE.get()}
+
+
+async def test_hook_on_job_started() -> None:
+    tracing = Tracing()
+    with anyio.fail_after(10):
+        async with WorkerRunner(plugins=[tracing]) as runner:
+            await runner.add_worker(Outer("outer"))
+            await runner.add_worker(Inner("inner-1"))
+            await runner.add_worker(Inner("inner-2"))
+            async with runner.job("outer", headers={"trace": "t"}) as j:
+                pass
+    # The handler saw the context its on_job_started set, and so did the jobs it requested.
+    assert j.response is not None
+    assert j.response["here"] == "t/outer"
+    assert j.response["inner"] == {
+        "inner-1": {"trace": "t/outer", "context": "t/outer/inner-1"},
+        "inner-2": {"trace": "t/outer", "context": "t/outer/inner-2"},
+    }
+    assert sorted(tracing.started) == [
+        ("inner-1", "t/outer"),
+        ("inner-2", "t/outer"),
+        ("outer", "t"),
+    ]
+
+
+async def test_hook_add_request_headers() -> None:
+    class PerTarget:
+        @hookimpl
+        def add_request_headers(self, headers: dict[str, str], target: str) -> None:
+            headers["to"] = target
+
+    tracing = Tracing()
+    with anyio.fail_after(10):
+        async with WorkerRunner(plugins=[tracing, PerTarget()]) as runner:
+            await runner.add_worker(Echo("a"))
+            await runner.add_worker(Echo("b"))
+            async with runner.job_group("a", "b", headers={"tenant-id": "t"}) as group:
+                pass
+    # One call per member, each on its own copy of the caller's headers.
+    assert sorted(tracing.targets) == ["a", "b"]
+    assert group.responses["a"]["headers"] == {"tenant-id": "t", "to": "a"}
+    assert group.responses["b"]["headers"] == {"tenant-id": "t", "to": "b"}
+
+
+async def test_a_raising_job_path_hook_is_logged_and_the_job_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        @hookimpl
+        def on_job_started(self, job: Job) -> None:
+            raise RuntimeError("boom in on_job_started")
+
+        @hookimpl
+        def add_request_headers(self, headers: dict[str, str]) -> None:
+            headers["early"] = "1"
+            raise RuntimeError("boom in add_request_headers")
+
+    with anyio.fail_after(10), caplog.at_level(logging.ERROR):
+        async with WorkerRunner(plugins=[Broken()]) as runner:
+            await runner.add_worker(Echo("echo"))
+            async with runner.job("echo", payload={"x": 1}) as j:
+                pass
+    assert j.response == {"echo": {"x": 1}, "headers": {"early": "1"}}
+    text = caplog.text
+    assert "'Broken'" in text and "on_job_started raised" in text
+    assert "add_request_headers raised" in text
+
+
+def test_async_impls_of_sync_only_hooks_and_sync_services_are_refused() -> None:
+    class AsyncStarted:
+        @hookimpl
+        async def on_job_started(self, job: Job) -> None: ...
+
+    class AsyncHeaders:
+        @hookimpl
+        async def add_request_headers(self, headers: dict[str, str]) -> None: ...
+
+    class SyncService:
+        @hookimpl
+        def runner_service(self, runner: WorkerRunner) -> None: ...
+
+    runner = WorkerRunner()
+    for plugin, hook in (
+        (AsyncStarted(), "on_job_started"),
+        (AsyncHeaders(), "add_request_headers"),
+        (SyncService(), "runner_service"),
+    ):
+        with pytest.raises(pluggy.PluginValidationError, match=hook):
+            runner.add_plugin(plugin)
+        assert not runner.plugin_manager.is_registered(plugin)
+
+
+# ----------------------------------------------------------------- add_plugin
+
+
+def test_add_plugin_validates_like_the_constructor_and_names_the_closest_hook() -> None:
+    class Typo:
+        @hookimpl
+        def on_job_startd(self, job: Job) -> None: ...
+
+    runner = WorkerRunner()
+    with pytest.raises(pluggy.PluginValidationError, match="did you mean 'on_job_started'"):
+        runner.add_plugin(Typo())
+    good = Tracing()
+    assert runner.add_plugin(good, name="tracing") == "tracing"
+    assert runner.plugin_manager.get_plugin("tracing") is good
+    with pytest.raises(ValueError, match="given twice"):
+        runner.add_plugin(good)
+
+
+# ----------------------------------------------------------------- runner_service
+
+
+async def test_hook_runner_service(caplog: pytest.LogCaptureFixture) -> None:
+    events: list[str] = []
+
+    class Service:
+        @hookimpl
+        async def runner_service(self, runner: WorkerRunner) -> None:
+            # Started once every configured worker is ready: it can use them at once.
+            events.append(f"started, echo ready: {'echo' in runner.registry}")
+            async with runner.job("echo", payload={"from": "service"}) as j:
+                pass
+            events.append(f"job {j.status}")
+            try:
+                await anyio.sleep_forever()
+            finally:
+                events.append(f"cancelled, workers left: {sorted(runner.workers)}")
+
+    class Failing:
+        @hookimpl
+        async def runner_service(self) -> None:
+            raise RuntimeError("the service broke")
+
+    with anyio.fail_after(10), caplog.at_level(logging.ERROR):
+        runner = WorkerRunner(plugins=[Service(), Failing()])
+        await runner.add_worker(Echo("echo"))
+        async with runner:
+            while len(events) < 2:
+                await anyio.sleep(0.01)
+            # The failing service did not take the runner down.
+            async with runner.job("echo") as j:
+                pass
+            assert j.status is JobStatus.COMPLETED
+    assert events == [
+        "started, echo ready: True",
+        "job completed",
+        "cancelled, workers left: []",  # cancelled after the workers ended
+    ]
+    assert "'Failing'" in caplog.text and "the service broke" in caplog.text
+
+
+# ----------------------------------------------------------------- register_routes
+
+
+async def _asgi_app(scope: Any, receive: Any, send: Any) -> None:
+    """A stand-in ASGI app: registration only checks that it is callable."""
+
+
+class Routes:
+    @hookimpl
+    def register_routes(self, register: RouteRegistrar) -> None:
+        register("/mcp", _asgi_app)
+
+
+def test_hook_register_routes() -> None:
+    class Clash:
+        @hookimpl
+        def register_routes(self, register: RouteRegistrar) -> None:
+            register("/mcp", _asgi_app)  # held by Routes
+            register("/mcp/inner", _asgi_app)  # inside Routes' prefix
+            register("/v1/mine", _asgi_app)  # the API's own
+            register("bad/", _asgi_app)
+            register("/fine", object())  # not an app
+            register("/a2a", _asgi_app)
+
+    # pluggy calls the plugin registered last first: Routes registers before Clash.
+    host = PluginHost(plugins=[Clash(), Routes()], report=False)
+    host.collect_registrations()
+    assert sorted(host.routes.entries) == ["/a2a", "/mcp"]
+    assert host.routes.entries["/mcp"].plugin == "Routes"
+    errors = "\n".join(host.registration_errors)
+    assert "'/mcp' is registered by both plugin 'Routes' and plugin 'Clash'" in errors
+    assert "overlaps '/mcp' of plugin 'Routes'" in errors
+    assert "which the HTTP API serves itself" in errors
+    assert "leading '/'" in errors
+    assert "must be an ASGI application" in errors
+    by_name = {info.name: info for info in host.plugin_infos()}
+    assert by_name["Routes"].registered["routes"] == ["/mcp"]
+    assert by_name["Clash"].registered["routes"] == ["/a2a"]
+    # A runner built in code collects its own plugins' routes.
+    assert list(WorkerRunner(plugins=[Routes()]).routes.entries) == ["/mcp"]
+
+
+def test_framework_plugins_lists_the_routes_a_plugin_mounted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    module = types.ModuleType("routes_plugin_for_test")
+    module.register_routes = Routes().register_routes  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "routes_plugin_for_test", module)
+    result = CliRunner().invoke(cli, ["-p", "routes_plugin_for_test", "plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = {p["name"]: p for p in json.loads(result.stdout)}
+    assert listed["routes_plugin_for_test"]["registered"]["routes"] == ["/mcp"]
+
+
+# ----------------------------------------------------------------- typed payloads
+
+
+class ReverseIn(BaseModel):
+    text: str
+    times: int = 1
+
+
+class ReverseOut(BaseModel):
+    text: str
+
+
+class Typed(BaseWorker):
+    ran: list[ReverseIn]
+
+    @job_handler
+    async def reverse(self, job: Job, data: ReverseIn) -> ReverseOut:
+        """Reverse the text, ``times`` times over."""
+        self.ran.append(data)
+        return ReverseOut(text=data.text[::-1] * data.times)
+
+    @job_handler(name="count")
+    async def count(self, job: Job) -> AsyncIterator[int]:
+        """Count to three."""
+        for i in range(3):
+            yield i
+
+
+async def test_a_typed_payload_is_validated_before_the_handler_runs() -> None:
+    worker = Typed("typed")
+    worker.ran = []
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(worker)
+            async with runner.job("typed", payload={"text": "abc", "times": 2}) as ok:
+                pass
+            with pytest.raises(JobError) as bad:
+                async with runner.job("typed", payload={"times": "many"}):
+                    pass
+            # A pydantic model is a payload too, on the requester's side.
+            async with runner.job("typed", payload=ReverseIn(text="xy")) as model_payload:  # type: ignore[arg-type]
+                pass
+    assert ok.response == {"text": "cbacba"}
+    assert model_payload.response == {"text": "yx"}
+    assert bad.value.status is JobStatus.FAILED  # the requester's mistake, not a crash
+    error = bad.value.response["error"]
+    assert "does not fit ReverseIn" in error and "text: Field required" in error
+    assert "times: Input should be a valid integer" in error
+    assert bad.value.response["fields"] == [
+        {"field": "text", "error": "Field required"},
+        {
+            "field": "times",
+            "error": "Input should be a valid integer, unable to parse string as an integer",
+        },
+    ]
+    assert [d.text for d in worker.ran] == ["abc", "xy"]  # never ran for the bad payload
+
+
+async def test_describe_lists_jobs_with_docstrings_and_schemas_and_the_registry_keeps_it() -> None:
+    described = {d.name: d for d in Typed("t").describe()}
+    assert set(described) == {None, "count"}
+    default = described[None]
+    assert default.description == "Reverse the text, ``times`` times over."
+    assert default.input_schema == ReverseIn.model_json_schema()
+    assert default.output_schema == ReverseOut.model_json_schema()
+    assert not default.streaming
+    count = described["count"]
+    assert (count.input_schema, count.output_schema, count.streaming) == (None, None, True)
+    assert Echo("e").describe()[0].input_schema is None  # untyped: any object
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            worker = Typed("typed")
+            worker.ran = []
+            await runner.add_worker(worker)
+            data = runner.registry.get("typed")
+    assert data is not None and list(data.jobs) == worker.describe()
+
+
+def test_a_typed_payload_must_be_a_model_and_a_handler_takes_at_most_two_arguments() -> None:
+    with pytest.raises(TypeError, match="must be annotated with a pydantic model"):
+
+        class NotAModel(BaseWorker):
+            @job_handler
+            async def handle(self, job: Job, data: dict) -> None:  # type: ignore[type-arg]
+                pass
+
+    with pytest.raises(TypeError, match=r"takes \(self, job\) or \(self, job, data"):
+
+        class TooMany(BaseWorker):
+            @job_handler
+            async def handle(self, job: Job, a: ReverseIn, b: ReverseIn) -> None:
+                pass
+
+
+async def test_a_model_defined_in_a_function_is_found() -> None:
+    class Local(BaseModel):
+        n: int
+
+    class LocalTyped(BaseWorker):
+        @job_handler
+        async def handle(self, job: Job, data: Local) -> dict[str, int]:
+            return {"twice": data.n * 2}
+
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(LocalTyped("w"))
+            async with runner.job("w", payload={"n": 4}) as j:
+                pass
+    assert j.response == {"twice": 8}
+
+
+async def test_the_assistant_tells_the_model_each_workers_input_schema() -> None:
+    from framework.llm.assistant import Assistant as AssistantWorker
+
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            worker = Typed("reverse")
+            worker.ran = []
+            await runner.add_worker(worker)
+            await runner.add_worker(Echo("echo"))
+            assistant = AssistantWorker("assistant")
+            await runner.add_worker(assistant)
+            tools = {t.name: t for t in assistant.tools()}
+    assert tools["reverse"].parameters == ReverseIn.model_json_schema()
+    assert "Reverse the text" in tools["reverse"].description
+    assert tools["echo"].parameters == {"type": "object", "additionalProperties": True}
+
+
+# ----------------------------------------------------------------- the same values on every bus
+
+
+class Hostile(BaseWorker):
+    @job_handler(name="object")
+    async def returns_object(self, job: Job) -> dict[str, Any]:
+        return {"ok": [1, {"bad": object()}]}
+
+    @job_handler(name="circular")
+    async def returns_circular(self, job: Job) -> dict[str, Any]:
+        loop: dict[str, Any] = {}
+        loop["self"] = loop
+        return loop
+
+    @job_handler(name="bytes-update")
+    async def updates_bytes(self, job: Job) -> dict[str, Any]:
+        await job.update({"raw": b"\xff\xfe"})
+        return {}
+
+    @job_handler(name="nan")
+    async def returns_nan(self, job: Job) -> dict[str, Any]:
+        return {"x": math.nan}
+
+    @job_handler(name="surrogate")
+    async def streams_surrogate(self, job: Job) -> AsyncIterator[str]:
+        yield "fine"
+        yield "bad \ud800"
+
+    @job_handler(name="failed-with-object")
+    async def fails_with_object(self, job: Job) -> dict[str, Any]:
+        from framework import JobFailed
+
+        raise JobFailed("nope", {"detail": object()})
+
+    @job_handler(name="model-inside")
+    async def nests_a_model(self, job: Job) -> dict[str, Any]:
+        return {"out": ReverseOut(text="x")}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("object", "the response at $.ok[1].bad is a builtins.object"),
+        ("circular", "nested deeper than 100 levels"),
+        ("bytes-update", "the update at $.raw is a builtins.bytes"),
+        ("nan", "the response at $.x is nan"),
+        ("surrogate", "the stream item at $ is a str with lone surrogates"),
+        ("failed-with-object", "the JobFailed data at $.detail is a builtins.object"),
+    ],
+)
+async def test_a_value_json_cannot_carry_ends_the_job_error_naming_path_and_type(
+    name: str, expected: str
+) -> None:
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Hostile("hostile"))
+            await runner.add_worker(Echo("echo"))
+            with pytest.raises(JobError) as info:
+                async with runner.job("hostile", name=name):
+                    pass
+            # Nothing else is touched: the worker and its neighbours go on.
+            async with runner.job("echo", payload={"after": name}) as after:
+                pass
+            async with runner.job("hostile", name="model-inside") as nested:
+                pass
+    assert info.value.status is JobStatus.ERROR
+    assert expected in info.value.response["error"]
+    assert "NotJSONError" in info.value.response["error"]
+    assert after.status is JobStatus.COMPLETED
+    assert nested.response == {"out": {"text": "x"}}  # a model inside is dumped
+
+
+async def test_a_payload_json_cannot_carry_is_refused_at_the_call() -> None:
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Echo("echo"))
+            with pytest.raises(TypeError, match=r"the payload at \$.when is a builtins.object"):
+                async with runner.job("echo", payload={"when": object()}):
+                    pass
+            with pytest.raises(TypeError, match=r"the payload at \$\[1\] has a int key"):
+                await runner.request_job("echo", payload={1: "x"})  # type: ignore[dict-item]
+            with pytest.raises(TypeError, match="payload is a dict"):
+                async with runner.job("echo", payload=[1, 2]):  # type: ignore[arg-type]
+                    pass
+            async with runner.job("echo", payload={"fine": (1, 2)}) as ok:
+                pass
+    assert ok.response == {"echo": {"fine": [1, 2]}, "headers": {}}
+
+
+# ----------------------------------------------------------------- start_soon
+
+
+async def test_start_soon_runs_a_task_owned_by_the_worker() -> None:
+    log: list[str] = []
+    errors: list[BaseException] = []
+
+    class Background(BaseWorker):
+        async def on_ready(self) -> None:
+            self.start_soon(self.tick, "tick")
+            self.start_soon(self.crash)
+
+        async def tick(self, word: str) -> None:
+            try:
+                while True:
+                    log.append(word)
+                    await anyio.sleep(0.01)
+            finally:
+                log.append("stopped")
+
+        async def crash(self) -> None:
+            raise RuntimeError("background crash")
+
+        async def on_error(self, error: BaseException) -> None:
+            errors.append(error)
+
+        @job_handler
+        async def handle(self, job: Job) -> dict[str, Any]:
+            return {"ticks": log.count("tick") > 0}
+
+    worker = Background("bg")
+    with pytest.raises(RuntimeError, match="is not running"):
+        worker.start_soon(worker.crash)
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(worker)
+            while "tick" not in log:
+                await anyio.sleep(0.01)
+            async with runner.job("bg") as j:  # a crashed task did not stop the worker
+                pass
+            await worker.end()
+            while "stopped" not in log:
+                await anyio.sleep(0.01)
+    assert j.response == {"ticks": True}
+    assert [str(e) for e in errors] == ["background crash"]
+    assert log[-1] == "stopped"
