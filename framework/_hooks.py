@@ -99,25 +99,17 @@ class RuntimeHooks:
         self._impls: dict[str, tuple[HookImpl, ...]] = {}
         for hook_name in NOTIFICATION_HOOKS[:-1]:
             self._impls[hook_name] = self.impls(hook_name)
+        # Plain attributes, read on the job path: skip a call when no plugin listens.
+        self.wants_job_completed = bool(self._impls["on_job_completed"])
+        """Whether any plugin implements ``on_job_completed``."""
+        self.wants_job_started = bool(self._impls["on_job_started"])
+        """Whether any plugin implements ``on_job_started``."""
+        self.wants_request_headers = bool(self._impls["add_request_headers"])
+        """Whether any plugin implements ``add_request_headers``."""
 
     def impls(self, hook_name: str) -> tuple[HookImpl, ...]:
         """The hookimpls of ``hook_name`` in pluggy's call order (tryfirst first, LIFO)."""
         return hook_impls(self.pm, hook_name)
-
-    @property
-    def wants_job_completed(self) -> bool:
-        """Whether any plugin implements ``on_job_completed`` (skip the call when none)."""
-        return bool(self._impls["on_job_completed"])
-
-    @property
-    def wants_job_started(self) -> bool:
-        """Whether any plugin implements ``on_job_started`` (skip the call when none)."""
-        return bool(self._impls["on_job_started"])
-
-    @property
-    def wants_request_headers(self) -> bool:
-        """Whether any plugin implements ``add_request_headers``."""
-        return bool(self._impls["add_request_headers"])
 
     @property
     def services(self) -> tuple[HookImpl, ...]:

@@ -49,14 +49,53 @@ def jsonable(value: Any, what: str = "value") -> Any:
             nesting deeper than ``MAX_DEPTH``, which a circular value always reaches). The
             message names ``what``, the path (``$.items[2].when``) and the type.
     """
-    kind = type(value)
-    if kind is str:
-        if not value.isascii():
-            _check_text(value, what, "$")
-        return value
-    if kind is dict and not value:
+    if _is_plain(value, 0):
         return value
     return _convert(value, what, "$", 0)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_plain(value: Any, depth: int) -> bool:
+    """Whether ``value`` is JSON data as it is: the quick check every value goes through
+    (on the job path, for each update and stream item); anything it cannot vouch for takes
+    the slow path, which converts models and names what is wrong."""
+    kind = type(value)
+    if kind is str:
+        return bool(value.isascii()) or _encodes(value)
+    if kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return bool(value - value == 0.0)  # False for NaN and the infinities
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or _encodes(key)):
+                return False
+            kind = type(item)
+            if kind is str:
+                if not (item.isascii() or _encodes(item)):
+                    return False
+            elif not (kind is int or kind is bool or item is None or _is_plain(item, depth + 1)):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            kind = type(item)
+            if kind is str:
+                if not (item.isascii() or _encodes(item)):
+                    return False
+            elif not (kind is int or kind is bool or item is None or _is_plain(item, depth + 1)):
+                return False
+        return True
+    return False
 
 
 def _check_text(text: str, what: str, path: str) -> None:
@@ -98,6 +137,7 @@ def _convert(value: Any, what: str, path: str, depth: int) -> Any:
                 raise NotJSONError(
                     what, f"{path}[{key!r}]", f"has a {type(key).__name__} key; keys must be str"
                 )
+            _check_text(key, what, f"{path}[{key!r}]")
             converted = _convert(item, what, f"{path}.{key}", depth + 1)
             if converted is not item and copy is None:
                 copy = dict(value)

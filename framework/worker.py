@@ -796,7 +796,7 @@ class BaseWorker(RequestsJobs):
                 except ValidationError as exc:
                     message, fields = _payload_error(job, model, exc)
                     raise JobFailed(message, {"fields": fields}) from None
-            hooks = self.runner.hooks
+            hooks = self._runner.hooks  # type: ignore[union-attr]  # set before any job runs
             if hooks.wants_job_started:
                 hooks.on_job_started(job, self)
             if handler.streaming:
