@@ -8,6 +8,7 @@ response, a timeout, a lost worker, or the requester closing.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import uuid
@@ -84,6 +85,7 @@ class PendingJob:
         "sent",
         "statuses",
         "targets",
+        "timeout",
     )
 
     def __init__(
@@ -108,6 +110,9 @@ class PendingJob:
         self.sent: set[str] = set()
         """Targets the request was sent to (the others cannot be cancelled remotely)."""
         self.done = False
+        self.timeout: float | None = None
+        """A fire-and-forget request's timeout while its deadline is in the requester's
+        timer (None otherwise)."""
         self._events: deque[tuple[str, str, Any]] | None = deque() if keep_events else None
         self._wakeup = Wakeup()
 
@@ -173,6 +178,13 @@ class Requester:
         self._waiting_index = waiting_index
         """Shared by a runner's requesters: worker name -> requesters with open jobs there,
         so a vanished worker's requesters are found without scanning them all."""
+        self._deadlines: list[tuple[float, str]] = []
+        """Heap of (deadline, job id) of fire-and-forget requests with a timeout, served by
+        one timer task per requester rather than one sleeping task per job."""
+        self._timed = 0
+        """How many entries of ``_deadlines`` belong to jobs still open (the rest are stale)."""
+        self._timer_wakeup = Wakeup()
+        self._timer_running = False
         inbox.direct = self.apply_now
         self.observer: Observer | None = None
         """Called with every message applied to a pending job (the worker's callbacks)."""
@@ -245,7 +257,7 @@ class Requester:
         )
         self._spawn(self._send_in_background, pending)
         if timeout is not None:
-            self._spawn(self._expire, pending, anyio.current_time() + timeout, timeout)
+            self._add_deadline(pending, timeout)
         return pending.job_id
 
     async def _send_in_background(self, pending: PendingJob) -> None:
@@ -256,10 +268,57 @@ class Requester:
             for worker in pending.unfinished():
                 await self._apply_local(pending, worker, JobStatus.ERROR, f"sending failed: {exc}")
 
-    async def _expire(self, pending: PendingJob, deadline: float, timeout: float) -> None:
-        await anyio.sleep_until(deadline)
-        if not pending.done:
-            await self.abandon(pending, f"timed out after {timeout:.3g} s")
+    # ----------------------------------------------------------------- the timer
+
+    def _add_deadline(self, pending: PendingJob, timeout: float) -> None:
+        """Give a fire-and-forget request its deadline; the timer task starts with the
+        first deadline and wakes early when a new one is the earliest."""
+        pending.timeout = timeout
+        heap = self._deadlines
+        entry = (anyio.current_time() + timeout, pending.job_id)
+        heapq.heappush(heap, entry)
+        self._timed += 1
+        if not self._timer_running:
+            self._spawn(self._run_timer)
+            self._timer_running = True
+        elif heap[0] is entry:
+            self._timer_wakeup.set()
+
+    def _forget_deadline(self, pending: PendingJob) -> None:
+        """A timed request ended (or its deadline came): its heap entry is stale from now on.
+        Stale entries are skipped when they come first, and the heap is rebuilt once they
+        are the majority, so finished jobs leave neither a task nor memory behind."""
+        pending.timeout = None
+        self._timed -= 1
+        heap = self._deadlines
+        if not self._timed:
+            heap.clear()
+            self._timer_wakeup.set()  # nothing left to time: the timer ends
+        elif len(heap) > 2 * self._timed + 64:
+            pending_jobs = self._pending
+            heap[:] = [entry for entry in heap if entry[1] in pending_jobs]
+            heapq.heapify(heap)
+
+    async def _run_timer(self) -> None:
+        """Cancel each timed request whose deadline passed; return once none is left."""
+        heap = self._deadlines
+        try:
+            while heap:
+                deadline, job_id = heap[0]
+                pending = self._pending.get(job_id)
+                if pending is None or pending.timeout is None:
+                    heapq.heappop(heap)  # stale: the job ended already
+                    continue
+                if anyio.current_time() < deadline:
+                    with anyio.move_on_at(deadline):
+                        await self._timer_wakeup.wait()
+                    continue
+                heapq.heappop(heap)
+                timeout = pending.timeout
+                self._forget_deadline(pending)
+                await self.abandon(pending, f"timed out after {timeout:.3g} s")
+        finally:
+            self._timer_running = False
 
     async def cancel_job(self, job_id: str, reason: str = "") -> bool:
         """Ask the workers of an open job to cancel it. False when the job is not open here."""
@@ -337,6 +396,8 @@ class Requester:
                     del self._waiting_index[worker]
         if pending.done:
             self._pending.pop(pending.job_id, None)
+            if pending.timeout is not None:
+                self._forget_deadline(pending)
         return True
 
     async def send_pending(self, pending: PendingJob) -> None:
