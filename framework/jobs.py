@@ -198,7 +198,7 @@ class Job:
         self.payload = payload
         self.requester = requester
         self.started_at = started_at
-        self._handle: TaskHandle[None] | None = None
+        self._handle: TaskHandle[None] | anyio.CancelScope | None = None
         """The job's task (cancelling it cancels the job)."""
         self._answered = False
         self._chunks = -1

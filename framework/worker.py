@@ -9,6 +9,7 @@ terminal response.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -77,6 +78,16 @@ _CANCELLED_EARLY_LIMIT = 4096
 """How many cancels for jobs not (yet) running a worker remembers."""
 ACTIVATION_WAIT = 10.0
 """Seconds activate_worker / deactivate_worker / handoff_to wait for the target to be ready."""
+STOP_MARGIN = 1.0
+"""Seconds a cancelled job's handler gets to unwind before its worker ends without it."""
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or None on another anyio backend (trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 @overload
@@ -303,6 +314,9 @@ class BaseWorker(RequestsJobs):
         self._cancelling = False
         self._watched: set[str] = set()
         self._cancelled_early: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._job_tasks: set[asyncio.Task[None]] = set()
+        """Job tasks on asyncio (the loop keeps only weak references to tasks)."""
 
     @classmethod
     def _validate_config(cls, config: BaseModel | dict[str, Any] | None) -> Any:
@@ -594,6 +608,7 @@ class BaseWorker(RequestsJobs):
         """The worker's task: start, serve its inbox until it ends, then clean up."""
         bus = runner.bus
         self._finished = anyio.Event()
+        self._loop = _asyncio_loop()
         inbox = self._inbox = bus.subscribe(self._name)
         started = False
         try:
@@ -715,7 +730,8 @@ class BaseWorker(RequestsJobs):
                     message, JobStatus.CANCELLED, f"worker {self._name!r} ended", from_loop=False
                 )
         for job in list(self._running.values()):
-            await self._answer(job, JobStatus.CANCELLED, {"error": f"worker {self._name!r} ended"})
+            await self._answer_cancelled(job, f"worker {self._name!r} ended", from_loop=False)
+        await self._wait_for_jobs(runner)
         if self._requester is not None:
             await self._requester.close(f"worker {self._name!r} ended")
         was_ready, self._ready = self._ready, False
@@ -724,6 +740,32 @@ class BaseWorker(RequestsJobs):
         runner._worker_finished(self)
         if was_ready:
             await self._guarded(self.on_finished)
+
+    async def _wait_for_jobs(self, runner: WorkerRunner) -> None:
+        """Give cancelled job tasks ``STOP_MARGIN`` seconds to unwind, then leave them: a
+        handler that swallows its cancellation is named in the log, and the worker ends
+        anyway (its requester was answered ``CANCELLED`` already)."""
+        if not self._running or self._loop is None:
+            return
+        self._jobs_idle = anyio.Event()
+        with anyio.move_on_after(STOP_MARGIN):
+            await self._jobs_idle.wait()
+        for job in list(self._running.values()):
+            handler = self._handler_for(job.name)
+            logger.error(
+                "worker %r: the handler %s() of job %s would not stop %.3g s after it was "
+                "cancelled (it catches the cancellation and goes on); the worker ends without "
+                "waiting for it",
+                self._name,
+                handler.attribute if handler else "?",
+                job.job_id,
+                STOP_MARGIN,
+            )
+
+    def _handler_for(self, name: str | None) -> _Handler | None:
+        handlers = self._handlers
+        found = handlers.get(name) if name is not None else None
+        return found if found is not None else handlers.get(_DEFAULT)
 
     # ----------------------------------------------------------------- inbound: jobs
 
@@ -743,10 +785,7 @@ class BaseWorker(RequestsJobs):
                 f"worker {self._name!r} is inactive and takes no jobs; activate it first",
             )
             return
-        handlers = self._handlers
-        handler = handlers.get(message.name) if message.name is not None else None
-        if handler is None:
-            handler = handlers.get(_DEFAULT)
+        handler = self._handler_for(message.name)
         if handler is None:
             await self._refuse(
                 message,
@@ -775,9 +814,28 @@ class BaseWorker(RequestsJobs):
                 job.job_id,
                 data={"name": job.name, "requester": job.requester, "payload": job.payload},
             )
-        # The task's handle is how the job is cancelled (its own cancel scope: no second
-        # scope per job, ~3.5 us of a local round trip).
-        job._handle = self._tg.start_soon(self._run_job, handler, job)
+        # The task's handle is how the job is cancelled. On asyncio a job is a plain task
+        # that the worker owns itself (``_running`` holds it; ``_shutdown`` and
+        # ``_cleanup`` cancel it and wait for it, within a bound): spawning through a task
+        # group is the largest cost of a local round trip, and a task group could never be
+        # left while a handler swallows its cancellation, so ``end()`` would not return.
+        loop = self._loop
+        if loop is not None:
+            self._job_tasks.add(loop.create_task(self._run_job_in_scope(handler, job)))
+        else:
+            job._handle = self._tg.start_soon(self._run_job, handler, job)
+
+    async def _run_job_in_scope(self, handler: _Handler, job: Job) -> None:
+        """A job in a task of its own (asyncio): its cancel scope is how it is cancelled,
+        so a handler's shielded section is respected as in any anyio task."""
+        try:
+            with anyio.CancelScope() as scope:
+                job._handle = scope
+                await self._run_job(handler, job)
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._job_tasks.discard(task)
 
     async def _run_job(self, handler: _Handler, job: Job) -> None:
         status = JobStatus.COMPLETED
