@@ -257,7 +257,12 @@ async def _main(
     request: JobRequest | None,
 ) -> int:
     runner = WorkerRunner(
-        config.name, bus=bus, plugin_manager=host.pm, grace_period=config.grace_period
+        config.name,
+        bus=bus,
+        plugin_manager=host.pm,
+        grace_period=config.grace_period,
+        llm_backends=host.llm_backends,
+        routes=host.routes,
     )
     runner.llm_config = config.llm
     if request is not None and config.workers is None and not isinstance(bus, LocalBus):

@@ -520,7 +520,6 @@ class PluginHost:
             for plugin, message in registrar.errors[before:]:
                 self.registration_errors.append(message)
                 self._note_error(plugin, message)
-        setattr(self.pm, _BACKENDS_ATTRIBUTE, self.llm_backends)  # runners share them
         if self.selection.strict and self.registration_errors:
             raise PluginLoadError(
                 "plugins registered conflicting or invalid things (strict mode):\n  "
@@ -638,9 +637,6 @@ def _guarded_command(callback: Any, plugin: str, name: str) -> Any:
     return run
 
 
-_BACKENDS_ATTRIBUTE = "_framework_llm_backends"
-
-
 def run_registration_hook(
     pm: pluggy.PluginManager, hook_name: str, registrar: Any, done: set[str]
 ) -> None:
@@ -662,17 +658,6 @@ def run_registration_hook(
                     f"plugin {impl.plugin_name!r}: {hook_name} raised {type(exc).__name__}: {exc}",
                 )
             )
-
-
-def llm_backends_of(pm: pluggy.PluginManager) -> BackendRegistrar:
-    """The LLM backends registered on ``pm`` (``register_llm_backends``, run once per
-    manager and cached; a ``PluginHost`` shares its own collection)."""
-    registrar: BackendRegistrar | None = getattr(pm, _BACKENDS_ATTRIBUTE, None)
-    if registrar is None:
-        registrar = BackendRegistrar()
-        run_registration_hook(pm, "register_llm_backends", registrar, set())
-        setattr(pm, _BACKENDS_ATTRIBUTE, registrar)
-    return registrar
 
 
 def _core_version() -> str | None:

@@ -37,7 +37,6 @@ from framework.config import LLMConfig
 from framework.events import ContentType, Event, EventModel, EventType
 from framework.plugins import (
     create_plugin_manager,
-    llm_backends_of,
     register_plugin,
     run_registration_hook,
 )
@@ -74,8 +73,10 @@ class WorkerRunner(RequestsJobs):
         event_buffer_size: events each publisher may have waiting before it loses new ones.
         event_drain_timeout: seconds the publishers get, once the workers have ended, to
             deliver what is still buffered.
-        routes: the ASGI apps plugins mounted (``register_routes``), as the plugin host
-            collected them; None collects them from this runner's plugins when first asked.
+        llm_backends: the LLM backends (``register_llm_backends``) and
+        routes: the ASGI apps (``register_routes``) that a plugin host collected (the
+            ``framework`` command hands its own over); None collects them from this
+            runner's plugins when first asked.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class WorkerRunner(RequestsJobs):
         grace_period: float = 5.0,
         event_buffer_size: int = 1000,
         event_drain_timeout: float = 1.0,
+        llm_backends: BackendRegistrar | None = None,
         routes: RouteRegistrar | None = None,
     ) -> None:
         if grace_period < 0:
@@ -129,6 +131,7 @@ class WorkerRunner(RequestsJobs):
         self._waiting_index: dict[str, set[Requester]] = {}
         self._failed: dict[str, WorkerErrorData] = {}
         self._routes = routes
+        self._llm_backends = llm_backends
         self._services: anyio.CancelScope | None = None
         self.registry.add_gone_listener(self._on_worker_gone)
 
@@ -164,7 +167,12 @@ class WorkerRunner(RequestsJobs):
     @property
     def llm_backends(self) -> BackendRegistrar:
         """The LLM backends registered by this runner's plugins (built-ins included)."""
-        return llm_backends_of(self.plugin_manager)
+        if self._llm_backends is None:
+            self._llm_backends = BackendRegistrar()
+            run_registration_hook(
+                self.plugin_manager, "register_llm_backends", self._llm_backends, set()
+            )
+        return self._llm_backends
 
     # ----------------------------------------------------------------- workers
 

@@ -58,7 +58,14 @@ async def build_runner(host: PluginHost, *plugins: object) -> WorkerRunner:
     host.collect_registrations()
     if host.registration_errors:
         raise RuntimeError("; ".join(host.registration_errors))
-    runner = WorkerRunner("test-runner", plugin_manager=host.pm, plugins=plugins, grace_period=1.0)
+    runner = WorkerRunner(
+        "test-runner",
+        plugin_manager=host.pm,
+        plugins=plugins,
+        grace_period=1.0,
+        llm_backends=host.llm_backends,
+        routes=host.routes,
+    )
     for worker in every_registered_worker(host):
         await runner.add_worker(worker)
     await configure(runner, RunConfig())
