@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from framework._values import check_headers, jsonable
 from framework._wakeup import Wakeup
@@ -77,6 +78,7 @@ class PendingJob:
         "_wakeup",
         "cancel_on_error",
         "done",
+        "failed",
         "headers",
         "job_id",
         "name",
@@ -110,6 +112,8 @@ class PendingJob:
         self.sent: set[str] = set()
         """Targets the request was sent to (the others cannot be cancelled remotely)."""
         self.done = False
+        self.failed = False
+        """Whether a target ended other than ``COMPLETED``."""
         self.timeout: float | None = None
         """A fire-and-forget request's timeout while its deadline is in the requester's
         timer (None otherwise)."""
@@ -132,6 +136,8 @@ class PendingJob:
             return False
         self.statuses[worker] = status
         self.responses[worker] = response
+        if status is not JobStatus.COMPLETED:
+            self.failed = True
         if len(self.statuses) == len(self.targets):
             self.done = True
         self._wakeup.set()
@@ -247,7 +253,11 @@ class Requester:
         The timeout covers the wait for readiness and the work; when it passes the job is
         cancelled and ends ``CANCELLED``. Without one, a target that never appears keeps the
         job open until ``cancel_job`` or until the requester ends.
+
+        Always a checkpoint, first: a loop of requests (that fail, or not) lets other tasks
+        run, the background senders among them, and a cancelled caller sends nothing.
         """
+        await anyio.lowlevel.checkpoint()
         if not workers:
             raise ValueError("request_job_group needs at least one worker name")
         if len(set(workers)) != len(workers):

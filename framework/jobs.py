@@ -16,6 +16,7 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import anyio
+import anyio.lowlevel
 
 from framework.types import JobStatus
 
@@ -274,10 +275,19 @@ class _ContextBase(ABC):
             raise RuntimeError("the job has not been sent yet: use it inside 'async with'")
         return self._pending.job_id
 
+    # Every way out of the block that is not a success passes a checkpoint. A job can fail
+    # without a single wait (the bus has no host for the target, the payload is refused, the
+    # block raises at once), and a retry loop around such a job would otherwise never let
+    # another task run. Success needs none: its wait for the response yields already.
+
     async def __aenter__(self) -> Any:
-        self._pending = self._requester.create_pending(
-            self._workers, self._name, self._payload, self._cancel_on_error, True, self._headers
-        )
+        try:
+            self._pending = self._requester.create_pending(
+                self._workers, self._name, self._payload, self._cancel_on_error, True, self._headers
+            )
+        except Exception:
+            await anyio.lowlevel.checkpoint()
+            raise
         if self._timeout is not None:
             # The deadline covers the wait for readiness, the block and the wait on exit:
             # one cancel scope entered here and left in __aexit__.
@@ -287,6 +297,8 @@ class _ContextBase(ABC):
             await self._requester.send_pending(self._pending)
         except BaseException as exc:
             await self._leave(exc)
+            if isinstance(exc, Exception):
+                await anyio.lowlevel.checkpoint()
             raise
         return self
 
@@ -301,13 +313,17 @@ class _ContextBase(ABC):
         if exc is None:
             try:
                 await pending.wait_done()
-            except BaseException as wait_exc:
+            except BaseException as wait_exc:  # cancelled while waiting: it yielded
                 await self._leave(wait_exc)
                 raise
         else:
             await self._leave(exc)
+            if isinstance(exc, Exception):  # a cancellation is never held up here
+                await anyio.lowlevel.checkpoint()
             return False
         await self._leave(None)
+        if pending.failed:
+            await anyio.lowlevel.checkpoint()
         self._check_outcome()
         return False
 

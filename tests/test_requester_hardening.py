@@ -12,7 +12,16 @@ from typing import Any
 import anyio
 import pytest
 
-from framework import BaseWorker, Job, JobStatus, WorkerRunner, job
+from framework import (
+    BaseWorker,
+    Job,
+    JobError,
+    JobGroupError,
+    JobStatus,
+    WorkerReadyData,
+    WorkerRunner,
+    job,
+)
 from framework.bus.messages import JobResponseMessage
 
 pytestmark = pytest.mark.anyio
@@ -87,3 +96,84 @@ async def test_fire_and_forget_timeouts_still_fire_in_deadline_order() -> None:
             assert await caller.cancel_job(late)
             await caller.wait_for(3)
             assert caller.ended[late].status is JobStatus.CANCELLED
+
+
+# ----------------------------------------------------------------- failures yield
+
+
+async def _ghost_job(runner: WorkerRunner) -> None:
+    async with runner.job("ghost"):
+        pass
+
+
+async def _ghost_group(runner: WorkerRunner) -> None:
+    async with runner.job_group("ghost", "ghost2"):
+        pass
+
+
+async def _ghost_group_without_cancel_on_error(runner: WorkerRunner) -> None:
+    async with runner.job_group("ghost", "ghost2", cancel_on_error=False) as group:
+        pass
+    assert group.statuses == {"ghost": JobStatus.ERROR, "ghost2": JobStatus.ERROR}
+
+
+async def _block_raises(runner: WorkerRunner) -> None:
+    async with runner.job("echo"):
+        raise LookupError("the block gave up at once")
+
+
+async def _refused_payload(runner: WorkerRunner) -> None:
+    async with runner.job("echo", payload={"x": object()}):
+        pass
+
+
+async def _fire_and_forget_to_ghost(runner: WorkerRunner) -> None:
+    await runner.request_job("ghost")
+
+
+async def _fire_and_forget_refused_payload(runner: WorkerRunner) -> None:
+    await runner.request_job("echo", payload={"x": object()})
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        _ghost_job,
+        _ghost_group,
+        _ghost_group_without_cancel_on_error,
+        _block_raises,
+        _refused_payload,
+        _fire_and_forget_to_ghost,
+        _fire_and_forget_refused_payload,
+    ],
+)
+async def test_a_retry_loop_of_failing_jobs_lets_other_tasks_run(attempt: Any) -> None:
+    """A worker the registry knows but no bus hosts (or a job that fails at once) must not
+    turn a retry loop into a busy loop that starves the event loop."""
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    with anyio.fail_after(20):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Echo("echo"))
+            for ghost in ("ghost", "ghost2"):
+                await runner.registry.register(
+                    WorkerReadyData(worker_name=ghost, runner=runner.name)
+                )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(tick)
+                end = anyio.current_time() + 0.5
+                while anyio.current_time() < end:
+                    try:
+                        await attempt(runner)
+                    except (JobError, JobGroupError, LookupError, TypeError):
+                        continue
+                tg.cancel_scope.cancel()
+            for ghost in ("ghost", "ghost2"):
+                await runner.registry.unregister(ghost, "test over")
+    assert ticks >= 20
