@@ -121,8 +121,24 @@ class RuntimeHooks:
         self._notify_sync("on_job_started", {"job": job, "worker": worker})
 
     def add_request_headers(self, headers: dict[str, str], target: str) -> None:
-        """Call every ``add_request_headers`` impl with the request's mutable headers (sync)."""
-        self._notify_sync("add_request_headers", {"headers": headers, "target": target})
+        """Call every ``add_request_headers`` impl with the request's mutable headers (sync).
+
+        What an impl leaves is checked by the rules of ``headers=`` (names, ``str`` values,
+        sizes, the reserved prefix): an impl that breaks them, or raises, has its changes
+        undone and is logged with its plugin's name, so every bus carries the same headers.
+        """
+        from framework._values import check_headers
+
+        kwargs = {"headers": headers, "target": target}
+        for impl in self._impls["add_request_headers"]:
+            before = dict(headers)
+            try:
+                impl.call(kwargs)
+                check_headers(headers)
+            except Exception:
+                headers.clear()
+                headers.update(before)
+                _log_failure(impl, "its headers are left out (the other plugins still run)")
 
     async def run_service(self, impl: HookImpl, runner: WorkerRunner) -> None:
         """Run one ``runner_service`` impl until it returns or is cancelled; one that raises

@@ -24,10 +24,10 @@ from framework.bus.local import LocalBus
 from framework.config import ConfigError, RunConfig, validation_error
 from framework.jobs import JobError, JobEvent
 from framework.plugins import PluginHost
-from framework.runner import WorkerRunner, sole_cause
+from framework.runner import WorkerRunner
 from framework.types import JobStatus
 from framework.urls import redact_url
-from framework.worker import BaseWorker
+from framework.worker import BaseWorker, sole_cause
 
 logger = logging.getLogger("framework.run")
 

@@ -28,6 +28,8 @@ RESERVED_HEADER_PREFIX = "framework-"
 """Header names the framework keeps for itself."""
 
 _HEADER_NAME = re.compile(r"[a-z0-9-]+")
+_BIG_INT = 10**4000
+"""Integers from here on are refused: Python's own JSON reader stops at 4,300 digits."""
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -69,7 +71,9 @@ def _is_plain(value: Any, depth: int) -> bool:
     kind = type(value)
     if kind is str:
         return bool(value.isascii()) or _encodes(value)
-    if kind is int or kind is bool or value is None:
+    if kind is int:
+        return bool(-_BIG_INT < value < _BIG_INT)
+    if kind is bool or value is None:
         return True
     if kind is float:
         return bool(value - value == 0.0)  # False for NaN and the infinities
@@ -83,7 +87,12 @@ def _is_plain(value: Any, depth: int) -> bool:
             if kind is str:
                 if not (item.isascii() or _encodes(item)):
                     return False
-            elif not (kind is int or kind is bool or item is None or _is_plain(item, depth + 1)):
+            elif not (
+                (kind is int and -_BIG_INT < item < _BIG_INT)
+                or kind is bool
+                or item is None
+                or _is_plain(item, depth + 1)
+            ):
                 return False
         return True
     if kind is list:
@@ -92,7 +101,12 @@ def _is_plain(value: Any, depth: int) -> bool:
             if kind is str:
                 if not (item.isascii() or _encodes(item)):
                     return False
-            elif not (kind is int or kind is bool or item is None or _is_plain(item, depth + 1)):
+            elif not (
+                (kind is int and -_BIG_INT < item < _BIG_INT)
+                or kind is bool
+                or item is None
+                or _is_plain(item, depth + 1)
+            ):
                 return False
         return True
     return False
@@ -113,8 +127,14 @@ def _convert(value: Any, what: str, path: str, depth: int) -> Any:
         if not value.isascii():
             _check_text(value, what, path)
         return value
-    if kind is int or kind is bool or value is None:
+    if kind is bool or value is None:
         return value
+    if kind is int:
+        if -_BIG_INT < value < _BIG_INT:
+            return value
+        raise NotJSONError(
+            what, path, "is an int too large for JSON readers (over 4,000 digits); send it as a str"
+        )
     if kind is float:
         if math.isfinite(value):
             return value
@@ -131,21 +151,21 @@ def _convert(value: Any, what: str, path: str, depth: int) -> Any:
                 what, path, f"is a {kind.__name__} that does not serialize: {exc}"
             ) from None
     if isinstance(value, Mapping):
-        copy: dict[str, Any] | None = None
+        result: dict[str, Any] = {}
+        changed = kind is not dict
         for key, item in value.items():
+            if type(key) is not str and isinstance(key, str):
+                key = str.__str__(key)  # a str enum or subclass: its plain text
+                changed = True
             if type(key) is not str:
                 raise NotJSONError(
                     what, f"{path}[{key!r}]", f"has a {type(key).__name__} key; keys must be str"
                 )
             _check_text(key, what, f"{path}[{key!r}]")
             converted = _convert(item, what, f"{path}.{key}", depth + 1)
-            if converted is not item and copy is None:
-                copy = dict(value)
-            if copy is not None:
-                copy[key] = converted
-        if copy is not None:
-            return copy
-        return value if kind is dict else dict(value)
+            changed = changed or converted is not item
+            result[key] = converted
+        return result if changed else value
     if isinstance(value, (list, tuple)):
         items: list[Any] | None = None
         for index, item in enumerate(value):
@@ -168,13 +188,15 @@ def _convert(value: Any, what: str, path: str, depth: int) -> Any:
 
 
 def _plain(value: Any) -> Any:
+    """A subclass of a JSON scalar (a str or int enum, say) as the plain value it holds;
+    ``str(value)`` would give an enum's name instead."""
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)
     if isinstance(value, int):
-        return int(value)
-    return float(value)
+        return int.__index__(value)
+    return float.__float__(value)
 
 
 def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:

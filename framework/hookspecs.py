@@ -124,8 +124,9 @@ def add_request_headers(headers: dict[str, str], target: str) -> None:
             impls added); change it in place.
         target: the name of the worker the request goes to.
 
-    The return value is ignored. Raising is logged; the request is sent with the headers
-    as the impl left them.
+    The return value is ignored. An impl that raises, or leaves headers that break the rules
+    above (or the limits of 64 headers and 8 KiB), is logged with its plugin's name and its
+    changes are undone; the request is sent without them.
     """
 
 

@@ -42,7 +42,7 @@ from framework.plugins import (
 )
 from framework.registry import WorkerRegistry
 from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
-from framework.worker import BaseWorker
+from framework.worker import BaseWorker, sole_cause
 
 logger = logging.getLogger("framework.runner")
 
@@ -630,14 +630,6 @@ class WorkerRunner(RequestsJobs):
                 logger.debug(
                     "runner %r: ignored %s from %s", self.name, message.type, message.source
                 )
-
-
-def sole_cause(error: BaseException) -> BaseException:
-    """``error`` without the exception groups that nested task groups wrapped around it,
-    when each holds a single exception (a group of several stays as it is)."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
 
 
 def _with_descendants(worker: BaseWorker) -> list[BaseWorker]:

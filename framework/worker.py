@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from framework._requester import Requester, RequestsJobs
 from framework._values import NotJSONError, jsonable
+from framework._wakeup import FULL
 from framework.bus.base import Inbox, UndeliverableError
 from framework.bus.messages import (
     ActivateMessage,
@@ -169,27 +170,39 @@ def _make_handler(
     streaming = inspect.isasyncgenfunction(func)
     parameters = list(inspect.signature(func).parameters.values())[1:]  # after self
     where = f"@job handler {owner.__qualname__}.{attribute}"
-    if not parameters or len(parameters) > 2:
+    required = [p for p in parameters if p.default is inspect.Parameter.empty]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if (
+        not parameters
+        or parameters[0].kind not in positional
+        or len(required) > 2
+        or any(p.kind not in positional for p in required)
+    ):
         raise TypeError(
-            f"{where} takes (self, job) or (self, job, data: SomeModel); "
-            f"got {len(parameters) + 1} parameters"
+            f"{where} takes (self, job) or (self, job, data: SomeModel), both positional; "
+            f"got ({', '.join(['self', *map(str, parameters)])})"
         )
     input_model: type[BaseModel] | None = None
-    if len(parameters) == 2:
-        data = parameters[1]
+    data = parameters[1] if len(parameters) > 1 else None
+    if data is not None and data.kind in positional:
         try:
             annotation = _resolve(data.annotation, func, localns)
         except Exception as exc:
-            raise TypeError(
-                f"{where}: the annotation of {data.name!r} ({data.annotation!r}) could not be "
-                f"resolved ({type(exc).__name__}: {exc}); define the model before the worker"
-            ) from None
-        if not _is_model(annotation):
+            if data.default is not inspect.Parameter.empty:
+                annotation = None  # an optional parameter of the handler's own
+            else:
+                raise TypeError(
+                    f"{where}: the annotation of {data.name!r} ({data.annotation!r}) could not "
+                    f"be resolved ({type(exc).__name__}: {exc}); define the model at module "
+                    "level, before the worker"
+                ) from None
+        if _is_model(annotation):
+            input_model = annotation
+        elif data.default is inspect.Parameter.empty:
             raise TypeError(
                 f"{where}: its second parameter {data.name!r} is the typed payload and must be "
                 f"annotated with a pydantic model, got {data.annotation!r}"
             )
-        input_model = annotation
     output_model: type[BaseModel] | None = None
     returns = inspect.signature(func).return_annotation
     if not streaming and returns is not inspect.Signature.empty:
@@ -755,7 +768,7 @@ class BaseWorker(RequestsJobs):
             logger.error(
                 "worker %r: the handler %s() of job %s would not stop %.3g s after it was "
                 "cancelled (it catches the cancellation and goes on); the worker ends without "
-                "waiting for it",
+                "waiting for it, but the process cannot exit while it runs",
                 self._name,
                 handler.attribute if handler else "?",
                 job.job_id,
@@ -873,7 +886,8 @@ class BaseWorker(RequestsJobs):
             # The requester gets the error text; the traceback is for whoever debugs the
             # handler (INFO: `framework -v`, or a logging configuration).
             logger.info("worker %r: job %s raised", self._name, job.job_id, exc_info=True)
-            status, response = JobStatus.ERROR, {"error": f"{type(exc).__name__}: {exc}"}
+            cause = sole_cause(exc)  # a task group in the handler wraps what went wrong
+            status, response = JobStatus.ERROR, {"error": f"{type(cause).__name__}: {cause}"}
         except BaseException:
             # Cancelled: by cancel_job or the worker's end (answered then, so this does
             # nothing), or from outside (the worker or the runner is cancelled): answer,
@@ -888,7 +902,8 @@ class BaseWorker(RequestsJobs):
 
     async def _stream(self, items: AsyncIterator[Any], job: Job) -> dict[str, Any]:
         """Run an async-generator handler: each item is a stream chunk, framed by start and
-        end even when there is none."""
+        end even when there is none. The generator is not resumed while the requester's
+        buffer is full (see ``_send_chunk``)."""
         await self._open_stream(job)
         async for item in items:
             if job._answered:
@@ -901,6 +916,8 @@ class BaseWorker(RequestsJobs):
         await self.runner.bus.send(
             JobStreamStartMessage.build(source=self._name, target=job.requester, job_id=job.job_id)
         )
+        if FULL:
+            await job._wait_for_room()
 
     async def _close_stream(self, job: Job) -> None:
         await self.runner.bus.send(
@@ -910,7 +927,10 @@ class BaseWorker(RequestsJobs):
     async def _send_chunk(self, job: Job, item: Any) -> None:
         """One stream chunk (``job.stream(item)`` or a yielded item), with its event.
 
-        On the streaming hot path (300,000 chunks/s is the goal): no property lookups.
+        Backpressure: when the chunk filled the buffer of a requester in this process, wait
+        for room there before the handler makes the next one (``Job._wait_for_room``). On the
+        streaming hot path: no property lookups, and one check of an empty dict while no
+        buffer is full.
         """
         if type(item) is not str:
             item = jsonable(item, "the stream item")
@@ -929,6 +949,8 @@ class BaseWorker(RequestsJobs):
         if runner.events_enabled:
             self._chunk_event(runner, job, item, index)
         job._chunks = index = index + 1
+        if FULL:
+            await job._wait_for_room()
         if not index % _STREAM_FAIRNESS:
             await anyio.lowlevel.checkpoint()
 
@@ -1172,6 +1194,13 @@ def _as_response(result: Any, worker: str) -> dict[str, Any]:
         f"handler of worker {worker!r} returned {type(result).__name__}; "
         "return a dict, a pydantic model or None"
     )
+
+
+def sole_cause(error: BaseException) -> BaseException:
+    """``error`` without the exception groups wrapped around a single exception."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _describe(handler: _Handler, key: str) -> JobDescription:

@@ -204,7 +204,8 @@ async def test_a_raising_job_path_hook_is_logged_and_the_job_runs(
             await runner.add_worker(Echo("echo"))
             async with runner.job("echo", payload={"x": 1}) as j:
                 pass
-    assert j.response == {"echo": {"x": 1}, "headers": {"early": "1"}}
+    # What the raising impl added is undone: the request carries no half-made headers.
+    assert j.response == {"echo": {"x": 1}, "headers": {}}
     text = caplog.text
     assert "'Broken'" in text and "on_job_started raised" in text
     assert "add_request_headers raised" in text
@@ -614,3 +615,110 @@ async def test_start_soon_runs_a_task_owned_by_the_worker() -> None:
     assert j.response == {"ticks": True}
     assert [str(e) for e in errors] == ["background crash"]
     assert log[-1] == "stopped"
+
+
+# ----------------------------------------------------------------- review findings
+
+
+async def test_headers_a_hook_adds_follow_the_rules_or_are_undone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Bad:
+        @hookimpl
+        def add_request_headers(self, headers: dict[str, str]) -> None:
+            headers["X-Upper"] = "v"
+
+    class NotStr:
+        @hookimpl
+        def add_request_headers(self, headers: dict[str, Any]) -> None:
+            headers["n"] = 5
+
+    class Good:
+        @hookimpl
+        def add_request_headers(self, headers: dict[str, str]) -> None:
+            headers["fine"] = "yes"
+
+    with anyio.fail_after(10), caplog.at_level(logging.ERROR):
+        async with WorkerRunner(plugins=[Good(), Bad(), NotStr()]) as runner:
+            await runner.add_worker(Echo("echo"))
+            async with runner.job("echo", headers={"mine": "1"}) as j:
+                pass
+    assert j.response == {"echo": {}, "headers": {"mine": "1", "fine": "yes"}}
+    assert "'Bad'" in caplog.text and "'NotStr'" in caplog.text
+
+
+async def test_enum_values_and_keys_travel_as_their_plain_values() -> None:
+    import enum
+
+    class Colour(str, enum.Enum):  # noqa: UP042 - the mixin whose str() is its name
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Enums(BaseWorker):
+        @job_handler
+        async def handle(self, job: Job) -> dict[str, Any]:
+            await job.update({"colour": Colour.RED})
+            return {"colour": Colour.RED, Colour.RED: Level.HIGH}
+
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Enums("enums"))
+            async with runner.job("enums") as j:
+                updates = [event.data async for event in j]
+    assert updates == [{"colour": "red"}]
+    assert j.response == {"colour": "red", "red": 3}
+    assert type(j.response["colour"]) is str
+
+
+async def test_an_int_too_large_for_json_readers_ends_the_job_error() -> None:
+    class Huge(BaseWorker):
+        @job_handler
+        async def handle(self, job: Job) -> dict[str, Any]:
+            return {"n": 10**5000}
+
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Huge("huge"))
+            with pytest.raises(JobError) as info:
+                async with runner.job("huge"):
+                    pass
+    assert "the response at $.n is an int too large" in info.value.response["error"]
+
+
+def test_handler_signatures_keyword_only_payload_refused_optional_parameters_allowed() -> None:
+    with pytest.raises(TypeError, match="both positional"):
+
+        class KeywordOnly(BaseWorker):
+            @job_handler
+            async def handle(self, job: Job, *, data: ReverseIn) -> None:
+                pass
+
+    class Optional(BaseWorker):
+        @job_handler
+        async def handle(self, job: Job, verbose: bool = False) -> dict[str, Any]:
+            return {"verbose": verbose}
+
+    (described,) = Optional("o").describe()
+    assert described.input_schema is None
+
+
+async def test_a_task_group_error_in_a_handler_is_reported_as_itself() -> None:
+    class Grouped(BaseWorker):
+        @job_handler
+        async def handle(self, job: Job) -> dict[str, Any]:
+            async def fail() -> None:
+                raise ValueError("boom in child")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(fail)
+            return {}
+
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Grouped("g"))
+            with pytest.raises(JobError) as info:
+                async with runner.job("g"):
+                    pass
+    assert info.value.response["error"] == "ValueError: boom in child"
