@@ -3,31 +3,45 @@
 The job path is the framework's hot path: every request, update, stream item and response
 crosses it. This script measures, through the public API only, how far a job round trip
 is from the cheapest possible hand-off between two asyncio tasks, and whether the runner
-scales the way the design promises (targeted delivery, linear groups, cheap idle workers).
-It prints the figures, the goals of issue 2 with a PASS or MISS marker each, and the
-figures of pipecat-ai-subagents 0.6.0 (measured on the same kind of machine) for scale:
+scales the way the design promises (targeted delivery, linear groups, cheap idle workers,
+typed payloads that cost little, memory and tasks that do not pile up over many jobs).
+It prints the figures, the goals with a PASS or MISS marker each, and the figures of
+pipecat-ai-subagents 0.6.0 (measured on the same kind of machine) for scale:
 
 - floor: median round trip of a small dict between two asyncio tasks over a pair of
   ``asyncio.Queue`` (the bare cost of two task switches);
 - rt: median sequential ``async with runner.job("echo", ...)`` round trip to a worker
-  returning a small dict; goal at most 5x the floor;
-- rt with 100 idle workers on the runner; goal at most 1.3x rt (delivery is targeted);
+  returning a small dict; goal at most 4x the floor;
+- rt with 100 idle workers on the runner; goal at most 1.1x rt (delivery is targeted);
+- rt typed: the same round trip to a handler ``echo(self, job, data: Small) -> Small``
+  (the payload is validated into a small pydantic model before the handler runs, the
+  returned model is dumped); goal at most 1.3x rt (typing a handler is affordable);
 - median ``runner.job_group(...)`` to 10 and to 100 workers; goal: the 100-worker group at
-  most 15x the 10-worker one (linear);
+  most 12x the 10-worker one (linear);
 - streaming: chunks per second received by ``async for event in job`` from an
-  async-generator handler yielding 20,000 small dicts; goal at least 300,000/s;
+  async-generator handler yielding 20,000 small dicts; goal at least 400,000/s;
 - a runner with 1,000 idle workers (in a fresh subprocess, so that peak RSS is its own):
   time from entering ``async with WorkerRunner()`` to ready, and the process's peak RSS;
-  goals under 1 s and under 150 MiB.
+  goals under 1 s and under 150 MiB;
+- memory flat over many jobs (in a fresh subprocess, so that its RSS is its own): 1,000,000
+  sequential round trips (100,000 with ``--quick``); the resident set size is sampled after
+  the first 10% (allocator pools and caches have grown by then) and at the end; goal: it
+  grows by less than 5 MiB in between (a finished job leaves nothing behind);
+- fire and forget, in the same subprocess: a tenth as many ``request_job(...,
+  timeout=3600)`` jobs that finish at once, sent in waves of 1,000; the number of live
+  asyncio tasks once they have all finished; goal: back to the count before them, within
+  3 (a finished job's deadline leaves no timer or task behind).
 
 Figures that are compared with each other are measured interleaved, in blocks, inside one
-event loop (floor, rt and rt with 100 idle workers; the 10- and 100-worker groups), so a
-drift of the machine's speed during the run moves both sides of a ratio alike. Each round
-trip is timed on its own with ``time.perf_counter`` and the median is reported, after
-warm-up rounds that are discarded. Everything runs under ``anyio.run`` on asyncio.
+event loop (floor, rt, rt with 100 idle workers and rt typed; the 10- and 100-worker
+groups), so a drift of the machine's speed during the run moves both sides of a ratio
+alike. Each round trip is timed on its own with ``time.perf_counter`` and the median is
+reported, after warm-up rounds that are discarded. Everything runs under ``anyio.run`` on
+asyncio.
 
-Run: ``python bench/roundtrip.py`` (about 10 s on a 2-CPU machine), ``--quick`` (about 3 s),
-or ``tox -e bench``. It is a benchmark, not a test: it always exits 0 when it ran.
+Run: ``python bench/roundtrip.py`` (about 1 min on a 2-CPU machine, most of it the
+1,000,000 jobs), ``--quick`` (under 10 s), or ``tox -e bench``. It is a benchmark, not a
+test: it always exits 0 when it ran.
 """
 
 from __future__ import annotations
@@ -49,23 +63,33 @@ from importlib import metadata
 from typing import Any
 
 import anyio
+from pydantic import BaseModel
 
 from framework import BaseWorker, Job, JobEvent, WorkerRunner, job
+from framework.bus.messages import JobResponseMessage
 
 PAYLOAD = {"x": 1}
 STREAM_CHUNKS = 20_000
 STARTUP_WORKERS = 1_000
 IDLE_WORKERS = 100
+FIRE_WAVE = 1_000
+"""Fire-and-forget jobs sent before waiting for them: bounds the jobs in flight, so that
+the figure is about what finished jobs leave behind, not about a peak."""
+FIRE_TIMEOUT = 3600.0
+"""A deadline far beyond the run: every fire-and-forget job finishes long before it."""
 
-# Goals (issue 2, "Speed").
-GOAL_RT_FLOOR = 5.0
-GOAL_IDLE_RT = 1.3
-GOAL_GROUP_RATIO = 15.0
-GOAL_STREAM_RATE = 300_000.0
+# Goals.
+GOAL_RT_FLOOR = 4.0
+GOAL_IDLE_RT = 1.1
+GOAL_TYPED_RT = 1.3
+GOAL_GROUP_RATIO = 12.0
+GOAL_STREAM_RATE = 400_000.0
 GOAL_STARTUP_S = 1.0
 GOAL_RSS_MIB = 150.0
+GOAL_MEMORY_GROWTH_MIB = 5.0
+GOAL_TASKS_LEFT = 3
 
-# pipecat-ai-subagents 0.6.0, same kind of machine (issue 2).
+# pipecat-ai-subagents 0.6.0, measured on the same kind of machine.
 REF_RT_US = 87.0
 REF_RT_FLOOR = 14.0
 REF_IDLE_RT_US = 1_189.0
@@ -88,13 +112,27 @@ class Settings:
     """Streaming jobs of STREAM_CHUNKS items (plus one warm-up)."""
     startup_runs: int
     """Fresh subprocesses for the 1,000-worker startup."""
+    memory_jobs: int
+    """Sequential jobs for the memory figure (a tenth as many fire-and-forget ones)."""
 
 
 NORMAL = Settings(
-    rounds=11, rt_block=2_000, group10_block=300, group100_block=40, stream_reps=9, startup_runs=3
+    rounds=11,
+    rt_block=2_000,
+    group10_block=300,
+    group100_block=40,
+    stream_reps=9,
+    startup_runs=3,
+    memory_jobs=1_000_000,
 )
 QUICK = Settings(
-    rounds=4, rt_block=1_000, group10_block=100, group100_block=12, stream_reps=3, startup_runs=1
+    rounds=4,
+    rt_block=1_000,
+    group10_block=100,
+    group100_block=12,
+    stream_reps=3,
+    startup_runs=1,
+    memory_jobs=100_000,
 )
 
 
@@ -107,6 +145,55 @@ class Echo(BaseWorker):
     @job
     async def handle(self, job: Job) -> dict[str, Any]:
         return {"ok": True}
+
+
+class Small(BaseModel):
+    """The typed payload: as small as ``PAYLOAD``, plus a defaulted field."""
+
+    x: int
+    label: str = ""
+
+
+class TypedEcho(BaseWorker):
+    """Validates the payload into ``Small`` and answers with it (dumped by the worker)."""
+
+    @job
+    async def echo(self, job: Job, data: Small) -> Small:
+        return data
+
+
+class Firer(BaseWorker):
+    """Fires jobs and forgets them; counts the outcomes its callbacks hear of."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.completed = 0
+        self.other = 0
+        self.expected = 0
+        self.all_done = anyio.Event()
+
+    def expect(self, total: int) -> None:
+        """Wake ``all_done`` once ``total`` outcomes have been heard of in all."""
+        self.expected = total
+        self.all_done = anyio.Event()
+        if self.completed + self.other >= total:
+            self.all_done.set()
+
+    def _heard(self) -> None:
+        if self.completed + self.other >= self.expected:
+            self.all_done.set()
+
+    async def on_job_completed(self, result: JobResponseMessage) -> None:
+        self.completed += 1
+        self._heard()
+
+    async def on_job_error(self, response: JobResponseMessage) -> None:
+        self.other += 1
+        self._heard()
+
+    async def on_job_cancelled(self, response: JobResponseMessage) -> None:
+        self.other += 1
+        self._heard()
 
 
 class Streamer(BaseWorker):
@@ -166,11 +253,27 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 
 
+def rss_mib() -> float:
+    """This process's resident set size now, in MiB (Linux); elsewhere its peak so far,
+    which grows as soon as the resident size does and so still shows a growth."""
+    try:
+        with open("/proc/self/statm") as statm:
+            resident_pages = int(statm.read().split()[1])
+    except OSError:
+        return peak_rss_mib()
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def settle() -> None:
+    """Let tasks that have just been told to end run to their end."""
+    await anyio.sleep(0.05)  # many loop iterations: every ready task runs to its end
+
+
 # ----------------------------------------------------------------------------- measurements
 
 
 async def measure_roundtrips(settings: Settings) -> dict[str, list[float]]:
-    """Floor, rt and rt with idle workers, interleaved in one event loop."""
+    """Floor, rt, rt with idle workers and rt typed, interleaved in one event loop."""
     to_echo: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     from_echo: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
@@ -183,16 +286,19 @@ async def measure_roundtrips(settings: Settings) -> dict[str, list[float]]:
         to_echo.put_nowait({"x": 1})
         await from_echo.get()
 
-    async with WorkerRunner() as runner, WorkerRunner() as crowded:
+    async with WorkerRunner() as runner, WorkerRunner() as crowded, WorkerRunner() as typed:
         await runner.add_worker(Echo("echo"))
         await crowded.add_worker(Echo("echo"))
         for i in range(IDLE_WORKERS):
             await crowded.add_worker(Echo(f"idle-{i:03d}"))
+        await typed.add_worker(TypedEcho("echo"))
 
-        for each in (runner, crowded):  # measure a path that works
-            async with each.job("echo", payload=PAYLOAD) as check:
+        echoed: dict[str, Any] = {"ok": True}
+        typed_echoed = {"x": 1, "label": ""}  # the payload, validated, then dumped
+        for each, expected in ((runner, echoed), (crowded, echoed), (typed, typed_echoed)):
+            async with each.job("echo", payload=PAYLOAD) as check:  # measure a path that works
                 pass
-            if check.response != {"ok": True}:
+            if check.response != expected:
                 raise RuntimeError(f"unexpected response {check.response!r}")
 
         async def rt_once() -> None:
@@ -203,12 +309,21 @@ async def measure_roundtrips(settings: Settings) -> dict[str, list[float]]:
             async with crowded.job("echo", payload=PAYLOAD):
                 pass
 
+        async def typed_once() -> None:
+            async with typed.job("echo", payload=PAYLOAD):
+                pass
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(queue_echo)
             n = settings.rt_block
             samples = await interleaved(
                 settings.rounds,
-                {"floor": (n, floor_once), "rt": (n, rt_once), "rt_idle": (n, crowded_once)},
+                {
+                    "floor": (n, floor_once),
+                    "rt": (n, rt_once),
+                    "rt_idle": (n, crowded_once),
+                    "rt_typed": (n, typed_once),
+                },
             )
             tg.cancel_scope.cancel()
     return samples
@@ -289,16 +404,76 @@ async def startup_child(count: int) -> dict[str, float]:
     }
 
 
-def run_startup(count: int) -> dict[str, float]:
-    """Measure the startup in a fresh interpreter (so its peak RSS is its own)."""
+async def memory_child(jobs: int) -> dict[str, float]:
+    """In a fresh process: RSS over ``jobs`` sequential round trips, then the live asyncio
+    tasks before and after ``jobs // 10`` fire-and-forget jobs with a long deadline."""
+    mark_at = jobs // 10
+    fired = jobs // 10
+    firer = Firer("firer")
+    async with WorkerRunner() as runner:
+        await runner.add_worker(Echo("echo"))
+        await runner.add_worker(firer)
+
+        gc.collect()
+        rss_start = rss_mib()
+        rss_mark = t_mark = 0.0
+        t0 = time.perf_counter()
+        for done in range(1, jobs + 1):
+            async with runner.job("echo", payload=PAYLOAD):
+                pass
+            if done == mark_at:
+                t_mark = time.perf_counter()
+                gc.collect()
+                rss_mark = rss_mib()
+        t_end = time.perf_counter()
+        gc.collect()
+        rss_end = rss_mib()
+
+        await settle()
+        tasks_before = len(asyncio.all_tasks())
+        in_flight = 0
+        t_fire = time.perf_counter()
+        for start in range(0, fired, FIRE_WAVE):
+            wave = min(FIRE_WAVE, fired - start)
+            firer.expect(start + wave)
+            for _ in range(wave):
+                await firer.request_job("echo", payload=PAYLOAD, timeout=FIRE_TIMEOUT)
+            in_flight = max(in_flight, len(asyncio.all_tasks()))
+            await firer.all_done.wait()
+        t_fired = time.perf_counter()
+        await settle()
+        tasks_after = len(asyncio.all_tasks())
+        gc.collect()
+        rss_fired = rss_mib()
+    if firer.completed != fired:
+        raise RuntimeError(f"{firer.completed} of {fired} fire-and-forget jobs completed")
+    return {
+        "jobs": jobs,
+        "mark_at": mark_at,
+        "rss_start_mib": rss_start,
+        "rss_mark_mib": rss_mark,
+        "rss_end_mib": rss_end,
+        "job_s": (t_end - t0) / jobs,
+        "late_job_s": (t_end - t_mark) / (jobs - mark_at),
+        "fired": fired,
+        "fire_job_s": (t_fired - t_fire) / fired,
+        "tasks_before": tasks_before,
+        "tasks_in_flight": in_flight,
+        "tasks_after": tasks_after,
+        "rss_fired_mib": rss_fired,
+    }
+
+
+def run_child(flag: str, count: int) -> dict[str, float]:
+    """Run a measurement in a fresh interpreter (so its RSS is its own); its JSON result."""
     done = subprocess.run(
-        [sys.executable, __file__, "--startup-child", str(count)],
+        [sys.executable, __file__, flag, str(count)],
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"startup subprocess failed:\n{done.stderr}")
+        raise RuntimeError(f"subprocess {flag} {count} failed:\n{done.stderr}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -317,12 +492,17 @@ def detail(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a few seconds)")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (under 10 s)")
     parser.add_argument("--startup-child", type=int, metavar="N", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.startup_child is not None:
         result = anyio.run(startup_child, args.startup_child, backend="asyncio")
+        print(json.dumps(result))
+        return
+    if args.memory_child is not None:
+        result = anyio.run(memory_child, args.memory_child, backend="asyncio")
         print(json.dumps(result))
         return
 
@@ -359,6 +539,16 @@ def main() -> None:
         ratio <= GOAL_IDLE_RT,
     )
     detail(spread(rt["rt_idle"], us, "us"))
+    typed_rt = median(rt["rt_typed"])
+    ratio = typed_rt / job_rt
+    row(
+        "rt typed: Small in, Small out",
+        f"{typed_rt * us:.2f} us",
+        f"{ratio:.2f}x rt",
+        f"<= {GOAL_TYPED_RT:g}x rt",
+        ratio <= GOAL_TYPED_RT,
+    )
+    detail(spread(rt["rt_typed"], us, "us"))
 
     groups = anyio.run(measure_groups, settings, backend="asyncio")
     g10, g100 = median(groups["group10"]), median(groups["group100"])
@@ -385,7 +575,7 @@ def main() -> None:
     )
     detail(f"min {min(rates):,.0f} / max {max(rates):,.0f} chunks/s, n={len(rates)} jobs")
 
-    startups = [run_startup(STARTUP_WORKERS) for _ in range(settings.startup_runs)]
+    startups = [run_child("--startup-child", STARTUP_WORKERS) for _ in range(settings.startup_runs)]
     ready = median([s["ready_s"] for s in startups])
     rss = max(s["peak_rss_mib"] for s in startups)
     row(
@@ -410,8 +600,39 @@ def main() -> None:
         f"add_worker x{STARTUP_WORKERS:,} {add * 1000:.1f} ms, one job + end {end * 1000:,.1f} ms"
     )
 
+    memory = run_child("--memory-child", settings.memory_jobs)
+    jobs, mark_at = int(memory["jobs"]), int(memory["mark_at"])
+    growth = memory["rss_end_mib"] - memory["rss_mark_mib"]
+    row(
+        f"{jobs:,} jobs: RSS growth 10% to end",
+        f"{growth:+.2f} MiB",
+        f"{growth / ((jobs - mark_at) / 100_000):+.3f} MiB/100k",
+        f"< {GOAL_MEMORY_GROWTH_MIB:g} MiB",
+        growth < GOAL_MEMORY_GROWTH_MIB,
+    )
+    detail(
+        f"fresh subprocess: RSS {memory['rss_start_mib']:.1f} MiB at start, "
+        f"{memory['rss_mark_mib']:.1f} at {mark_at:,} jobs, {memory['rss_end_mib']:.1f} at "
+        f"{jobs:,}; {memory['job_s'] * us:.1f} us per job ({memory['late_job_s'] * us:.1f} "
+        "after the 10% mark)"
+    )
+    fired = int(memory["fired"])
+    before, after = int(memory["tasks_before"]), int(memory["tasks_after"])
+    row(
+        f"fire-and-forget x{fired:,}: tasks left",
+        f"{after:,} tasks",
+        f"{after - before:+d} vs before",
+        f"<= before + {GOAL_TASKS_LEFT}",
+        after - before <= GOAL_TASKS_LEFT,
+    )
+    detail(
+        f"request_job(timeout={FIRE_TIMEOUT:g}) in waves of {FIRE_WAVE:,}: {before} tasks "
+        f"before, up to {int(memory['tasks_in_flight']):,} once a wave was sent, {after} after; "
+        f"{memory['fire_job_s'] * us:.1f} us per job; RSS {memory['rss_fired_mib']:.1f} MiB after"
+    )
+
     print()
-    print("for scale, pipecat-ai-subagents 0.6.0 on the same kind of machine (issue 2):")
+    print("for scale, pipecat-ai-subagents 0.6.0, measured on the same kind of machine:")
     detail(f"round trip {REF_RT_US:g} us ({REF_RT_FLOOR:g}x its floor); ours {job_rt * us:.1f} us")
     detail(f"with 100 idle agents {REF_IDLE_RT_US:,g} us; ours {idle_rt * us:.1f} us")
     detail(
