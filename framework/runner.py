@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 import pluggy
@@ -26,15 +26,15 @@ from framework._hooks import RuntimeHooks
 from framework._publishing import EventPublisher, PublisherStats
 from framework._registrars import BackendRegistrar, RouteRegistrar
 from framework._requester import REPLY_TYPES, Requester, RequestsJobs
+from framework._runtime import Runtime
 from framework.bus.base import Bus, Inbox
 from framework.bus.local import LocalBus
 from framework.bus.messages import (
     EndMessage,
-    JobResponseMessage,
     WorkerLostMessage,
 )
 from framework.config import LLMConfig
-from framework.events import ContentType, Event, EventModel, EventType
+from framework.events import ContentType, EventType
 from framework.plugins import (
     create_plugin_manager,
     register_plugin,
@@ -113,10 +113,8 @@ class WorkerRunner(RequestsJobs):
         """Default LLM backend and options for LLM workers (``[llm]`` of the run config)."""
         self.run_id = ""
         """Shared by every event of one ``run()``; set when the run starts."""
-        self.events_enabled = False
-        """Whether any ``publish_event`` impl is registered (no events are built otherwise)."""
         self._publisher = EventPublisher((), event_buffer_size)
-        self._sequence = 0
+        self._runtime: Runtime | None = None
         self._workers: dict[str, BaseWorker] = {}
         self._state: _State = "new"
         self._stop_reason = ""
@@ -165,6 +163,12 @@ class WorkerRunner(RequestsJobs):
         return self._routes
 
     @property
+    def events_enabled(self) -> bool:
+        """Whether any ``publish_event`` impl listens in this run (no events are built
+        otherwise)."""
+        return self._runtime is not None and self._runtime.events_enabled
+
+    @property
     def llm_backends(self) -> BackendRegistrar:
         """The LLM backends registered by this runner's plugins (built-ins included)."""
         if self._llm_backends is None:
@@ -186,9 +190,13 @@ class WorkerRunner(RequestsJobs):
         """Workers that failed to start in this run (their ``on_ready`` raised), by name."""
         return dict(self._failed)
 
-    async def add_worker(self, worker: BaseWorker) -> None:
+    async def add_worker(self, worker: BaseWorker, *, parent: BaseWorker | None = None) -> None:
         """Host ``worker`` (and the children added to it). Before ``run()`` it starts with
         the runner; after, it starts now and this returns once it is ready.
+
+        ``parent``: host it as a child of that worker (which must be on this runner), as
+        ``parent.add_worker(worker)`` does: it starts once its parent is ready and ends
+        with it.
 
         Raises:
             ValueError: a worker of that name is on this runner already (or the name is
@@ -199,6 +207,11 @@ class WorkerRunner(RequestsJobs):
             raise RuntimeError(f"runner {self.name!r} has ended; it takes no more workers")
         if worker._runner is not None:
             raise ValueError(f"worker {worker.name!r} is on runner {worker._runner.name!r} already")
+        if parent is not None:
+            if parent._runner is not self:
+                raise ValueError(f"parent {parent.name!r} is not on runner {self.name!r}")
+            await self._add_child(parent, worker, start=parent.ready)
+            return
         tree = _with_descendants(worker)
         self._check_new_names(tree)
         for member in tree:
@@ -236,27 +249,15 @@ class WorkerRunner(RequestsJobs):
 
     async def _start_worker(self, worker: BaseWorker) -> None:
         assert self._workers_tg is not None
-        await self._workers_tg.start(worker._run, self, name=f"worker {worker.name}")
-
-    async def _worker_ready(self, worker: BaseWorker, data: WorkerReadyData) -> None:
-        await self.registry.register(data)
-        if self.events_enabled:
-            self.emit(Event.NODE_EXECUTION, EventType.START, ContentType.STATE, worker.name)
-        await self.hooks.on_worker_ready(data, self)
+        assert self._runtime is not None
+        await self._workers_tg.start(worker._run, self._runtime, name=f"worker {worker.name}")
 
     async def _worker_failed(self, worker: BaseWorker, exc: BaseException) -> None:
         logger.error("worker %r failed to start", worker.name, exc_info=exc)
         error = WorkerErrorData(worker_name=worker.name, error=f"{type(exc).__name__}: {exc}")
         self._failed[worker.name] = error
-        if self.events_enabled:
-            self.emit(
-                Event.NODE_EXECUTION,
-                EventType.ERROR,
-                ContentType.ERROR,
-                worker.name,
-                content=error.error,
-                is_error=True,
-            )
+        if self._runtime is not None and self._runtime.events_enabled:
+            self._runtime.worker_failed_event(worker.name, error)
         await worker._guarded(worker.on_error, exc)
         await self._tell_failed(error)
 
@@ -316,62 +317,6 @@ class WorkerRunner(RequestsJobs):
         return self._requester
 
     # ----------------------------------------------------------------- events
-
-    def emit(
-        self,
-        event: Event,
-        event_type: EventType,
-        content_type: ContentType,
-        node_name: str,
-        thread_id: str = "",
-        *,
-        data: dict[str, Any] | None = None,
-        content: str = "",
-        is_error: bool = False,
-        chunk_index: int | None = None,
-        delta: bool = False,
-    ) -> None:
-        """Build one event and offer it to every publisher. Call only when ``events_enabled``.
-
-        Never raises: an event that cannot be built (say, data that is not a dict) is
-        logged and skipped, so having publishers never changes a job's outcome.
-        """
-        self._sequence += 1
-        try:
-            event_model = EventModel(
-                event=event,
-                event_type=event_type,
-                content_type=[content_type],
-                node_name=node_name,
-                thread_id=thread_id,
-                run_id=self.run_id,
-                sequence_id=self._sequence,
-                data=data if data is not None else {},
-                content=content,
-                is_error=is_error,
-                chunk_index=chunk_index,
-                delta=delta,
-                delta_type="text" if delta else None,
-            )
-        except Exception:
-            logger.warning(
-                "event %s/%s for %r not published", event, event_type, node_name, exc_info=True
-            )
-            return
-        self._publisher.publish(event_model)
-
-    def emit_response(self, worker_name: str, message: JobResponseMessage) -> None:
-        """The event for a job's terminal response (result, error, or interrupted)."""
-        event_type, content_type, is_error = _RESPONSE_EVENTS[message.status]
-        self.emit(
-            Event.NODE_EXECUTION,
-            event_type,
-            content_type,
-            worker_name,
-            message.job_id,
-            data={"status": str(message.status), "response": message.response},
-            is_error=is_error,
-        )
 
     def event_stats(self) -> dict[str, PublisherStats]:
         """Per publisher (by plugin name): events delivered, dropped (buffer full), failed."""
@@ -517,7 +462,9 @@ class WorkerRunner(RequestsJobs):
         self.run_id = str(uuid.uuid4())
         self.hooks = RuntimeHooks(self.plugin_manager)
         self._publisher = EventPublisher(self.hooks.impls("publish_event"), self.event_buffer_size)
-        self.events_enabled = self._publisher.enabled
+        self._runtime = runtime = Runtime(
+            self, self.hooks, self._publisher, self.run_id, self._waiting_index
+        )
         self._stop_requested = anyio.Event()
         self._ended = anyio.Event()
         if self._stop_reason:  # asked to stop before the run started
@@ -535,15 +482,7 @@ class WorkerRunner(RequestsJobs):
                     if serve is not None:  # a network bus's readers and heartbeats
                         await host.start(serve, name="bus")
                     self._inbox = self.bus.subscribe(self.name)
-                    self._requester = Requester(
-                        self.name,
-                        self.bus,
-                        self.registry,
-                        host.start_soon,
-                        self._inbox,
-                        self._waiting_index,
-                        self.hooks,
-                    )
+                    self._requester = runtime.requester(self.name, host.start_soon, self._inbox)
                     host.start_soon(self._receive_loop, self._inbox)
                     await self._run_workers(task_status)
                 finally:
@@ -559,7 +498,8 @@ class WorkerRunner(RequestsJobs):
         async with anyio.create_task_group() as workers_tg:
             self._workers_tg = workers_tg
             if self.events_enabled:
-                self.emit(Event.GRAPH_EXECUTION, EventType.START, ContentType.STATE, self.name)
+                assert self._runtime is not None
+                self._runtime.runner_started()
             for worker in [w for w in self._workers.values() if w.parent is None]:
                 if self._stop_requested.is_set():
                     break  # asked to stop during start-up: start no more
@@ -604,14 +544,8 @@ class WorkerRunner(RequestsJobs):
             self._services.cancel()
         if self._requester is not None:
             await self._requester.close(f"runner {self.name!r} ended")
-        if self.events_enabled:
-            self.emit(
-                Event.GRAPH_EXECUTION,
-                EventType.END,
-                ContentType.STATE,
-                self.name,
-                content=self._stop_reason,
-            )
+        if self._runtime is not None and self._runtime.events_enabled:
+            self._runtime.runner_ended(self._stop_reason)
         await self._publisher.close(self.event_drain_timeout)
         self.bus.unsubscribe(self.name)
         await self.bus.stop()

@@ -45,7 +45,6 @@ from framework.bus.messages import (
     JobUpdateRequestMessage,
     WorkerLostMessage,
 )
-from framework.events import ContentType, Event, EventType
 from framework.jobs import (
     Job,
     JobFailed,
@@ -62,6 +61,7 @@ from framework.types import (
 )
 
 if TYPE_CHECKING:
+    from framework._runtime import Runtime
     from framework.registry import WorkerRegistry
     from framework.runner import WorkerRunner
 
@@ -315,6 +315,8 @@ class BaseWorker(RequestsJobs):
         self._children: list[BaseWorker] = []
         self._activation_args: WorkerActivationArgs | None = None
         self._runner: WorkerRunner | None = None
+        self._runtime: Runtime | None = None
+        """What the hosting runner hands the worker when it starts it (None before)."""
         self._requester: Requester | None = None
         self._inbox: Inbox | None = None
         self._tg: TaskGroup | None = None
@@ -491,10 +493,8 @@ class BaseWorker(RequestsJobs):
         if runner is None:
             child._parent = self
             self._children.append(child)
-        elif self._ready:
-            await runner._add_child(self, child, start=True)
-        else:  # hosted but not started yet (or inside its own on_ready): it starts the child
-            await runner._add_child(self, child, start=False)
+        else:  # hosted: started now when this worker is ready, else when it starts
+            await runner.add_worker(child, parent=self)
 
     async def activate_worker(
         self, name: str, args: WorkerActivationArgs | dict[str, Any] | None = None
@@ -617,33 +617,25 @@ class BaseWorker(RequestsJobs):
 
     # ----------------------------------------------------------------- running
 
-    async def _run(self, runner: WorkerRunner, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def _run(self, runtime: Runtime, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """The worker's task: start, serve its inbox until it ends, then clean up."""
-        bus = runner.bus
+        self._runtime = runtime
         self._finished = anyio.Event()
         self._loop = _asyncio_loop()
-        inbox = self._inbox = bus.subscribe(self._name)
+        inbox = self._inbox = runtime.bus.subscribe(self._name)
         started = False
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                self._requester = Requester(
-                    self._name,
-                    bus,
-                    runner.registry,
-                    tg.start_soon,
-                    inbox,
-                    runner._waiting_index,
-                    runner.hooks,
-                )
+                self._requester = runtime.requester(self._name, tg.start_soon, inbox)
                 if self._observes_jobs:
                     self._requester.observer = self._observe_job_message
                     self._requester.on_group_done = self._on_group_done
-                if not await self._start(runner):
+                if not await self._start(runtime):
                     return
                 tg.start_soon(self._serve_inbox, inbox, tg)
                 for child in list(self._children):
-                    await runner._start_worker(child)
+                    await runtime.start_worker(child)
                 task_status.started()
                 started = True
                 await anyio.sleep_forever()  # until _serve_inbox ends and cancels the group
@@ -651,26 +643,26 @@ class BaseWorker(RequestsJobs):
             if not started:
                 task_status.started()
             with anyio.CancelScope(shield=True):
-                await self._cleanup(runner, inbox)
+                await self._cleanup(runtime, inbox)
 
-    async def _start(self, runner: WorkerRunner) -> bool:
+    async def _start(self, runtime: Runtime) -> bool:
         try:
             await self.on_ready()
             for attribute, names in self._ready_watches.items():
                 method = getattr(self, attribute)
                 for name in names:
                     self._watched.add(name)
-                    await runner.registry.watch(name, self._watch_handler(method))
+                    await runtime.registry.watch(name, self._watch_handler(method))
         except Exception as exc:
-            await runner._worker_failed(self, exc)
+            await runtime.worker_failed(self, exc)
             return False
         self._ready = True
         self._started_at = time.time()
         self._publish_entry()
         data = WorkerReadyData(
-            worker_name=self._name, runner=runner.name, jobs=tuple(self.describe())
+            worker_name=self._name, runner=runtime.name, jobs=tuple(self.describe())
         )
-        await runner._worker_ready(self, data)
+        await runtime.worker_ready(self, data)
         return True
 
     def _publish_entry(self) -> None:
@@ -733,10 +725,10 @@ class BaseWorker(RequestsJobs):
                 )
                 await self._guarded(self.on_error, exc)
 
-    async def _cleanup(self, runner: WorkerRunner, inbox: Inbox) -> None:
+    async def _cleanup(self, runtime: Runtime, inbox: Inbox) -> None:
         self._ending = True
-        await runner.registry.unregister(self._name, f"worker {self._name!r} ended")
-        runner.bus.unsubscribe(self._name)
+        await runtime.registry.unregister(self._name, f"worker {self._name!r} ended")
+        runtime.bus.unsubscribe(self._name)
         for message in inbox.drain():
             if type(message) is JobRequestMessage:
                 await self._refuse(
@@ -744,17 +736,17 @@ class BaseWorker(RequestsJobs):
                 )
         for job in list(self._running.values()):
             await self._answer_cancelled(job, f"worker {self._name!r} ended", from_loop=False)
-        await self._wait_for_jobs(runner)
+        await self._wait_for_jobs()
         if self._requester is not None:
             await self._requester.close(f"worker {self._name!r} ended")
         was_ready, self._ready = self._ready, False
         if self._finished is not None:
             self._finished.set()
-        runner._worker_finished(self)
+        runtime.worker_finished(self)
         if was_ready:
             await self._guarded(self.on_finished)
 
-    async def _wait_for_jobs(self, runner: WorkerRunner) -> None:
+    async def _wait_for_jobs(self) -> None:
         """Give cancelled job tasks ``STOP_MARGIN`` seconds to unwind, then leave them: a
         handler that swallows its cancellation is named in the log, and the worker ends
         anyway (its requester was answered ``CANCELLED`` already)."""
@@ -774,6 +766,12 @@ class BaseWorker(RequestsJobs):
                 job.job_id,
                 STOP_MARGIN,
             )
+
+    def _running_runtime(self) -> Runtime:
+        """The runtime of a started worker (only called on paths a started worker takes)."""
+        runtime = self._runtime
+        assert runtime is not None, f"worker {self._name!r} has not started"
+        return runtime
 
     def _handler_for(self, name: str | None) -> _Handler | None:
         handlers = self._handlers
@@ -816,17 +814,10 @@ class BaseWorker(RequestsJobs):
             message.headers,
         )
         self._running[job.job_id] = job
-        runner = self._runner
-        assert runner is not None and self._tg is not None
-        if runner.events_enabled:
-            runner.emit(
-                Event.NODE_EXECUTION,
-                EventType.START,
-                ContentType.DATA,
-                self._name,
-                job.job_id,
-                data={"name": job.name, "requester": job.requester, "payload": job.payload},
-            )
+        runtime = self._runtime
+        assert runtime is not None and self._tg is not None
+        if runtime.events_enabled:
+            runtime.job_received(self._name, job)
         # The task's handle is how the job is cancelled. On asyncio a job is a plain task
         # that the worker owns itself (``_running`` holds it; ``_shutdown`` and
         # ``_cleanup`` cancel it and wait for it, within a bound): spawning through a task
@@ -867,9 +858,7 @@ class BaseWorker(RequestsJobs):
                 except ValidationError as exc:
                     message, fields = _payload_error(job, model, exc)
                     raise JobFailed(message, {"fields": fields}) from None
-            hooks = self._runner.hooks  # type: ignore[union-attr]  # set before any job runs
-            if hooks.wants_job_started:
-                hooks.on_job_started(job, self)
+            self._runtime.job_started(job, self)  # type: ignore[union-attr]  # set at start
             if handler.streaming:
                 response = await self._stream(method(*args), job)
             else:
@@ -913,14 +902,14 @@ class BaseWorker(RequestsJobs):
 
     async def _open_stream(self, job: Job) -> None:
         job._chunks = 0
-        await self.runner.bus.send(
+        await self._running_runtime().bus.send(
             JobStreamStartMessage.build(source=self._name, target=job.requester, job_id=job.job_id)
         )
         if FULL:
             await job._wait_for_room()
 
     async def _close_stream(self, job: Job) -> None:
-        await self.runner.bus.send(
+        await self._running_runtime().bus.send(
             JobStreamEndMessage.build(source=self._name, target=job.requester, job_id=job.job_id)
         )
 
@@ -938,44 +927,21 @@ class BaseWorker(RequestsJobs):
             jsonable(item, "the stream item")
         if job._chunks < 0:
             await self._open_stream(job)
-        runner = self._runner
-        assert runner is not None
+        runtime = self._runtime
+        assert runtime is not None
         index = job._chunks
-        await runner.bus.send(
+        await runtime.bus.send(
             JobStreamDataMessage.build(
                 source=self._name, target=job.requester, job_id=job.job_id, data=item
             )
         )
-        if runner.events_enabled:
-            self._chunk_event(runner, job, item, index)
+        if runtime.events_enabled:
+            runtime.stream_chunk(self._name, job.job_id, item, index)
         job._chunks = index = index + 1
         if FULL:
             await job._wait_for_room()
         if not index % _STREAM_FAIRNESS:
             await anyio.lowlevel.checkpoint()
-
-    def _chunk_event(self, runner: WorkerRunner, job: Job, item: Any, index: int) -> None:
-        if isinstance(item, str):  # a text delta (an LLM token, a line of output...)
-            runner.emit(
-                Event.STREAMING,
-                EventType.PROGRESS,
-                ContentType.TEXT,
-                self._name,
-                job.job_id,
-                content=item,
-                chunk_index=index,
-                delta=True,
-            )
-        else:
-            runner.emit(
-                Event.STREAMING,
-                EventType.PROGRESS,
-                ContentType.DATA,
-                self._name,
-                job.job_id,
-                data=_as_event_data(item),
-                chunk_index=index,
-            )
 
     def _job_done(self, job: Job) -> None:
         self._running.pop(job.job_id, None)
@@ -1000,20 +966,15 @@ class BaseWorker(RequestsJobs):
             status=status,
             response=response,
         )
-        runner = self.runner
+        runtime = self._running_runtime()
         try:
-            await runner.bus.send(message)
+            await runtime.bus.send(message)
         except UndeliverableError:
             logger.debug(
                 "worker %r: requester %r of job %s is gone", self._name, job.requester, job.job_id
             )
-        if runner.events_enabled:
-            runner.emit_response(self._name, message)
-        if runner.hooks.wants_job_completed:
-            if from_loop and self._tg is not None:
-                self._tg.start_soon(runner.hooks.on_job_completed, message, self)
-            else:
-                await runner.hooks.on_job_completed(message, self)
+        spawn = self._tg.start_soon if from_loop and self._tg is not None else None
+        await runtime.job_answered(self, message, spawn)
 
     async def _refuse(
         self, message: JobRequestMessage, status: JobStatus, error: str, *, from_loop: bool = True
@@ -1025,21 +986,14 @@ class BaseWorker(RequestsJobs):
 
     async def _send_update(self, job: Job, data: dict[str, Any]) -> None:
         data = jsonable(data, "the update")
-        runner = self.runner
-        await runner.bus.send(
+        runtime = self._running_runtime()
+        await runtime.bus.send(
             JobUpdateMessage.build(
                 source=self._name, target=job.requester, job_id=job.job_id, data=data
             )
         )
-        if runner.events_enabled:
-            runner.emit(
-                Event.NODE_EXECUTION,
-                EventType.UPDATE,
-                ContentType.UPDATE,
-                self._name,
-                job.job_id,
-                data=data,
-            )
+        if runtime.events_enabled:
+            runtime.job_updated(self._name, job.job_id, data)
 
     async def _answer_cancelled(self, job: Job, reason: str, *, from_loop: bool = True) -> None:
         """Cancel a running job and answer CANCELLED now, without waiting for its task to
@@ -1125,7 +1079,7 @@ class BaseWorker(RequestsJobs):
         if self._ending:
             return
         self._ending = True
-        self.runner.registry.leaving(self._name)
+        self._running_runtime().registry.leaving(self._name)
         assert self._tg is not None
         self._tg.start_soon(self._shutdown, False, message.grace_period, message.reason)
 
@@ -1133,7 +1087,7 @@ class BaseWorker(RequestsJobs):
         if self._cancelling:
             return
         if not self._ending:
-            self.runner.registry.leaving(self._name)
+            self._running_runtime().registry.leaving(self._name)
         self._ending = True
         self._cancelling = True
         assert self._tg is not None
@@ -1158,8 +1112,8 @@ class BaseWorker(RequestsJobs):
         ``reason`` (from ``end(reason=...)`` / ``cancel(reason=...)``) is what requesters of
         cancelled jobs read in ``response["error"]``.
         """
-        runner = self.runner
-        grace = runner.grace_period if grace_period is None else grace_period
+        runtime = self._running_runtime()
+        grace = runtime.grace_period if grace_period is None else grace_period
         deadline = anyio.current_time() + grace  # one grace period for the whole subtree
         for child in list(self._children):
             if cancel:
@@ -1176,7 +1130,7 @@ class BaseWorker(RequestsJobs):
         reason = reason or f"worker {self._name!r} {'cancelled' if cancel else 'ended'}"
         for job in list(self._running.values()):
             await self._answer_cancelled(job, reason, from_loop=False)
-        await runner.registry.unregister(self._name, reason)
+        await runtime.registry.unregister(self._name, reason)
         if self._inbox is not None:
             self._inbox.close()
 
@@ -1236,14 +1190,6 @@ def _payload_error(
     shown = "; ".join(f"{f['field']}: {f['error']}" for f in fields)
     name = job.name or "(default)"
     return f"the payload of job {name!r} does not fit {model.__name__}: {shown}", fields
-
-
-def _as_event_data(item: Any) -> dict[str, Any]:
-    if isinstance(item, Mapping):
-        return dict(item)
-    if isinstance(item, BaseModel):
-        return item.model_dump()
-    return {"item": item}
 
 
 _RESPONSE_CALLBACKS = {

@@ -16,7 +16,7 @@ import pydantic
 import pytest
 from publishers import AsyncRecorder, Recorder
 
-import framework.runner
+import framework._runtime
 from framework import (
     BaseWorker,
     ContentType,
@@ -577,7 +577,8 @@ async def test_a_publisher_that_raises_on_every_event(caplog: pytest.LogCaptureF
 
 
 class _ConstructionSpy:
-    """Stands in for EventModel in framework.runner, recording every construction."""
+    """Stands in for EventModel where events are built (framework._runtime), recording every
+    construction."""
 
     def __init__(self) -> None:
         self.built: list[dict[str, Any]] = []
@@ -591,7 +592,7 @@ class _ConstructionSpy:
 async def test_no_event_is_built_without_a_publisher(monkeypatch: pytest.MonkeyPatch) -> None:
     with anyio.fail_after(10):
         spy = _ConstructionSpy()
-        monkeypatch.setattr(framework.runner, "EventModel", spy)
+        monkeypatch.setattr(framework._runtime, "EventModel", spy)
 
         class OnlyCompletions:
             def __init__(self) -> None:
@@ -616,7 +617,7 @@ async def test_the_construction_spy_sees_events_when_a_publisher_exists(
     # Control for the test above: the spy sits where the runner really builds events.
     with anyio.fail_after(10):
         spy = _ConstructionSpy()
-        monkeypatch.setattr(framework.runner, "EventModel", spy)
+        monkeypatch.setattr(framework._runtime, "EventModel", spy)
         recorder = Recorder()
         await run_exercise(plugins=[recorder])
         assert len(spy.built) == len(recorder.events) > 10

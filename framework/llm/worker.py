@@ -23,7 +23,7 @@ import anyio
 from pydantic import BaseModel, ValidationError
 
 from framework._registrars import RegistrationError
-from framework.events import ContentType, Event, EventType
+from framework.events import ContentType, EventType
 from framework.jobs import Job, JobFailed
 from framework.llm._coalesce import Pending, try_next
 from framework.llm.backend import LLMBackend, TextDelta, ToolCallDelta, Usage
@@ -371,26 +371,16 @@ class LLMWorker(BaseWorker):
     # ----------------------------------------------------------------- events
 
     def _emit_delta(self, text: str, thread: str) -> None:
-        runner = self._runner
-        if runner is not None and runner.events_enabled:
-            runner.emit(
-                Event.STREAMING,
-                EventType.PROGRESS,
-                ContentType.TEXT,
-                self.name,
-                thread,
-                content=text,
-                delta=True,
-            )
+        runtime = self._runtime
+        if runtime is not None and runtime.events_enabled:
+            runtime.text_delta(self.name, thread, text)
 
     def _emit_tool(
         self, event_type: EventType, content_type: ContentType, thread: str, data: dict[str, Any]
     ) -> None:
-        runner = self._runner
-        if runner is not None and runner.events_enabled:
-            runner.emit(
-                Event.TOOL_EXECUTION, event_type, content_type, self.name, thread, data=data
-            )
+        runtime = self._runtime
+        if runtime is not None and runtime.events_enabled:
+            runtime.tool_event(self.name, thread, event_type, content_type, data)
 
 
 class _TextBuffer:
