@@ -177,8 +177,10 @@ def publish_event(event: EventModel) -> None:
     ``WorkerRunner.event_stats()``), and never delays a job or the other publishers. When no
     impl is registered no event is built at all.
 
-    An ``async def`` impl may take its time; a plain function is called on the event loop
-    and must return quickly (append to a list, write a line to a file).
+    An ``async def`` impl runs on the event loop in a task of its own: it may await as long
+    as it likes but must not block. A plain function never runs on the event loop: it is
+    called in a thread of its own, one event after the other, so it may block (a slow file,
+    a full pipe) and loses only its own events.
 
     Args:
         event: the ``EventModel``; frozen, so it can be kept or shared as it is.
