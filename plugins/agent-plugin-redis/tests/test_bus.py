@@ -247,10 +247,13 @@ async def run_job(
 async def test_job_between_two_runners(redis_url: str) -> None:
     with anyio.fail_after(10):
         async with runners(redis_url, "a", "b") as (a, b):
-            await b.add_worker(Echo("echo"))
+            echo = Echo("echo")
+            await b.add_worker(echo)
             await a.registry.wait_ready("echo")
             assert a.registry.remote_workers == ["echo"]
-            assert a.registry.get("echo") == WorkerReadyData(worker_name="echo", runner="b")
+            assert a.registry.get("echo") == WorkerReadyData(
+                worker_name="echo", runner="b", jobs=tuple(echo.describe())
+            )
             async with a.job("echo", payload={"text": "hi", "n": [1, 2.5, None]}) as j:
                 pass
             assert j.status is JobStatus.COMPLETED
@@ -475,7 +478,9 @@ async def test_remote_workers_and_the_ready_hook(redis_url: str) -> None:
             assert a.registry.local_workers == ["mine"]
             assert sorted(a.registry.remote_workers) == ["theirs-1", "theirs-2"]
             assert b.registry.remote_workers == ["mine"]
-            assert a.registry.get("theirs-2") == WorkerReadyData(worker_name="theirs-2", runner="b")
+            assert a.registry.get("theirs-2") == WorkerReadyData(
+                worker_name="theirs-2", runner="b", jobs=tuple(Echo().describe())
+            )
             # Each runner's hook fired once per worker, remote ones included, with the
             # hosting runner's name.
             await anyio.sleep(0.5)  # a few heartbeats: they must not fire it again
@@ -725,7 +730,8 @@ async def test_two_runners_with_one_name_are_reported(
 
 async def test_routing_is_targeted(redis_url: str) -> None:
     """Job traffic between a and b goes on their own channels only: a third runner's
-    channel carries none of it, and the broadcast channel carries heartbeats and byes."""
+    channel carries none of it (at most the descriptions owed to a newcomer), and the
+    broadcast channel carries heartbeats, descriptions and byes."""
     ns = namespace_of(redis_url)
     marker = uuid.uuid4().hex
     with anyio.fail_after(10):
@@ -756,12 +762,13 @@ async def test_routing_is_targeted(redis_url: str) -> None:
         assert sum(marker.encode() in data for data in on_b) == 21
         assert any(b'"job_response"' in data for data in on_a)
         assert any(b'"job_stream_data"' in data for data in on_a)
-        # c's channel: nothing at all (nobody had business with c).
-        assert seen.get(f"{ns}:runner:c", []) == []
-        assert seen.get(f"{ns}:runner:c (pattern)", []) == []
-        # The broadcast channel: heartbeats and byes only.
+        # c's channel: no job traffic (nobody had business with c); b may have described
+        # echo there, had c joined after b first described it.
+        for key in (f"{ns}:runner:c", f"{ns}:runner:c (pattern)"):
+            assert {json.loads(data)["kind"] for data in seen.get(key, [])} <= {"desc"}
+        # The broadcast channel: heartbeats, descriptions and byes only.
         broadcast = [json.loads(data) for data in seen[f"{ns}:all"]]
-        assert {envelope["kind"] for envelope in broadcast} == {"hb", "bye"}
+        assert {envelope["kind"] for envelope in broadcast} == {"hb", "desc", "bye"}
         assert {e["runner"] for e in broadcast if e["kind"] == "bye"} == {"a", "b", "c"}
         assert all(marker.encode() not in data for data in seen[f"{ns}:all"])
 

@@ -1,9 +1,12 @@
-"""The liveness bookkeeping, driven by hand (no Redis, no clock: ``now`` is given)."""
+"""The liveness bookkeeping and the remote workers' descriptions, driven by hand (no Redis,
+no clock: ``now`` is given)."""
 
 from __future__ import annotations
 
-from agent_plugin_redis._peers import Peers
-from agent_plugin_redis._wire import Heartbeat
+from agent_plugin_redis._peers import WAITING_RUNNERS, Peers
+from agent_plugin_redis._wire import Described, Heartbeat
+
+from framework.types import JobDescription
 
 
 def beat(
@@ -110,3 +113,81 @@ def test_a_forgotten_runner_heard_again_is_new() -> None:
     assert change.added == ["echo"]
     assert peers.instance_of("r1") == "new"
     assert peers.hosts("echo") == {"r1"}
+
+
+# --------------------------------------------------------------------------- descriptions
+
+
+def describe(runner: str, worker: str, text: str, instance: str = "i1") -> Described:
+    return Described(
+        runner=runner,
+        instance=instance,
+        worker=worker,
+        jobs=[JobDescription(description=text)],
+    )
+
+
+def test_a_description_before_the_heartbeat_is_kept_for_it() -> None:
+    """A runner describes a worker just before the heartbeat that names it."""
+    peers = Peers()
+    assert peers.described(describe("r1", "echo", "echoes")) is False
+    assert peers.jobs("r1", "echo") == ()  # not heard yet
+    peers.heard(beat("r1", "echo"), now=0.0)
+    assert peers.jobs("r1", "echo") == (JobDescription(description="echoes"),)
+
+
+def test_a_description_after_the_heartbeat_says_the_registry_needs_it() -> None:
+    peers = Peers()
+    peers.heard(beat("r1", "echo"), now=0.0)
+    assert peers.described(describe("r1", "echo", "echoes")) is True
+    assert peers.jobs("r1", "echo") == (JobDescription(description="echoes"),)
+    assert peers.described(describe("r1", "other", "x")) is False  # not hosted (yet)
+    assert peers.jobs("r2", "echo") == ()
+
+
+def test_a_heartbeat_keeps_the_descriptions_of_the_workers_it_names_only() -> None:
+    peers = Peers()
+    peers.described(describe("r1", "a", "A"))
+    peers.described(describe("r1", "b", "B"))
+    peers.heard(beat("r1", "a", "b"), now=0.0)
+    peers.heard(beat("r1", "b"), now=1.0)  # a ended
+    peers.heard(beat("r1", "a", "b"), now=2.0)  # a is back, not described again yet
+    assert peers.jobs("r1", "a") == ()
+    assert peers.jobs("r1", "b") == (JobDescription(description="B"),)
+
+
+def test_descriptions_belong_to_one_session_of_a_runner() -> None:
+    peers = Peers()
+    peers.heard(beat("r1", "echo", instance="old"), now=0.0)
+    peers.described(describe("r1", "echo", "old text", instance="old"))
+    # The new session describes its worker before its first heartbeat, which makes the
+    # old session forgotten: its descriptions go, the new one's stay.
+    peers.described(describe("r1", "echo", "new text", instance="new"))
+    assert peers.jobs("r1", "echo") == ()  # the heard session described nothing
+    peers.forget("r1")
+    peers.heard(beat("r1", "echo", instance="new"), now=1.0)
+    assert peers.jobs("r1", "echo") == (JobDescription(description="new text"),)
+    # A heartbeat of another session than the descriptions': they go.
+    peers.forget("r1")
+    peers.heard(beat("r1", "echo", instance="newer"), now=2.0)
+    assert peers.jobs("r1", "echo") == ()
+
+
+def test_forgetting_a_runner_drops_its_descriptions() -> None:
+    peers = Peers()
+    peers.heard(beat("r1", "echo"), now=0.0)
+    peers.described(describe("r1", "echo", "text"))
+    peers.forget("r1")
+    peers.heard(beat("r1", "echo"), now=1.0)  # the same session heard again
+    assert peers.jobs("r1", "echo") == ()
+
+
+def test_descriptions_of_runners_not_heard_are_bounded() -> None:
+    peers = Peers()
+    for i in range(WAITING_RUNNERS + 10):
+        peers.described(describe(f"ghost-{i}", "w", "x"))
+    peers.heard(beat("ghost-0", "w"), now=0.0)  # among the oldest: gone
+    assert peers.jobs("ghost-0", "w") == ()
+    last = WAITING_RUNNERS + 9
+    peers.heard(beat(f"ghost-{last}", "w"), now=0.0)
+    assert peers.jobs(f"ghost-{last}", "w") == (JobDescription(description="x"),)

@@ -8,12 +8,15 @@ from typing import Any
 import pytest
 from agent_plugin_redis._wire import (
     Bye,
+    Described,
     Heartbeat,
     Routed,
     RoutedEncoder,
     WireError,
     decode,
     encode,
+    encode_description,
+    request_head,
 )
 
 from framework.bus.messages import (
@@ -32,7 +35,7 @@ from framework.bus.messages import (
     JobUpdateRequestMessage,
     WorkerLostMessage,
 )
-from framework.types import JobStatus
+from framework.types import JobDescription, JobStatus
 
 LIMIT = 64 * 1024
 
@@ -112,6 +115,78 @@ def test_heartbeat_and_bye_round_trip() -> None:
     assert decode(encode(bye), LIMIT) == bye
 
 
+def test_description_round_trip() -> None:
+    described = Described(
+        runner="r1",
+        instance="i1",
+        worker="reverse",
+        jobs=[
+            JobDescription(
+                description="Reverse the text.",
+                input_schema={"type": "object", "properties": {"text": {"type": "string"}}},
+            ),
+            JobDescription(name="count", streaming=True),
+        ],
+    )
+    assert decode(encode(described), LIMIT) == described
+    assert decode(encode(Described(runner="r", instance="i", worker="w")), LIMIT).jobs == []
+
+
+def test_a_description_that_json_cannot_carry_is_refused_when_encoded() -> None:
+    odd = Described(
+        runner="r", instance="i", worker="w", jobs=[JobDescription(input_schema={"x": object()})]
+    )
+    with pytest.raises(WireError, match="a desc that JSON cannot carry"):
+        encode(odd)
+    raw, problem = encode_description(odd, LIMIT)
+    assert problem.startswith("is a desc that JSON cannot carry")
+    assert decode(raw, LIMIT) == Described(runner="r", instance="i", worker="w")
+
+
+def test_a_description_over_the_limit_is_encoded_empty() -> None:
+    described = Described(
+        runner="r", instance="i", worker="w", jobs=[JobDescription(description="x" * 2000)]
+    )
+    raw, problem = encode_description(described, 4096)
+    assert problem == ""
+    assert decode(raw, LIMIT) == described
+    raw, problem = encode_description(described, 1024)
+    assert problem == f"takes {len(encode(described))} bytes, over the 1024-byte limit " + (
+        "(max_message_size)"
+    )
+    assert decode(raw, 1024) == Described(runner="r", instance="i", worker="w")
+
+
+def test_a_job_request_the_reader_would_refuse_is_refused_when_encoded() -> None:
+    """Built without validation (``build``), a request may hold a header that is not a
+    str; the reader would drop it, so the sender refuses it, naming the field."""
+    encoder = RoutedEncoder("r")
+    odd = JobRequestMessage.build(source="a", target="b", job_id="j", headers={"retries": 3})
+    with pytest.raises(
+        WireError, match=r"refuse \(1 error\(s\); first: job_request\.headers\.retries"
+    ):
+        encoder.encode(odd)
+    lone = JobRequestMessage.build(source="a", target="b", job_id="j", headers={"x": "\ud800"})
+    with pytest.raises(WireError, match=r"a job_request that JSON cannot carry .*surrogates"):
+        encoder.encode(lone)
+    bad = JobResponseMessage.build(
+        source="b", target="a", job_id="j", status=JobStatus.COMPLETED, response={"x": object()}
+    )
+    with pytest.raises(WireError, match="a job_response that JSON cannot carry"):
+        encoder.encode(bad)
+
+
+def test_request_head_finds_who_to_answer_in_a_request_that_failed_to_decode() -> None:
+    request = {"type": "job_request", "source": "asker", "target": "w", "job_id": "j1"}
+    refused = _routed({**request, "headers": {"retries": 3}})
+    with pytest.raises(WireError):
+        decode(refused, LIMIT)
+    assert request_head(refused) == ("runner-a", "j1", "asker", "w")
+    assert request_head(_routed({**request, "type": "job_cancel"})) is None
+    assert request_head(_raw({"kind": "msg", "message": request})) is None  # no origin
+    assert request_head(b"not json") is None
+
+
 def test_size_limit_is_checked_before_parsing() -> None:
     message = JobRequestMessage.build(source="a", target="b", job_id="j", payload={"x": "y" * 500})
     raw = RoutedEncoder("r").encode(message)
@@ -179,6 +254,29 @@ def test_size_limit_is_checked_before_parsing() -> None:
             ),
             "hb.interval: Input should be greater than 0",
             id="bad-interval",
+        ),
+        pytest.param(
+            _raw({"kind": "desc", "runner": "a", "instance": "i", "worker": "w", "jobs": "all"}),
+            "desc.jobs: Input should be a valid array",
+            id="description-not-a-list",
+        ),
+        pytest.param(
+            _raw(
+                {
+                    "kind": "desc",
+                    "runner": "a",
+                    "instance": "i",
+                    "worker": "w",
+                    "jobs": [{"name": None, "input_schema": "any"}],
+                }
+            ),
+            "desc.jobs.0.input_schema: Input should be an object",
+            id="description-bad-schema",
+        ),
+        pytest.param(
+            _raw({"kind": "desc", "runner": "a", "instance": "i", "jobs": []}),
+            "desc.worker: Field required",
+            id="description-of-no-worker",
         ),
         pytest.param(
             _raw({"kind": "bye", "runner": "", "instance": "i"}),

@@ -1,9 +1,10 @@
 """Who else is on the bus: the other runners, when each was last heard, which workers each
-hosts, and so which runners host a worker name (one, or several replicas).
+hosts, and so which runners host a worker name (one, or several replicas); and what each
+of those workers answers (its description).
 
-Pure bookkeeping, no I/O: the bus feeds it heartbeats and byes and acts on what it returns,
-which keeps the rules (when a runner is lost, when a name has no host left) in one place
-that tests can drive without Redis.
+Pure bookkeeping, no I/O: the bus feeds it heartbeats, descriptions and byes and acts on
+what it returns, which keeps the rules (when a runner is lost, when a name has no host
+left, which description is current) in one place that tests can drive without Redis.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from agent_plugin_redis._wire import Heartbeat
+from agent_plugin_redis._wire import Described, Heartbeat
+from framework.types import JobDescription
+
+WAITING_RUNNERS = 64
+"""Runners not heard yet whose descriptions are kept (a runner describes its workers just
+before the heartbeat that names them); the oldest go first."""
+DESCRIBED_PER_RUNNER = 100_000
+"""Most worker descriptions kept for one runner (as many as a heartbeat may name)."""
 
 
 @dataclass(slots=True)
@@ -32,6 +40,14 @@ class Peer:
 
 
 @dataclass(slots=True)
+class _Descriptions:
+    """The workers one session of a runner has described."""
+
+    instance: str
+    jobs: dict[str, tuple[JobDescription, ...]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class HeartbeatChange:
     """What one heartbeat changed: whether the runner is new to us, which workers it added
     and removed since its last one."""
@@ -47,6 +63,7 @@ class Peers:
     def __init__(self) -> None:
         self._peers: dict[str, Peer] = {}
         self._hosts: dict[str, set[str]] = {}
+        self._described: dict[str, _Descriptions] = {}
 
     def __contains__(self, runner: object) -> bool:
         return runner in self._peers
@@ -72,6 +89,15 @@ class Peers:
         peer = self._peers.get(runner)
         return peer.instance if peer is not None else None
 
+    def jobs(self, runner: str, worker: str) -> tuple[JobDescription, ...]:
+        """The description of ``worker`` on ``runner``, as its current session sent it;
+        empty when none came (yet)."""
+        peer = self._peers.get(runner)
+        described = self._described.get(runner)
+        if peer is None or described is None or described.instance != peer.instance:
+            return ()
+        return described.jobs.get(worker, ())
+
     def heard(self, beat: Heartbeat, now: float | None = None) -> HeartbeatChange:
         """Record a heartbeat (``forget`` a restarted runner's old instance first)."""
         now = time.monotonic() if now is None else now
@@ -93,7 +119,45 @@ class Peers:
             self._hosts.setdefault(name, set()).add(beat.runner)
         for name in removed:
             self._drop_host(name, beat.runner)
+        self._keep_described(beat.runner, beat.instance, workers)
         return HeartbeatChange(new_runner, added, removed)
+
+    def described(self, description: Described) -> bool:
+        """Record a worker's description. True when its runner is heard and hosts the
+        worker (the registry has it: update it there); False when it is kept for the
+        heartbeat that will name the worker, or not kept (too many already)."""
+        runner = description.runner
+        described = self._described.get(runner)
+        if described is None or described.instance != description.instance:
+            if runner not in self._peers:
+                self._make_room()
+            described = self._described[runner] = _Descriptions(description.instance)
+        jobs = described.jobs
+        if description.worker not in jobs and len(jobs) >= DESCRIBED_PER_RUNNER:
+            return False
+        jobs[description.worker] = tuple(description.jobs)
+        peer = self._peers.get(runner)
+        return (
+            peer is not None
+            and peer.instance == description.instance
+            and description.worker in peer.workers
+        )
+
+    def _keep_described(self, runner: str, instance: str, workers: set[str]) -> None:
+        """A heartbeat names all its runner's workers: the descriptions of others (ended,
+        or of an earlier session) go."""
+        described = self._described.get(runner)
+        if described is None:
+            return
+        if described.instance != instance:
+            del self._described[runner]
+        elif not workers.issuperset(described.jobs):
+            described.jobs = {n: j for n, j in described.jobs.items() if n in workers}
+
+    def _make_room(self) -> None:
+        waiting = [name for name in self._described if name not in self._peers]
+        for name in waiting[: max(0, len(waiting) - WAITING_RUNNERS + 1)]:
+            del self._described[name]
 
     def limit(self, runners: set[str] | list[str], own: int) -> int:
         """The biggest message all of ``runners`` (and this one, ``own``) will read."""
@@ -109,6 +173,9 @@ class Peers:
         peer = self._peers.pop(runner, None)
         if peer is None:
             return set()
+        described = self._described.get(runner)
+        if described is not None and described.instance == peer.instance:
+            del self._described[runner]  # (a newer session's, sent before its heartbeat, stay)
         for name in peer.workers:
             self._drop_host(name, runner)
         return peer.workers

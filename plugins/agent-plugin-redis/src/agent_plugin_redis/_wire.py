@@ -1,6 +1,6 @@
 """What travels through Redis: JSON envelopes of known kinds only, size-limited.
 
-Three kinds:
+Four kinds:
 
 - ``msg``: one bus message (``framework.bus.Message``: a job request, a response, a
   cancel...) and the runner that sent it (``origin``), which is where replies go. It
@@ -8,11 +8,17 @@ Three kinds:
 - ``hb``: a runner's heartbeat on the broadcast channel: its name, its session (a new
   ``instance`` after each restart or reconnection), its interval, its message size limit
   and the full list of its ready workers (an announcement is a heartbeat sent early).
+- ``desc``: one worker's description (``BaseWorker.describe()``), from the runner that
+  hosts it: on the broadcast channel when the worker is announced, on a runner's own
+  channel for a runner that has just joined. Heartbeats stay small: they name the
+  workers, and each description travels once per announcement and newcomer.
 - ``bye``: a runner ending: its workers leave every registry at once.
 
 Everything read from Redis is untrusted: it is checked against the size limit before it
 is parsed, then validated into these models and nothing else (never pickle, never a class
-named by the data). A failure is a ``WireError`` whose text says why.
+named by the data). A failure is a ``WireError`` whose text says why. Sending is held to
+the same rules: a message that JSON cannot carry, or a job request that a reader would
+refuse, is a ``WireError`` when it is encoded, so its requester hears of it at once.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import json
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
-from framework.bus.messages import BusMessage, Message
+from framework.bus.messages import BusMessage, JobRequestMessage, Message, decode_message
+from framework.types import JobDescription
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -54,6 +62,16 @@ class Heartbeat(_Envelope):
     hello: bool = False
 
 
+class Described(_Envelope):
+    """Worker ``worker`` of runner ``runner`` (session ``instance``) answers ``jobs``."""
+
+    kind: Literal["desc"] = "desc"
+    runner: Name
+    instance: Name
+    worker: Name
+    jobs: list[JobDescription] = Field(default_factory=list, max_length=10_000)
+
+
 class Bye(_Envelope):
     """Runner ``runner`` is ending."""
 
@@ -62,11 +80,26 @@ class Bye(_Envelope):
     instance: Name
 
 
-Envelope = Annotated[Routed | Heartbeat | Bye, Field(discriminator="kind")]
+Envelope = Annotated[Routed | Heartbeat | Described | Bye, Field(discriminator="kind")]
 
 
 class WireError(ValueError):
     """Data from Redis that is not a valid envelope; the text says why."""
+
+
+class _RequestHead(BaseModel):
+    """What a job request must hold to be answered: read from one that failed to decode."""
+
+    type: Literal["job_request"]
+    source: Name
+    target: Name
+    job_id: Annotated[str, StringConstraints(max_length=1024)]
+
+
+class _RoutedHead(BaseModel):
+    kind: Literal["msg"]
+    origin: Name
+    message: _RequestHead
 
 
 @functools.cache
@@ -74,7 +107,13 @@ def _adapter() -> TypeAdapter[Envelope]:
     return TypeAdapter(Envelope)
 
 
-def decode(raw: bytes, limit: int) -> Routed | Heartbeat | Bye:
+def _reason(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the message"
+    return f"{exc.error_count()} error(s); first: {where}: {first['msg']}"
+
+
+def decode(raw: bytes, limit: int) -> Routed | Heartbeat | Described | Bye:
     """Validate ``raw`` into an envelope.
 
     Raises:
@@ -84,14 +123,23 @@ def decode(raw: bytes, limit: int) -> Routed | Heartbeat | Bye:
     if len(raw) > limit:
         raise WireError(f"{len(raw)} bytes, over the {limit}-byte limit (max_message_size)")
     try:
-        envelope: Routed | Heartbeat | Bye = _adapter().validate_json(raw)
+        envelope: Routed | Heartbeat | Described | Bye = _adapter().validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the message"
-        raise WireError(
-            f"not a valid envelope ({exc.error_count()} error(s); first: {where}: {first['msg']})"
-        ) from None
+        raise WireError(f"not a valid envelope ({_reason(exc)})") from None
     return envelope
+
+
+def request_head(raw: bytes) -> tuple[str, str, str, str] | None:
+    """``(origin, job id, requester, worker)`` of a ``msg`` envelope that holds a job request
+    but failed to ``decode`` (a header the reader refuses, say), so that its requester can
+    be answered; None when ``raw`` is no such thing. Call it on data within the size limit.
+    """
+    try:
+        head = _RoutedHead.model_validate_json(raw)
+    except ValidationError:
+        return None
+    request = head.message
+    return head.origin, request.job_id, request.source, request.target
 
 
 class RoutedEncoder:
@@ -101,10 +149,63 @@ class RoutedEncoder:
         self._prefix = b'{"kind":"msg","origin":' + json.dumps(origin).encode() + b',"message":'
 
     def encode(self, message: BusMessage) -> bytes:
-        """The ``msg`` envelope of ``message``, as bytes."""
-        return self._prefix + message.model_dump_json().encode() + b"}"
+        """The ``msg`` envelope of ``message``, as bytes.
+
+        A job request is held to its fields' types too (``headers`` values are str): one
+        built without validation, say with a header an ``add_request_headers`` impl added,
+        would otherwise be dropped by the runner that reads it, and its requester would
+        wait for an answer that never comes.
+
+        Raises:
+            WireError: the message holds a value that JSON cannot carry, or a job request
+                that the reading runner would refuse; the text names the field.
+        """
+        try:
+            if type(message) is JobRequestMessage:
+                body = message.model_dump_json(warnings="error")
+            else:
+                body = message.model_dump_json()
+        except PydanticSerializationError as exc:
+            raise WireError(_unsendable(message, exc)) from None
+        return self._prefix + body.encode() + b"}"
 
 
-def encode(envelope: Heartbeat | Bye) -> bytes:
-    """A heartbeat or a bye, as bytes."""
-    return envelope.model_dump_json().encode()
+def _unsendable(message: BusMessage, exc: PydanticSerializationError) -> str:
+    """Why ``message`` cannot travel: what a reader's validation would say, when the
+    message serializes at all."""
+    try:
+        raw = message.model_dump_json(warnings=False)
+        decode_message(raw)
+    except PydanticSerializationError as error:
+        return f"a {message.type} that JSON cannot carry ({error})"
+    except ValidationError as error:
+        return f"a {message.type} that the reading runner would refuse ({_reason(error)})"
+    return f"a {message.type} that does not fit its fields ({exc})"
+
+
+def encode(envelope: Heartbeat | Described | Bye) -> bytes:
+    """A heartbeat, a description or a bye, as bytes.
+
+    Raises:
+        WireError: it holds a value that JSON cannot carry (a description whose schema
+            holds an arbitrary object, say).
+    """
+    try:
+        return envelope.model_dump_json().encode()
+    except PydanticSerializationError as exc:
+        raise WireError(f"a {envelope.kind} that JSON cannot carry ({exc})") from None
+
+
+def encode_description(described: Described, limit: int) -> tuple[bytes, str]:
+    """``described`` as bytes, and "" when it fits ``limit``; else the same worker
+    described as answering no jobs, and why (its size, or a value JSON cannot carry).
+    Readers would drop the whole description: an empty one keeps the worker usable."""
+    try:
+        raw = encode(described)
+    except WireError as exc:
+        problem = f"is {exc}"
+    else:
+        if len(raw) <= limit:
+            return raw, ""
+        problem = f"takes {len(raw)} bytes, over the {limit}-byte limit (max_message_size)"
+    return encode(described.model_copy(update={"jobs": []})), problem

@@ -11,6 +11,9 @@ How a message travels:
   request came from; cancels and update requests go to the runner that has the job.
 - Heartbeats (which are also the announcements of each runner's workers) and a runner's
   ``bye`` go on the broadcast channel (``<ns>:all``): the only messages every runner reads.
+  A worker's description goes there once, just before the heartbeat that first names it,
+  and to the channel of each runner that joins later (it says ``hello``); so a runner
+  usually knows what a remote worker answers by the time the worker is registered there.
 
 Liveness and failures end jobs, never leave them hanging: a runner silent for ``misses``
 heartbeats is lost (its workers leave the registry; every job it had ends ERROR with
@@ -49,12 +52,15 @@ from agent_plugin_redis._settings import (
 from agent_plugin_redis._streams import GROUP, WorkerStreams, consumer_name
 from agent_plugin_redis._wire import (
     Bye,
+    Described,
     Heartbeat,
     Routed,
     RoutedEncoder,
     WireError,
     decode,
     encode,
+    encode_description,
+    request_head,
 )
 from framework.bus.base import Inbox, UndeliverableError
 from framework.bus.local import LocalBus
@@ -70,10 +76,11 @@ from framework.bus.messages import (
     JobUpdateRequestMessage,
 )
 from framework.config import ConfigError
-from framework.types import JobStatus, WorkerReadyData
+from framework.types import JobDescription, JobStatus, WorkerReadyData
 from framework.urls import redact_url
 
 if TYPE_CHECKING:
+    from framework.registry import WorkerRegistry
     from framework.runner import WorkerRunner
 
 logger = logging.getLogger("agent_plugin_redis.bus")
@@ -166,6 +173,10 @@ class RedisBus:
         self._announce = anyio.Event()
         self._streams_changed = anyio.Event()
         self._hello = True
+        self._described: set[str] = set()
+        """Local workers whose descriptions this session has sent to every runner."""
+        self._describe_to: set[str] = set()
+        """Runners that joined (said hello) and are owed every description."""
         self._dropped = 0
         send, receive = anyio.create_memory_object_stream[Action](math.inf)
         self._actions: MemoryObjectSendStream[Action] = send
@@ -181,6 +192,10 @@ class RedisBus:
         runner.registry.add_ready_listener(self._on_registered)
         runner.registry.add_gone_listener(self._on_unregistered)
         runner.registry.add_leaving_listener(self._on_leaving)
+
+    @property
+    def _registry(self) -> WorkerRegistry | None:
+        return self._runner.registry if self._runner is not None else None
 
     @property
     def dropped_messages(self) -> int:
@@ -287,11 +302,23 @@ class RedisBus:
             hosts = self._peers.hosts(target)
             if not hosts:
                 raise UndeliverableError(target)
-            data = self._encoder.encode(message)
+            data = self._encode(message)
+            if data is None:
+                return
             for runner in sorted(hosts):
                 await self._publish(self._channel(runner), data, message)
 
     # ----------------------------------------------------------------- sending
+
+    def _encode(self, message: BusMessage) -> bytes | None:
+        """The envelope of ``message``, or None (logged) when it cannot travel."""
+        try:
+            return self._encoder.encode(message)
+        except WireError as exc:
+            logger.warning(
+                "%s: %s to %s not sent: %s", self._name, message.type, message.target, exc
+            )
+            return None
 
     def _channel(self, runner: str) -> str:
         channel = self._channels.get(runner)
@@ -304,7 +331,12 @@ class RedisBus:
         hosts = self._peers.hosts(target)
         if not hosts:
             raise UndeliverableError(target)
-        data = self._encoder.encode(message)
+        try:
+            data = self._encoder.encode(message)
+        except WireError as exc:
+            reason = f"the job request cannot be sent through Redis: {exc}"
+            self._end_job_here(message.source, target, message.job_id, reason)
+            return
         key = (message.job_id, target)
         limit = self._peers.limit(hosts, self.settings.max_message_size)
         if len(data) > limit:
@@ -345,13 +377,17 @@ class RedisBus:
         served = self._served.pop(key, None) if is_response else self._served.get(key)
         if served is None:
             raise UndeliverableError(message.target)
-        data = self._encoder.encode(message)
+        try:
+            data, reason = self._encoder.encode(message), ""
+        except WireError as exc:  # a value JSON cannot carry: the worker checks them first
+            data, reason = b"", str(exc)
         limit = self._peers.limit([served.origin], self.settings.max_message_size)
         if len(data) > limit:
             reason = (
                 f"a {message.type} of {len(data)} bytes is over the bus's {limit}-byte limit "
                 "(max_message_size in the bus URLs)"
             )
+        if reason:
             if type(message) is not JobResponseMessage:
                 logger.warning("%s: not sent to %s: %s", self._name, message.target, reason)
                 return
@@ -399,7 +435,9 @@ class RedisBus:
         if route is None:
             raise UndeliverableError(message.target)
         runners = [route.runner] if route.runner else sorted(self._peers.hosts(message.target))
-        data = self._encoder.encode(message)
+        data = self._encode(message)
+        if data is None:
+            return
         for runner in runners:
             await self._publish(self._channel(runner), data, message)
 
@@ -462,7 +500,14 @@ class RedisBus:
         except WireError as exc:
             self._dropped += 1
             logger.warning("%s: dropped a message from %s: %s", self._name, where, exc)
-            if entry is not None and stream is not None:
+            # A job request this runner cannot read (a header its checks refuse, say) is
+            # answered, or its requester would wait for ever.
+            head = request_head(raw) if where != self._broadcast and len(raw) <= limit else None
+            if head is not None:
+                origin, job_id, requester, worker = head
+                reason = f"runner {self._name!r} could not read the job request: {exc}"
+                self._refuse(origin, job_id, requester, worker, reason, stream, entry)
+            elif entry is not None and stream is not None:
                 self._spawn(self._discard_entry, stream, entry)
             return
         on_broadcast = where == self._broadcast
@@ -480,6 +525,8 @@ class RedisBus:
             return
         if type(envelope) is Routed and not on_broadcast:
             self._receive_routed(envelope, stream, entry)
+        elif type(envelope) is Described:  # broadcast, or to this runner as it joined
+            self._receive_description(envelope)
         elif (type(envelope) is Routed) == on_broadcast:  # on the wrong channel: not trusted
             self._dropped += 1
             belongs = "a runner's channel or a worker's stream" if on_broadcast else self._broadcast
@@ -527,19 +574,38 @@ class RedisBus:
             self._local.send_nowait(message)
         except UndeliverableError:
             reason = f"worker {message.target!r} is not on runner {self._name!r} (it ended)"
-            response = JobResponseMessage.build(
-                source=message.target,
-                target=message.source,
-                job_id=message.job_id,
-                status=JobStatus.ERROR,
-                response={"error": reason},
-            )
-            self._spawn(self._send_reply, response)
+            self._refuse(origin, *key, reason, stream, entry)
             return
         cancel = self._early_cancels.pop(key, None)
         if cancel is not None:
             with contextlib.suppress(UndeliverableError):
                 self._local.send_nowait(cancel)
+
+    def _refuse(
+        self,
+        origin: str,
+        job_id: str,
+        requester: str,
+        worker: str,
+        reason: str,
+        stream: str | None,
+        entry: bytes | None,
+    ) -> None:
+        """Answer a job request from runner ``origin`` ERROR without running it (its stream
+        entry, if any, is acknowledged and deleted as the answer is sent)."""
+        self._served[(job_id, requester, worker)] = _Served(origin, stream, entry)
+        response = JobResponseMessage.build(
+            source=worker,
+            target=requester,
+            job_id=job_id,
+            status=JobStatus.ERROR,
+            response={"error": reason},
+        )
+        self._spawn(self._send_refusal, response)
+
+    async def _send_refusal(self, response: JobResponseMessage) -> None:
+        with contextlib.suppress(UndeliverableError):  # a repeated request, answered already
+            await self._send_reply(response)
 
     def _remember_cancel(self, key: tuple[str, str, str], message: JobCancelMessage) -> None:
         self._early_cancels[key] = message
@@ -569,11 +635,17 @@ class RedisBus:
             )
         change = self._peers.heard(beat)
         for name in change.added:
-            self._queue(self._remote_ready, WorkerReadyData(worker_name=name, runner=beat.runner))
+            self._queue(self._remote_ready, self._remote_data(name, beat.runner))
         for name in change.removed:
             self._host_left(name, beat.runner, f"worker {name!r} ended on runner {beat.runner}")
+        if beat.hello:  # a new session: it has heard none of this runner's descriptions
+            self._describe_to.add(beat.runner)
         if change.new_runner or beat.hello:
             self._announce.set()  # so the newcomer learns this runner's workers now
+
+    def _receive_description(self, description: Described) -> None:
+        if description.runner != self._name and self._peers.described(description):
+            self._queue(self._remote_described, description.worker, description.runner)
 
     def _receive_bye(self, bye: Bye) -> None:
         if bye.runner != self._name and self._peers.instance_of(bye.runner) == bye.instance:
@@ -610,10 +682,10 @@ class RedisBus:
             self._fail_routes(reason, lambda key, route: key[1] == name and route.runner == runner)
         hosts = self._peers.hosts(name)
         if hosts:
-            registry = self._runner.registry if self._runner is not None else None
+            registry = self._registry
             known = registry.get(name) if registry is not None else None
             if registry is not None and known is not None and known.runner == runner:
-                registry.replace(WorkerReadyData(worker_name=name, runner=min(hosts)))
+                registry.replace(self._remote_data(name, min(hosts)))
             return
         # No host left: every job still waiting for it ends; its stream entries from here
         # would otherwise run, unasked, on a replica that starts later.
@@ -683,6 +755,17 @@ class RedisBus:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await self._streams.finish(self._client, stream, entry)
 
+    def _remote_data(self, name: str, runner: str) -> WorkerReadyData:
+        """Worker ``name`` on ``runner``, with its description when it has come."""
+        return WorkerReadyData(worker_name=name, runner=runner, jobs=self._peers.jobs(runner, name))
+
+    async def _remote_described(self, name: str, runner: str) -> None:
+        """A description that came after its worker was registered here goes in."""
+        registry = self._registry
+        known = registry.get(name) if registry is not None else None
+        if registry is not None and known is not None and known.runner == runner:
+            registry.replace(self._remote_data(name, runner))
+
     async def _remote_ready(self, data: WorkerReadyData) -> None:
         runner = self._runner
         if runner is not None and data.worker_name in self._peers.workers_of(data.runner):
@@ -699,6 +782,7 @@ class RedisBus:
             self._spawn(self._announce_worker, data.worker_name)
 
     def _on_unregistered(self, name: str, reason: str) -> None:
+        self._described.discard(name)  # described again if it comes back
         if name in self._announced:
             self._announced.discard(name)
             self._reading.discard(name)
@@ -706,7 +790,7 @@ class RedisBus:
             self._streams_changed.set()
         hosts = self._peers.hosts(name)
         if hosts:  # a replica elsewhere: jobs from here go there now
-            self._queue(self._remote_ready, WorkerReadyData(worker_name=name, runner=min(hosts)))
+            self._queue(self._remote_ready, self._remote_data(name, min(hosts)))
 
     def _on_leaving(self, name: str) -> None:
         """A local worker started ending: take no more of its stream's jobs (a replica
@@ -732,7 +816,7 @@ class RedisBus:
                 usable = await self._ensure_stream(self._client, name)
             except CONNECTION_ERRORS as exc:  # made when the session opens again
                 logger.warning("%s: stream of %r not ready yet: %s", self._name, name, exc)
-        registry = self._runner.registry if self._runner is not None else None
+        registry = self._registry
         data = registry.get(name) if registry is not None else None
         if data is not None and data.runner == self._name:
             self._announced.add(name)
@@ -779,6 +863,8 @@ class RedisBus:
         await pubsub.subscribe(self._channel(self._name), self._broadcast)
         self._echo_at = time.monotonic()
         self._hello = True
+        self._described.clear()  # the others know this session by its new instance only
+        self._describe_to.clear()
         self._announce.set()
 
     @property
@@ -877,12 +963,13 @@ class RedisBus:
             with anyio.move_on_after(interval):
                 await self._announce.wait()
             self._announce = anyio.Event()
+            workers = sorted(self._announced)
             beat = Heartbeat(
                 runner=self._name,
                 instance=self._instance,
                 interval=interval,
                 misses=self.settings.misses,
-                workers=sorted(self._announced),
+                workers=workers,
                 max_message_size=self.settings.max_message_size,
                 hello=self._hello,
             )
@@ -897,12 +984,53 @@ class RedisBus:
                     f"no heartbeat of this runner came back from Redis for {silent:.1f} s"
                 )
             with anyio.fail_after(limit):  # TimeoutError: an OSError, so the session ends
+                await self._describe(client, workers)
                 await client.publish(self._broadcast, encode(beat))
             # "Now" is when this runner last heard its own heartbeat come back: after a stall
             # of its own event loop, the heartbeats queued meanwhile are read before anyone
             # is judged silent.
             for runner in self._peers.lost(self._echo_at):
                 self._runner_gone(runner, f"runner {runner} lost", failed=True)
+
+    async def _describe(self, client: aioredis.Redis, workers: list[str]) -> None:
+        """Send the descriptions owed, before the heartbeat that names ``workers``: those
+        not sent yet in this session, to every runner; all of them, to each runner that
+        said hello since (it missed the earlier ones). One round trip."""
+        fresh = [name for name in workers if name not in self._described]
+        joined = sorted(runner for runner in self._describe_to if runner in self._peers)
+        self._describe_to = set()
+        own = self.settings.max_message_size
+        sends = []
+        if fresh:
+            limit = self._peers.limit(self._peers.names(), own)
+            sends += [(self._broadcast, self._description(n, limit)) for n in fresh]
+        for runner in joined:
+            limit = self._peers.limit([runner], own)
+            channel = self._channel(runner)
+            sends += [(channel, self._description(n, limit)) for n in workers if n not in fresh]
+        if sends:
+            async with client.pipeline(transaction=False) as pipe:
+                for channel, data in sends:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+        self._described.update(fresh)
+
+    def _description(self, name: str, limit: int) -> bytes:
+        """The ``desc`` envelope of local worker ``name``, empty (logged) over ``limit``."""
+        registry = self._registry
+        data = registry.get(name) if registry is not None else None
+        jobs: list[JobDescription] = list(data.jobs) if data and data.runner == self._name else []
+        described = Described(runner=self._name, instance=self._instance, worker=name, jobs=jobs)
+        raw, problem = encode_description(described, limit)
+        if problem:
+            logger.warning(
+                "%s: worker %r is described to the other runners as answering no jobs: its "
+                "description %s",
+                self._name,
+                name,
+                problem,
+            )
+        return raw
 
     # ----------------------------------------------------------------- background work
 
