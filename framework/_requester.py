@@ -14,13 +14,14 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
 from framework._values import check_headers, jsonable
-from framework._wakeup import Wakeup
+from framework._wakeup import Room, Wakeup
 from framework.bus.base import Bus, Inbox, UndeliverableError
 from framework.bus.messages import (
     BusMessage,
@@ -69,20 +70,35 @@ REPLY_TYPES: frozenset[type[BusMessage]] = frozenset(
 )
 """What a requester's address receives: what ``Requester.deliver`` applies."""
 
+EVENT_BUFFER = 256
+"""How many updates and stream items a ``JobContext`` / ``JobGroupContext`` holds unread.
+A handler in this process that fills the buffer waits, after the update or stream item that
+filled it, until the requester has read half of them, has left its block, or the job ended."""
+
+REMOTE_EVENT_BUFFER = 16 * EVENT_BUFFER
+"""How many it holds for a worker on another runner, which cannot be made to wait (a network
+bus carries no flow control back to it): a requester that falls this far behind ends the job
+``CANCELLED``, saying so, rather than losing items silently or growing without bound."""
+
 
 class PendingJob:
     """One open request (a single job, or a group sharing ``job_id``) and what came back."""
 
     __slots__ = (
         "_events",
+        "_room",
         "_wakeup",
+        "address",
         "cancel_on_error",
         "done",
         "failed",
+        "fell_behind",
+        "full",
         "headers",
         "job_id",
         "name",
         "payload",
+        "reader",
         "responses",
         "sent",
         "statuses",
@@ -99,8 +115,11 @@ class PendingJob:
         cancel_on_error: bool,
         keep_events: bool,
         headers: dict[str, dict[str, str]],
+        address: str,
     ) -> None:
         self.job_id = job_id
+        self.address = address
+        """The requester's address (where the replies go)."""
         self.targets = targets
         self.name = name
         self.payload = payload
@@ -118,17 +137,72 @@ class PendingJob:
         """A fire-and-forget request's timeout while its deadline is in the requester's
         timer (None otherwise)."""
         self._events: deque[tuple[str, str, Any]] | None = deque() if keep_events else None
+        """What the requester has not read yet; None when it keeps no events (fire and
+        forget) or stopped reading."""
+        self.full = False
+        """Whether producers must wait for room (``EVENT_BUFFER`` reached, not yet read down
+        to half)."""
+        self.fell_behind = False
+        """Whether a worker on another runner overfilled the buffer (the job is ending)."""
+        self._room: Room | None = None
+        self.reader: FrameType | None = None
+        """The frame of the code that reads the events (the ``async with`` block's), until it
+        leaves the block."""
         self._wakeup = Wakeup()
 
     def unfinished(self) -> list[str]:
         """Targets that have not answered yet."""
         return [t for t in self.targets if t not in self.statuses]
 
-    def add_event(self, kind: str, worker: str, data: Any) -> None:
-        """Queue an update or stream item for the requester's ``async for``."""
-        if self._events is not None and worker not in self.statuses:
-            self._events.append((kind, worker, data))
+    def add_event(self, kind: str, worker: str, data: Any) -> bool:
+        """Queue an update or stream item for the requester's ``async for``.
+
+        False when the buffer is past ``REMOTE_EVENT_BUFFER``: whether that ends the job
+        depends on where ``worker`` runs, which the ``Requester`` knows.
+        """
+        events = self._events
+        if events is not None and worker not in self.statuses:
+            events.append((kind, worker, data))
             self._wakeup.set()
+            if len(events) >= EVENT_BUFFER:
+                return self._filled()
+        return True
+
+    def _filled(self) -> bool:
+        events = self._events
+        assert events is not None
+        if not self.full:
+            self.full = True
+            if self._room is None:
+                self._room = Room(self.job_id, self.address)
+            self._room.fill(self.reader)
+        if len(events) <= REMOTE_EVENT_BUFFER:
+            return True
+        if self.fell_behind:  # the job is being ended for it: keep no more
+            events.pop()
+            return True
+        return False
+
+    def fall_behind(self) -> None:
+        """A worker that cannot be made to wait overfilled the buffer: drop the item past
+        the bound, and every later one (the requester ends the job)."""
+        self.fell_behind = True
+        assert self._events is not None
+        self._events.pop()
+
+    def _free(self) -> None:
+        """Let the producers go on (``full`` is only ever set with a room)."""
+        self.full = False
+        assert self._room is not None
+        self._room.free()
+
+    def stop_reading(self) -> None:
+        """The requester left its block: drop what it did not read, keep nothing more, and
+        release the producers (nobody will make room for them any more)."""
+        self._events = None
+        self.reader = None
+        if self.full:
+            self._free()
 
     def finish(self, worker: str, status: JobStatus, response: dict[str, Any]) -> bool:
         """Record ``worker``'s terminal outcome; False when it had one already."""
@@ -140,15 +214,28 @@ class PendingJob:
             self.failed = True
         if len(self.statuses) == len(self.targets):
             self.done = True
+            if self.full:
+                self._free()
         self._wakeup.set()
         return True
 
+    def take_event(self) -> tuple[str, str, Any] | None:
+        """The next queued event, or None when none is queued (the reader's fast path: a
+        plain call, no coroutine). Reading the buffer down to half lets producers go on."""
+        events = self._events
+        if events:
+            event = events.popleft()
+            if self.full and len(events) <= EVENT_BUFFER // 2:
+                self._free()
+            return event
+        return None
+
     async def receive_event(self) -> tuple[str, str, Any] | None:
-        """The next queued event, or None once every target has answered."""
+        """The next queued event, waiting for one; None once every target has answered."""
         while True:
-            events = self._events
-            if events:
-                return events.popleft()
+            event = self.take_event()
+            if event is not None:
+                return event
             if self.done:
                 return None
             await self._wakeup.wait()
@@ -378,7 +465,7 @@ class Requester:
             by_target = dict.fromkeys(workers, headers)
         job_id = new_job_id()
         pending = PendingJob(
-            job_id, workers, name, payload, cancel_on_error, keep_events, by_target
+            job_id, workers, name, payload, cancel_on_error, keep_events, by_target, self.address
         )
         self._pending[job_id] = pending
         for target in workers:
@@ -477,8 +564,10 @@ class Requester:
         if event_type is None:
             return False
         pending = self._pending.get(message.job_id)  # type: ignore[attr-defined]
-        if pending is not None:
-            pending.add_event(event_type, message.source, getattr(message, "data", {}))
+        if pending is not None and not pending.add_event(
+            event_type, message.source, getattr(message, "data", {})
+        ):
+            self._overfilled(pending, message.source)
         return True
 
     async def deliver(self, message: BusMessage) -> None:
@@ -502,15 +591,35 @@ class Requester:
                 await self._cancel_members(
                     pending, f"group member {message.source} ended {message.status}"
                 )
-        else:
-            pending.add_event(
-                _EVENT_TYPES[type(message)], message.source, getattr(message, "data", {})
-            )
+        elif not pending.add_event(
+            _EVENT_TYPES[type(message)], message.source, getattr(message, "data", {})
+        ):
+            self._overfilled(pending, message.source)
         if self.observer is not None:
             await self.observer(message)
         group_done = pending.done and len(pending.targets) > 1
         if group_done and self.on_group_done is not None and type(message) is JobResponseMessage:
             await self.on_group_done(JobGroupResponse(pending.job_id, dict(pending.responses)))
+
+    def _overfilled(self, pending: PendingJob, worker: str) -> None:
+        """``pending`` holds more than ``REMOTE_EVENT_BUFFER`` unread events.
+
+        A worker on this runner is made to wait at ``EVENT_BUFFER``; one that was not (the
+        code that reads the job streams into it itself, or the replies queue in this
+        requester's inbox behind a slow callback) is let be. A worker on another runner
+        cannot be made to wait: the job ends ``CANCELLED``, at the worker too, and the items
+        past the bound are dropped.
+        """
+        entry = self._registry.get(worker)
+        if entry is not None and entry.runner == self._registry.runner_name:
+            return
+        pending.fall_behind()
+        reason = (
+            f"the requester fell behind: {REMOTE_EVENT_BUFFER} updates and stream items from "
+            f"worker {worker!r} unread (a worker on another runner cannot be made to wait)"
+        )
+        logger.warning("%s: job %s: %s", self.address, pending.job_id, reason)
+        self._spawn(self.abandon, pending, reason)
 
     async def _apply_local(
         self, pending: PendingJob, worker: str, status: JobStatus, error: str

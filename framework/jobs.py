@@ -9,15 +9,17 @@ for the terminal response and turns a bad outcome into ``JobError`` / ``JobGroup
 from __future__ import annotations
 
 import math
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
 
 import anyio
 import anyio.lowlevel
 
+from framework._wakeup import FULL
 from framework.types import JobStatus
 
 if TYPE_CHECKING:
@@ -223,6 +225,8 @@ class Job:
             raise TypeError(f"job.update() takes a dict, got {type(data).__name__}")
         if not self._answered:
             await self._worker._send_update(self, data)
+            if FULL:
+                await self._wait_for_room()
 
     async def stream(self, item: Any) -> None:
         """Send one stream chunk from a plain (not generator) handler.
@@ -233,6 +237,18 @@ class Job:
         """
         if not self._answered:
             await self._worker._send_chunk(self, item)
+
+    async def _wait_for_room(self) -> None:
+        """Backpressure: wait while the requester's buffer of unread events is full, when the
+        requester reads in this process (one on another runner has a bound of its own).
+
+        Released when the requester has read half the buffer, has left its block, or the job
+        ended (a cancelled job's task is cancelled too). Called from the code that reads this
+        very job, it does not wait: nobody else would make room.
+        """
+        room = FULL.get(self.job_id)
+        if room is not None and room.owner == self.requester:
+            await room.wait()
 
     def __repr__(self) -> str:
         return f"Job(job_id={self.job_id!r}, name={self.name!r}, requester={self.requester!r})"
@@ -280,7 +296,7 @@ class _ContextBase(ABC):
     # block raises at once), and a retry loop around such a job would otherwise never let
     # another task run. Success needs none: its wait for the response yields already.
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Self:
         try:
             self._pending = self._requester.create_pending(
                 self._workers, self._name, self._payload, self._cancel_on_error, True, self._headers
@@ -288,6 +304,9 @@ class _ContextBase(ABC):
         except Exception:
             await anyio.lowlevel.checkpoint()
             raise
+        # The code with the ``async with``: a producer it calls itself must never wait for
+        # it to read.
+        self._pending.reader = sys._getframe(1)
         if self._timeout is not None:
             # The deadline covers the wait for readiness, the block and the wait on exit:
             # one cancel scope entered here and left in __aexit__.
@@ -296,6 +315,7 @@ class _ContextBase(ABC):
         try:
             await self._requester.send_pending(self._pending)
         except BaseException as exc:
+            self._pending.stop_reading()
             await self._leave(exc)
             if isinstance(exc, Exception):
                 await anyio.lowlevel.checkpoint()
@@ -310,6 +330,7 @@ class _ContextBase(ABC):
     ) -> bool:
         pending = self._pending
         assert pending is not None
+        pending.stop_reading()  # what was not read in the block never will be
         if exc is None:
             try:
                 await pending.wait_done()
@@ -321,7 +342,8 @@ class _ContextBase(ABC):
             if isinstance(exc, Exception):  # a cancellation is never held up here
                 await anyio.lowlevel.checkpoint()
             return False
-        await self._leave(None)
+        if self._scope is not None:
+            await self._leave(None)  # the job is done: this only leaves the deadline's scope
         if pending.failed:
             await anyio.lowlevel.checkpoint()
         self._check_outcome()
@@ -369,10 +391,6 @@ class JobContext(_ContextBase):
         super().__init__(requester, (worker,), name, payload, timeout, True, headers or {})
         self.worker = worker
 
-    async def __aenter__(self) -> JobContext:
-        await super().__aenter__()
-        return self
-
     def __aiter__(self) -> JobContext:
         return self
 
@@ -380,9 +398,11 @@ class JobContext(_ContextBase):
         pending = self._pending
         if pending is None:
             raise RuntimeError("iterate over the job inside 'async with'")
-        item = await pending.receive_event()
+        item = pending.take_event()
         if item is None:
-            raise StopAsyncIteration
+            item = await pending.receive_event()
+            if item is None:
+                raise StopAsyncIteration
         return JobEvent(item[0], item[2])
 
     @property
@@ -443,10 +463,6 @@ class JobGroupContext(_ContextBase):
         super().__init__(requester, workers, name, payload, timeout, cancel_on_error, headers or {})
         self.workers = workers
 
-    async def __aenter__(self) -> JobGroupContext:
-        await super().__aenter__()
-        return self
-
     def __aiter__(self) -> JobGroupContext:
         return self
 
@@ -454,9 +470,11 @@ class JobGroupContext(_ContextBase):
         pending = self._pending
         if pending is None:
             raise RuntimeError("iterate over the group inside 'async with'")
-        item = await pending.receive_event()
+        item = pending.take_event()
         if item is None:
-            raise StopAsyncIteration
+            item = await pending.receive_event()
+            if item is None:
+                raise StopAsyncIteration
         return JobGroupEvent(item[0], item[1], item[2])
 
     @property
