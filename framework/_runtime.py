@@ -24,6 +24,7 @@ from framework.registry import WorkerRegistry
 from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
 
 if TYPE_CHECKING:
+    from framework._serving import Serving
     from framework.jobs import Job
     from framework.runner import WorkerRunner
     from framework.worker import BaseWorker
@@ -71,6 +72,9 @@ class Runtime:
         self._publisher = publisher
         self._sequence = 0
         self._waiting_index = waiting_index
+        self.servings: dict[str, Serving] = {}
+        """The serving engine of every worker started and not yet finished, by name, in
+        the order they started."""
 
     # ----------------------------------------------------------------- requesting
 
@@ -101,6 +105,9 @@ class Runtime:
 
     def worker_finished(self, worker: BaseWorker) -> None:
         """A local worker ended and left the registry."""
+        serving = self.servings.get(worker.name)
+        if serving is not None and serving.worker is worker:
+            del self.servings[worker.name]
         self.runner._worker_finished(worker)
 
     # ----------------------------------------------------------------- jobs

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from anyio import TaskHandle
 
     from framework._requester import PendingJob, Requester
-    from framework.worker import BaseWorker
+    from framework._serving import Serving
 
 
 class JobFailed(Exception):
@@ -176,7 +176,7 @@ class Job:
         "_chunks",
         "_handle",
         "_headers",
-        "_worker",
+        "_serving",
         "job_id",
         "name",
         "payload",
@@ -186,7 +186,7 @@ class Job:
 
     def __init__(
         self,
-        worker: BaseWorker,
+        serving: Serving,
         job_id: str,
         name: str | None,
         payload: dict[str, Any],
@@ -194,7 +194,7 @@ class Job:
         started_at: float,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self._worker = worker
+        self._serving = serving
         self._headers = headers
         self.job_id = job_id
         self.name = name
@@ -224,7 +224,7 @@ class Job:
         if not isinstance(data, dict):
             raise TypeError(f"job.update() takes a dict, got {type(data).__name__}")
         if not self._answered:
-            await self._worker._send_update(self, data)
+            await self._serving.send_update(self, data)
             if FULL:
                 await self._wait_for_room()
 
@@ -236,7 +236,7 @@ class Job:
         job has its response.
         """
         if not self._answered:
-            await self._worker._send_chunk(self, item)
+            await self._serving.send_chunk(self, item)
 
     async def _wait_for_room(self) -> None:
         """Backpressure: wait while the requester's buffer of unread events is full, when the

@@ -27,6 +27,7 @@ from framework._publishing import EventPublisher, PublisherStats
 from framework._registrars import BackendRegistrar, RouteRegistrar
 from framework._requester import REPLY_TYPES, Requester, RequestsJobs
 from framework._runtime import Runtime
+from framework._serving import Serving
 from framework.bus.base import Bus, Inbox
 from framework.bus.local import LocalBus
 from framework.bus.messages import (
@@ -250,7 +251,8 @@ class WorkerRunner(RequestsJobs):
     async def _start_worker(self, worker: BaseWorker) -> None:
         assert self._workers_tg is not None
         assert self._runtime is not None
-        await self._workers_tg.start(worker._run, self._runtime, name=f"worker {worker.name}")
+        serving = Serving(worker, self._runtime)
+        await self._workers_tg.start(serving.run, name=f"worker {worker.name}")
 
     async def _worker_failed(self, worker: BaseWorker, exc: BaseException) -> None:
         logger.error("worker %r failed to start", worker.name, exc_info=exc)
@@ -258,14 +260,13 @@ class WorkerRunner(RequestsJobs):
         self._failed[worker.name] = error
         if self._runtime is not None and self._runtime.events_enabled:
             self._runtime.worker_failed_event(worker.name, error)
-        await worker._guarded(worker.on_error, exc)
         await self._tell_failed(error)
 
     async def _tell_failed(self, error: WorkerErrorData) -> None:
         """``on_worker_error`` of the local workers watching it, then ``on_worker_failed``."""
-        for watcher in list(self._workers.values()):
-            if error.worker_name in watcher._watched and watcher._tg is not None:
-                watcher._tg.start_soon(watcher._guarded, watcher.on_worker_error, error)
+        if self._runtime is not None:
+            for serving in list(self._runtime.servings.values()):
+                serving.tell_failed(error)
         await self.hooks.on_worker_failed(error, self)
 
     # ----------------------------------------------------------------- for network buses
@@ -439,23 +440,26 @@ class WorkerRunner(RequestsJobs):
 
     async def _force_cancel_all(self, reason: str) -> None:
         """Cancel every worker now, children before parents, whatever its loop is doing."""
-        for worker in reversed(list(self._workers.values())):
-            if worker._tg is not None:
-                await worker._force_cancel(reason)
+        if self._runtime is None:
+            return
+        for serving in reversed(list(self._runtime.servings.values())):
+            await serving.force_cancel(reason)
 
     def _end_roots(self) -> None:
         """Ask every root worker to end gracefully (each ends its children first)."""
-        for worker in list(self._workers.values()):
-            if worker.parent is not None or worker._inbox is None:
+        if self._runtime is None:
+            return
+        for serving in list(self._runtime.servings.values()):
+            if serving.worker.parent is not None:
                 continue
-            message = EndMessage.build(
-                source=self.name,
-                target=worker.name,
-                reason=self._stop_reason,
-                grace_period=self.grace_period,
+            serving.put_control(
+                EndMessage.build(
+                    source=self.name,
+                    target=serving.name,
+                    reason=self._stop_reason,
+                    grace_period=self.grace_period,
+                )
             )
-            with contextlib.suppress(anyio.ClosedResourceError):
-                worker._inbox.put(message)
 
     async def _serve(self, *, task_status: TaskStatus[None]) -> None:
         self._state = "starting"
@@ -504,8 +508,9 @@ class WorkerRunner(RequestsJobs):
                 if self._stop_requested.is_set():
                     break  # asked to stop during start-up: start no more
                 await self._start_worker(worker)
-            for name, worker in list(self._workers.items()):
-                if worker._finished is None:  # never started: nothing to end
+            started = self._runtime.servings if self._runtime is not None else {}
+            for name in list(self._workers):
+                if name not in started:  # never started (or failed and gone): nothing to end
                     del self._workers[name]
             if not self._stop_requested.is_set():
                 self._state = "running"

@@ -65,7 +65,7 @@ def test_importing_framework_loads_none_of_the_runtime() -> None:
     assert out.stdout.strip() == "[]"
 
 
-API_PAGE = INIT.parent.parent / "docs" / "api.md"
+API_PAGE = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 
 
 def _public_modules() -> list[str]:

@@ -203,8 +203,10 @@ class LLMWorker(BaseWorker):
             self._activation_lock = anyio.Lock()
         if not args.run_llm and not self._activation_lock.locked():
             self.context.extend(args.messages)  # nothing running: take them now
-        elif self._tg is not None:
-            self._tg.start_soon(self._guarded, self._activate, args.messages, bool(args.run_llm))
+        elif self._serving is not None:
+            self._serving.start_soon(
+                self._activate, args.messages, bool(args.run_llm), name=f"{self.name}: activation"
+            )
 
     async def _activate(self, messages: list[dict[str, Any]], run_llm: bool) -> None:
         """One activation at a time, in the order they came: its messages join the context
@@ -371,14 +373,14 @@ class LLMWorker(BaseWorker):
     # ----------------------------------------------------------------- events
 
     def _emit_delta(self, text: str, thread: str) -> None:
-        runtime = self._runtime
+        runtime = None if self._serving is None else self._serving.runtime
         if runtime is not None and runtime.events_enabled:
             runtime.text_delta(self.name, thread, text)
 
     def _emit_tool(
         self, event_type: EventType, content_type: ContentType, thread: str, data: dict[str, Any]
     ) -> None:
-        runtime = self._runtime
+        runtime = None if self._serving is None else self._serving.runtime
         if runtime is not None and runtime.events_enabled:
             runtime.tool_event(self.name, thread, event_type, content_type, data)
 

@@ -137,7 +137,9 @@ async def test_events_are_published(
     with anyio.fail_after(TIMEOUT):
         async with framework_runner.job("echo", payload={"text": "hi"}):
             pass
-        assert any(
+        # Events reach a publisher through a buffer: wait for the one to check.
+        while not any(
             e.node_name == "echo" and e.data.get("payload") == {"text": "hi"}
             for e in framework_events.events
-        )
+        ):
+            await anyio.sleep(0.01)
