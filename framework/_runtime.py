@@ -4,8 +4,8 @@ A worker needs a few things from whoever hosts it: the bus, the registry, the gr
 a way to start and finish its children, and a way to say what happened (events for the
 publishers, notification hooks for plugins). ``Runtime`` is that narrow interface. The
 runner builds one per run; workers (and the LLM worker) call its typed methods, one per
-happening, and never reach into the runner. Every event is built here, from the mapping
-in DESIGN's events table, so the mapping lives in one place.
+happening, and never reach into the runner. Every event is built here, following the
+mapping in the guide's events section (docs/workers-and-jobs.md), so it lives in one place.
 """
 
 from __future__ import annotations
