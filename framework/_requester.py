@@ -35,7 +35,7 @@ from framework.bus.messages import (
     JobUpdateRequestMessage,
     WorkerLostMessage,
 )
-from framework.jobs import JobContext, JobGroupContext, JobGroupResponse
+from framework.jobs import JobContext, JobEventType, JobGroupContext, JobGroupResponse
 from framework.registry import WorkerRegistry
 from framework.types import JobStatus
 
@@ -59,10 +59,10 @@ def new_job_id() -> str:
 
 
 _EVENT_TYPES: dict[type[BusMessage], str] = {
-    JobUpdateMessage: "update",
-    JobStreamStartMessage: "stream_start",
-    JobStreamDataMessage: "stream_data",
-    JobStreamEndMessage: "stream_end",
+    JobUpdateMessage: JobEventType.UPDATE,
+    JobStreamStartMessage: JobEventType.STREAM_START,
+    JobStreamDataMessage: JobEventType.STREAM_DATA,
+    JobStreamEndMessage: JobEventType.STREAM_END,
 }
 
 REPLY_TYPES: frozenset[type[BusMessage]] = frozenset(

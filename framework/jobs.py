@@ -13,6 +13,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
 
@@ -103,6 +104,20 @@ class JobGroupError(Exception):
         self.timed_out = timed_out
 
 
+class JobEventType(StrEnum):
+    """What a ``JobEvent`` or ``JobGroupEvent`` is. A ``StrEnum``: each compares equal to
+    its value (``JobEventType.UPDATE == "update"``)."""
+
+    UPDATE = "update"
+    """A progress update: ``data`` is the dict given to ``job.update()``."""
+    STREAM_START = "stream_start"
+    """The handler started streaming (``data`` is ``{}``)."""
+    STREAM_DATA = "stream_data"
+    """One stream item: ``data`` is the item."""
+    STREAM_END = "stream_end"
+    """The handler finished streaming (``data`` is ``{}``)."""
+
+
 class _JobEventFields(NamedTuple):
     type: str
     data: Any
@@ -112,15 +127,15 @@ class JobEvent(_JobEventFields):
     """Something a worker sent about a job before its response: an update or a stream item.
 
     Immutable: a named tuple (one is made per stream item, and a tuple is the cheapest
-    immutable record). ``type`` is one of the constants below.
+    immutable record). ``type`` is a ``JobEventType``; the constants below are its members.
     """
 
     __slots__ = ()
 
-    UPDATE: ClassVar[str] = "update"
-    STREAM_START: ClassVar[str] = "stream_start"
-    STREAM_DATA: ClassVar[str] = "stream_data"
-    STREAM_END: ClassVar[str] = "stream_end"
+    UPDATE: ClassVar[str] = JobEventType.UPDATE
+    STREAM_START: ClassVar[str] = JobEventType.STREAM_START
+    STREAM_DATA: ClassVar[str] = JobEventType.STREAM_DATA
+    STREAM_END: ClassVar[str] = JobEventType.STREAM_END
 
 
 class _JobGroupEventFields(NamedTuple):
@@ -134,10 +149,10 @@ class JobGroupEvent(_JobGroupEventFields):
 
     __slots__ = ()
 
-    UPDATE: ClassVar[str] = "update"
-    STREAM_START: ClassVar[str] = "stream_start"
-    STREAM_DATA: ClassVar[str] = "stream_data"
-    STREAM_END: ClassVar[str] = "stream_end"
+    UPDATE: ClassVar[str] = JobEventType.UPDATE
+    STREAM_START: ClassVar[str] = JobEventType.STREAM_START
+    STREAM_DATA: ClassVar[str] = JobEventType.STREAM_DATA
+    STREAM_END: ClassVar[str] = JobEventType.STREAM_END
 
 
 @dataclass(slots=True)

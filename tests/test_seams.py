@@ -722,3 +722,31 @@ async def test_a_task_group_error_in_a_handler_is_reported_as_itself() -> None:
                 async with runner.job("g"):
                     pass
     assert info.value.response["error"] == "ValueError: boom in child"
+
+
+async def test_one_job_event_type_for_single_jobs_and_groups() -> None:
+    from framework import JobEvent, JobEventType, JobGroupEvent
+
+    class Streams(BaseWorker):
+        @job_handler
+        async def handle(self, job: Job) -> AsyncIterator[int]:
+            await job.update({"p": 1})
+            yield 1
+
+    assert JobEvent.UPDATE is JobEventType.UPDATE is JobGroupEvent.UPDATE
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Streams("s"))
+            async with runner.job("s") as j:
+                kinds = [event.type async for event in j]
+            async with runner.job_group("s") as g:
+                group_kinds = [event.type async for event in g]
+    expected = [
+        JobEventType.STREAM_START,
+        JobEventType.UPDATE,
+        JobEventType.STREAM_DATA,
+        JobEventType.STREAM_END,
+    ]
+    assert kinds == group_kinds == expected
+    assert all(type(kind) is JobEventType for kind in kinds)
+    assert kinds[1] == "update"  # a StrEnum: equal to its value

@@ -57,8 +57,9 @@ class BusMessage(BaseModel):
         """Make a message from trusted values, without validation.
 
         The job path is hot: validating a message costs more than the rest of a local hop,
-        and ``model_construct`` is slower still, so this sets the model's state directly. Use it only for values our own code produced;
-        anything from outside goes through ``decode_message``.
+        and ``model_construct`` is slower still, so this sets the model's state directly.
+        Use it only for values our own code produced; anything from outside goes through
+        ``decode_message``.
         """
         values = {**cls._defaults, **fields}
         if cls._factories:
