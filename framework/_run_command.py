@@ -18,12 +18,12 @@ import anyio.abc
 from pydantic import ValidationError
 
 from framework._hooks import hook_impls
-from framework._registrars import RegistrationError
 from framework.bus.base import Bus
 from framework.bus.local import LocalBus
 from framework.config import ConfigError, RunConfig, validation_error
 from framework.jobs import JobError, JobEvent
 from framework.plugins import PluginHost
+from framework.registrars import RegistrationError
 from framework.runner import WorkerRunner
 from framework.types import JobStatus
 from framework.urls import redact_url

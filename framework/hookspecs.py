@@ -18,16 +18,16 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from framework._registrars import (
+    from framework.bus.messages import JobResponseMessage
+    from framework.config import RunConfig
+    from framework.events import EventModel
+    from framework.jobs import Job
+    from framework.registrars import (
         BackendRegistrar,
         BusRegistrar,
         RouteRegistrar,
         WorkerRegistrar,
     )
-    from framework.bus.messages import JobResponseMessage
-    from framework.config import RunConfig
-    from framework.events import EventModel
-    from framework.jobs import Job
     from framework.runner import WorkerRunner
     from framework.types import WorkerErrorData, WorkerReadyData
     from framework.worker import BaseWorker

@@ -32,7 +32,7 @@ from framework._hooks import (
     env_flag,
     hook_impls,
 )
-from framework._registrars import BackendRegistrar, BusRegistrar, RouteRegistrar, WorkerRegistrar
+from framework.registrars import BackendRegistrar, BusRegistrar, RouteRegistrar, WorkerRegistrar
 
 if TYPE_CHECKING:
     import click

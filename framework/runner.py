@@ -24,7 +24,6 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from framework._hooks import RuntimeHooks
 from framework._publishing import EventPublisher, PublisherStats
-from framework._registrars import BackendRegistrar, RouteRegistrar
 from framework._requester import REPLY_TYPES, Requester, RequestsJobs
 from framework._runtime import Runtime
 from framework._serving import Serving
@@ -41,6 +40,7 @@ from framework.plugins import (
     register_plugin,
     run_registration_hook,
 )
+from framework.registrars import BackendRegistrar, RouteRegistrar
 from framework.registry import WorkerRegistry
 from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
 from framework.worker import BaseWorker, sole_cause

@@ -26,9 +26,9 @@ from framework import (
     hookimpl,
 )
 from framework import job as job_handler
-from framework._registrars import RouteRegistrar
 from framework.cli import cli
 from framework.plugins import PluginHost
+from framework.registrars import RouteRegistrar
 
 pytestmark = pytest.mark.anyio
 

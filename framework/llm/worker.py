@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import anyio
 from pydantic import BaseModel, ValidationError
 
-from framework._registrars import RegistrationError
 from framework.events import ContentType, EventType
 from framework.jobs import Job, JobFailed
 from framework.llm._coalesce import Pending, try_next
 from framework.llm.backend import LLMBackend, TextDelta, ToolCallDelta, Usage
 from framework.llm.tools import ToolSpec, method_tool, tool_name
+from framework.registrars import RegistrationError
 from framework.types import LLMWorkerActivationArgs, WorkerActivationArgs
 from framework.worker import BaseWorker, job
 

@@ -1,4 +1,5 @@
-"""Registrars: the ``register`` callables handed to registration hooks.
+"""Registrars: the ``register`` callables handed to registration hooks (public: use them in
+a hookimpl's type hints, ``def register_workers(register: WorkerRegistrar) -> None``).
 
 Each registrar validates what it gets, refuses a name that another plugin registered
 already (naming both plugins), and records which plugin registered what, for
@@ -16,6 +17,15 @@ import importlib
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, NamedTuple, TypeVar
+
+__all__ = [
+    "BackendRegistrar",
+    "BusRegistrar",
+    "Registration",
+    "RegistrationError",
+    "RouteRegistrar",
+    "WorkerRegistrar",
+]
 
 T = TypeVar("T")
 
