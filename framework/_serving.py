@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from framework._handlers import Handler, as_response, payload_error
 from framework._requester import Requester
-from framework._values import NotJSONError, jsonable
+from framework._values import NotJSONError, is_plain, jsonable
 from framework._wakeup import FULL
 from framework.bus.base import UndeliverableError
 from framework.bus.messages import (
@@ -97,6 +97,11 @@ class Serving:
         self._loop = _asyncio_loop()
         self._job_tasks: set[asyncio.Task[None]] = set()
         """Job tasks on asyncio (the loop keeps only weak references to tasks)."""
+        # The in-process bus delivers without waiting; calling its synchronous send spares
+        # a coroutine per stream chunk on the streaming hot path.
+        self._send_now: Callable[[BusMessage], None] | None = getattr(
+            runtime.bus, "send_nowait", None
+        )
         worker._serving = self
         runtime.servings[self.name] = self
 
@@ -396,19 +401,24 @@ class Serving:
         for room there before the handler makes the next one (``Job._wait_for_room``). On the
         streaming hot path: one check of an empty dict while no buffer is full.
         """
-        if type(item) is not str:
+        kind = type(item)
+        if kind is str:
+            if not item.isascii():
+                jsonable(item, "the stream item")
+        elif kind is not dict or not is_plain(item):
             item = jsonable(item, "the stream item")
-        elif not item.isascii():
-            jsonable(item, "the stream item")
         if job._chunks < 0:
             await self._open_stream(job)
         runtime = self.runtime
         index = job._chunks
-        await runtime.bus.send(
-            JobStreamDataMessage.build(
-                source=self.name, target=job.requester, job_id=job.job_id, data=item
-            )
+        message = JobStreamDataMessage.build(
+            source=self.name, target=job.requester, job_id=job.job_id, data=item
         )
+        send_now = self._send_now
+        if send_now is not None:
+            send_now(message)
+        else:
+            await runtime.bus.send(message)
         if runtime.events_enabled:
             runtime.stream_chunk(self.name, job.job_id, item, index)
         job._chunks = index = index + 1

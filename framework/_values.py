@@ -51,7 +51,7 @@ def jsonable(value: Any, what: str = "value") -> Any:
             nesting deeper than ``MAX_DEPTH``, which a circular value always reaches). The
             message names ``what``, the path (``$.items[2].when``) and the type.
     """
-    if _is_plain(value, 0):
+    if is_plain(value, 0):
         return value
     return _convert(value, what, "$", 0)
 
@@ -64,7 +64,7 @@ def _encodes(text: str) -> bool:
     return True
 
 
-def _is_plain(value: Any, depth: int) -> bool:
+def is_plain(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` is JSON data as it is: the quick check every value goes through
     (on the job path, for each update and stream item); anything it cannot vouch for takes
     the slow path, which converts models and names what is wrong."""
@@ -91,7 +91,7 @@ def _is_plain(value: Any, depth: int) -> bool:
                 (kind is int and -_BIG_INT < item < _BIG_INT)
                 or kind is bool
                 or item is None
-                or _is_plain(item, depth + 1)
+                or is_plain(item, depth + 1)
             ):
                 return False
         return True
@@ -105,7 +105,7 @@ def _is_plain(value: Any, depth: int) -> bool:
                 (kind is int and -_BIG_INT < item < _BIG_INT)
                 or kind is bool
                 or item is None
-                or _is_plain(item, depth + 1)
+                or is_plain(item, depth + 1)
             ):
                 return False
         return True
