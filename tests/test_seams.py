@@ -750,3 +750,26 @@ async def test_one_job_event_type_for_single_jobs_and_groups() -> None:
     assert kinds == group_kinds == expected
     assert all(type(kind) is JobEventType for kind in kinds)
     assert kinds[1] == "update"  # a StrEnum: equal to its value
+
+
+async def test_an_llm_worker_describes_its_chat_job_and_named_only_workers_are_no_tools() -> None:
+    from framework import LLMWorker
+    from framework.llm.assistant import Assistant as AssistantWorker
+
+    class OnlyNamed(BaseWorker):
+        @job_handler(name="ping")
+        async def ping(self, job: Job) -> dict[str, Any]:
+            return {}
+
+    (chat,) = LLMWorker("writer").describe()
+    assert chat.name is None and chat.streaming
+    assert chat.input_schema is not None and chat.input_schema["required"] == ["messages"]
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(LLMWorker("writer"))
+            await runner.add_worker(OnlyNamed("pinger"))
+            assistant = AssistantWorker("assistant")
+            await runner.add_worker(assistant)
+            tools = {t.name: t for t in assistant.tools()}
+    assert tools["writer"].parameters["required"] == ["messages"]
+    assert "pinger" not in tools  # its only job is named: a plain job would fail

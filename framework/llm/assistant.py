@@ -39,8 +39,12 @@ class Assistant(LLMWorker):
         specs = super().tools()
         registry = self.registry
         for name in sorted({*registry.local_workers, *registry.remote_workers}):
-            if name != self.name and TOOL_NAME.match(name):  # what OpenAI-style servers accept
-                specs.append(self._worker_tool(name))
+            if name == self.name or not TOOL_NAME.match(name):  # what OpenAI servers accept
+                continue
+            data = registry.get(name)
+            if data is not None and data.jobs and all(j.name is not None for j in data.jobs):
+                continue  # only named jobs: a plain job would fail, so it is no tool
+            specs.append(self._worker_tool(name))
         return specs
 
     def _worker_tool(self, worker: str) -> ToolSpec:

@@ -28,7 +28,7 @@ from framework.llm._coalesce import Pending, try_next
 from framework.llm.backend import LLMBackend, TextDelta, ToolCallDelta, Usage
 from framework.llm.tools import ToolSpec, method_tool, tool_name
 from framework.registrars import RegistrationError
-from framework.types import LLMWorkerActivationArgs, WorkerActivationArgs
+from framework.types import JobDescription, LLMWorkerActivationArgs, WorkerActivationArgs
 from framework.worker import BaseWorker, job
 
 if TYPE_CHECKING:
@@ -44,6 +44,24 @@ DEFAULT_MAX_ROUNDS = 10
 
 class LLMError(RuntimeError):
     """The LLM worker cannot run: no such backend, bad options..."""
+
+
+CHAT_INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "messages": {
+            "type": "array",
+            "description": "The conversation so far, oldest first (chat message dicts).",
+            "items": {
+                "type": "object",
+                "properties": {"role": {"type": "string"}, "content": {"type": "string"}},
+                "required": ["role"],
+            },
+        }
+    },
+    "required": ["messages"],
+}
+"""The payload of an LLM worker's ``chat`` job, as ``describe()`` gives it."""
 
 
 class LLMWorker(BaseWorker):
@@ -190,6 +208,16 @@ class LLMWorker(BaseWorker):
             )
         conversation = self._with_instructions(list(messages))
         return await self.run_llm(conversation, job=job)
+
+    def describe(self) -> list[JobDescription]:
+        """The ``chat`` job as a consumer needs it: ``{"messages": [...]}`` in, the reply's
+        text streamed, the reply returned."""
+        return [
+            d.model_copy(update={"input_schema": CHAT_INPUT_SCHEMA, "streaming": True})
+            if d.name is None and d.input_schema is None
+            else d
+            for d in super().describe()
+        ]
 
     async def on_activated(self, args: WorkerActivationArgs | None) -> None:
         """Append the activation's messages to ``context``; run the model when asked.
