@@ -101,10 +101,11 @@ class BaseWorker(RequestsJobs):
             if issubclass(base, BaseWorker):
                 inherited.handlers.update(base._table.handlers)
                 inherited.ready_watches.update(base._table.ready_watches)
-        # Where the class statement ran: typed payload models defined in a function are
-        # found there (annotations are strings under ``from __future__ import annotations``).
+        # Where the class statement ran (past a metaclass's ``__new__``): typed payload
+        # models defined in a function are found there (annotations are strings under
+        # ``from __future__ import annotations``).
         caller: Any = sys._getframe(1)
-        while caller is not None and caller.f_code.co_name == "__init_subclass__":
+        while caller is not None and caller.f_code.co_name in ("__init_subclass__", "__new__"):
             caller = caller.f_back
         localns: Mapping[str, Any] = caller.f_locals if caller is not None else {}
         handlers, watches = scan_class(cls, inherited, localns)

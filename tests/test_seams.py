@@ -773,3 +773,22 @@ async def test_an_llm_worker_describes_its_chat_job_and_named_only_workers_are_n
             tools = {t.name: t for t in assistant.tools()}
     assert tools["writer"].parameters["required"] == ["messages"]
     assert "pinger" not in tools  # its only job is named: a plain job would fail
+
+
+async def test_a_typed_payload_is_found_for_a_worker_with_a_metaclass() -> None:
+    import abc
+
+    class Local(BaseModel):
+        n: int
+
+    class Meta(abc.ABCMeta):
+        def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> Any:
+            return super().__new__(mcs, name, bases, ns)
+
+    class WithMeta(BaseWorker, metaclass=Meta):
+        @job_handler
+        async def handle(self, job: Job, data: Local) -> dict[str, int]:
+            return {"n": data.n}
+
+    (described,) = WithMeta("m").describe()
+    assert described.input_schema == Local.model_json_schema()
