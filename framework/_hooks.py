@@ -17,6 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from framework.bus.messages import JobResponseMessage
+    from framework.config import RunConfig
     from framework.jobs import Job
     from framework.runner import WorkerRunner
     from framework.types import WorkerErrorData, WorkerReadyData
@@ -139,6 +140,22 @@ class RuntimeHooks:
                 headers.clear()
                 headers.update(before)
                 _log_failure(impl, "its headers are left out (the other plugins still run)")
+
+    async def configure_runner(self, runner: WorkerRunner, config: RunConfig) -> None:
+        """Call every ``configure_runner`` impl (read now: plugins registered since the
+        runner was built count); one that raises is logged and skipped, but a
+        ``ConfigError`` (a plugin's settings are wrong) propagates: the run must not start."""
+        from framework.config import ConfigError
+
+        for impl in self.impls("configure_runner"):
+            try:
+                result = impl.call({"runner": runner, "config": config})
+                if inspect.isawaitable(result):
+                    await result
+            except ConfigError:
+                raise
+            except Exception:
+                _log_failure(impl, "ignored (the other plugins still run)")
 
     async def run_service(self, impl: HookImpl, runner: WorkerRunner) -> None:
         """Run one ``runner_service`` impl until it returns or is cancelled; one that raises

@@ -17,7 +17,6 @@ import anyio
 import anyio.abc
 from pydantic import ValidationError
 
-from framework._hooks import hook_impls
 from framework.bus.base import Bus
 from framework.bus.local import LocalBus
 from framework.config import ConfigError, RunConfig, validation_error
@@ -288,17 +287,9 @@ async def _main(
 
 
 async def configure(runner: WorkerRunner, config: RunConfig) -> None:
-    """Call every ``configure_runner`` impl; one that raises is logged and skipped, but a
-    ``ConfigError`` (a plugin's settings are wrong) stops the run with exit code 2."""
-    for impl in hook_impls(runner.plugin_manager, "configure_runner"):
-        try:
-            result = impl.call({"runner": runner, "config": config})
-            if hasattr(result, "__await__"):
-                await result
-        except ConfigError:
-            raise
-        except Exception:
-            logger.exception("plugin %r: configure_runner raised; ignored", impl.plugin_name)
+    """Call every ``configure_runner`` impl through the runner's hook facade; a
+    ``ConfigError`` stops the run with exit code 2."""
+    await runner.hooks.configure_runner(runner, config)
 
 
 EXIT_INTERRUPTED = 130
