@@ -11,7 +11,7 @@ mapping in the guide's events section (docs/workers-and-jobs.md), so it lives in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from framework._hooks import RuntimeHooks
@@ -94,9 +94,15 @@ class Runtime:
             self.emit(Event.NODE_EXECUTION, EventType.START, ContentType.STATE, worker.name)
         await self.hooks.on_worker_ready(data, self.runner)
 
-    async def worker_failed(self, worker: BaseWorker, error: BaseException) -> None:
-        """A local worker's ``on_ready`` raised: it never became ready."""
-        await self.runner._worker_failed(worker, error)
+    async def worker_failed(
+        self, worker: BaseWorker, error: BaseException, on_error: Callable[[], Awaitable[None]]
+    ) -> None:
+        """A local worker's ``on_ready`` raised: it never became ready. The failure is
+        recorded, then the worker's ``on_error`` runs (``on_error``), then watchers and
+        plugins are told."""
+        failure = self.runner._worker_failed(worker, error)
+        await on_error()
+        await self.runner._tell_failed(failure)
 
     async def start_worker(self, worker: BaseWorker) -> None:
         """Start ``worker`` (hosted already: a child whose parent is starting) in the

@@ -18,6 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -30,6 +31,7 @@ from framework._requester import Requester
 from framework._values import NotJSONError, is_plain, jsonable
 from framework._wakeup import FULL
 from framework.bus.base import UndeliverableError
+from framework.bus.local import LocalBus
 from framework.bus.messages import (
     ActivateMessage,
     BusMessage,
@@ -81,7 +83,7 @@ class Serving:
         self.worker = worker
         self.name = worker.name
         self.runtime = runtime
-        self.table = worker._table
+        self.table = worker._handler_table
         self.inbox = runtime.bus.subscribe(self.name)
         self.requester: Requester | None = None
         self.running: dict[str, Job] = {}
@@ -99,8 +101,11 @@ class Serving:
         """Job tasks on asyncio (the loop keeps only weak references to tasks)."""
         # The in-process bus delivers without waiting; calling its synchronous send spares
         # a coroutine per stream chunk on the streaming hot path.
-        self._send_now: Callable[[BusMessage], None] | None = getattr(
-            runtime.bus, "send_nowait", None
+        bus = runtime.bus
+        self._send_now: Callable[[BusMessage], None] | None = (
+            bus.send_nowait
+            if isinstance(bus, LocalBus) and type(bus).send is LocalBus.send
+            else None
         )
         worker._serving = self
         runtime.servings[self.name] = self
@@ -171,6 +176,7 @@ class Serving:
                 started = True
                 await anyio.sleep_forever()  # until _serve_inbox ends and cancels the group
         finally:
+            self._tg = None  # closed: nothing more is started in it
             if not started:
                 task_status.started()
             with anyio.CancelScope(shield=True):
@@ -185,9 +191,11 @@ class Serving:
                 for name in names:
                     self.watched.add(name)
                     await runtime.registry.watch(name, self.watch_handler(method))
+            for name in sorted(worker._early_watches):  # watch_worker() before it started
+                self.watched.add(name)
+                await runtime.registry.watch(name, self.watch_handler(worker.on_worker_ready))
         except Exception as exc:
-            await self.guarded(worker.on_error, exc)
-            await runtime.worker_failed(worker, exc)
+            await runtime.worker_failed(worker, exc, partial(self.guarded, worker.on_error, exc))
             return False
         self.ready = True
         self.started_at = time.time()
@@ -599,8 +607,8 @@ class Serving:
             else:
                 await child.end(f"parent {self.name!r} ended", grace_period=grace)
         for child in children:
-            serving = runtime.servings.get(child.name)
-            if serving is not None:
+            serving = child._serving
+            if serving is not None and serving.runtime is runtime:
                 await serving.finished.wait()
         if self.running and not cancel:
             self._jobs_idle = anyio.Event()

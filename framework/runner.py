@@ -254,13 +254,14 @@ class WorkerRunner(RequestsJobs):
         serving = Serving(worker, self._runtime)
         await self._workers_tg.start(serving.run, name=f"worker {worker.name}")
 
-    async def _worker_failed(self, worker: BaseWorker, exc: BaseException) -> None:
+    def _worker_failed(self, worker: BaseWorker, exc: BaseException) -> WorkerErrorData:
+        """Record a worker whose ``on_ready`` raised (log, ``failed_workers``, its event)."""
         logger.error("worker %r failed to start", worker.name, exc_info=exc)
         error = WorkerErrorData(worker_name=worker.name, error=f"{type(exc).__name__}: {exc}")
         self._failed[worker.name] = error
         if self._runtime is not None and self._runtime.events_enabled:
             self._runtime.worker_failed_event(worker.name, error)
-        await self._tell_failed(error)
+        return error
 
     async def _tell_failed(self, error: WorkerErrorData) -> None:
         """``on_worker_error`` of the local workers watching it, then ``on_worker_failed``."""

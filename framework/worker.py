@@ -91,7 +91,7 @@ class BaseWorker(RequestsJobs):
     worker_name: ClassVar[str | None] = None
     """The name ``register_workers`` registers the class under by default."""
 
-    _table: ClassVar[HandlerTable] = HandlerTable()
+    _handler_table: ClassVar[HandlerTable] = HandlerTable()
     """The class's handlers and watches (built by ``__init_subclass__``)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -99,8 +99,8 @@ class BaseWorker(RequestsJobs):
         inherited = HandlerTable()
         for base in reversed(cls.__mro__[1:]):
             if issubclass(base, BaseWorker):
-                inherited.handlers.update(base._table.handlers)
-                inherited.ready_watches.update(base._table.ready_watches)
+                inherited.handlers.update(base._handler_table.handlers)
+                inherited.ready_watches.update(base._handler_table.ready_watches)
         # Where the class statement ran (past a metaclass's ``__new__``): typed payload
         # models defined in a function are found there (annotations are strings under
         # ``from __future__ import annotations``).
@@ -109,7 +109,7 @@ class BaseWorker(RequestsJobs):
             caller = caller.f_back
         localns: Mapping[str, Any] = caller.f_locals if caller is not None else {}
         handlers, watches = scan_class(cls, inherited, localns)
-        cls._table = HandlerTable(
+        cls._handler_table = HandlerTable(
             handlers,
             watches,
             observes_jobs=any(
@@ -139,6 +139,8 @@ class BaseWorker(RequestsJobs):
         self._runner: WorkerRunner | None = None
         self._serving: Serving | None = None
         """The serving engine of the current (or last) start; None before the first."""
+        self._early_watches: set[str] = set()
+        """Workers ``watch_worker`` was asked for before this one started."""
 
     @classmethod
     def _validate_config(cls, config: BaseModel | dict[str, Any] | None) -> Any:
@@ -251,7 +253,7 @@ class BaseWorker(RequestsJobs):
         runners, and consumers such as an assistant's worker tools read it. A subclass may
         override it to describe jobs its handlers take in a form of their own.
         """
-        return list(self._table.describe())
+        return list(self._handler_table.describe())
 
     # ----------------------------------------------------------------- background tasks
 
@@ -276,7 +278,8 @@ class BaseWorker(RequestsJobs):
     # ----------------------------------------------------------------- requesting work
 
     def _require_requester(self) -> Requester:
-        requester = None if self._serving is None else self._serving.requester
+        serving = self._serving
+        requester = None if serving is None or serving.finished.is_set() else serving.requester
         if requester is None:
             raise RuntimeError(
                 f"worker {self._name!r} is not running: it can request jobs once its runner "
@@ -292,6 +295,8 @@ class BaseWorker(RequestsJobs):
             raise ValueError(f"worker {child.name!r} has a parent already ({child._parent.name!r})")
         if child is self:
             raise ValueError(f"worker {self._name!r} cannot be its own child")
+        if child._runner is not None:
+            raise ValueError(f"worker {child.name!r} is on runner {child._runner.name!r} already")
         runner = self._runner
         if runner is None:
             child._parent = self
@@ -321,8 +326,10 @@ class BaseWorker(RequestsJobs):
         """Get ``on_worker_ready`` when ``name`` is ready (at once if it is already), and
         ``on_worker_error`` if it fails."""
         serving = self._serving
-        if serving is None:
-            raise RuntimeError(f"worker {self._name!r} is not running: it can watch once started")
+        if serving is None or serving.finished.is_set():
+            _ = self.runner  # not on a runner: this raises, saying how to add it
+            self._early_watches.add(name)  # watched from the moment it starts
+            return
         serving.watched.add(name)
         await self.registry.watch(name, serving.watch_handler(self.on_worker_ready))
 
@@ -450,8 +457,15 @@ class BaseWorker(RequestsJobs):
         """Run a callback of this worker; an exception goes to ``on_error``."""
         if self._serving is not None:
             await self._serving.guarded(method, *args)
-        else:
+            return
+        try:
             await method(*args)
+        except Exception as exc:
+            logger.exception("worker %r: %s raised", self._name, _callable_name(method))
+            try:
+                await self.on_error(exc)
+            except Exception:
+                logger.exception("worker %r: on_error raised", self._name)
 
 
 def _callable_name(func: Callable[..., Any]) -> str:

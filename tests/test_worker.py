@@ -70,7 +70,7 @@ def test_a_subclass_may_override_a_handler_by_method_name() -> None:
         async def handle(self, job: Job) -> dict[str, Any]:
             return {"child": True}
 
-    assert next(iter(Child._table.handlers.values())).attribute == "handle"
+    assert next(iter(Child._handler_table.handlers.values())).attribute == "handle"
 
 
 def test_a_sync_handler_is_refused_at_decoration() -> None:

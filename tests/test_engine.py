@@ -1,0 +1,197 @@
+"""The serving engine and the runtime seam: behaviour a refactor must keep (found by review)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import anyio
+import pytest
+
+from framework import BaseWorker, Job, WorkerErrorData, WorkerReadyData, WorkerRunner, job
+from framework.bus.local import LocalBus
+from framework.bus.messages import BusMessage
+
+pytestmark = pytest.mark.anyio
+
+
+class Plain(BaseWorker):
+    @job
+    async def handle(self, job: Job) -> dict[str, Any]:
+        return {}
+
+
+async def test_a_parent_ends_without_waiting_for_a_stranger_that_took_a_childs_name() -> None:
+    with anyio.fail_after(10):
+        async with WorkerRunner(grace_period=2) as runner:
+            parent, child = Plain("p"), Plain("c")
+            await runner.add_worker(parent)
+            await parent.add_worker(child)
+            await child.end()
+            while "c" in runner.workers:
+                await anyio.sleep(0.01)
+            await runner.add_worker(Plain("c"))  # an unrelated root worker, the same name
+            await parent.end()
+            with anyio.fail_after(1):
+                while "p" in runner.workers:
+                    await anyio.sleep(0.01)
+            assert "c" in runner.workers  # the stranger is untouched
+
+
+async def test_watch_worker_before_the_worker_starts_takes_effect_when_it_starts() -> None:
+    seen: list[tuple[str, str]] = []
+
+    class Watcher(BaseWorker):
+        async def on_worker_ready(self, data: WorkerReadyData) -> None:
+            seen.append(("ready", data.worker_name))
+
+        async def on_worker_error(self, data: WorkerErrorData) -> None:
+            seen.append(("error", data.worker_name))
+
+    class Broken(BaseWorker):
+        async def on_ready(self) -> None:
+            raise RuntimeError("broken on purpose")
+
+    with pytest.raises(RuntimeError, match="add_worker"):
+        await Watcher("lonely").watch_worker("x")  # on no runner: says how to add it
+    with anyio.fail_after(10):
+        runner = WorkerRunner()
+        watcher = Watcher("w")
+        await runner.add_worker(watcher)
+        await watcher.watch_worker("b")
+        await watcher.watch_worker("bad")
+        async with runner:
+            await runner.add_worker(Plain("b"))
+            await runner.add_worker(Broken("bad"))
+            while len(seen) < 2:
+                await anyio.sleep(0.01)
+    assert sorted(seen) == [("error", "bad"), ("ready", "b")]
+
+
+async def test_stream_chunks_go_through_an_overridden_send_of_a_local_bus_subclass() -> None:
+    class CountingBus(LocalBus):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: Counter[str] = Counter()
+
+        async def send(self, message: BusMessage) -> None:
+            self.seen[message.type] += 1
+            await super().send(message)
+
+    class Streams(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> Any:
+            for i in range(3):
+                yield i
+
+    bus = CountingBus()
+    with anyio.fail_after(10):
+        async with WorkerRunner(bus=bus) as runner:
+            await runner.add_worker(Streams("s"))
+            async with runner.job("s"):
+                pass
+    assert bus.seen["job_stream_data"] == 3
+
+
+async def test_on_error_of_a_failed_worker_sees_the_failure_recorded() -> None:
+    recorded: list[list[str]] = []
+
+    class Broken(BaseWorker):
+        async def on_ready(self) -> None:
+            raise RuntimeError("broken on purpose")
+
+        async def on_error(self, error: BaseException) -> None:
+            recorded.append(sorted(self.runner.failed_workers))
+
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Broken("bad"))
+    assert recorded == [["bad"]]
+
+
+async def test_a_callback_raising_before_the_worker_starts_goes_to_on_error() -> None:
+    errors: list[str] = []
+
+    class Touchy(BaseWorker):
+        async def on_deactivated(self) -> None:
+            raise RuntimeError("touchy")
+
+        async def on_error(self, error: BaseException) -> None:
+            errors.append(str(error))
+
+    runner = WorkerRunner()
+    touchy = Touchy("t")
+    await runner.add_worker(touchy)
+    with anyio.fail_after(10), pytest.raises(LookupError):
+        # handoff deactivates itself first (the error goes to on_error), then cannot find
+        # the target, which never became ready
+        import framework.worker
+
+        framework.worker.ACTIVATION_WAIT, saved = 0.05, framework.worker.ACTIVATION_WAIT
+        try:
+            await touchy.handoff_to("nobody")
+        finally:
+            framework.worker.ACTIVATION_WAIT = saved
+    assert errors == ["touchy"]
+
+
+async def test_a_worker_failing_while_a_watcher_cleans_up_does_not_crash_the_runner(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = anyio.Event()
+
+    class SlowToStop(BaseWorker):
+        async def on_ready(self) -> None:
+            await self.watch_worker("late")
+
+        @job
+        async def hold(self, job: Job) -> dict[str, Any]:
+            while not release.is_set():
+                try:
+                    await anyio.sleep(0.01)
+                except anyio.get_cancelled_exc_class():
+                    continue
+            return {}
+
+    class Late(BaseWorker):
+        async def on_ready(self) -> None:
+            await anyio.sleep(0.3)  # fails while the watcher is cleaning up
+            raise RuntimeError("late failure")
+
+    with anyio.fail_after(15), caplog.at_level(logging.ERROR):
+        async with WorkerRunner(grace_period=0.05) as runner:
+            slow = SlowToStop("slow")
+            await runner.add_worker(slow)
+            await runner.request_job("slow")
+            await anyio.sleep(0.05)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(slow.end)
+                await anyio.sleep(0.1)  # slow is now waiting for its stubborn job
+                await runner.add_worker(Late("late"))
+            release.set()
+    assert "late failure" in caplog.text
+    assert "This task group is not active" not in caplog.text
+
+
+async def test_a_worker_hosted_on_a_runner_cannot_be_adopted_elsewhere() -> None:
+    with anyio.fail_after(10):
+        async with WorkerRunner() as first:
+            busy = Plain("busy")
+            await first.add_worker(busy)
+            orphanage = Plain("parent")
+            with pytest.raises(ValueError, match="is on runner"):
+                await orphanage.add_worker(busy)
+
+
+async def test_an_ended_worker_cannot_request_jobs() -> None:
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            worker = Plain("w")
+            await runner.add_worker(worker)
+            await runner.add_worker(Plain("other"))
+            await worker.end()
+            while "w" in runner.workers:
+                await anyio.sleep(0.01)
+            with pytest.raises(RuntimeError, match="is not running"):
+                worker.job("other")
