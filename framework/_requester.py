@@ -35,7 +35,13 @@ from framework.bus.messages import (
     JobUpdateRequestMessage,
     WorkerLostMessage,
 )
-from framework.jobs import JobContext, JobEventType, JobGroupContext, JobGroupResponse
+from framework.jobs import (
+    JobContext,
+    JobEventType,
+    JobGroup,
+    JobGroupContext,
+    JobGroupResponse,
+)
 from framework.registry import WorkerRegistry
 from framework.types import JobStatus
 
@@ -538,6 +544,20 @@ class Requester:
             tg.start_soon(ready)
             await pending.wait_done()
             tg.cancel_scope.cancel()
+
+    def open_groups(self) -> dict[str, JobGroup]:
+        """The job groups requested from here that are still open, by job id."""
+        return {
+            job_id: JobGroup(
+                job_id=p.job_id,
+                worker_names=p.targets,
+                responses=dict(p.responses),
+                cancel_on_error=p.cancel_on_error,
+                is_done=p.done,
+            )
+            for job_id, p in self._pending.items()
+            if len(p.targets) > 1
+        }
 
     # ----------------------------------------------------------------- replies
 

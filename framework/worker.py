@@ -225,19 +225,7 @@ class BaseWorker(RequestsJobs):
     def job_groups(self) -> dict[str, JobGroup]:
         """Job groups this worker requested that are still open, by job id."""
         requester = None if self._serving is None else self._serving.requester
-        if requester is None:
-            return {}
-        return {
-            job_id: JobGroup(
-                job_id=p.job_id,
-                worker_names=p.targets,
-                responses=dict(p.responses),
-                cancel_on_error=p.cancel_on_error,
-                is_done=p.done,
-            )
-            for job_id, p in requester._pending.items()
-            if len(p.targets) > 1
-        }
+        return {} if requester is None else requester.open_groups()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self._name!r})"

@@ -232,9 +232,7 @@ class LLMWorker(BaseWorker):
         if not args.run_llm and not self._activation_lock.locked():
             self.context.extend(args.messages)  # nothing running: take them now
         elif self._serving is not None:
-            self._serving.start_soon(
-                self._activate, args.messages, bool(args.run_llm), name=f"{self.name}: activation"
-            )
+            self.start_soon(self._activate, args.messages, bool(args.run_llm))
 
     async def _activate(self, messages: list[dict[str, Any]], run_llm: bool) -> None:
         """One activation at a time, in the order they came: its messages join the context
