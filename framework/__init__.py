@@ -11,17 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from framework._requester import JobContext, JobGroupContext
     from framework.events import ContentType, Event, EventModel, EventType
     from framework.hookspecs import hookimpl, hookspec
     from framework.jobs import (
         Job,
-        JobContext,
         JobError,
         JobEvent,
         JobEventType,
         JobFailed,
         JobGroup,
-        JobGroupContext,
         JobGroupError,
         JobGroupEvent,
         JobGroupResponse,
@@ -51,13 +50,13 @@ _LOCATIONS = {
     "hookimpl": "framework.hookspecs",
     "hookspec": "framework.hookspecs",
     "Job": "framework.jobs",
-    "JobContext": "framework.jobs",
+    "JobContext": "framework._requester",
     "JobError": "framework.jobs",
     "JobEvent": "framework.jobs",
     "JobEventType": "framework.jobs",
     "JobFailed": "framework.jobs",
     "JobGroup": "framework.jobs",
-    "JobGroupContext": "framework.jobs",
+    "JobGroupContext": "framework._requester",
     "JobGroupError": "framework.jobs",
     "JobGroupEvent": "framework.jobs",
     "JobGroupResponse": "framework.jobs",

@@ -11,17 +11,20 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
+import sys
 import uuid
-from collections import deque
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.lowlevel
 
+from framework._pending import REMOTE_EVENT_BUFFER, PendingJob
 from framework._values import check_headers, jsonable
-from framework._wakeup import Room, Wakeup
+from framework._wakeup import Wakeup
 from framework.bus.base import Bus, Inbox, UndeliverableError
 from framework.bus.messages import (
     BusMessage,
@@ -36,10 +39,12 @@ from framework.bus.messages import (
     WorkerLostMessage,
 )
 from framework.jobs import (
-    JobContext,
+    JobError,
+    JobEvent,
     JobEventType,
     JobGroup,
-    JobGroupContext,
+    JobGroupError,
+    JobGroupEvent,
     JobGroupResponse,
 )
 from framework.registry import WorkerRegistry
@@ -75,181 +80,6 @@ REPLY_TYPES: frozenset[type[BusMessage]] = frozenset(
     {*_EVENT_TYPES, JobResponseMessage, WorkerLostMessage}
 )
 """What a requester's address receives: what ``Requester.deliver`` applies."""
-
-EVENT_BUFFER = 256
-"""How many updates and stream items a ``JobContext`` / ``JobGroupContext`` holds unread.
-A handler in this process that fills the buffer waits, after the update or stream item that
-filled it, until the requester has read half of them, has left its block, or the job ended."""
-
-REMOTE_EVENT_BUFFER = 16 * EVENT_BUFFER
-"""How many it holds for a worker on another runner, which cannot be made to wait (a network
-bus carries no flow control back to it): a requester that falls this far behind ends the job
-``CANCELLED``, saying so, rather than losing items silently or growing without bound."""
-
-
-class PendingJob:
-    """One open request (a single job, or a group sharing ``job_id``) and what came back."""
-
-    __slots__ = (
-        "_events",
-        "_room",
-        "_wakeup",
-        "address",
-        "cancel_on_error",
-        "done",
-        "failed",
-        "fell_behind",
-        "full",
-        "headers",
-        "job_id",
-        "name",
-        "payload",
-        "reader",
-        "responses",
-        "sent",
-        "statuses",
-        "targets",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        job_id: str,
-        targets: tuple[str, ...],
-        name: str | None,
-        payload: dict[str, Any],
-        cancel_on_error: bool,
-        keep_events: bool,
-        headers: dict[str, dict[str, str]],
-        address: str,
-    ) -> None:
-        self.job_id = job_id
-        self.address = address
-        """The requester's address (where the replies go)."""
-        self.targets = targets
-        self.name = name
-        self.payload = payload
-        self.headers = headers
-        """The headers sent to each target, by target name."""
-        self.cancel_on_error = cancel_on_error
-        self.statuses: dict[str, JobStatus] = {}
-        self.responses: dict[str, dict[str, Any]] = {}
-        self.sent: set[str] = set()
-        """Targets the request was sent to (the others cannot be cancelled remotely)."""
-        self.done = False
-        self.failed = False
-        """Whether a target ended other than ``COMPLETED``."""
-        self.timeout: float | None = None
-        """A fire-and-forget request's timeout while its deadline is in the requester's
-        timer (None otherwise)."""
-        self._events: deque[tuple[str, str, Any]] | None = deque() if keep_events else None
-        """What the requester has not read yet; None when it keeps no events (fire and
-        forget) or stopped reading."""
-        self.full = False
-        """Whether producers must wait for room (``EVENT_BUFFER`` reached, not yet read down
-        to half)."""
-        self.fell_behind = False
-        """Whether a worker on another runner overfilled the buffer (the job is ending)."""
-        self._room: Room | None = None
-        self.reader: FrameType | None = None
-        """The frame of the code that reads the events (the ``async with`` block's), until it
-        leaves the block."""
-        self._wakeup = Wakeup()
-
-    def unfinished(self) -> list[str]:
-        """Targets that have not answered yet."""
-        return [t for t in self.targets if t not in self.statuses]
-
-    def add_event(self, kind: str, worker: str, data: Any) -> bool:
-        """Queue an update or stream item for the requester's ``async for``.
-
-        False when the buffer is past ``REMOTE_EVENT_BUFFER``: whether that ends the job
-        depends on where ``worker`` runs, which the ``Requester`` knows.
-        """
-        events = self._events
-        if events is not None and worker not in self.statuses:
-            events.append((kind, worker, data))
-            self._wakeup.set()
-            if len(events) >= EVENT_BUFFER:
-                return self._filled()
-        return True
-
-    def _filled(self) -> bool:
-        events = self._events
-        assert events is not None
-        if not self.full:
-            self.full = True
-            if self._room is None:
-                self._room = Room(self.job_id, self.address)
-            self._room.fill(self.reader)
-        if len(events) <= REMOTE_EVENT_BUFFER:
-            return True
-        if self.fell_behind:  # the job is being ended for it: keep no more
-            events.pop()
-            return True
-        return False
-
-    def fall_behind(self) -> None:
-        """A worker that cannot be made to wait overfilled the buffer: drop the item past
-        the bound, and every later one (the requester ends the job)."""
-        self.fell_behind = True
-        assert self._events is not None
-        self._events.pop()
-
-    def _free(self) -> None:
-        """Let the producers go on (``full`` is only ever set with a room)."""
-        self.full = False
-        assert self._room is not None
-        self._room.free()
-
-    def stop_reading(self) -> None:
-        """The requester left its block: drop what it did not read, keep nothing more, and
-        release the producers (nobody will make room for them any more)."""
-        self._events = None
-        self.reader = None
-        if self.full:
-            self._free()
-
-    def finish(self, worker: str, status: JobStatus, response: dict[str, Any]) -> bool:
-        """Record ``worker``'s terminal outcome; False when it had one already."""
-        if worker in self.statuses or worker not in self.targets:
-            return False
-        self.statuses[worker] = status
-        self.responses[worker] = response
-        if status is not JobStatus.COMPLETED:
-            self.failed = True
-        if len(self.statuses) == len(self.targets):
-            self.done = True
-            if self.full:
-                self._free()
-        self._wakeup.set()
-        return True
-
-    def take_event(self) -> tuple[str, str, Any] | None:
-        """The next queued event, or None when none is queued (the reader's fast path: a
-        plain call, no coroutine). Reading the buffer down to half lets producers go on."""
-        events = self._events
-        if events:
-            event = events.popleft()
-            if self.full and len(events) <= EVENT_BUFFER // 2:
-                self._free()
-            return event
-        return None
-
-    async def receive_event(self) -> tuple[str, str, Any] | None:
-        """The next queued event, waiting for one; None once every target has answered."""
-        while True:
-            event = self.take_event()
-            if event is not None:
-                return event
-            if self.done:
-                return None
-            await self._wakeup.wait()
-
-    async def wait_done(self) -> None:
-        """Wait until every target has answered."""
-        while not self.done:
-            await self._wakeup.wait()
 
 
 class Requester:
@@ -783,3 +613,270 @@ class RequestsJobs:
     async def request_job_update(self, job_id: str, worker_name: str) -> None:
         """Ask ``worker_name`` for an update on ``job_id`` (see ``on_job_update_requested``)."""
         await self._require_requester().request_job_update(job_id, worker_name)
+
+
+def _deadline(timeout: float | None) -> float:
+    return math.inf if timeout is None else anyio.current_time() + timeout
+
+
+class _ContextBase(ABC):
+    """What single jobs and groups share: sending on enter, the deadline, waiting on exit."""
+
+    def __init__(
+        self,
+        requester: Requester,
+        workers: tuple[str, ...],
+        name: str | None,
+        payload: dict[str, Any] | None,
+        timeout: float | None,
+        cancel_on_error: bool,
+        headers: dict[str, str],
+    ) -> None:
+        self._requester = requester
+        self._headers = headers
+        self._workers = workers
+        self._name = name
+        self._payload = payload if payload is not None else {}
+        self._timeout = timeout
+        self._cancel_on_error = cancel_on_error
+        self._scope: anyio.CancelScope | None = None
+        self._pending: PendingJob | None = None
+
+    @property
+    def job_id(self) -> str:
+        """The job's id (available once the block is entered)."""
+        if self._pending is None:
+            raise RuntimeError("the job has not been sent yet: use it inside 'async with'")
+        return self._pending.job_id
+
+    # Every way out of the block that is not a success passes a checkpoint. A job can fail
+    # without a single wait (the bus has no host for the target, the payload is refused, the
+    # block raises at once), and a retry loop around such a job would otherwise never let
+    # another task run. Success needs none: its wait for the response yields already.
+
+    async def __aenter__(self) -> Self:
+        try:
+            self._pending = self._requester.create_pending(
+                self._workers, self._name, self._payload, self._cancel_on_error, True, self._headers
+            )
+        except Exception:
+            await anyio.lowlevel.checkpoint()
+            raise
+        # The code with the ``async with``: a producer it calls itself must never wait for
+        # it to read.
+        self._pending.reader = sys._getframe(1)
+        if self._timeout is not None:
+            # The deadline covers the wait for readiness, the block and the wait on exit:
+            # one cancel scope entered here and left in __aexit__.
+            self._scope = anyio.CancelScope(deadline=_deadline(self._timeout))
+            self._scope.__enter__()
+        try:
+            await self._requester.send_pending(self._pending)
+        except BaseException as exc:
+            self._pending.stop_reading()
+            await self._leave(exc)
+            if isinstance(exc, Exception):
+                await anyio.lowlevel.checkpoint()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        pending = self._pending
+        assert pending is not None
+        pending.stop_reading()  # what was not read in the block never will be
+        if exc is None:
+            try:
+                await pending.wait_done()
+            except BaseException as wait_exc:  # cancelled while waiting: it yielded
+                await self._leave(wait_exc)
+                raise
+        else:
+            await self._leave(exc)
+            if isinstance(exc, Exception):  # a cancellation is never held up here
+                await anyio.lowlevel.checkpoint()
+            return False
+        if self._scope is not None:
+            await self._leave(None)  # the job is done: this only leaves the deadline's scope
+        if pending.failed:
+            await anyio.lowlevel.checkpoint()
+        self._check_outcome()
+        return False
+
+    async def _leave(self, exc: BaseException | None) -> None:
+        """Leave the deadline scope; cancel unfinished work; raise on our own timeout."""
+        pending = self._pending
+        timed_out = False
+        if self._scope is not None:
+            scope, self._scope = self._scope, None
+            if exc is None:
+                scope.__exit__(None, None, None)
+            else:
+                scope.__exit__(type(exc), exc, exc.__traceback__)
+            timed_out = scope.cancelled_caught
+        if pending is not None and not pending.done:
+            reason = "timed out" if timed_out else "the requester stopped waiting"
+            await self._requester.abandon(pending, reason)
+        if timed_out:
+            raise self._timeout_error() from None
+
+    @abstractmethod
+    def _timeout_error(self) -> Exception:
+        """The exception raised when the deadline passes."""
+
+    @abstractmethod
+    def _check_outcome(self) -> None:
+        """Raise if the finished job (or group) ended badly."""
+
+
+class JobContext(_ContextBase):
+    """One job: ``async with`` sends it and waits for it; ``async for`` yields ``JobEvent``."""
+
+    def __init__(
+        self,
+        requester: Requester,
+        worker: str,
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(requester, (worker,), name, payload, timeout, True, headers or {})
+        self.worker = worker
+
+    def __aiter__(self) -> JobContext:
+        return self
+
+    async def __anext__(self) -> JobEvent:
+        pending = self._pending
+        if pending is None:
+            raise RuntimeError("iterate over the job inside 'async with'")
+        item = pending.take_event()
+        if item is None:
+            item = await pending.receive_event()
+            if item is None:
+                raise StopAsyncIteration
+        return JobEvent(item[0], item[2])
+
+    @property
+    def status(self) -> JobStatus | None:
+        """How the job ended (None while it runs)."""
+        return None if self._pending is None else self._pending.statuses.get(self.worker)
+
+    @property
+    def response(self) -> dict[str, Any] | None:
+        """The response dict (None while the job runs)."""
+        return None if self._pending is None else self._pending.responses.get(self.worker)
+
+    def _timeout_error(self) -> Exception:
+        return JobError(
+            f"job {self._name or '(default)'!r} to worker {self.worker!r} timed out after "
+            f"{self._timeout:.3g} s; it was cancelled",
+            status=JobStatus.CANCELLED,
+            response={"error": f"timed out after {self._timeout:.3g} s"},
+            job_id=self.job_id,
+            worker=self.worker,
+            timed_out=True,
+        )
+
+    def _check_outcome(self) -> None:
+        status = self.status
+        if status is JobStatus.COMPLETED:
+            return
+        response = self.response or {}
+        detail = response.get("error")
+        raise JobError(
+            f"job {self._name or '(default)'!r} to worker {self.worker!r} ended {status}"
+            + (f": {detail}" if detail else ""),
+            status=status or JobStatus.ERROR,
+            response=response,
+            job_id=self.job_id,
+            worker=self.worker,
+        )
+
+
+class JobGroupContext(_ContextBase):
+    """A job sent to several workers under one id; ``async for`` yields ``JobGroupEvent``."""
+
+    def __init__(
+        self,
+        requester: Requester,
+        workers: tuple[str, ...],
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        cancel_on_error: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if not workers:
+            raise ValueError("job_group needs at least one worker name")
+        if len(set(workers)) != len(workers):
+            raise ValueError(f"job_group got a worker name twice: {list(workers)}")
+        super().__init__(requester, workers, name, payload, timeout, cancel_on_error, headers or {})
+        self.workers = workers
+
+    def __aiter__(self) -> JobGroupContext:
+        return self
+
+    async def __anext__(self) -> JobGroupEvent:
+        pending = self._pending
+        if pending is None:
+            raise RuntimeError("iterate over the group inside 'async with'")
+        item = pending.take_event()
+        if item is None:
+            item = await pending.receive_event()
+            if item is None:
+                raise StopAsyncIteration
+        return JobGroupEvent(item[0], item[1], item[2])
+
+    @property
+    def statuses(self) -> dict[str, JobStatus]:
+        """Each member's status by worker name (members still running are absent)."""
+        return {} if self._pending is None else dict(self._pending.statuses)
+
+    @property
+    def responses(self) -> dict[str, dict[str, Any]]:
+        """Each member's response dict by worker name (members still running are absent)."""
+        return {} if self._pending is None else dict(self._pending.responses)
+
+    @property
+    def group_response(self) -> JobGroupResponse:
+        """Every member's response, as one ``JobGroupResponse``."""
+        return JobGroupResponse(self.job_id, self.responses)
+
+    def _timeout_error(self) -> Exception:
+        return JobGroupError(
+            f"job group {self._name or '(default)'!r} to {list(self.workers)} timed out after "
+            f"{self._timeout:.3g} s; unfinished members were cancelled",
+            statuses=self.statuses,
+            responses=self.responses,
+            job_id=self.job_id,
+            timed_out=True,
+        )
+
+    def _check_outcome(self) -> None:
+        if not self._cancel_on_error:
+            return
+        bad = {
+            worker: status
+            for worker, status in self.statuses.items()
+            if status in (JobStatus.FAILED, JobStatus.ERROR)
+        }
+        if bad:
+            details = "; ".join(
+                f"{w} ended {s}: {self.responses.get(w, {}).get('error', '')}"
+                for w, s in bad.items()
+            )
+            raise JobGroupError(
+                f"job group {self._name or '(default)'!r} failed ({details}); "
+                "the other members were cancelled",
+                statuses=self.statuses,
+                responses=self.responses,
+                job_id=self.job_id,
+            )

@@ -25,7 +25,7 @@ from framework import (
     WorkerRunner,
     job,
 )
-from framework._requester import EVENT_BUFFER, REMOTE_EVENT_BUFFER
+from framework._pending import EVENT_BUFFER, REMOTE_EVENT_BUFFER
 from framework.bus.local import LocalBus
 from framework.bus.messages import (
     JobCancelMessage,
