@@ -16,6 +16,7 @@ import inspect
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ class PublisherStats:
     failed: int = 0
 
 
-class _Publisher:
+class _Publisher(ABC):
     """One impl, its counters, and the failure policy both kinds of delivery share."""
 
     def __init__(self, impl: HookImpl, buffer_size: int) -> None:
@@ -53,17 +54,17 @@ class _Publisher:
         self.abandoned = False
         """Given up on: what was undelivered is counted as dropped, nothing is counted since."""
 
+    @abstractmethod
     def offer(self, event: EventModel) -> None:
         """Take ``event`` into the buffer, or count it dropped when the buffer is full."""
-        raise NotImplementedError
 
+    @abstractmethod
     def start(self, task_group: TaskGroup) -> None:
         """Start delivering."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stop_taking(self) -> None:
         """Take no more events; deliver those already buffered."""
-        raise NotImplementedError
 
     def give_up(self) -> None:
         """Count what is still undelivered as dropped, and deliver nothing more."""

@@ -145,14 +145,7 @@ class Serving:
 
     async def guarded(self, method: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run a user callback; an exception goes to ``on_error`` and the worker carries on."""
-        try:
-            await method(*args)
-        except Exception as exc:
-            logger.exception("worker %r: %s raised", self.name, getattr(method, "__name__", method))
-            try:
-                await self.worker.on_error(exc)
-            except Exception:
-                logger.exception("worker %r: on_error raised", self.name)
+        await call_guarded(self.worker, method, *args)
 
     # ----------------------------------------------------------------- running
 
@@ -619,6 +612,21 @@ class Serving:
             await self._answer_cancelled(job, reason, from_loop=False)
         await runtime.registry.unregister(self.name, reason)
         self.inbox.close()
+
+
+async def call_guarded(
+    worker: BaseWorker, method: Callable[..., Awaitable[Any]], *args: Any
+) -> None:
+    """Run one of ``worker``'s callbacks; an exception is logged and goes to its
+    ``on_error``, and the caller carries on."""
+    try:
+        await method(*args)
+    except Exception as exc:
+        logger.exception("worker %r: %s raised", worker.name, getattr(method, "__name__", method))
+        try:
+            await worker.on_error(exc)
+        except Exception:
+            logger.exception("worker %r: on_error raised", worker.name)
 
 
 def sole_cause(error: BaseException) -> BaseException:

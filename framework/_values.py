@@ -83,32 +83,11 @@ def is_plain(value: Any, depth: int = 0) -> bool:
         for key, item in value.items():
             if type(key) is not str or not (key.isascii() or _encodes(key)):
                 return False
-            kind = type(item)
-            if kind is str:
-                if not (item.isascii() or _encodes(item)):
-                    return False
-            elif not (
-                (kind is int and -_BIG_INT < item < _BIG_INT)
-                or kind is bool
-                or item is None
-                or is_plain(item, depth + 1)
-            ):
+            if not is_plain(item, depth + 1):
                 return False
         return True
     if kind is list:
-        for item in value:
-            kind = type(item)
-            if kind is str:
-                if not (item.isascii() or _encodes(item)):
-                    return False
-            elif not (
-                (kind is int and -_BIG_INT < item < _BIG_INT)
-                or kind is bool
-                or item is None
-                or is_plain(item, depth + 1)
-            ):
-                return False
-        return True
+        return all(is_plain(item, depth + 1) for item in value)
     return False
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from framework._handlers import HandlerTable, job, scan_class, worker_ready
 from framework._requester import Requester, RequestsJobs
-from framework._serving import STOP_MARGIN, sole_cause
+from framework._serving import STOP_MARGIN, call_guarded, sole_cause
 from framework.bus.base import UndeliverableError
 from framework.bus.messages import (
     ActivateMessage,
@@ -443,17 +443,7 @@ class BaseWorker(RequestsJobs):
 
     async def _guarded(self, method: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run a callback of this worker; an exception goes to ``on_error``."""
-        if self._serving is not None:
-            await self._serving.guarded(method, *args)
-            return
-        try:
-            await method(*args)
-        except Exception as exc:
-            logger.exception("worker %r: %s raised", self._name, _callable_name(method))
-            try:
-                await self.on_error(exc)
-            except Exception:
-                logger.exception("worker %r: on_error raised", self._name)
+        await call_guarded(self, method, *args)
 
 
 def _callable_name(func: Callable[..., Any]) -> str:
