@@ -4,7 +4,6 @@ what comes back."""
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -17,10 +16,12 @@ import anyio
 import anyio.abc
 from pydantic import ValidationError
 
+from framework._printer import JobPrinter
 from framework.bus.base import Bus
 from framework.bus.local import LocalBus
 from framework.config import ConfigError, RunConfig, validation_error
-from framework.jobs import JobError, JobEvent
+from framework.http._service import HttpService
+from framework.jobs import JobError
 from framework.plugins import PluginHost
 from framework.registrars import RegistrationError
 from framework.runner import WorkerRunner
@@ -56,16 +57,18 @@ def run_or_submit(
     workers: list[BaseWorker],
     request: JobRequest | None,
     bus_source: str | None = None,
+    http: HttpService | None = None,
 ) -> int:
     """Run the runner (or submit ``request``) and return the process exit code.
 
-    ``bus_source`` names where the bus URL came from (``--bus``) when not from ``source``.
+    ``bus_source`` names where the bus URL came from (``--bus``) when not from ``source``;
+    ``http`` serves the HTTP API while the runner serves.
     """
     level = logging.INFO if config.publishers.console.enabled else logging.WARNING  # -v
     logging.basicConfig(level=level, format="framework: %(name)s: %(message)s")
     bus = make_bus(config.bus, host, bus_source or source)
     try:
-        result: int = anyio.run(_main, host, config, bus, workers, request)
+        result: int = anyio.run(_main, host, config, bus, workers, request, http)
     except* ConnectionError as group:  # the bus could not connect when it started
         raise ConfigError(bus_source or source, "bus", str(sole_cause(group))) from None
     except* ConfigError as group:  # a plugin's settings, found wrong once running
@@ -254,6 +257,7 @@ async def _main(
     bus: Bus,
     workers: list[BaseWorker],
     request: JobRequest | None,
+    http: HttpService | None = None,
 ) -> int:
     runner = WorkerRunner(
         config.name,
@@ -271,6 +275,8 @@ async def _main(
     for worker in workers:
         await runner.add_worker(worker)
     await configure(runner, config)
+    if http is not None:
+        runner.add_plugin(http, name="http")
     if request is None:
         async with anyio.create_task_group() as tg:
             await tg.start(runner.run)  # returns once the workers are ready
@@ -281,6 +287,14 @@ async def _main(
                 file=sys.stderr,
                 flush=True,
             )
+            if http is not None:
+                url = http.settings.url
+                print(
+                    f"framework: dashboard and HTTP API at {url}/ ; submit a job from another "
+                    f"terminal with: framework run --job WORKER --url {url}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         print(f"framework: runner {runner.name!r} ended", file=sys.stderr, flush=True)
         return 0
     return await _submit(runner, config, request)
@@ -336,7 +350,7 @@ async def _cancel_on_signal(
 
 
 async def _submit_job(runner: WorkerRunner, config: RunConfig, request: JobRequest) -> int:
-    printer = _Printer(request.as_json)
+    printer = JobPrinter(request.as_json)
     worker = request.worker
     failed = runner.failed_workers.get(worker)
     if failed is not None:
@@ -379,47 +393,3 @@ async def _submit_job(runner: WorkerRunner, config: RunConfig, request: JobReque
     printer.response(job.status or JobStatus.ERROR, job.response or {})
     printer.end()
     return 0
-
-
-class _Printer:
-    """Prints a job's events as they arrive: readable text, or JSON lines."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self._mid_line = False
-
-    def _line(self, text: str) -> None:
-        if self._mid_line:
-            sys.stdout.write("\n")
-            self._mid_line = False
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-
-    def event(self, event: JobEvent) -> None:
-        if self.as_json:
-            self._line(json.dumps({"type": event.type, "data": event.data}, default=str))
-        elif event.type == JobEvent.UPDATE:
-            self._line(f"update: {json.dumps(event.data, default=str)}")
-        elif event.type == JobEvent.STREAM_DATA:
-            if isinstance(event.data, str):
-                sys.stdout.write(event.data)
-                sys.stdout.flush()
-                self._mid_line = True
-            else:
-                self._line(json.dumps(event.data, default=str))
-
-    def response(self, status: JobStatus, response: dict[str, Any]) -> None:
-        if self.as_json:
-            self._line(
-                json.dumps(
-                    {"type": "response", "status": str(status), "response": response}, default=str
-                )
-            )
-        else:
-            self._line(json.dumps(response, default=str))
-
-    def end(self) -> None:
-        if self._mid_line:
-            sys.stdout.write("\n")
-            self._mid_line = False
-        sys.stdout.flush()

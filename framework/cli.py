@@ -11,6 +11,7 @@ registration clash), or a worker that never appeared; 2 a bad configuration or o
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from framework.config import RunConfig
+    from framework.http._service import HttpService
     from framework.plugins import PluginHost
 
 _HOST_KEY = "framework.host"
@@ -215,6 +218,19 @@ def backends_command(
 @click.option("--payload", metavar="JSON", help="The job's payload, a JSON object (with --job).")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up on the job after SECONDS.")
 @click.option("--json", "as_json", is_flag=True, help="With --job: one JSON object per line.")
+@click.option(
+    "--url",
+    metavar="URL",
+    help="With --job: submit it to the runner serving HTTP at URL instead of starting one "
+    "(default: FRAMEWORK_URL).",
+)
+@click.option(
+    "--http",
+    "http_listen",
+    metavar="HOST:PORT",
+    help="Serve the HTTP API and dashboard there (default: 127.0.0.1:8765).",
+)
+@click.option("--no-http", is_flag=True, help="Serve no HTTP API or dashboard.")
 @_plugin_option
 @click.pass_context
 def run_command(
@@ -226,6 +242,9 @@ def run_command(
     payload: str | None,
     timeout: float | None,
     as_json: bool,
+    url: str | None,
+    http_listen: str | None,
+    no_http: bool,
     extra_plugin_options: tuple[str, ...],
 ) -> None:
     """Start a runner with the registered (or configured) workers; serve until Ctrl-C or
@@ -248,6 +267,14 @@ def run_command(
         raise click.BadParameter(
             f"must be a positive number of seconds, got {timeout:g}", param_hint="--timeout"
         )
+    if job_worker is None and url is not None:
+        raise click.UsageError("--url goes with --job WORKER")
+    if job_worker is not None and (http_listen is not None or no_http):
+        raise click.UsageError("--http and --no-http are for serving, not with --job")
+    if job_worker is not None:
+        url = url or os.environ.get("FRAMEWORK_URL") or None
+    if job_worker is not None and url is not None:
+        _submit_over_http(ctx, url, job_worker, job_name, job_payload, timeout, as_json)
     host = _host(ctx, extra_plugin_options)
     _load(host, registrations=True)
     if host.registration_errors:
@@ -267,11 +294,15 @@ def run_command(
         click.echo(f"framework: configuration error: {exc}", err=True)
         ctx.exit(EXIT_CONFIG)
     request = None
+    http = None
     if job_worker is not None:
         request = JobRequest(job_worker, job_name, job_payload, timeout, as_json)
+        _hint_serving_runner(config.bus)
+    elif not no_http and config.http.enabled:
+        http = _http_service(ctx, host, config, http_listen)
     try:
         code = run_or_submit(
-            host, config, source, workers, request, "--bus" if bus_url is not None else None
+            host, config, source, workers, request, "--bus" if bus_url is not None else None, http
         )
     except ConfigError as exc:
         click.echo(f"framework: configuration error: {exc}", err=True)
@@ -280,6 +311,69 @@ def run_command(
         click.echo(f"framework: {exc}", err=True)
         ctx.exit(EXIT_JOB_FAILED)
     ctx.exit(code)
+
+
+def _submit_over_http(
+    ctx: click.Context,
+    url: str,
+    worker: str,
+    name: str | None,
+    payload: dict[str, Any],
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """``--job`` with ``--url``: no runner here, the one at ``url`` runs the job."""
+    from framework._run_command import JobRequest
+    from framework.http._client import SubmitFailed, submit
+
+    try:
+        code = submit(url, JobRequest(worker, name, payload, timeout, as_json))
+    except SubmitFailed as exc:
+        click.echo(f"framework: {exc}", err=True)
+        ctx.exit(EXIT_JOB_FAILED)
+    ctx.exit(code)
+
+
+def _hint_serving_runner(bus: str) -> None:
+    """``--job`` without ``--url`` starts a runner of its own: say so when another one
+    serves on this machine's default address, which is likely what was meant."""
+    if not bus.startswith("local:"):
+        return  # on a network bus the job reaches the runner that hosts the worker
+    from framework.http._client import serving_runner
+    from framework.http._settings import DEFAULT_LISTEN
+
+    name = serving_runner()
+    if name is not None:
+        click.echo(
+            f"framework: note: runner {name!r} serves at http://{DEFAULT_LISTEN}; this job "
+            f"runs in a runner of its own. To send it there: --url http://{DEFAULT_LISTEN} "
+            "(or set FRAMEWORK_URL)",
+            err=True,
+        )
+
+
+def _http_service(
+    ctx: click.Context, host: PluginHost, config: RunConfig, listen: str | None
+) -> HttpService | None:
+    """Bind the HTTP API's address now, so that a problem is reported before anything
+    starts: exit 2 when the address was asked for, else a warning and no HTTP."""
+    from framework.http._service import HttpService, bind
+    from framework.http._settings import ListenError, resolve
+
+    try:
+        settings = resolve(config.http, listen)
+    except ListenError as exc:
+        click.echo(f"framework: configuration error: http: {exc}", err=True)
+        ctx.exit(EXIT_CONFIG)
+    try:
+        sock, settings = bind(settings)
+    except ListenError as exc:
+        if settings.explicit:
+            click.echo(f"framework: {exc}", err=True)
+            ctx.exit(EXIT_CONFIG)
+        click.echo(f"framework: warning: {exc}; serving without HTTP", err=True)
+        return None
+    return HttpService(settings, sock, lambda: [info.to_dict() for info in host.plugin_infos()])
 
 
 def _parse_payload(payload: str | None) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from framework.http._settings import HttpConfig
+
 CONFIG_FILE = "framework.toml"
 PYPROJECT = "pyproject.toml"
 
@@ -92,6 +94,8 @@ class RunConfig(_Strict):
     """The workers to start; when absent, every registered worker under its own name."""
     publishers: PublishersConfig = Field(default_factory=PublishersConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    """``[http]``: the HTTP API and dashboard that ``framework run`` serves."""
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Settings for plugins, by plugin name, for their ``configure_runner``."""
 

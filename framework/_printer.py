@@ -1,0 +1,56 @@
+"""How ``framework run --job`` prints a job's events and response: readable text, or one
+JSON object per line with ``--json``; the same whether the job runs in-process or on a
+runner reached with ``--url``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from framework.jobs import JobEvent
+from framework.types import JobStatus
+
+
+class JobPrinter:
+    """Prints a job's events as they arrive: readable text, or JSON lines."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self._mid_line = False
+
+    def _line(self, text: str) -> None:
+        if self._mid_line:
+            sys.stdout.write("\n")
+            self._mid_line = False
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def event(self, event: JobEvent) -> None:
+        if self.as_json:
+            self._line(json.dumps({"type": event.type, "data": event.data}, default=str))
+        elif event.type == JobEvent.UPDATE:
+            self._line(f"update: {json.dumps(event.data, default=str)}")
+        elif event.type == JobEvent.STREAM_DATA:
+            if isinstance(event.data, str):
+                sys.stdout.write(event.data)
+                sys.stdout.flush()
+                self._mid_line = True
+            else:
+                self._line(json.dumps(event.data, default=str))
+
+    def response(self, status: JobStatus, response: dict[str, Any]) -> None:
+        if self.as_json:
+            self._line(
+                json.dumps(
+                    {"type": "response", "status": str(status), "response": response}, default=str
+                )
+            )
+        else:
+            self._line(json.dumps(response, default=str))
+
+    def end(self) -> None:
+        if self._mid_line:
+            sys.stdout.write("\n")
+            self._mid_line = False
+        sys.stdout.flush()

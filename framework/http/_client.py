@@ -1,0 +1,172 @@
+"""``framework run --job WORKER --url URL``: submit the job to a runner that serves HTTP,
+print what it sends exactly as the in-process path does, and return the same exit code.
+
+Ctrl-C or SIGTERM cancels the job on the runner (``DELETE /v1/jobs/{job_id}``) and exits
+130. ``FRAMEWORK_HTTP_TOKEN`` is sent as the bearer token when set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from framework._printer import JobPrinter
+from framework.http import _sse
+from framework.http._settings import DEFAULT_LISTEN, TOKEN_ENV
+from framework.jobs import JobEvent
+from framework.types import JobStatus
+
+if TYPE_CHECKING:
+    import httpx
+
+    from framework._run_command import JobRequest
+
+EXIT_INTERRUPTED = 130
+CONNECT_SECONDS = 10.0
+
+
+class SubmitFailed(Exception):
+    """The job could not be submitted or followed; the message says why and what to do."""
+
+
+class _Interrupted(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise _Interrupted(signal.Signals(signum).name)
+
+
+def check_url(url: str) -> str:
+    """``url`` without a trailing slash, if it is an http(s) URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SubmitFailed(
+            f"--url {url!r} is not an HTTP URL; give the address a runner serves at, as "
+            "http://127.0.0.1:8765"
+        )
+    return url.rstrip("/")
+
+
+def submit(url: str, request: JobRequest) -> int:
+    """Submit ``request`` to the runner at ``url``; the exit code of ``framework run --job``."""
+    import httpx
+
+    base = check_url(url)
+    headers = {"Accept": _sse.MEDIA_TYPE}
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body: dict[str, Any] = {"worker": request.worker, "payload": request.payload}
+    if request.name is not None:
+        body["name"] = request.name
+    if request.timeout is not None:
+        body["timeout"] = request.timeout
+    printer = JobPrinter(request.as_json)
+    state: dict[str, str] = {}
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        with httpx.Client(
+            base_url=base, headers=headers, timeout=httpx.Timeout(CONNECT_SECONDS, read=None)
+        ) as client:
+            try:
+                return _follow(client, body, printer, state, base)
+            except (_Interrupted, KeyboardInterrupt) as exc:
+                name = exc.name if isinstance(exc, _Interrupted) else "SIGINT"
+                printer.end()
+                job_id = state.get("job_id")
+                if job_id is not None:
+                    with contextlib.suppress(httpx.HTTPError):
+                        client.delete(f"/v1/jobs/{job_id}", timeout=CONNECT_SECONDS)
+                print(
+                    f"framework: {name} received; the job to worker {request.worker!r} was "
+                    "cancelled",
+                    file=sys.stderr,
+                )
+                return EXIT_INTERRUPTED
+    except httpx.ConnectError as exc:
+        raise SubmitFailed(
+            f"cannot reach a runner at {base}: {exc}; is 'framework run' serving there?"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise SubmitFailed(
+            f"the connection to {base} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _follow(
+    client: httpx.Client,
+    body: dict[str, Any],
+    printer: JobPrinter,
+    state: dict[str, str],
+    base: str,
+) -> int:
+    worker = body["worker"]
+    with client.stream("POST", "/v1/jobs", json=body) as answer:
+        if answer.status_code != 200:
+            answer.read()
+            raise SubmitFailed(f"{base} refused the job: {_error_text(answer)}")
+        for event, data, _ in _sse.parse(answer.iter_lines()):
+            value = json.loads(data)
+            if event == "job":
+                state["job_id"] = value["job_id"]
+            elif event == "response":
+                status = JobStatus(value["status"])
+                response = value["response"] or {}
+                printer.response(status, response)
+                printer.end()
+                if status is JobStatus.COMPLETED:
+                    return 0
+                detail = response.get("error", "")
+                print(
+                    f"framework: job to worker {worker!r} ended {status}"
+                    + (f": {detail}" if detail else ""),
+                    file=sys.stderr,
+                )
+                return 1
+            else:
+                printer.event(JobEvent(event, value))
+    printer.end()
+    raise SubmitFailed(
+        f"the runner at {base} closed the stream before the job's response (did it stop?)"
+    )
+
+
+def _error_text(answer: httpx.Response) -> str:
+    try:
+        error = answer.json().get("error")
+    except ValueError:
+        error = None
+    return f"{answer.status_code}: {error or answer.text[:200]}"
+
+
+def serving_runner(url: str = "http://" + DEFAULT_LISTEN) -> str | None:
+    """The name of the runner serving HTTP at ``url`` on this machine, or None; quick and
+    quiet (a refused connection costs microseconds and nothing is imported for it)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=0.2):
+            pass
+    except OSError:
+        return None
+    import httpx
+
+    token = os.environ.get(TOKEN_ENV)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        answer = httpx.get(f"{url}/v1/health", timeout=0.5, headers=headers)
+        name = answer.json().get("runner")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None

@@ -1,0 +1,178 @@
+"""The HTTP service: a plugin that ``framework run`` adds to its runner when it serves.
+
+``runner_service`` runs uvicorn on a socket bound before the runner started (so that a
+port in use is reported before anything runs, and the banner can print the URL);
+``publish_event`` feeds ``/v1/events``; ``on_job_started`` and ``on_job_completed`` feed
+``/metrics``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import socket
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from framework.hookspecs import hookimpl
+from framework.http._settings import HttpSettings, ListenError
+
+if TYPE_CHECKING:
+    from framework.bus.messages import JobResponseMessage
+    from framework.events import EventModel
+    from framework.jobs import Job
+    from framework.runner import WorkerRunner
+    from framework.worker import BaseWorker
+
+logger = logging.getLogger("framework.http")
+
+SHUTDOWN_SECONDS = 2
+"""How long open connections get to finish when the runner ends."""
+
+
+def bind(settings: HttpSettings) -> tuple[socket.socket, HttpSettings]:
+    """Listen on the settings' address; returns the socket and the settings with the port
+    actually bound (port 0 picks a free one).
+
+    Raises:
+        ListenError: the address is in use or cannot be bound, saying what to do.
+    """
+    try:
+        infos = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {settings.host!r}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        where = f"{settings.host}:{settings.port}"
+        if exc.errno in (98, 48):  # EADDRINUSE on Linux, macOS
+            raise ListenError(
+                f"cannot serve HTTP on {where}: the port is in use (another runner?); pick "
+                "another with --http HOST:PORT, or --no-http"
+            ) from None
+        raise ListenError(f"cannot serve HTTP on {where}: {exc.strerror}") from None
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    return sock, dataclasses.replace(settings, port=port)
+
+
+class HttpService:
+    """The plugin object serving the API for one runner."""
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        sock: socket.socket,
+        plugins: Callable[[], list[dict[str, Any]]],
+    ) -> None:
+        from framework.http._hub import EventHub
+        from framework.http._metrics import JobMetrics
+        from framework.http._tracker import JobTracker
+
+        self.settings = settings
+        self.sock = sock
+        self.plugins = plugins
+        self.hub = EventHub()
+        self.tracker = JobTracker(settings.history)
+        self._runner: WorkerRunner | None = None
+        self.metrics = JobMetrics(self._events_dropped, lambda: len(self.tracker.running()))
+        self.serving = anyio.Event()
+        """Set once uvicorn accepts connections."""
+
+    def _events_dropped(self) -> int:
+        lost = self.hub.dropped
+        if self._runner is not None:
+            lost += sum(stats.dropped for stats in self._runner.event_stats().values())
+        return lost
+
+    @hookimpl
+    async def runner_service(self, runner: WorkerRunner) -> None:
+        """Serve until the runner ends."""
+        import uvicorn
+
+        from framework.http._api import Api
+        from framework.http._app import build_app
+
+        self._runner = runner
+        api = Api(runner, self.settings, self.plugins, self.hub, self.tracker, self.metrics)
+        mounts = {prefix: entry.value for prefix, entry in runner.routes.entries.items()}
+        app = build_app(api, mounts)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="none",
+            timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        )
+        server = _server(config)
+        done = anyio.Event()
+        scope = anyio.CancelScope(shield=True)
+
+        async def serve() -> None:
+            # Shielded: when the runner ends, uvicorn is asked to stop (should_exit) and
+            # gets SHUTDOWN_SECONDS to close its connections, instead of being torn down.
+            try:
+                with scope:
+                    await server.serve(sockets=[self.sock])
+            finally:
+                done.set()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                api.task_group = tg
+                tg.start_soon(serve)
+                while not server.started and not done.is_set():
+                    await anyio.sleep(0.01)
+                if server.started:
+                    self.serving.set()
+                try:
+                    await done.wait()
+                finally:
+                    api.task_group = None
+                    server.should_exit = True
+                    self.hub.close()
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_SECONDS + 1):
+                        await done.wait()
+                    scope.cancel()
+                    tg.cancel_scope.cancel()
+        finally:
+            self.sock.close()
+
+    @hookimpl
+    async def publish_event(self, event: EventModel) -> None:
+        """Hand the event to the ``/v1/events`` clients."""
+        self.hub.publish(event)
+
+    @hookimpl
+    def on_job_started(self, job: Job, worker: BaseWorker) -> None:
+        """Note when the handler began, for ``/metrics``."""
+        self.metrics.job_started(job)
+
+    @hookimpl
+    def on_job_completed(self, response: JobResponseMessage, worker: BaseWorker) -> None:
+        """Count the job, for ``/metrics``."""
+        self.metrics.job_completed(response, worker)
+
+
+def _server(config: Any) -> Any:
+    """uvicorn's server, minus its signal handlers: the runner owns SIGINT and SIGTERM and
+    ends the service by cancelling it."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            yield
+
+    return Server(config)
