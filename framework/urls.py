@@ -24,20 +24,35 @@ def redact_url(url: str) -> str:
     password comes back unchanged (``local://`` stays ``local://``). A string that does not
     parse as a URL comes back as ``<an invalid URL>``, since it cannot be searched for a
     password reliably.
+
+    The userinfo is found without trusting percent-encoding: a password written with an
+    unencoded ``#``, ``/``, ``?`` or ``@`` ends at the last ``@`` of the URL, and everything
+    from the first ``:`` after ``//`` up to that ``@`` is hidden. When an ``@`` belongs to
+    the path or the query instead, more is hidden than needed, never less.
     """
     try:
-        parts = urlsplit(url)
+        urlsplit(url)
     except ValueError:
         return "<an invalid URL>"
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, host = netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}:{HIDDEN}@{host}"
-    pairs = parts.query.split("&") if parts.query else []
-    query = "&".join(_redact_pair(pair) for pair in pairs)
-    if netloc == parts.netloc and query == parts.query:
-        return url  # as written (geturl() would turn "local://" into "local:")
-    return parts._replace(netloc=netloc, query=query).geturl()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    at = rest.rfind("@")
+    head = ""
+    if at != -1 and ":" in rest[:at]:
+        user = rest[:at].split(":", 1)[0]
+        head, rest = f"{user}:{HIDDEN}@", rest[at + 1 :]
+    redacted = head + _redact_query(rest)
+    return f"{scheme}{sep}{redacted}" if sep else redacted
+
+
+def _redact_query(text: str) -> str:
+    """``text`` (what follows the userinfo) with each ``password`` parameter's value hidden,
+    up to the next ``&`` (a ``#`` in it is part of the value, not a fragment)."""
+    path, mark, query = text.partition("?")
+    if not mark:
+        return text
+    return f"{path}?{'&'.join(_redact_pair(pair) for pair in query.split('&'))}"
 
 
 def _redact_pair(pair: str) -> str:

@@ -43,3 +43,26 @@ def test_a_url_without_a_password_is_unchanged(url: str) -> None:
 
 def test_an_unparsable_url_is_not_echoed() -> None:
     assert redact_url("redis://[::1:6379/0?password=s3cret") == "<an invalid URL>"
+
+
+@pytest.mark.parametrize(
+    ("url", "pieces"),
+    [
+        ("redis://:sec#ret@host:6379/0", ["sec", "ret"]),
+        ("redis://:sec/ret@host:6379/0", ["sec", "ret"]),
+        ("redis://:sec?ret@host:6379/0", ["sec", "ret"]),
+        ("redis://user:sec#r/e?t@x@host/0?namespace=n", ["sec", "r/e", "t@x"]),
+        ("rediss://:#secret@host:6380/0?ssl_cert_reqs=none", ["secret"]),
+        ("redis://host/0?password=sec#ret", ["sec", "ret"]),
+    ],
+)
+def test_a_password_with_unencoded_delimiters_is_never_printed(url: str, pieces: list[str]) -> None:
+    redacted = redact_url(url)
+    assert "***" in redacted
+    for piece in pieces:
+        assert piece not in redacted, redacted
+
+
+def test_an_at_sign_outside_the_userinfo_hides_more_never_less() -> None:
+    assert redact_url("redis://h:6379/0?x=a@b") == "redis://h:***@b"
+    assert redact_url("redis://h/0?password=x@y") == "redis://h/0?password=***"
