@@ -1,0 +1,357 @@
+"""Signed messages between runners: ``framework.bus.network.signing``."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import struct
+import tracemalloc
+
+import pytest
+from pydantic import SecretStr
+
+from framework.bus.network import (
+    MAX_AGE,
+    MAX_AHEAD,
+    MIN_SECRET_BYTES,
+    Rejection,
+    Signer,
+    SigningKeys,
+    Verified,
+    Verifier,
+)
+from framework.bus.network import signing as signing_module
+from framework.bus.network.signing import LOGGED_SENDERS, _Key
+
+SECRET = "correct-horse-battery-staple-1"
+OTHER = "another-secret-of-enough-bytes"
+BODY = b'{"kind":"msg","origin":"one","message":{"type":"job_request"}}'
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pair(
+    sign_with: str | list[str] = SECRET,
+    verify_with: str | list[str] = SECRET,
+    *,
+    sender: str = "one",
+    **options: object,
+) -> tuple[Signer, Verifier, Clock]:
+    clock = Clock()
+    signer = Signer(sender, SigningKeys(sign_with), clock=clock)
+    verifier = Verifier(SigningKeys(verify_with), name="two", clock=clock, **options)  # type: ignore[arg-type]
+    return signer, verifier, clock
+
+
+def only(verifier: Verifier) -> dict[Rejection, int]:
+    """The reasons counted at least once."""
+    return {reason: n for reason, n in verifier.rejections.items() if n}
+
+
+def test_a_signed_message_verifies_with_its_sender_body_and_time() -> None:
+    signer, verifier, _ = pair()
+    verified = verifier.verify(signer.sign(BODY))
+    assert verified == Verified("one", BODY, NOW)
+    assert (verified.sender, verified.body, verified.sent_at) == ("one", BODY, NOW)
+    assert only(verifier) == {}
+
+
+def test_the_mac_is_hmac_sha256() -> None:
+    for size in (0, 1, 55, 56, 63, 64, 65, 1000, 100_000):
+        key = os.urandom(32)
+        data = os.urandom(size)
+        assert _Key(key).mac(data) == hmac.digest(key, data, "sha256")
+
+
+def test_the_header_is_the_documented_layout() -> None:
+    signer, _, _ = pair(sender="runner-é")
+    signed = signer.sign(BODY)
+    name = "runner-é".encode()
+    version, mac, stamp, nonce, size = struct.unpack_from(">B32sQ16sH", signed)
+    assert (version, stamp, size) == (1, int(NOW * 1000), len(name))
+    assert signed[59 : 59 + size] == name
+    assert signed[59 + size :] == BODY
+    key = _Key(signing_module._derive(SECRET.encode()))
+    assert mac == key.mac(signed[33:])
+    assert signer.sign(BODY)[41:57] != nonce
+
+
+@pytest.mark.parametrize("where", [0, 10, len(BODY) - 1])
+def test_a_tampered_body_is_rejected(where: int) -> None:
+    signer, verifier, _ = pair()
+    signed = bytearray(signer.sign(BODY))
+    signed[-len(BODY) + where] ^= 0x01
+    assert verifier.verify(bytes(signed)) is None
+    assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
+
+
+def test_a_body_moved_under_another_header_or_cut_short_is_rejected() -> None:
+    signer, verifier, _ = pair()
+    first, second = signer.sign(BODY), signer.sign(b'{"other":1}')
+    spliced = first[:62] + second[62:]  # first's header, second's body
+    assert verifier.verify(spliced) is None
+    assert verifier.verify(first[:-1]) is None
+    assert verifier.verify(first + b" ") is None
+    assert only(verifier) == {Rejection.BAD_SIGNATURE: 3}
+
+
+@pytest.mark.parametrize(
+    ("offset", "field"),
+    [(1, "mac"), (32, "mac"), (33, "timestamp"), (40, "timestamp"), (41, "nonce"), (56, "nonce")],
+)
+def test_a_tampered_header_is_rejected(offset: int, field: str) -> None:
+    signer, verifier, _ = pair()
+    signed = bytearray(signer.sign(BODY))
+    signed[offset] ^= 0x01
+    assert verifier.verify(bytes(signed)) is None, field
+    assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
+
+
+def test_a_forged_sender_name_is_rejected() -> None:
+    signer, verifier, _ = pair(sender="one")
+    signed = signer.sign(BODY)
+    assert verifier.verify(signed[:59] + b"two" + signed[62:]) is None
+    assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x01",
+        b"\x02" + bytes(100),  # another version
+        b"\x01" + bytes(58),  # a name of 0 bytes
+        b"\x01" + bytes(56) + b"\x04\x01" + b"x" * 2000,  # a name over MAX_SENDER_BYTES
+        b"\x01" + bytes(56) + b"\x00\x10" + b"short",  # a name longer than the data
+    ],
+)
+def test_malformed_data_is_rejected_before_any_mac(data: bytes) -> None:
+    _, verifier, _ = pair()
+    assert verifier.verify(data) is None
+    assert only(verifier) == {Rejection.MALFORMED: 1}
+
+
+def test_plain_json_is_rejected_as_unsigned() -> None:
+    _, verifier, _ = pair()
+    assert verifier.verify(BODY) is None
+    assert verifier.verify(b"{}") is None
+    assert only(verifier) == {Rejection.UNSIGNED: 2}
+
+
+def test_a_message_signed_with_another_secret_is_rejected() -> None:
+    signer, verifier, _ = pair(sign_with=OTHER, verify_with=SECRET)
+    assert verifier.verify(signer.sign(BODY)) is None
+    assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
+
+
+def test_rotation_the_first_secret_signs_and_any_verifies() -> None:
+    old, new = SECRET, OTHER
+    # Step 1: [old, new] everywhere signs with old; runners with only [old] still accept.
+    signer, verifier, _ = pair(sign_with=[old, new], verify_with=[old])
+    assert verifier.verify(signer.sign(BODY)) is not None
+    # Step 2: [new, old] signs with new; runners still on [old, new] accept it.
+    signer, verifier, _ = pair(sign_with=[new, old], verify_with=[old, new])
+    assert verifier.verify(signer.sign(BODY)) is not None
+    # ... and so do runners on [new] (step 3), while [old] alone does not.
+    signer, verifier, _ = pair(sign_with=[new, old], verify_with=[new])
+    assert verifier.verify(signer.sign(BODY)) is not None
+    signer, verifier, _ = pair(sign_with=[new, old], verify_with=[old])
+    assert verifier.verify(signer.sign(BODY)) is None
+
+
+def test_a_stale_message_is_rejected() -> None:
+    signer, verifier, clock = pair()
+    signed = signer.sign(BODY)
+    clock.now = NOW + MAX_AGE - 0.5
+    assert verifier.verify(signed) is not None
+    later = signer.sign(BODY)
+    clock.now += MAX_AGE + 1
+    assert verifier.verify(later) is None
+    assert only(verifier) == {Rejection.STALE: 1}
+
+
+def test_a_message_from_the_future_is_rejected() -> None:
+    signer, verifier, clock = pair()
+    clock.now = NOW + MAX_AHEAD + 1
+    ahead = signer.sign(BODY)
+    clock.now = NOW + MAX_AHEAD - 0.5
+    near = signer.sign(BODY)
+    clock.now = NOW
+    assert verifier.verify(ahead) is None
+    assert verifier.verify(near) is not None
+    assert only(verifier) == {Rejection.FUTURE: 1}
+
+
+def test_a_replayed_message_is_rejected() -> None:
+    signer, verifier, clock = pair()
+    signed = signer.sign(BODY)
+    assert verifier.verify(signed) is not None
+    assert verifier.verify(signed) is None
+    clock.now += MAX_AGE / 2
+    assert verifier.verify(signed) is None
+    assert verifier.verify(signer.sign(BODY)) is not None  # a new nonce: fine
+    assert only(verifier) == {Rejection.REPLAYED: 2}
+
+
+def test_authenticate_checks_the_signature_only() -> None:
+    signer, verifier, clock = pair()
+    signed = signer.sign(BODY)
+    clock.now += 3600
+    assert verifier.authenticate(signed) == Verified("one", BODY, NOW)
+    assert verifier.authenticate(signed) is not None
+    assert verifier.remembered == 0
+    tampered = signed[:-1] + b"!"
+    assert verifier.authenticate(tampered) is None
+    assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
+
+
+def test_forged_messages_never_enter_the_replay_cache_nor_grow_memory() -> None:
+    _, verifier, _ = pair()
+    forger = Signer("x", SigningKeys(OTHER))
+    verifier.verify(forger.sign(BODY))  # the first one logs: that may allocate
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(20_000):
+            signed = forger.sign(BODY)
+            verifier.verify(signed[:59] + b"%05d" % n + signed[60:])  # distinct names too
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert verifier.remembered == 0
+    assert verifier.rejections[Rejection.BAD_SIGNATURE] == 20_001
+    assert grown < 200_000  # the log-once set holds at most LOGGED_SENDERS names
+
+
+def test_the_replay_cache_stays_bounded_and_still_catches_every_replay() -> None:
+    signer, verifier, clock = pair(replay_cache=100)
+    sent = []
+    for _ in range(1_000):
+        clock.now += 0.001
+        signed = signer.sign(BODY)
+        sent.append(signed)
+        assert verifier.verify(signed) is not None
+        assert verifier.remembered <= 100
+    # Every earlier message is refused again: recent ones from the cache, older ones
+    # because they are no newer than the newest nonce the cache forgot.
+    for signed in sent:
+        assert verifier.verify(signed) is None
+    counted = only(verifier)
+    assert sum(counted.values()) == 1_000
+    assert counted[Rejection.REPLAYED] >= 50
+    assert set(counted) == {Rejection.REPLAYED, Rejection.STALE}
+
+
+def test_at_a_low_rate_the_replay_cache_forgets_only_stale_nonces() -> None:
+    signer, verifier, clock = pair(replay_cache=100)
+    # Below 100 nonces per window (max_age + max_ahead): an hour, 2 messages per 6 s.
+    for _ in range(600):
+        clock.now += 6
+        late = signer.sign(BODY)  # sent now, delivered 50 s later, after a newer one
+        clock.now += 50
+        assert verifier.verify(signer.sign(BODY)) is not None
+        assert verifier.verify(late) is not None
+        clock.now -= 50
+    assert only(verifier) == {}
+    assert verifier.remembered <= 100
+
+
+def test_each_sender_is_logged_once_and_every_rejection_is_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "framework.bus.network")
+    _, verifier, _ = pair()
+    forged = {name: Signer(name, SigningKeys(OTHER)) for name in ("mallory", "eve")}
+    for _ in range(3):
+        for signer in forged.values():
+            verifier.verify(signer.sign(BODY))
+    verifier.verify(b"{}")
+    verifier.verify(b"{}")
+    verifier.verify(b"\x07")
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("two: rejected a message from runner 'mallory': bad signature")
+    assert "give every runner the same bus_secret" in lines[0]
+    assert "runner 'eve'" in lines[1]
+    assert "unknown sender: unsigned" in lines[2]
+    assert "unknown sender: malformed" in lines[3]
+    assert verifier.rejections == {
+        Rejection.MALFORMED: 1,
+        Rejection.UNSIGNED: 2,
+        Rejection.BAD_SIGNATURE: 6,
+        Rejection.STALE: 0,
+        Rejection.FUTURE: 0,
+        Rejection.REPLAYED: 0,
+    }
+
+
+def test_a_sender_name_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "framework.bus.network")
+    _, verifier, _ = pair()
+    name = "x\nERROR framework: forged\r\x1b[31m\u2028" + "y" * 900
+    verifier.verify(Signer(name, SigningKeys(OTHER)).sign(BODY))
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert line.isprintable()
+    assert "\\nERROR framework: forged\\r\\x1b[31m\\u2028" in line
+    assert len(line) < 700  # the name is cut short
+    assert f"({len(name)} characters)" in line
+
+
+def test_the_number_of_senders_logged_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "framework.bus.network")
+    _, verifier, _ = pair()
+    forger = Signer("x", SigningKeys(OTHER))
+    for n in range(LOGGED_SENDERS + 50):
+        signed = forger.sign(BODY)
+        verifier.verify(signed[:57] + b"\x00\x05" + b"%05d" % n + signed[60:])
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == LOGGED_SENDERS + 1
+    assert "more than 1000 senders" in lines[-1]
+
+
+def test_secrets_are_checked_and_never_shown() -> None:
+    keys = SigningKeys([SECRET, SecretStr(OTHER), OTHER.encode()])
+    assert len(keys) == 3
+    for text in (repr(keys), str(keys)):
+        assert text == "SigningKeys(<3 secret(s), hidden>)"
+    assert not any(
+        SECRET in str(getattr(keys, slot, "")) for slot in ("__dict__", "_keys", "_secrets")
+    )
+    short = "tiny-secret"
+    with pytest.raises(ValueError, match="bus secret 2 of 2: the secret is 11 bytes") as info:
+        SigningKeys([SECRET, short])
+    assert short not in str(info.value)
+    assert f"{MIN_SECRET_BYTES} required" in str(info.value)
+    assert "secrets.token_urlsafe" in str(info.value)
+    with pytest.raises(ValueError, match="bus secret: the secret is empty"):
+        SigningKeys("")
+    with pytest.raises(ValueError, match="no bus secret given"):
+        SigningKeys([])
+    with pytest.raises(TypeError, match="must be a string, not int"):
+        SigningKeys([SECRET, 12345678901234567890])  # type: ignore[list-item]
+
+
+def test_a_sender_name_too_long_to_sign_is_refused() -> None:
+    keys = SigningKeys(SECRET)
+    Signer("é" * 512, keys)  # 1024 bytes: fine
+    with pytest.raises(ValueError, match="1 to 1024 bytes; this runner's name takes 1026"):
+        Signer("é" * 513, keys)
+    with pytest.raises(ValueError, match="takes 0"):
+        Signer("", keys)
+
+
+def test_verifier_options_are_checked() -> None:
+    keys = SigningKeys(SECRET)
+    for bad in ({"max_age": 0}, {"max_ahead": -1}, {"replay_cache": 1}):
+        with pytest.raises(ValueError, match="max_age must be > 0"):
+            Verifier(keys, **bad)  # type: ignore[arg-type]
