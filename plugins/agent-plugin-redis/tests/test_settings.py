@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from agent_plugin_redis._settings import (
     DEFAULT_HEARTBEAT,
@@ -13,8 +16,11 @@ from agent_plugin_redis._settings import (
     SettingsError,
 )
 from agent_plugin_redis.bus import RedisBus
+from click.testing import CliRunner
+from conftest import RedisServer
 from redis.connection import parse_url
 
+from framework.cli import cli
 from framework.urls import redact_url
 
 
@@ -147,3 +153,33 @@ def test_redact_hides_a_password_given_as_a_query_parameter() -> None:
     url = "redis://h:6379/0?password=s3cret"
     assert parse_url(url)["password"] == "s3cret"
     assert "s3cret" not in redact_url(RedisBusSettings.from_url(url).url)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("foo=bar", "bus URL parameter 'foo' is not one the Redis bus"),
+        ("socket_timeout=abc", "bus URL parameter socket_timeout='abc' is not a value redis-py"),
+        ("ssl_cert_reqs=none", "the ssl_* parameters need a rediss:// URL"),
+    ],
+)
+def test_a_parameter_redis_py_refuses_is_a_settings_error(query: str, expected: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(expected)):
+        RedisBusSettings.from_url(f"redis://127.0.0.1:6379/0?{query}")
+
+
+@pytest.mark.parametrize("query", ["foo=bar", "socket_timeout=abc"])
+def test_framework_run_stops_with_exit_2_on_a_parameter_redis_py_refuses(
+    query: str, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"redis://:s3cret@127.0.0.1:{redis_server.port}/0?{query}"
+    result = CliRunner().invoke(
+        cli,
+        ["-p", "agent_plugin_redis", "run", "--bus", url, "--job", "echo"],
+        env={"FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1", "FRAMEWORK_PLUGINS": None},
+    )
+    assert result.exit_code == 2, result.output
+    assert "framework: configuration error: --bus:" in result.stderr
+    assert query.split("=")[0] in result.stderr
+    assert "Traceback" not in result.output and "s3cret" not in result.output

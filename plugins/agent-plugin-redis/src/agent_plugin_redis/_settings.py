@@ -84,6 +84,7 @@ class RedisBusSettings:
             user, _, host = netloc.rpartition("@")
             netloc = f"{user}:{quote(password, safe='')}@{host}"
         redis_url = urlunsplit((parts.scheme, netloc, parts.path, urlencode(theirs), ""))
+        _check_for_redis_py(redis_url, theirs)
         return cls(
             url=redis_url,
             heartbeat=_number(ours, "heartbeat", DEFAULT_HEARTBEAT, 0.01, 3600.0),
@@ -126,6 +127,41 @@ def _number(
         span = f"{int(low)} to {int(high)}" if integer else f"{low:g} to {high:g}"
         raise SettingsError(f"bus URL parameter {key}={raw!r} is out of range: use {span}")
     return value
+
+
+def _check_for_redis_py(url: str, theirs: list[tuple[str, str]]) -> None:
+    """Build (without connecting) the connection redis-py would make for ``url``, so that a
+    parameter it does not know or a value it cannot read is a ``SettingsError`` now, not a
+    traceback at the first command.
+
+    Raises:
+        SettingsError: naming the parameter, and what to do.
+    """
+    import redis.asyncio as aioredis
+
+    try:
+        aioredis.ConnectionPool.from_url(url).make_connection()
+    except TypeError as exc:
+        unknown = re.search(r"unexpected keyword argument '([^']*)'", str(exc))
+        name = unknown.group(1) if unknown else ", ".join(key for key, _ in theirs)
+        todo = (
+            "the ssl_* parameters need a rediss:// URL"
+            if name.startswith("ssl_") and not url.startswith("rediss://")
+            else "remove it or fix its spelling"
+        )
+        raise SettingsError(
+            f"bus URL parameter {name!r} is not one the Redis bus ({', '.join(_OURS)}) or "
+            f"redis-py knows: {todo}"
+        ) from None
+    except ValueError as exc:
+        named = re.search(r"'([^']*)'", str(exc))
+        values = dict(theirs)
+        if named and named.group(1) in values:
+            key = named.group(1)
+            raise SettingsError(
+                f"bus URL parameter {key}={values[key]!r} is not a value redis-py accepts ({exc})"
+            ) from None
+        raise SettingsError(f"a bus URL parameter redis-py cannot use: {exc}") from None
 
 
 def _namespace(value: str) -> str:
