@@ -140,7 +140,7 @@ def _check_for_redis_py(url: str, theirs: list[tuple[str, str]]) -> None:
     import redis.asyncio as aioredis
 
     try:
-        aioredis.ConnectionPool.from_url(url).make_connection()
+        aioredis.ConnectionPool.from_url(url).make_connection()  # type: ignore[no-untyped-call]
     except TypeError as exc:
         unknown = re.search(r"unexpected keyword argument '([^']*)'", str(exc))
         name = unknown.group(1) if unknown else ", ".join(key for key, _ in theirs)
