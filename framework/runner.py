@@ -33,6 +33,7 @@ from framework.bus.messages import (
     EndMessage,
     WorkerLostMessage,
 )
+from framework.bus.network.base import NetworkBus
 from framework.config import LLMConfig
 from framework.events import ContentType, EventType
 from framework.plugins import (
@@ -479,13 +480,12 @@ class WorkerRunner(RequestsJobs):
                 self._service_tg = host
                 self._publisher.start(host)
                 try:
-                    attach = getattr(self.bus, "attach", None)
-                    if attach is not None:  # a network bus: it reports remote workers here
-                        attach(self)
+                    network = self.bus if isinstance(self.bus, NetworkBus) else None
+                    if network is not None:  # it reports remote workers to this runner
+                        network.attach(self)
                     await self.bus.start()
-                    serve = getattr(self.bus, "serve", None)
-                    if serve is not None:  # a network bus's readers and heartbeats
-                        await host.start(serve, name="bus")
+                    if network is not None:  # its readers and heartbeats
+                        await host.start(network.serve, name="bus")
                     self._inbox = self.bus.subscribe(self.name)
                     self._requester = runtime.requester(self.name, host.start_soon, self._inbox)
                     host.start_soon(self._receive_loop, self._inbox)

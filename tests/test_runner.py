@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import TaskStatus
 
 from framework import (
     BaseWorker,
@@ -24,6 +25,7 @@ from framework import (
     job,
 )
 from framework.bus import BusMessage, JobRequestMessage, LocalBus
+from framework.bus.network import NetworkBus
 
 pytestmark = pytest.mark.anyio
 
@@ -462,3 +464,37 @@ async def test_a_job_request_to_the_runner_itself_is_ignored_and_it_keeps_servin
             async with runner.job("echo", payload={"n": 2}) as second:
                 pass
             assert second.response == {"echo": {"n": 2}}
+
+
+class _AttachedBus(LocalBus):
+    """An in-process bus that has what ``NetworkBus`` asks for, and records the calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def attach(self, runner: WorkerRunner) -> None:
+        self.calls.append(f"attach {runner.name}")
+
+    async def start(self) -> None:
+        self.calls.append("start")
+        await super().start()
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self.calls.append("serve")
+        task_status.started()
+        await anyio.sleep_forever()
+
+
+async def test_a_network_bus_is_attached_before_start_and_served_after_it() -> None:
+    assert isinstance(_AttachedBus(), NetworkBus)
+    assert not isinstance(LocalBus(), NetworkBus)
+    bus = _AttachedBus()
+    with anyio.fail_after(5):
+        async with WorkerRunner("net", bus=bus) as runner:
+            await runner.add_worker(Echo("echo"))
+            assert bus.calls == ["attach net", "start", "serve"]
+            async with runner.job("echo", payload={"x": 1}) as ctx:
+                pass
+            assert ctx.response == {"echo": {"x": 1}}
+    assert bus.calls == ["attach net", "start", "serve"]  # serve was cancelled, not rerun

@@ -131,17 +131,7 @@ class Bus(Protocol):
         """
 
 
-# A network bus (one that links runners in several processes) also has
-#
-#     def attach(self, runner: WorkerRunner) -> None
-#     async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None
-#
-# The runner calls ``attach`` once, before ``start``, and runs ``serve`` (readers,
-# heartbeats) in its own task group after ``start``: it signals ``task_status.started()``
-# once connected and runs until ``stop`` or until cancelled. Through ``attach`` the bus
-# learns the runner's name and registry (``registry.add_ready_listener`` and
-# ``add_gone_listener`` tell it which local workers to announce), and it reports the
-# workers of other runners with ``runner.remote_worker_ready(data)`` and
-# ``runner.remote_worker_gone(name, reason, failed=...)``. None of this is part of the
-# ``Bus`` protocol: the in-process bus has no use for it. docs/distributed.md describes
-# what such a bus must guarantee.
+# A network bus (one that links runners in several processes) is a ``NetworkBus``
+# (``framework.bus.network``): a ``Bus`` with ``attach`` and ``serve`` too, which the
+# in-process bus has no use for. docs/distributed.md describes what such a bus must
+# guarantee.
