@@ -13,7 +13,6 @@ over only once a session has lasted ``STABLE`` seconds, so a session that breaks
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
+from agent_plugin_redis._logsafe import logger
 from agent_plugin_redis._settings import CONNECTION_ERRORS
 from framework.urls import redact_url
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-logger = logging.getLogger("agent_plugin_redis.bus")
 
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
 STABLE = 5.0

@@ -10,7 +10,6 @@ replica's jobs are found.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
@@ -18,7 +17,6 @@ from redis.exceptions import ResponseError
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-logger = logging.getLogger("agent_plugin_redis.bus")
 
 GROUP = "workers"
 """The consumer group every replica of a worker reads its stream through."""

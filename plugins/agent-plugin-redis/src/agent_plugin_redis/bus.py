@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
 import uuid
@@ -41,6 +40,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.exceptions import ResponseError
 
+from agent_plugin_redis._logsafe import logger
 from agent_plugin_redis._peers import Peers
 from agent_plugin_redis._session import Reconnecting
 from agent_plugin_redis._settings import (
@@ -83,7 +83,6 @@ if TYPE_CHECKING:
     from framework.registry import WorkerRegistry
     from framework.runner import WorkerRunner
 
-logger = logging.getLogger("agent_plugin_redis.bus")
 
 _REPLIES = (
     JobResponseMessage,
