@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from framework.http._settings import HttpConfig
 
 CONFIG_FILE = "framework.toml"
 PYPROJECT = "pyproject.toml"
+BUS_SECRET_VARIABLE = "FRAMEWORK_BUS_SECRET"
+"""The environment variable that holds the bus secret when the configuration sets none."""
 
 
 class ConfigError(Exception):
@@ -89,6 +93,9 @@ class RunConfig(_Strict):
     """The runner's name (default: ``runner-`` and 8 hex digits)."""
     bus: str = "local://"
     """The bus URL; its scheme picks a bus registered with ``register_buses``."""
+    bus_secret: tuple[SecretStr, ...] | None = None
+    """The shared secret(s) that sign messages between runners on a network bus; a list
+    for rotation (the first signs, any verifies). Read it with ``bus_secrets``."""
     grace_period: float = Field(default=5.0, ge=0)
     workers: list[WorkerConfig] | None = None
     """The workers to start; when absent, every registered worker under its own name."""
@@ -98,6 +105,53 @@ class RunConfig(_Strict):
     """``[http]``: the HTTP API and dashboard that ``framework run`` serves."""
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Settings for plugins, by plugin name, for their ``configure_runner``."""
+
+    @field_validator("bus_secret", mode="before")
+    @classmethod
+    def _check_bus_secret(cls, value: Any) -> Any:
+        """One secret or a list of them, each long enough; the errors never show a secret."""
+        from framework.bus.network.signing import secret_problem
+
+        if value is None:
+            return None
+        given = [value] if isinstance(value, str | SecretStr) else value
+        if not isinstance(given, list | tuple) or not all(
+            isinstance(one, str | SecretStr) for one in given
+        ):
+            raise PydanticCustomError(
+                "bus_secret", 'must be a string, { env = "NAME" }, or a list of them'
+            )
+        if not given:
+            raise PydanticCustomError(
+                "bus_secret", "the list is empty: give at least one secret, or remove the key"
+            )
+        for index, one in enumerate(given):
+            problem = secret_problem(one)
+            if problem is not None:
+                where = f"secret {index + 1} of {len(given)}: " if len(given) > 1 else ""
+                raise PydanticCustomError("bus_secret", where + problem)
+        return tuple(given)
+
+
+def bus_secrets(config: RunConfig, environ: Mapping[str, str] | None = None) -> list[SecretStr]:
+    """The secrets a network bus signs and verifies with (its ``secret=`` argument): the
+    configuration's ``bus_secret``, else the ``FRAMEWORK_BUS_SECRET`` environment
+    variable; empty when neither is set (messages are then not signed).
+
+    Raises:
+        ConfigError: ``FRAMEWORK_BUS_SECRET`` is set but empty or too short.
+    """
+    if config.bus_secret is not None:
+        return list(config.bus_secret)
+    value = (os.environ if environ is None else environ).get(BUS_SECRET_VARIABLE)
+    if value is None:
+        return []
+    from framework.bus.network.signing import secret_problem
+
+    problem = secret_problem(value)
+    if problem is not None:
+        raise ConfigError("environment", BUS_SECRET_VARIABLE, problem)
+    return [SecretStr(value)]
 
 
 def find_config(directory: Path) -> tuple[Path, dict[str, Any]] | None:

@@ -173,3 +173,118 @@ def test_an_unknown_worker_setting_points_at_the_worker_not_the_docs() -> None:
     error = validation_error(info.value, "framework.toml", "workers.0.config")
     assert error.key == "workers.0.config.tims"
     assert "the worker's settings (its config_model)" in error.reason
+
+
+SIGNING_SECRET = "a-bus-secret-nobody-may-see-0042"
+
+
+def _secret_error(tmp_path: Path, text: str) -> ConfigError:
+    (tmp_path / "framework.toml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(directory=tmp_path)
+    return info.value
+
+
+def test_bus_secret_one_a_list_or_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from framework.config import bus_secrets
+
+    monkeypatch.delenv("FRAMEWORK_BUS_SECRET", raising=False)
+    assert bus_secrets(RunConfig()) == []
+    config = parse_config({"bus_secret": SIGNING_SECRET}, "f.toml")
+    assert [s.get_secret_value() for s in bus_secrets(config)] == [SIGNING_SECRET]
+    monkeypatch.setenv("NEW_SECRET", "n" * 16)
+    monkeypatch.setenv("OLD_SECRET", "o" * 40)
+    (tmp_path / "framework.toml").write_text(
+        'bus_secret = [{ env = "NEW_SECRET" }, { env = "OLD_SECRET" }]\n'
+    )
+    config, _ = load_config(directory=tmp_path)
+    assert [s.get_secret_value() for s in bus_secrets(config)] == ["n" * 16, "o" * 40]
+    # FRAMEWORK_BUS_SECRET counts only when the configuration sets none.
+    monkeypatch.setenv("FRAMEWORK_BUS_SECRET", "e" * 20)
+    assert [s.get_secret_value() for s in bus_secrets(config)] == ["n" * 16, "o" * 40]
+    assert [s.get_secret_value() for s in bus_secrets(RunConfig())] == ["e" * 20]
+    given = {"FRAMEWORK_BUS_SECRET": "g" * 16}
+    assert [s.get_secret_value() for s in bus_secrets(RunConfig(), given)] == ["g" * 16]
+    assert bus_secrets(RunConfig(), {}) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ('bus_secret = ""', "bus_secret", "the secret is empty: use at least 16 random bytes"),
+        (
+            'bus_secret = "short-secret"',
+            "bus_secret",
+            "the secret is 12 bytes, shorter than the 16 required (make one with: python -c",
+        ),
+        (
+            f'bus_secret = ["{SIGNING_SECRET}", "tiny"]',
+            "bus_secret",
+            "secret 2 of 2: the secret is 4 bytes",
+        ),
+        ("bus_secret = []", "bus_secret", "the list is empty: give at least one secret"),
+        ("bus_secret = 1234567890123456789", "bus_secret", 'a string, { env = "NAME" }, or a'),
+        ('bus_secret = { file = "x" }', "bus_secret", 'a string, { env = "NAME" }, or a list'),
+        (
+            'bus_secret = ["ok-ok-ok-ok-ok-ok-ok", { env = "UNSET_SECRET_VAR" }]',
+            "bus_secret.1",
+            "environment variable UNSET_SECRET_VAR is not set (export it first)",
+        ),
+    ],
+)
+def test_a_bad_bus_secret_is_a_config_error_that_names_the_key_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, key: str, reason: str
+) -> None:
+    monkeypatch.delenv("UNSET_SECRET_VAR", raising=False)
+    error = _secret_error(tmp_path, text + "\n")
+    assert error.key == key
+    assert reason in error.reason
+    assert "short-secret" not in str(error) and "tiny" not in str(error)
+
+
+def test_a_bad_framework_bus_secret_is_a_config_error() -> None:
+    from framework.config import bus_secrets
+
+    for value, reason in (("", "the secret is empty"), ("too-short", "the secret is 9 bytes")):
+        with pytest.raises(ConfigError) as info:
+            bus_secrets(RunConfig(), {"FRAMEWORK_BUS_SECRET": value})
+        assert (info.value.file, info.value.key) == ("environment", "FRAMEWORK_BUS_SECRET")
+        assert reason in info.value.reason
+        assert "too-short" not in str(info.value)
+
+
+def test_the_bus_secret_is_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THE_SECRET", SIGNING_SECRET)
+    (tmp_path / "framework.toml").write_text(
+        f'bus_secret = ["{SIGNING_SECRET[::-1]}", {{ env = "THE_SECRET" }}]\n'
+    )
+    config, _ = load_config(directory=tmp_path)
+    for text in (repr(config), str(config), config.model_dump_json(), str(config.model_dump())):
+        assert SIGNING_SECRET not in text and SIGNING_SECRET[::-1] not in text
+        assert "**********" in text
+    # A worker's bad value next to it: the error is about that value, not the secret.
+    (tmp_path / "framework.toml").write_text(
+        f'bus_secret = "{SIGNING_SECRET}"\ngrace_period = "soon"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(directory=tmp_path)
+    assert info.value.key == "grace_period" and SIGNING_SECRET not in str(info.value)
+
+
+def test_framework_run_exits_2_for_a_short_bus_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from framework.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "framework.toml").write_text('bus_secret = "only-12-byte"\n')
+    result = CliRunner().invoke(
+        cli, ["run", "--job", "x"], env={"FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    )
+    assert result.exit_code == 2
+    assert "framework.toml: bus_secret: the secret is 12 bytes" in result.stderr
+    assert "only-12-byte" not in result.output
