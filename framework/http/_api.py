@@ -23,7 +23,7 @@ from framework.http._metrics import CONTENT_TYPE, JobMetrics
 from framework.http._models import JobGroupSubmission, JobSubmission
 from framework.http._settings import HttpSettings
 from framework.http._tracker import JobRecord, JobTracker, to_json
-from framework.jobs import JobError
+from framework.jobs import JobError, JobGroupError
 from framework.runner import WorkerRunner
 from framework.types import JobStatus
 
@@ -242,7 +242,7 @@ class Api:
             async with group:
                 async for _ in group:
                     pass
-        except JobError:
+        except (JobError, JobGroupError):
             pass  # the statuses say how each member ended
         statuses = {name: str(status) for name, status in group.statuses.items()}
         return JSONResponse(

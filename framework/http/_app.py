@@ -4,6 +4,7 @@ dashboard at ``/`` with its files under ``/static``, and the apps plugins mount 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from framework.http._auth import TokenAuth
 from framework.http._errors import ApiError, error_response
 
 STATIC = Path(__file__).parent / "static"
+logger = logging.getLogger("framework.http")
 
 
 async def _dashboard(request: Request) -> Response:
@@ -43,6 +45,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             405, f"{request.method} is not allowed on {request.url.path}", headers=exc.headers
         )
     return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    logger.error(
+        "%s %s failed",
+        request.method,
+        request.url.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return error_response(
+        500, f"the runner failed to answer: {type(exc).__name__}: {exc} (its log has the traceback)"
+    )
 
 
 def build_app(api: Api, mounts: dict[str, Any]) -> Starlette:
@@ -78,5 +92,5 @@ def build_app(api: Api, mounts: dict[str, Any]) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _crash},
     )

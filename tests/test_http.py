@@ -1,0 +1,477 @@
+"""The HTTP API that ``framework run`` serves: a real uvicorn server on a free port on
+127.0.0.1, and real HTTP clients (httpx)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from http_server import Tools, serving, sse_events
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from framework import hookimpl
+from framework.registrars import RouteRegistrar
+
+pytestmark = pytest.mark.anyio
+
+
+# ----------------------------------------------------------------- reading the runner
+
+
+async def test_health_and_workers_with_their_described_jobs() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            health = (await client.get("/v1/health")).json()
+            assert health == {"status": "ok", "runner": "http-test"}
+            body = (await client.get("/v1/workers")).json()
+    (tools,) = body["workers"]
+    assert tools["name"] == "tools"
+    assert tools["runner"] == "http-test"
+    assert tools["local"] is True
+    jobs = {j["name"]: j for j in tools["jobs"]}
+    assert jobs["reverse"]["description"] == "Reverse a text."
+    assert jobs["reverse"]["input_schema"]["properties"]["text"]["type"] == "string"
+    assert jobs["fail"]["input_schema"] is None
+    assert body["failed"] == []
+
+
+async def test_plugins_lists_what_the_host_found() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            answer = await client.get("/v1/plugins")
+    assert answer.json() == [{"name": "test-plugin"}]
+
+
+# ----------------------------------------------------------------- submitting jobs
+
+
+async def test_a_job_waited_for_answers_its_response_whatever_its_status() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            done = await client.post(
+                "/v1/jobs", json={"worker": "tools", "name": "reverse", "payload": {"text": "ab"}}
+            )
+            failed = await client.post("/v1/jobs", json={"worker": "tools", "name": "fail"})
+            invalid = await client.post(
+                "/v1/jobs", json={"worker": "tools", "name": "reverse", "payload": {"txt": 1}}
+            )
+    assert done.status_code == 200
+    body = done.json()
+    assert body["status"] == "completed"
+    assert body["response"] == {"text": "ba"}
+    assert body["worker"] == "tools"
+    assert failed.status_code == 200
+    assert failed.json()["status"] == "failed"
+    assert "on purpose" in failed.json()["response"]["error"]
+    assert invalid.json()["status"] == "failed"
+    assert "text" in invalid.json()["response"]["error"]
+
+
+async def test_sse_submission_sends_the_job_id_each_event_then_the_response() -> None:
+    with anyio.fail_after(20):
+        async with (
+            serving() as served,
+            served.client() as client,
+            client.stream(
+                "POST",
+                "/v1/jobs",
+                json={"worker": "tools", "name": "count", "payload": {"n": 3}},
+                headers={"Accept": "text/event-stream"},
+            ) as answer,
+        ):
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            events = [item async for item in sse_events(answer)]
+    kinds = [event for event, _, _ in events]
+    assert kinds == [
+        "job",
+        "stream_start",
+        "update",
+        "stream_data",
+        "stream_data",
+        "stream_data",
+        "stream_end",
+        "response",
+    ]
+    job_id = events[0][1]["job_id"]
+    assert events[0][2] is None
+    assert [int(i) for _, _, i in events[1:]] == list(range(1, 8))
+    assert [data for event, data, _ in events if event == "stream_data"] == [0, 1, 2]
+    assert events[2][1] == {"counting": 3}
+    assert events[-1][1] == {
+        "job_id": job_id,
+        "worker": "tools",
+        "status": "completed",
+        "response": {"chunks": 3},
+    }
+
+
+async def test_fire_and_forget_then_follow_and_resume_with_last_event_id() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            sent = await client.post(
+                "/v1/jobs?wait=false",
+                json={"worker": "tools", "name": "count", "payload": {"n": 5}},
+            )
+            assert sent.status_code == 202
+            job_id = sent.json()["job_id"]
+            assert sent.headers["location"] == f"/v1/jobs/{job_id}"
+            async with client.stream("GET", f"/v1/jobs/{job_id}/events") as answer:
+                everything = [item async for item in sse_events(answer)]
+            async with client.stream(
+                "GET", f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "4"}
+            ) as answer:
+                rest = [item async for item in sse_events(answer)]
+            summary = (await client.get(f"/v1/jobs/{job_id}")).json()
+    assert [event for event, _, _ in everything][-1] == "response"
+    assert len(everything) == 1 + 1 + 5 + 1 + 1  # update, start, 5 items, end, response
+    assert rest == everything[4:]
+    assert summary["status"] == "completed"
+    assert summary["response"] == {"chunks": 5}
+    assert summary["duration"] >= 0
+
+
+async def test_cancelling_a_running_job_ends_it_cancelled_and_an_ended_one_is_409() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            sent = await client.post(
+                "/v1/jobs?wait=false", json={"worker": "tools", "name": "sleep"}
+            )
+            job_id = sent.json()["job_id"]
+            assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "running"
+            cancelled = await client.delete(f"/v1/jobs/{job_id}")
+            assert cancelled.status_code == 202
+            async with client.stream("GET", f"/v1/jobs/{job_id}/events") as answer:
+                events = [item async for item in sse_events(answer)]
+            again = await client.delete(f"/v1/jobs/{job_id}")
+            missing = await client.delete("/v1/jobs/nope")
+    assert events[-1][0] == "response"
+    assert events[-1][1]["status"] == "cancelled"
+    assert again.status_code == 409
+    assert again.json()["detail"] == {"status": "cancelled"}
+    assert missing.status_code == 404
+
+
+async def test_a_timeout_ends_the_job_cancelled() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            answer = await client.post(
+                "/v1/jobs", json={"worker": "tools", "name": "sleep", "timeout": 0.2}
+            )
+    assert answer.json()["status"] == "cancelled"
+    assert "timed out" in answer.json()["response"]["error"]
+
+
+async def test_headers_reach_the_handler() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            answer = await client.post(
+                "/v1/jobs",
+                json={"worker": "tools", "name": "headers", "headers": {"tenant-id": "t1"}},
+            )
+    assert answer.json()["response"] == {"headers": {"tenant-id": "t1"}}
+
+
+async def test_job_groups_answer_every_member() -> None:
+    with anyio.fail_after(20):
+        async with serving(Tools("a"), Tools("b")) as served, served.client() as client:
+            answer = await client.post(
+                "/v1/job-groups", json={"workers": ["a", "b"], "payload": {"x": 1}}
+            )
+            failing = await client.post(
+                "/v1/job-groups", json={"workers": ["a", "b"], "name": "fail"}
+            )
+            twice = await client.post("/v1/job-groups", json={"workers": ["a", "a"]})
+            unknown = await client.post("/v1/job-groups", json={"workers": ["a", "zz"]})
+    body = answer.json()
+    assert body["statuses"] == {"a": "completed", "b": "completed"}
+    assert body["responses"]["a"] == {"echo": {"x": 1}}
+    assert set(failing.json()["statuses"].values()) <= {"failed", "cancelled"}
+    assert "failed" in failing.json()["statuses"].values()
+    assert twice.status_code == 422
+    assert unknown.status_code == 404
+    assert "'zz'" in unknown.json()["error"]
+
+
+# ----------------------------------------------------------------- bad input
+
+
+async def test_bad_requests_get_clear_errors_naming_what_was_wrong() -> None:
+    with anyio.fail_after(20):
+        async with serving(max_body=1000) as served, served.client() as client:
+            bad_json = await client.post("/v1/jobs", content=b'{"worker"')
+            not_utf8 = await client.post("/v1/jobs", content=b"\xff\xfe")
+            too_big = await client.post(
+                "/v1/jobs", json={"worker": "tools", "payload": {"x": "y" * 2000}}
+            )
+
+            async def chunks() -> Any:
+                for _ in range(20):
+                    yield b" " * 100
+
+            too_big_chunked = await client.post("/v1/jobs", content=chunks())
+            missing = await client.post("/v1/jobs", json={"payload": {}})
+            wrong_type = await client.post("/v1/jobs", json={"worker": "tools", "payload": [1]})
+            extra = await client.post("/v1/jobs", json={"worker": "tools", "wokrer": 1})
+            bad_timeout = await client.post("/v1/jobs", json={"worker": "tools", "timeout": -1})
+            bad_headers = await client.post(
+                "/v1/jobs", json={"worker": "tools", "headers": {"Tenant": "x"}}
+            )
+            reserved = await client.post(
+                "/v1/jobs", json={"worker": "tools", "headers": {"framework-x": "x"}}
+            )
+            unknown = await client.post("/v1/jobs", json={"worker": "tool"})
+            unknown_sse = await client.post(
+                "/v1/jobs", json={"worker": "tool"}, headers={"Accept": "text/event-stream"}
+            )
+            unknown_nowait = await client.post("/v1/jobs?wait=false", json={"worker": "tool"})
+            bad_wait = await client.post("/v1/jobs?wait=maybe", json={"worker": "tools"})
+            no_path = await client.get("/v2/nothing")
+            wrong_method = await client.put("/v1/jobs")
+            no_job = await client.get("/v1/jobs/unknown-id")
+    assert bad_json.status_code == 400
+    assert "not JSON" in bad_json.json()["error"]
+    assert not_utf8.status_code == 400
+    assert too_big.status_code == 413
+    assert "1000 bytes" in too_big.json()["error"]
+    assert too_big_chunked.status_code == 413
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0]["field"] == "worker"
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["detail"][0]["field"] == "payload"
+    assert extra.status_code == 422
+    assert extra.json()["detail"][0]["field"] == "wokrer"
+    assert bad_timeout.status_code == 422
+    assert bad_timeout.json()["detail"][0]["field"] == "timeout"
+    assert bad_headers.status_code == 422
+    assert bad_headers.json()["detail"][0]["field"] == "headers"
+    assert "lower-case" in bad_headers.json()["error"]
+    assert reserved.status_code == 422
+    assert "reserved" in reserved.json()["error"]
+    for answer in (unknown, unknown_sse, unknown_nowait):
+        assert answer.status_code == 404
+        assert "did you mean 'tools'" in answer.json()["error"]
+        assert answer.json()["detail"] == {"workers": ["tools"]}
+    assert bad_wait.status_code == 422
+    assert no_path.status_code == 404
+    assert no_path.json()["error"].startswith("no such path")
+    assert wrong_method.status_code == 405
+    assert "error" in wrong_method.json()
+    assert no_job.status_code == 404
+
+
+# ----------------------------------------------------------------- runtime events
+
+
+async def test_events_stream_live_with_sequence_ids_and_filters() -> None:
+    with anyio.fail_after(20):
+        async with serving(Tools("a"), Tools("b")) as served, served.client() as client:
+            seen: list[dict[str, Any]] = []
+            filtered: list[dict[str, Any]] = []
+
+            async def read(path: str, into: list[dict[str, Any]], ready: anyio.Event) -> None:
+                async with client.stream("GET", path) as answer:
+                    ready.set()
+                    async for event, data, event_id in sse_events(answer):
+                        assert event == "message"
+                        assert int(event_id or 0) == data["sequence_id"]
+                        into.append(data)
+                        if data["data"].get("status") == "completed" and data["node_name"] == "b":
+                            return
+
+            async with anyio.create_task_group() as tg:
+                ready_all, ready_b = anyio.Event(), anyio.Event()
+                tg.start_soon(read, "/v1/events", seen, ready_all)
+                tg.start_soon(read, "/v1/events?worker=b", filtered, ready_b)
+                await ready_all.wait()
+                await ready_b.wait()
+                await client.post("/v1/jobs", json={"worker": "a", "name": "count"})
+                await client.post("/v1/jobs", json={"worker": "b", "name": "count"})
+    workers = {event["node_name"] for event in seen}
+    assert {"a", "b"} <= workers
+    assert {event["node_name"] for event in filtered} == {"b"}
+    sequence = [event["sequence_id"] for event in seen]
+    assert sequence == sorted(sequence)
+    chunks = [e for e in filtered if e["event"] == "streaming"]
+    assert [e["chunk_index"] for e in chunks] == [0, 1, 2]
+
+
+async def test_a_reconnecting_events_client_resumes_after_its_last_event_id() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            await client.post("/v1/jobs", json={"worker": "tools", "name": "count"})
+            first: list[int] = []
+            async with client.stream("GET", "/v1/events", headers={"Last-Event-ID": "1"}) as a:
+                async for _, data, _ in sse_events(a):
+                    first.append(data["sequence_id"])
+                    if data["data"].get("status") == "completed":
+                        break
+    assert first[0] == 2
+    assert first == list(range(2, first[-1] + 1))
+
+
+async def test_metrics_count_jobs_by_worker_and_status() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            for _ in range(3):
+                await client.post("/v1/jobs", json={"worker": "tools", "name": "count"})
+            await client.post("/v1/jobs", json={"worker": "tools", "name": "fail"})
+            text = (await client.get("/metrics")).text
+    assert 'framework_jobs_total{status="completed",worker="tools"} 3.0' in text
+    assert 'framework_jobs_total{status="failed",worker="tools"} 1.0' in text
+    assert 'framework_job_duration_seconds_count{worker="tools"} 4.0' in text
+    assert "framework_jobs_in_flight 0.0" in text
+    assert "framework_events_dropped_total 0.0" in text
+
+
+# ----------------------------------------------------------------- the OpenAPI document
+
+
+async def test_openapi_document_is_valid_3_1_with_typed_job_inputs() -> None:
+    from openapi_spec_validator import validate
+
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            document = (await client.get("/openapi.json")).json()
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+    schemas = document["components"]["schemas"]
+    variants = schemas["JobRequest"]["anyOf"]
+    typed = [v for v in variants if v.get("properties", {}).get("name") == {"const": "reverse"}]
+    assert typed
+    payload = typed[0]["properties"]["payload"]["$ref"].rsplit("/", 1)[1]
+    assert schemas[payload]["properties"]["text"]["type"] == "string"
+    assert typed[0]["description"] == "Reverse a text."
+
+
+# ----------------------------------------------------------------- the token
+
+
+async def test_a_token_guards_everything_but_health_compared_in_full() -> None:
+    with anyio.fail_after(20):
+        async with serving(token="s3cret-token") as served, served.client() as client:
+            health = await client.get("/v1/health")
+            none = await client.get("/v1/workers")
+            wrong = await client.get("/v1/workers", headers={"Authorization": "Bearer nope"})
+            prefix = await client.get("/v1/workers", headers={"Authorization": "Bearer s3cret"})
+            right = await client.get(
+                "/v1/workers", headers={"Authorization": "Bearer s3cret-token"}
+            )
+            page = await client.get("/")
+            login_wrong = await client.get("/?token=nope")
+            login = await client.get("/?token=s3cret-token")
+            cookie = login.headers["set-cookie"]
+            with_cookie = await client.get("/v1/workers", headers={"Cookie": cookie.split(";")[0]})
+            document = await client.get(
+                "/openapi.json", headers={"Authorization": "Bearer s3cret-token"}
+            )
+    assert health.status_code == 200
+    assert none.status_code == 401
+    assert none.headers["www-authenticate"] == "Bearer"
+    assert "needs a token" in none.json()["error"]
+    assert wrong.status_code == 401
+    assert "wrong" in wrong.json()["error"]
+    assert prefix.status_code == 401
+    assert right.status_code == 200
+    assert page.status_code == 401
+    assert login_wrong.status_code == 401
+    assert login.status_code == 303
+    assert login.headers["location"] == "/"
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert with_cookie.status_code == 200
+    assert document.json()["security"] == [{"bearer": []}]
+    for answer in (none, wrong, login_wrong, right, with_cookie):
+        assert "s3cret-token" not in answer.text
+
+
+async def test_mounted_plugin_apps_are_served_and_guarded_by_the_token() -> None:
+    async def hello(request: Any) -> JSONResponse:
+        return JSONResponse({"hello": request.url.path})
+
+    class Plugin:
+        @hookimpl
+        def register_routes(self, register: RouteRegistrar) -> None:
+            register("/hello", Starlette(routes=[Route("/there", hello)]))
+
+    with anyio.fail_after(20):
+        async with serving(plugins=[Plugin()], token="t0ken-t0ken") as served:
+            async with served.client() as client:
+                guarded = await client.get("/hello/there")
+                answer = await client.get(
+                    "/hello/there", headers={"Authorization": "Bearer t0ken-t0ken"}
+                )
+    assert guarded.status_code == 401
+    assert answer.json() == {"hello": "/hello/there"}
+
+
+# ----------------------------------------------------------------- ending
+
+
+async def test_ending_the_runner_closes_open_streams_and_running_jobs_end() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            sent = await client.post(
+                "/v1/jobs?wait=false", json={"worker": "tools", "name": "sleep"}
+            )
+            job_id = sent.json()["job_id"]
+            events: list[str] = []
+
+            async def follow() -> None:
+                async with client.stream("GET", f"/v1/jobs/{job_id}/events") as answer:
+                    async for event, _, _ in sse_events(answer):
+                        events.append(event)
+
+            async def watch() -> None:
+                async with client.stream("GET", "/v1/events") as answer:
+                    async for _ in sse_events(answer):
+                        pass
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow)
+                tg.start_soon(watch)
+                await anyio.sleep(0.2)
+                await served.runner.end("test over")
+    assert events[-1] == "response"
+    record = served.service.tracker.get(job_id)
+    assert record is not None and record.status == "cancelled"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_sse_parser_joins_data_lines_and_skips_comments() -> None:
+    from framework.http._sse import encode, parse
+
+    text = (
+        encode("update", json.dumps({"a": 1}), 3).decode() + ": keepalive\n\ndata: x\ndata: y\n\n"
+    )
+    assert list(parse(text.split("\n"))) == [
+        ("update", '{"a": 1}', "3"),
+        ("message", "x\ny", None),
+    ]
+
+
+def test_listen_addresses_are_checked() -> None:
+    from framework.http._settings import HttpConfig, ListenError, parse_listen, resolve
+
+    assert parse_listen("127.0.0.1:80") == ("127.0.0.1", 80)
+    assert parse_listen("[::1]:8765") == ("::1", 8765)
+    for bad in ("8765", "host:", "host:99999", "::1:80", ":80"):
+        with pytest.raises(ListenError):
+            parse_listen(bad)
+    with pytest.raises(ListenError, match="not loopback"):
+        resolve(HttpConfig(), "0.0.0.0:8765")
+    assert resolve(HttpConfig(token="x" * 20), "0.0.0.0:8765").url == "http://127.0.0.1:8765"
+    port = _free_port()
+    assert httpx.URL(resolve(HttpConfig(), f"[::1]:{port}").url).host == "::1"
