@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from agent_plugin_redis._settings import MAX_MESSAGE_SIZE_CAP
 from agent_plugin_redis._wire import Heartbeat, encode
+from agent_plugin_redis.bus import RedisBus
+from conftest import RedisServer
 from test_bus import Echo, bus_of, eventually, namespace_of, plain_url, run_job, runners
 
-from framework import JobStatus
+from framework import JobStatus, WorkerRunner
+from framework.config import ConfigError
 
 pytestmark = pytest.mark.anyio
 
@@ -71,3 +77,62 @@ async def test_control_characters_from_the_network_are_escaped_in_log_lines(
     assert any("ghost\\nERROR" in line for line in lines), lines
     for line in lines:
         assert "\n" not in line and "\x1b" not in line, line
+
+
+# --------------------------------------------------------------------------- message size
+
+
+async def test_the_biggest_message_allowed_never_makes_redis_drop_a_runner(
+    redis_url: str,
+) -> None:
+    """With ``max_message_size`` at its cap on both sides, a response just under it crosses
+    a redis-server with its default output buffer limits, one over it ends ERROR for that
+    job only, and neither runner's connection is dropped (same instance, same sessions)."""
+    url = redis_url + f"&max_message_size={MAX_MESSAGE_SIZE_CAP}"
+    with anyio.fail_after(30):
+        async with runners(url, "a", "b") as (a, b):
+            await b.add_worker(Echo("echo"))
+            await a.registry.wait_ready("echo")
+            instances = (bus_of(a)._instance, bus_of(b)._instance)
+            under = MAX_MESSAGE_SIZE_CAP - 4096
+            outcomes: dict[str, Any] = {}
+
+            async def one(key: str, name: str, payload: dict[str, Any]) -> None:
+                outcomes[key] = await run_job(a, "echo", name=name, payload=payload)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one, "under", "big", {"size": under})
+                tg.start_soon(one, "over", "big", {"size": MAX_MESSAGE_SIZE_CAP})
+                tg.start_soon(one, "slow", "slow", {"seconds": 0.5})
+            status, response = outcomes["under"]
+            assert status is JobStatus.COMPLETED and response is not None
+            assert len(response["blob"]) == under
+            status, response = outcomes["over"]
+            assert status is JobStatus.ERROR and response is not None
+            assert f"over the bus's {MAX_MESSAGE_SIZE_CAP}-byte limit" in response["error"]
+            assert outcomes["slow"][0] is JobStatus.COMPLETED
+            assert (bus_of(a)._instance, bus_of(b)._instance) == instances
+
+
+async def test_a_redis_that_drops_subscribers_sooner_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    """A Redis configured to disconnect pub/sub clients at 4 MB cannot carry 2 MiB
+    messages safely: entering the runner says so, naming the setting and the limit."""
+    server = RedisServer(
+        tmp_path / "redis", None, "--client-output-buffer-limit", "pubsub", "4mb", "2mb", "60"
+    )
+    server.start()
+    try:
+        with anyio.fail_after(10):
+            bus = RedisBus(f"{server.url}?max_message_size={2 * 1024 * 1024}")
+            with pytest.raises(ConfigError) as caught:
+                async with WorkerRunner("a", bus=bus):
+                    pass
+            text = str(caught.value)
+            assert "max_message_size" in text and "client-output-buffer-limit" in text
+            assert "at most 1048576" in text
+            async with WorkerRunner("a", bus=RedisBus(f"{server.url}?max_message_size=1048576")):
+                pass
+    finally:
+        server.stop()

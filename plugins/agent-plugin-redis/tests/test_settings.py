@@ -84,6 +84,8 @@ def test_the_bus_takes_its_settings_from_the_url() -> None:
         ("misses=many", "misses", "must be a whole number"),
         ("max_message_size=1023", "max_message_size", "out of range"),
         ("max_message_size=999999999999", "max_message_size", "out of range"),
+        ("max_message_size=8388609", "max_message_size", "client-output-buffer-limit"),
+        ("max_message_size=40000000", "max_message_size", "use 1024 to 8388608"),
         ("max_message_size=1MB", "max_message_size", "must be a whole number"),
         ("namespace=", "namespace", "use 1-64 letters"),
         ("namespace=a:b", "namespace", "use 1-64 letters"),
@@ -103,8 +105,8 @@ def test_out_of_range_message_gives_the_exact_limits() -> None:
     """A user who set a too-big max_message_size is told the real maximum, not a rounded
     float in exponent notation."""
     with pytest.raises(SettingsError) as caught:
-        RedisBusSettings.from_url("redis://h/0?max_message_size=536870913")
-    assert "use 1024 to 536870912" in str(caught.value)
+        RedisBusSettings.from_url("redis://h/0?max_message_size=8388609")
+    assert "use 1024 to 8388608" in str(caught.value)
 
 
 def test_the_bus_refuses_a_bad_url_when_made() -> None:

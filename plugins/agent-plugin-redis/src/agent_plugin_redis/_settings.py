@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from redis.exceptions import RedisError
@@ -31,6 +31,12 @@ PASSWORD_ENV = "FRAMEWORK_REDIS_PASSWORD"
 DEFAULT_HEARTBEAT = 1.0
 DEFAULT_MISSES = 3
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+MAX_MESSAGE_SIZE_CAP = 8 * 1024 * 1024
+"""The biggest ``max_message_size`` a URL may set: a quarter of the hard limit of Redis's
+default ``client-output-buffer-limit`` for pub/sub clients (32 MB). Redis disconnects a
+subscriber whose unread output reaches that limit, so a bigger message, published to a
+runner's channel, would cut that runner off (and with it every job it has in flight); at a
+quarter, a message leaves room for the others queued with it."""
 DEFAULT_NAMESPACE = "framework"
 
 
@@ -95,8 +101,12 @@ class RedisBusSettings:
                     "max_message_size",
                     DEFAULT_MAX_MESSAGE_SIZE,
                     1024,
-                    512 * 1024 * 1024,
+                    MAX_MESSAGE_SIZE_CAP,
                     integer=True,
+                    why=(
+                        ": a bigger message could make Redis disconnect its reader (Redis's "
+                        "client-output-buffer-limit for pub/sub clients is 32 MB by default)"
+                    ),
                 )
             ),
             namespace=_namespace(ours.get("namespace", DEFAULT_NAMESPACE)),
@@ -114,6 +124,7 @@ def _number(
     high: float,
     *,
     integer: bool = False,
+    why: str = "",
 ) -> float:
     raw = values.get(key)
     if raw is None:
@@ -125,7 +136,7 @@ def _number(
         raise SettingsError(f"bus URL parameter {key}={raw!r} must be {kind}") from None
     if not low <= value <= high:
         span = f"{int(low)} to {int(high)}" if integer else f"{low:g} to {high:g}"
-        raise SettingsError(f"bus URL parameter {key}={raw!r} is out of range: use {span}")
+        raise SettingsError(f"bus URL parameter {key}={raw!r} is out of range: use {span}{why}")
     return value
 
 
@@ -162,6 +173,17 @@ def _check_for_redis_py(url: str, theirs: list[tuple[str, str]]) -> None:
                 f"bus URL parameter {key}={values[key]!r} is not a value redis-py accepts ({exc})"
             ) from None
         raise SettingsError(f"a bus URL parameter redis-py cannot use: {exc}") from None
+
+
+def pubsub_hard_limit(reply: Any) -> int | None:
+    """The hard limit, in bytes, of a ``CONFIG GET client-output-buffer-limit`` reply's
+    ``pubsub`` class; None when the reply has none, or 0 (no limit)."""
+    value = next(iter(reply.values()), b"") if isinstance(reply, dict) else b""
+    words = (value.decode() if isinstance(value, bytes) else str(value)).split()
+    for i, word in enumerate(words[:-1]):
+        if word == "pubsub" and words[i + 1].isdigit():
+            return int(words[i + 1]) or None
+    return None
 
 
 def _namespace(value: str) -> str:

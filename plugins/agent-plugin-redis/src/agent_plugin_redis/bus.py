@@ -48,6 +48,7 @@ from agent_plugin_redis._settings import (
     SENDS_AT_ONCE,
     RedisBusSettings,
     connect,
+    pubsub_hard_limit,
 )
 from agent_plugin_redis._streams import GROUP, WorkerStreams, consumer_name
 from agent_plugin_redis._wire import (
@@ -226,6 +227,29 @@ class RedisBus:
                 f"cannot reach Redis at {redact_url(self.settings.url)}: {exc}; is redis-server "
                 "running there, and are the host, port and password right?"
             ) from None
+        await self._check_output_limit(self._client)
+
+    async def _check_output_limit(self, client: aioredis.Redis) -> None:
+        """A ``ConfigError`` when this Redis disconnects subscribers at a size this bus may
+        be sent (a message over a quarter of the pub/sub ``client-output-buffer-limit``).
+        A Redis that refuses ``CONFIG GET`` (an ACL user, a managed service) is not
+        checked: its default is 32 MB, four times the biggest ``max_message_size``."""
+        try:
+            reply = await client.config_get("client-output-buffer-limit")
+        except CONNECTION_ERRORS:
+            return
+        hard = pubsub_hard_limit(reply)
+        size = self.settings.max_message_size
+        if hard is not None and size > hard // 4:
+            await client.aclose()
+            raise ConfigError(
+                "the bus URL",
+                "max_message_size",
+                f"{size} bytes is over a quarter of this Redis's pub/sub output buffer limit "
+                f"(client-output-buffer-limit pubsub, hard limit {hard} bytes): Redis would "
+                "disconnect a runner sent such a message; set max_message_size to at most "
+                f"{hard // 4}, or raise the limit in redis.conf",
+            )
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The bus's background work (the runner runs it after ``start``): the readers, the
