@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from agent_plugin_redis import _peers
 from agent_plugin_redis._settings import MAX_MESSAGE_SIZE_CAP
 from agent_plugin_redis._wire import Heartbeat, encode
 from agent_plugin_redis.bus import RedisBus
@@ -136,3 +137,49 @@ async def test_a_redis_that_drops_subscribers_sooner_is_a_configuration_error(
                 pass
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- the peer table
+
+
+async def test_forged_heartbeats_cannot_grow_the_peer_table_or_keep_a_phantom_alive(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Heartbeats forged by a raw client under many names, naming many workers, stop at the
+    table's bounds; one claiming a 3600 s interval keeps its runner for ``LIVENESS_MAX`` at
+    most, so a job sent to its worker ends ERROR instead of waiting for ever."""
+    monkeypatch.setattr(_peers, "MAX_PEERS", 20)
+    monkeypatch.setattr(_peers, "MAX_REMOTE_WORKERS", 500)
+    monkeypatch.setattr(_peers, "LIVENESS_MAX", 1.5)
+    ns = namespace_of(redis_url)
+    caplog.set_level(logging.WARNING, logger="agent_plugin_redis.bus")
+    with anyio.fail_after(15):
+        client = aioredis.Redis.from_url(plain_url(redis_url))
+        async with client, runners(redis_url, "a", "b") as (a, b):
+            await b.add_worker(Echo("echo"))
+            await a.registry.wait_ready("echo")
+            phantom = Heartbeat(
+                runner="phantom", instance="p", interval=3600, misses=1000, workers=["ghost"]
+            )
+            await client.publish(f"{ns}:all", encode(phantom))
+            for i in range(60):
+                workers = [f"w{i}-{n}" for n in range(100)]
+                beat = Heartbeat(
+                    runner=f"forged-{i}", instance="i", interval=60, misses=1, workers=workers
+                )
+                await client.publish(f"{ns}:all", encode(beat))
+            await eventually(lambda: len(bus_of(a)._peers) == 20, what="table full")
+            await a.registry.wait_ready("ghost")
+            await anyio.sleep(0.3)
+            assert len(bus_of(a)._peers) == 20
+            assert sum(len(bus_of(a)._peers.workers_of(r)) for r in bus_of(a)._peers.names()) <= 500
+            assert len(a.registry.remote_workers) <= 501
+            started = anyio.current_time()
+            status, response = await run_job(a, "ghost")
+            assert status is JobStatus.ERROR and response is not None
+            assert "runner phantom lost" in response["error"]
+            assert anyio.current_time() - started < 3
+            assert (await run_job(a, "echo"))[0] is JobStatus.COMPLETED
+    lines = _lines(caplog)
+    assert any("other runners are tracked already" in line for line in lines), lines
+    assert any("remote workers are tracked already" in line for line in lines), lines

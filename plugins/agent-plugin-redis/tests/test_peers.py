@@ -3,7 +3,14 @@ no clock: ``now`` is given)."""
 
 from __future__ import annotations
 
-from agent_plugin_redis._peers import WAITING_RUNNERS, Peers
+from agent_plugin_redis._peers import (
+    DESCRIPTION_BYTES,
+    MAX_PEERS,
+    MAX_REMOTE_WORKERS,
+    WAITING_RUNNERS,
+    Peers,
+)
+from agent_plugin_redis._settings import LIVENESS_MAX
 from agent_plugin_redis._wire import Described, Heartbeat
 
 from framework.types import JobDescription
@@ -191,3 +198,53 @@ def test_descriptions_of_runners_not_heard_are_bounded() -> None:
     last = WAITING_RUNNERS + 9
     peers.heard(beat(f"ghost-{last}", "w"), now=0.0)
     assert peers.jobs(f"ghost-{last}", "w") == (JobDescription(description="x"),)
+
+
+def test_the_table_holds_at_most_max_peers_runners() -> None:
+    peers = Peers()
+    for i in range(MAX_PEERS + 50):
+        change = peers.heard(beat(f"r{i}", f"w{i}"), now=0.0)
+        assert (change is None) == (i >= MAX_PEERS)
+    assert len(peers) == MAX_PEERS
+    assert peers.hosts(f"w{MAX_PEERS}") == set()
+    peers.forget("r0")  # room for one more
+    assert peers.heard(beat("late", "w"), now=1.0) is not None
+    assert peers.heard(beat("later", "w"), now=1.0) is None
+
+
+def test_remote_workers_over_the_bound_are_refused() -> None:
+    peers = Peers()
+    first = [f"a{i}" for i in range(MAX_REMOTE_WORKERS - 10)]
+    assert peers.heard(beat("r1", *first), now=0.0).refused == 0  # type: ignore[union-attr]
+    change = peers.heard(beat("r2", *[f"b{i}" for i in range(30)]), now=0.0)
+    assert change is not None and change.refused == 20 and len(change.added) == 10
+    again = peers.heard(beat("r2", *[f"b{i}" for i in range(30)]), now=1.0)
+    assert again is not None and again.refused == 20 and again.added == []
+    assert len(peers.workers_of("r2")) == 10
+    peers.forget("r1")  # its workers free room
+    third = peers.heard(beat("r2", *[f"b{i}" for i in range(30)]), now=2.0)
+    assert third is not None and third.refused == 0 and len(third.added) == 20
+    assert len(peers.workers_of("r2")) == 30
+
+
+def test_a_claimed_interval_keeps_a_silent_runner_alive_for_liveness_max_at_most() -> None:
+    peers = Peers()
+    peers.heard(beat("phantom", "w", interval=3600, misses=1000), now=0.0)
+    assert peers.lost(now=LIVENESS_MAX) == []
+    assert peers.lost(now=LIVENESS_MAX + 0.01) == ["phantom"]
+
+
+def test_descriptions_are_kept_within_a_byte_budget() -> None:
+    peers = Peers()
+    peers.heard(beat("r1", "a", "b", "c"), now=0.0)
+    half = DESCRIPTION_BYTES // 2
+    assert peers.described(describe("r1", "a", "A"), size=half) is True
+    assert peers.described(describe("r1", "b", "B"), size=half) is True
+    assert peers.described(describe("r1", "c", "C"), size=1) is False  # no room
+    assert peers.jobs("r1", "c") == ()
+    peers.heard(beat("r1", "b", "c"), now=1.0)  # "a" ended: its bytes are free again
+    assert peers.described(describe("r1", "c", "C"), size=half) is True
+    assert peers.jobs("r1", "c") == (JobDescription(description="C"),)
+    peers.forget("r1")
+    peers.heard(beat("r2", "x"), now=2.0)
+    assert peers.described(describe("r2", "x", "X"), size=DESCRIPTION_BYTES) is True

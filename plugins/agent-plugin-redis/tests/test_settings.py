@@ -74,6 +74,8 @@ def test_the_bus_takes_its_settings_from_the_url() -> None:
         ("heartbeat=0", "heartbeat", "out of range"),
         ("heartbeat=-1", "heartbeat", "out of range"),
         ("heartbeat=3601", "heartbeat", "out of range"),
+        ("heartbeat=61", "heartbeat", "use 0.01 to 60"),
+        ("heartbeat=30&misses=3", "heartbeat", "lost only after 90 s"),
         ("heartbeat=nan", "heartbeat", "out of range"),
         ("heartbeat=inf", "heartbeat", "out of range"),
         ("heartbeat=fast", "heartbeat", "must be a number"),

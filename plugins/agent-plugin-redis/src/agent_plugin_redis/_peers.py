@@ -12,14 +12,24 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from agent_plugin_redis._settings import LIVENESS_MAX
 from agent_plugin_redis._wire import Described, Heartbeat
 from framework.types import JobDescription
 
+MAX_PEERS = 1000
+"""Most other runners tracked at once: a heartbeat from one more is ignored until one of
+them is lost or ends, so forged heartbeats under ever new names cannot grow the table."""
+MAX_REMOTE_WORKERS = 10_000
+"""Most (runner, worker) pairs tracked over all other runners: what a heartbeat names
+beyond that is not registered."""
 WAITING_RUNNERS = 64
 """Runners not heard yet whose descriptions are kept (a runner describes its workers just
 before the heartbeat that names them); the oldest go first."""
-DESCRIBED_PER_RUNNER = 100_000
-"""Most worker descriptions kept for one runner (as many as a heartbeat may name)."""
+DESCRIBED_PER_RUNNER = MAX_REMOTE_WORKERS
+"""Most worker descriptions kept for one runner."""
+DESCRIPTION_BYTES = 64 * 1024 * 1024
+"""Most bytes of descriptions (as received) kept over all runners: a description that does
+not fit is not kept, and its worker is registered as answering no jobs."""
 
 
 @dataclass(slots=True)
@@ -35,8 +45,9 @@ class Peer:
     workers: set[str] = field(default_factory=set)
 
     def is_lost(self, now: float) -> bool:
-        """Silent for more than ``misses`` of its own heartbeat intervals."""
-        return now - self.last_seen > self.interval * self.misses
+        """Silent for more than ``misses`` of its own heartbeat intervals, or for more than
+        ``LIVENESS_MAX`` seconds, whatever interval it claims."""
+        return now - self.last_seen > min(self.interval * self.misses, LIVENESS_MAX)
 
 
 @dataclass(slots=True)
@@ -45,6 +56,8 @@ class _Descriptions:
 
     instance: str
     jobs: dict[str, tuple[JobDescription, ...]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Bytes each description took as received (the budget counts them)."""
 
 
 @dataclass(slots=True)
@@ -55,6 +68,8 @@ class HeartbeatChange:
     new_runner: bool
     added: list[str]
     removed: list[str]
+    refused: int = 0
+    """Workers it named that were not taken: over ``MAX_REMOTE_WORKERS``."""
 
 
 class Peers:
@@ -64,6 +79,10 @@ class Peers:
         self._peers: dict[str, Peer] = {}
         self._hosts: dict[str, set[str]] = {}
         self._described: dict[str, _Descriptions] = {}
+        self._worker_count = 0
+        """(runner, worker) pairs over all peers: at most ``MAX_REMOTE_WORKERS``."""
+        self._described_bytes = 0
+        """Bytes of the descriptions kept: at most ``DESCRIPTION_BYTES``."""
 
     def __contains__(self, runner: object) -> bool:
         return runner in self._peers
@@ -98,12 +117,16 @@ class Peers:
             return ()
         return described.jobs.get(worker, ())
 
-    def heard(self, beat: Heartbeat, now: float | None = None) -> HeartbeatChange:
-        """Record a heartbeat (``forget`` a restarted runner's old instance first)."""
+    def heard(self, beat: Heartbeat, now: float | None = None) -> HeartbeatChange | None:
+        """Record a heartbeat (``forget`` a restarted runner's old instance first). None when
+        it comes from a runner not tracked yet and ``MAX_PEERS`` are tracked already: it is
+        ignored. Workers beyond ``MAX_REMOTE_WORKERS`` are not taken (``refused``)."""
         now = time.monotonic() if now is None else now
         peer = self._peers.get(beat.runner)
         new_runner = peer is None
         if peer is None:
+            if len(self._peers) >= MAX_PEERS:
+                return None
             peer = self._peers[beat.runner] = Peer(
                 beat.runner, beat.instance, beat.interval, beat.misses, now
             )
@@ -112,30 +135,44 @@ class Peers:
         peer.misses = beat.misses
         peer.last_seen = now
         workers = set(beat.workers)
-        added = sorted(workers - peer.workers)
         removed = sorted(peer.workers - workers)
+        added = sorted(workers - peer.workers)
+        room = MAX_REMOTE_WORKERS - (self._worker_count - len(removed))
+        refused = max(0, len(added) - room)
+        if refused:
+            added = added[: len(added) - refused]
+            workers = (peer.workers & workers) | set(added)
+        self._worker_count += len(added) - len(removed)
         peer.workers = workers
         for name in added:
             self._hosts.setdefault(name, set()).add(beat.runner)
         for name in removed:
             self._drop_host(name, beat.runner)
         self._keep_described(beat.runner, beat.instance, workers)
-        return HeartbeatChange(new_runner, added, removed)
+        return HeartbeatChange(new_runner, added, removed, refused)
 
-    def described(self, description: Described) -> bool:
-        """Record a worker's description. True when its runner is heard and hosts the
-        worker (the registry has it: update it there); False when it is kept for the
-        heartbeat that will name the worker, or not kept (too many already)."""
+    def described(self, description: Described, size: int = 0) -> bool:
+        """Record a worker's description (``size``: its bytes as received). True when its
+        runner is heard and hosts the worker (the registry has it: update it there); False
+        when it is kept for the heartbeat that will name the worker, or not kept (too many
+        or too big already)."""
         runner = description.runner
         described = self._described.get(runner)
         if described is None or described.instance != description.instance:
             if runner not in self._peers:
                 self._make_room()
+            if described is not None:
+                self._drop_described(runner)
             described = self._described[runner] = _Descriptions(description.instance)
         jobs = described.jobs
-        if description.worker not in jobs and len(jobs) >= DESCRIBED_PER_RUNNER:
+        worker = description.worker
+        if worker not in jobs and len(jobs) >= DESCRIBED_PER_RUNNER:
             return False
-        jobs[description.worker] = tuple(description.jobs)
+        if self._described_bytes - described.sizes.get(worker, 0) + size > DESCRIPTION_BYTES:
+            return False
+        self._described_bytes += size - described.sizes.get(worker, 0)
+        described.sizes[worker] = size
+        jobs[worker] = tuple(description.jobs)
         peer = self._peers.get(runner)
         return (
             peer is not None
@@ -150,14 +187,21 @@ class Peers:
         if described is None:
             return
         if described.instance != instance:
-            del self._described[runner]
+            self._drop_described(runner)
         elif not workers.issuperset(described.jobs):
-            described.jobs = {n: j for n, j in described.jobs.items() if n in workers}
+            for name in [n for n in described.jobs if n not in workers]:
+                del described.jobs[name]
+                self._described_bytes -= described.sizes.pop(name, 0)
+
+    def _drop_described(self, runner: str) -> None:
+        described = self._described.pop(runner, None)
+        if described is not None:
+            self._described_bytes -= sum(described.sizes.values())
 
     def _make_room(self) -> None:
         waiting = [name for name in self._described if name not in self._peers]
         for name in waiting[: max(0, len(waiting) - WAITING_RUNNERS + 1)]:
-            del self._described[name]
+            self._drop_described(name)
 
     def limit(self, runners: set[str] | list[str], own: int) -> int:
         """The biggest message all of ``runners`` (and this one, ``own``) will read."""
@@ -175,9 +219,10 @@ class Peers:
             return set()
         described = self._described.get(runner)
         if described is not None and described.instance == peer.instance:
-            del self._described[runner]  # (a newer session's, sent before its heartbeat, stay)
+            self._drop_described(runner)  # (a newer session's, sent before its heartbeat, stay)
         for name in peer.workers:
             self._drop_host(name, runner)
+        self._worker_count -= len(peer.workers)
         return peer.workers
 
     def lost(self, now: float | None = None) -> list[str]:

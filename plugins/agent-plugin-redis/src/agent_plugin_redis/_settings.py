@@ -29,6 +29,10 @@ PASSWORD_ENV = "FRAMEWORK_REDIS_PASSWORD"
 """Environment variable holding the Redis password when the URL carries none."""
 
 DEFAULT_HEARTBEAT = 1.0
+LIVENESS_MAX = 60.0
+"""Seconds of silence after which a runner is lost, whatever interval its heartbeats
+claim: a heartbeat cannot keep a runner that stopped sending them alive for longer. A
+URL's ``heartbeat`` times ``misses`` must stay within it."""
 DEFAULT_MISSES = 3
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 MAX_MESSAGE_SIZE_CAP = 8 * 1024 * 1024
@@ -91,10 +95,19 @@ class RedisBusSettings:
             netloc = f"{user}:{quote(password, safe='')}@{host}"
         redis_url = urlunsplit((parts.scheme, netloc, parts.path, urlencode(theirs), ""))
         _check_for_redis_py(redis_url, theirs)
+        heartbeat = _number(ours, "heartbeat", DEFAULT_HEARTBEAT, 0.01, LIVENESS_MAX)
+        misses = int(_number(ours, "misses", DEFAULT_MISSES, 1, 1000, integer=True))
+        if heartbeat * misses > LIVENESS_MAX:
+            raise SettingsError(
+                f"bus URL parameter heartbeat={heartbeat:g} with misses={misses}: a runner "
+                f"would be lost only after {heartbeat * misses:g} s of silence, over the "
+                f"{LIVENESS_MAX:g} s after which every runner counts it lost; make heartbeat "
+                f"times misses at most {LIVENESS_MAX:g}"
+            )
         return cls(
             url=redis_url,
-            heartbeat=_number(ours, "heartbeat", DEFAULT_HEARTBEAT, 0.01, 3600.0),
-            misses=int(_number(ours, "misses", DEFAULT_MISSES, 1, 1000, integer=True)),
+            heartbeat=heartbeat,
+            misses=misses,
             max_message_size=int(
                 _number(
                     ours,

@@ -55,8 +55,9 @@ class Heartbeat(_Envelope):
     runner: Name
     instance: Name
     interval: float = Field(gt=0, le=3600)
+    """Seconds between its heartbeats (a reader counts at most ``LIVENESS_MAX`` of silence)."""
     misses: int = Field(ge=1, le=1000)
-    workers: list[Name] = Field(max_length=100_000)
+    workers: list[Name] = Field(max_length=10_000)
     max_message_size: int = Field(default=1024 * 1024, ge=1024)
     """The biggest message this runner reads: senders refuse bigger ones up front."""
     hello: bool = False

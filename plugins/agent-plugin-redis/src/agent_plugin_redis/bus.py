@@ -41,7 +41,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from redis.exceptions import ResponseError
 
 from agent_plugin_redis._logsafe import logger
-from agent_plugin_redis._peers import Peers
+from agent_plugin_redis._peers import MAX_PEERS, MAX_REMOTE_WORKERS, Peers
 from agent_plugin_redis._session import Reconnecting
 from agent_plugin_redis._settings import (
     CONNECTION_ERRORS,
@@ -102,6 +102,7 @@ HEARTBEAT_LIMIT = 4 * 1024 * 1024
 """Bytes a broadcast message may have whatever ``max_message_size`` says: a heartbeat lists
 all the workers of its runner, and one that is dropped makes the runner look lost."""
 _READ_COUNT = 64
+_COMPLAINTS_EVERY = 10.0
 
 Action = Callable[[], Awaitable[None]]
 
@@ -178,6 +179,7 @@ class RedisBus:
         self._describe_to: set[str] = set()
         """Runners that joined (said hello) and are owed every description."""
         self._dropped = 0
+        self._complained: dict[str, float] = {}
         send, receive = anyio.create_memory_object_stream[Action](math.inf)
         self._actions: MemoryObjectSendStream[Action] = send
         self._action_queue: MemoryObjectReceiveStream[Action] = receive
@@ -549,7 +551,7 @@ class RedisBus:
         if type(envelope) is Routed and not on_broadcast:
             self._receive_routed(envelope, stream, entry)
         elif type(envelope) is Described:  # broadcast, or to this runner as it joined
-            self._receive_description(envelope)
+            self._receive_description(envelope, len(raw))
         elif (type(envelope) is Routed) == on_broadcast:  # on the wrong channel: not trusted
             self._dropped += 1
             belongs = "a runner's channel or a worker's stream" if on_broadcast else self._broadcast
@@ -657,6 +659,24 @@ class RedisBus:
                 failed=True,
             )
         change = self._peers.heard(beat)
+        if change is None:
+            self._complain(
+                "peers",
+                "%s: ignored the heartbeat of runner %s: %d other runners are tracked already "
+                "(the most a runner tracks)",
+                beat.runner,
+                MAX_PEERS,
+            )
+            return
+        if change.refused:
+            self._complain(
+                "workers",
+                "%s: %d worker(s) of runner %s are not registered: %d remote workers are "
+                "tracked already (the most a runner tracks)",
+                change.refused,
+                beat.runner,
+                MAX_REMOTE_WORKERS,
+            )
         for name in change.added:
             self._queue(self._remote_ready, self._remote_data(name, beat.runner))
         for name in change.removed:
@@ -666,8 +686,16 @@ class RedisBus:
         if change.new_runner or beat.hello:
             self._announce.set()  # so the newcomer learns this runner's workers now
 
-    def _receive_description(self, description: Described) -> None:
-        if description.runner != self._name and self._peers.described(description):
+    def _complain(self, kind: str, text: str, *args: Any) -> None:
+        """Log a refusal at most once every ``_COMPLAINTS_EVERY`` seconds per kind: forged
+        heartbeats must not flood the log either."""
+        now = time.monotonic()
+        if now - self._complained.get(kind, -math.inf) >= _COMPLAINTS_EVERY:
+            self._complained[kind] = now
+            logger.warning(text, self._name, *args)
+
+    def _receive_description(self, description: Described, size: int) -> None:
+        if description.runner != self._name and self._peers.described(description, size):
             self._queue(self._remote_described, description.worker, description.runner)
 
     def _receive_bye(self, bye: Bye) -> None:
