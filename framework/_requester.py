@@ -37,6 +37,7 @@ from framework.bus.messages import (
     JobUpdateMessage,
     JobUpdateRequestMessage,
     WorkerLostMessage,
+    unknown_outcome,
 )
 from framework.jobs import (
     JobError,
@@ -485,9 +486,22 @@ class Requester:
         await self._apply(pending, response)
 
     async def _worker_lost(self, message: WorkerLostMessage) -> None:
+        """A worker left with jobs of ours open: those it was sent end ERROR with an unknown
+        outcome (it may have run them), the others plainly ERROR."""
         worker = message.worker_name
         for pending in list(self._pending.values()):
-            if worker in pending.targets and worker not in pending.statuses:
+            if worker not in pending.targets or worker in pending.statuses:
+                continue
+            if worker in pending.sent:
+                response = JobResponseMessage.build(
+                    source=worker,
+                    target=self.address,
+                    job_id=pending.job_id,
+                    status=JobStatus.ERROR,
+                    response=unknown_outcome(message.reason),
+                )
+                await self._apply(pending, response)
+            else:
                 await self._apply_local(pending, worker, JobStatus.ERROR, message.reason)
 
     # ----------------------------------------------------------------- endings

@@ -427,7 +427,8 @@ async def test_remote_workers_reported_by_a_network_bus_fire_the_hooks_and_end_j
             assert runner.registry.remote_workers == ["far"]
             assert plugin.ready == [remote]
             # Nothing answers, so the request waits at "far" until its runner is reported
-            # lost; the job then ends ERROR with that reason.
+            # lost; the job then ends ERROR with that reason, its outcome unknown (it was
+            # sent: it may or may not have run).
             async with anyio.create_task_group() as tg:
 
                 async def lose() -> None:
@@ -439,7 +440,10 @@ async def test_remote_workers_reported_by_a_network_bus_fire_the_hooks_and_end_j
                     async with runner.job("far"):
                         pass
             assert caught.value.status is JobStatus.ERROR
-            assert caught.value.response == {"error": "runner there lost"}
+            assert caught.value.response == {
+                "error": "runner there lost: the job may or may not have run",
+                "outcome": "unknown",
+            }
             assert "far" not in runner.registry
             assert plugin.failed == [WorkerErrorData(worker_name="far", error="runner there lost")]
             # A worker that ends normally leaves without on_worker_failed.

@@ -94,6 +94,19 @@ class JobResponseMessage(BusMessage):
     response: dict[str, Any] = Field(default_factory=dict)
 
 
+OUTCOME_UNKNOWN = "unknown"
+"""``response["outcome"]`` of a job that ended ERROR without knowing whether it ran."""
+
+
+def unknown_outcome(reason: str) -> dict[str, Any]:
+    """The ``response`` of a job ended ERROR because its worker, or the link to it, was lost
+    after the request had left: the job may have run, in part or in full, or not at all.
+    The requester and the network buses say it alike, so a caller can tell it from an
+    ERROR that is known to have run nothing: ``{"error": "<reason>: the job may or may not
+    have run", "outcome": "unknown"}``."""
+    return {"error": f"{reason}: the job may or may not have run", "outcome": OUTCOME_UNKNOWN}
+
+
 class JobUpdateMessage(BusMessage):
     """A progress update sent by a handler with ``job.update(...)``."""
 

@@ -36,6 +36,9 @@ from framework.bus.messages import JobRequestMessage
 
 pytestmark = pytest.mark.anyio
 
+MAY_HAVE_RUN = ": the job may or may not have run"
+"""How a job ended by the loss of its runner ends its reason (its outcome is unknown)."""
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -592,7 +595,12 @@ async def test_a_bye_ends_the_jobs_of_its_runner_error(redis_url: str) -> None:
                 assert request["kind"] == "msg" and request["origin"] == "a"
                 assert request["message"]["type"] == "job_request"
                 await client.publish(f"{ns}:all", encode(Bye(runner="ghost", instance="g1")))
-            assert results == [(JobStatus.ERROR, {"error": "runner ghost ended"})]
+            assert results == [
+                (
+                    JobStatus.ERROR,
+                    {"error": "runner ghost ended" + MAY_HAVE_RUN, "outcome": "unknown"},
+                )
+            ]
             await eventually(lambda: "w" not in a.registry, 1.0, "w gone from a")
             await pubsub.aclose()
 
@@ -651,7 +659,9 @@ async def test_a_silent_runner_is_lost(redis_url: str) -> None:
             # have gone out up to 0.2 s before the bus stopped).
             lost_after = time.monotonic() - start
             assert 0.35 < lost_after < 3.0
-            assert results == [(JobStatus.ERROR, {"error": "runner b lost"})]
+            assert results == [
+                (JobStatus.ERROR, {"error": "runner b lost" + MAY_HAVE_RUN, "outcome": "unknown"})
+            ]
             await eventually(lambda: "echo" not in a.registry, 1.0, "echo gone from a")
             await eventually(lambda: recorders["a"].failed != [], 1.0, "on_worker_failed")
             assert recorders["a"].failed == [("echo", "runner b lost")]
@@ -911,7 +921,10 @@ async def test_a_replica_lost_holding_a_job_ends_it_error(redis_url: str) -> Non
             assert on_b
             for job_id, (status, response) in results.items():
                 if job_id in on_b:
-                    assert (status, response) == (JobStatus.ERROR, {"error": "runner b lost"})
+                    assert (status, response) == (
+                        JobStatus.ERROR,
+                        {"error": "runner b lost" + MAY_HAVE_RUN, "outcome": "unknown"},
+                    )
                 else:
                     assert status is JobStatus.COMPLETED, response
             status, response = await run_job(a, "echo", timeout=5)

@@ -16,7 +16,16 @@ from agent_plugin_redis._settings import MAX_MESSAGE_SIZE_CAP
 from agent_plugin_redis._wire import Heartbeat, encode
 from agent_plugin_redis.bus import RedisBus
 from conftest import RedisServer
-from test_bus import Echo, bus_of, eventually, namespace_of, plain_url, run_job, runners
+from test_bus import (
+    MAY_HAVE_RUN,
+    Echo,
+    bus_of,
+    eventually,
+    namespace_of,
+    plain_url,
+    run_job,
+    runners,
+)
 
 from framework import JobStatus, WorkerRunner
 from framework.config import ConfigError
@@ -183,3 +192,53 @@ async def test_forged_heartbeats_cannot_grow_the_peer_table_or_keep_a_phantom_al
     lines = _lines(caplog)
     assert any("other runners are tracked already" in line for line in lines), lines
     assert any("remote workers are tracked already" in line for line in lines), lines
+
+
+# --------------------------------------------------------------------------- lost runners
+
+
+async def test_a_plain_job_whose_runner_is_lost_ends_with_an_unknown_outcome(
+    redis_url: str,
+) -> None:
+    """A job sent to a runner that goes silent, and one taken from a worker's stream by a
+    replica that goes silent, both end ERROR saying they may or may not have run
+    (``outcome == "unknown"``); a request refused before it left says nothing of the kind."""
+    with anyio.fail_after(15):
+        async with (
+            runners(redis_url, "a") as (a,),
+            runners(redis_url, "b") as (b,),
+            runners(redis_url, "c") as (c,),
+        ):
+            direct, replica = Echo("direct"), Echo("shared")
+            await b.add_worker(direct)
+            await b.add_worker(replica)
+            await c.add_worker(Echo("shared"))
+            await a.registry.wait_ready("direct")
+            await eventually(lambda: bus_of(a)._peers.hosts("shared") == {"b", "c"})
+            results: dict[str, Any] = {}
+
+            async def ask(key: str, worker: str) -> None:
+                results[key] = await run_job(a, worker, name="slow")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask, "direct", "direct")
+                await direct.started.wait()
+                sent = 0
+                while not replica.slow_jobs:  # until one of the replicas' jobs lands on b
+                    sent += 1
+                    tg.start_soon(ask, f"shared-{sent}", "shared")
+                    await anyio.sleep(0.05)
+                assert bus_of(b)._tg is not None
+                bus_of(b)._tg.cancel_scope.cancel()  # b falls silent, no bye
+                await eventually(lambda: len(results) >= 2, 5.0, "b's jobs ended")
+                tg.cancel_scope.cancel()  # (c's slow jobs would run 30 s)
+            status, response = results["direct"]
+            assert status is JobStatus.ERROR
+            assert response == {"error": "runner b lost" + MAY_HAVE_RUN, "outcome": "unknown"}
+            on_b = [r for k, r in results.items() if k != "direct" and r[0] is JobStatus.ERROR]
+            assert on_b, results
+            for _status, response in on_b:
+                assert response == {"error": "runner b lost" + MAY_HAVE_RUN, "outcome": "unknown"}
+            refused = await run_job(a, "shared", payload={"x": "y" * 2_000_000})
+            assert refused[0] is JobStatus.ERROR and refused[1] is not None
+            assert "outcome" not in refused[1] and "over the bus's" in refused[1]["error"]

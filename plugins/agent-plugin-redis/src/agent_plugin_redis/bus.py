@@ -75,6 +75,7 @@ from framework.bus.messages import (
     JobStreamStartMessage,
     JobUpdateMessage,
     JobUpdateRequestMessage,
+    unknown_outcome,
 )
 from framework.config import ConfigError
 from framework.types import JobDescription, JobStatus, WorkerReadyData
@@ -384,7 +385,11 @@ class RedisBus:
                 async with self._gate:
                     await client.publish(self._channel(runner), data)
             except CONNECTION_ERRORS as exc:
-                self._fail_route(key, f"could not send the job through Redis: {exc}")
+                self._fail_route(
+                    key,
+                    f"could not send the job through Redis: {exc}",
+                    unknown=not isinstance(exc, ResponseError),  # (refused: never sent)
+                )
                 self._break_session(exc)
             return
         route = self._routes[key] = _Route(message.source, None)
@@ -392,7 +397,11 @@ class RedisBus:
             async with self._gate:
                 route.entry = await self._streams.add(client, target, message.job_id, data)
         except CONNECTION_ERRORS as exc:
-            self._fail_route(key, f"could not send the job through Redis: {exc}")
+            self._fail_route(
+                key,
+                f"could not send the job through Redis: {exc}",
+                unknown=not isinstance(exc, ResponseError),
+            )
             self._break_session(exc)
 
     async def _send_reply(self, message: BusMessage) -> None:
@@ -491,22 +500,27 @@ class RedisBus:
 
     # ----------------------------------------------------------------- ending jobs here
 
-    def _end_job_here(self, requester: str, worker: str, job_id: str, reason: str) -> None:
-        """Give a local requester an ERROR response for its job at ``worker``."""
+    def _end_job_here(
+        self, requester: str, worker: str, job_id: str, reason: str, *, unknown: bool = False
+    ) -> None:
+        """Give a local requester an ERROR response for its job at ``worker``: with
+        ``unknown``, one that says the job may or may not have run (its request had left)."""
         response = JobResponseMessage.build(
             source=worker,
             target=requester,
             job_id=job_id,
             status=JobStatus.ERROR,
-            response={"error": reason},
+            response=unknown_outcome(reason) if unknown else {"error": reason},
         )
         with contextlib.suppress(UndeliverableError):
             self._local.send_nowait(response)
 
-    def _fail_route(self, key: tuple[str, str], reason: str) -> None:
+    def _fail_route(self, key: tuple[str, str], reason: str, *, unknown: bool = True) -> None:
+        """End a job sent from here ERROR: by default with an unknown outcome, since its
+        request was sent and its worker, or the link to it, is gone."""
         route = self._routes.pop(key, None)
         if route is not None:
-            self._end_job_here(route.requester, key[1], key[0], reason)
+            self._end_job_here(route.requester, key[1], key[0], reason, unknown=unknown)
 
     def _fail_routes(self, reason: str, match: Callable[[tuple[str, str], _Route], bool]) -> int:
         keys = [key for key, route in self._routes.items() if match(key, route)]
