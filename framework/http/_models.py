@@ -7,14 +7,33 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from framework._values import MAX_HEADER_BYTES, MAX_HEADERS, RESERVED_HEADER_PREFIX
 from framework.types import JobDescription
 
 _STATUS = Literal["running", "completed", "cancelled", "failed", "error"]
 _TERMINAL = Literal["completed", "cancelled", "failed", "error"]
 
 
+HEADERS_SCHEMA: dict[str, Any] = {
+    "maxProperties": MAX_HEADERS,
+    "propertyNames": {
+        "pattern": "^[a-z0-9-]+$",
+        "not": {"pattern": f"^{RESERVED_HEADER_PREFIX}"},
+    },
+}
+"""What the document says of a job's headers, beyond a map of str to str (checked by
+``check_headers``, which also bounds their size)."""
+HEADERS_DESCRIPTION = (
+    "Job headers the handler reads as job.headers: lower-case [a-z0-9-] names, at most "
+    f"{MAX_HEADERS} and {MAX_HEADER_BYTES // 1024} KiB in all; the prefix "
+    f"'{RESERVED_HEADER_PREFIX}' is reserved."
+)
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    # Strict: a body is JSON, typed as the document says (``"timeout": true`` or ``"5"``
+    # is refused with 422, as the document's schema refuses it).
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 class JobSubmission(_Body):
@@ -33,21 +52,25 @@ class JobSubmission(_Body):
         description="Seconds before the job is cancelled (it then ends cancelled).",
     )
     headers: dict[str, str] | None = Field(
-        default=None,
-        description="Job headers the handler reads as job.headers: lower-case [a-z0-9-] names, "
-        "at most 64 and 8 KiB in all; the prefix 'framework-' is reserved.",
+        default=None, description=HEADERS_DESCRIPTION, json_schema_extra=HEADERS_SCHEMA
     )
 
 
 class JobGroupSubmission(_Body):
     """``POST /v1/job-groups``: one job to several workers under one job id."""
 
-    workers: list[str] = Field(min_length=1, description="The workers' names, each once.")
+    workers: list[str] = Field(
+        min_length=1,
+        description="The workers' names, each once.",
+        json_schema_extra={"uniqueItems": True},
+    )
     name: str | None = None
     payload: dict[str, Any] | None = None
     timeout: float | None = Field(default=None, gt=0)
     cancel_on_error: bool = True
-    headers: dict[str, str] | None = None
+    headers: dict[str, str] | None = Field(
+        default=None, description=HEADERS_DESCRIPTION, json_schema_extra=HEADERS_SCHEMA
+    )
 
 
 class JobResult(BaseModel):

@@ -49,7 +49,32 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": _json("ErrorBody")}
 
 
-_SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+def _sse(description: str, events: list[str] | None) -> dict[str, Any]:
+    """An SSE stream; its schema describes one event (as OpenAPI 3.1 tools read it, and
+    3.2's ``itemSchema``): ``event`` its type (one of ``events``; none when None), ``data``
+    its JSON text, ``id`` its number."""
+    event: dict[str, Any] = {
+        "type": "object",
+        "description": description,
+        "properties": {
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+        },
+        "required": ["data"],
+    }
+    if events is not None:
+        event["properties"]["event"] = {"enum": events}
+        event["required"].append("event")
+    return {"text/event-stream": {"schema": event}}
+
+
+_JOB_EVENTS = ["update", "stream_start", "stream_data", "stream_end", "response"]
+_JOB_SSE = _sse("One event of the job: the job's events, then its response.", _JOB_EVENTS)
+_SUBMIT_SSE = _sse(
+    "One event of the job: first its id (job), then the job's events, then its response.",
+    ["job", *_JOB_EVENTS],
+)
+_EVENTS_SSE = _sse("One runtime event (an EventModel as JSON; id = sequence_id).", None)
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _BAD = {
     "400": _error("The body is not JSON."),
@@ -111,7 +136,7 @@ def _paths() -> dict[str, Any]:
                     "200": {
                         "description": "The job ended (whatever its status); with "
                         "`Accept: text/event-stream`, its events as SSE.",
-                        "content": {**_json("JobResult"), **_SSE},
+                        "content": {**_json("JobResult"), **_SUBMIT_SSE},
                     },
                     "202": {
                         "description": "Sent (wait=false); follow it at Location.",
@@ -151,7 +176,7 @@ def _paths() -> dict[str, Any]:
                 "operationId": "followJob",
                 "parameters": [_JOB_ID],
                 "responses": {
-                    "200": {"description": "The event stream.", "content": _SSE},
+                    "200": {"description": "The event stream.", "content": _JOB_SSE},
                     "404": _error("No such job."),
                 },
             }
@@ -189,7 +214,7 @@ def _paths() -> dict[str, Any]:
                         "schema": {"type": "string"},
                     },
                 ],
-                "responses": {"200": {"description": "The event stream.", "content": _SSE}},
+                "responses": {"200": {"description": "The event stream.", "content": _EVENTS_SSE}},
             }
         },
         "/metrics": {
@@ -229,6 +254,7 @@ def _typed_variants(
                     "headers": {
                         "type": ["object", "null"],
                         "additionalProperties": {"type": "string"},
+                        **_models.HEADERS_SCHEMA,
                     },
                 },
                 "required": ["worker", "payload"] + ([] if job.name is None else ["name"]),
