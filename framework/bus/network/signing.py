@@ -107,6 +107,9 @@ class Verified(NamedTuple):
 _verified = tuple.__new__
 
 
+_HOW = "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
 def secret_problem(secret: object) -> str | None:
     """Why ``secret`` cannot sign (the text never includes the secret), or None when it can."""
     if isinstance(secret, SecretStr):
@@ -123,9 +126,6 @@ def secret_problem(secret: object) -> str | None:
             f"({_HOW})"
         )
     return None
-
-
-_HOW = "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class SigningKeys:
@@ -152,14 +152,12 @@ class SigningKeys:
             raise ValueError("no bus secret given: give at least one")
         keys = []
         for index, one in enumerate(given):
+            where = f"bus secret {index + 1} of {len(given)}" if len(given) > 1 else "bus secret"
+            if not isinstance(one, str | bytes | SecretStr):
+                raise TypeError(f"{where}: a secret must be a string, not {type(one).__name__}")
             problem = secret_problem(one)
             if problem is not None:
-                where = (
-                    f"bus secret {index + 1} of {len(given)}" if len(given) > 1 else "bus secret"
-                )
-                error = TypeError if problem.startswith("a secret must") else ValueError
-                raise error(f"{where}: {problem}")
-            assert isinstance(one, str | bytes | SecretStr)
+                raise ValueError(f"{where}: {problem}")
             keys.append(_Key(_derive(_raw(one))))
         self._keys: tuple[_Key, ...] = tuple(keys)
 
