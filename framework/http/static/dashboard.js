@@ -15,6 +15,9 @@ const MAX_TRACKED_JOBS = 1000; // jobs in flight remembered (a lost response mus
 const MAX_UPDATES_SHOWN = 200; // updates listed for the submitted job
 const MAX_STREAM_CHARS = 200_000; // characters of the submitted job's stream kept
 const WORKERS_POLL_MS = 15_000; // remote workers can leave without an event
+const RECONCILE_MS = 500; // after events were lost: ask the server how the jobs in flight are
+const RECONCILE_MAX = 50; // jobs asked about at a time
+const QUIET_MS = 2_000; // a job in flight this long without an event: ask about it too
 const RECONNECT_MS = 3_000;
 
 const $ = (selector) => document.querySelector(selector);
@@ -546,15 +549,21 @@ function trackJob(event, kind) {
       start: event.timestamp,
       updates: 0,
       chunks: 0,
+      seen: Date.now(), // when this page last heard of it
+      unknown: false, // the server keeps no record of it (not submitted over HTTP)
     });
     if (jobs.running.size > MAX_TRACKED_JOBS) jobs.running.delete(jobs.running.keys().next().value);
   } else if (kind === "update" || kind === "stream") {
     const job = jobs.running.get(key);
-    if (job) job[kind === "update" ? "updates" : "chunks"] += 1;
+    if (job) {
+      job[kind === "update" ? "updates" : "chunks"] += 1;
+      job.seen = Date.now();
+    }
   } else if (kind === "response" || kind === "cancelled") {
     const job = jobs.running.get(key) ?? { worker: event.node_name, jobId, name: null, start: null, updates: 0, chunks: 0 };
     jobs.running.delete(key);
     job.status = event.data?.status ?? (kind === "cancelled" ? "cancelled" : event.is_error ? "error" : "completed");
+    job.source = "event";
     job.end = event.timestamp;
     job.response = event.data?.response;
     jobs.recent.unshift(job);
@@ -591,7 +600,7 @@ function renderJobs() {
     ...jobs.recent.map((job) =>
       h(
         "tr",
-        { dataset: { jobId: job.jobId, worker: job.worker, status: job.status }, title: clip(json(job.response) ?? "", 500) },
+        { dataset: { jobId: job.jobId, worker: job.worker, status: job.status, source: job.source }, title: clip(json(job.response) ?? "", 500) },
         h("td", {}, h("span", { class: "status", dataset: { status: job.status } }, job.status)),
         h("td", {}, job.worker),
         h("td", {}, h("code", {}, jobLabel(job.name))),
@@ -700,8 +709,9 @@ const events = {
   paused: false,
   held: 0, // events received while paused
   total: 0,
+  missed: 0, // events the server dropped for this page (gaps in sequence_id)
   source: null,
-  lastSeq: null,
+  lastSeq: new Map(), // run_id -> the last sequence_id seen
 };
 
 const filters = { worker: "", job: "", stream: true };
@@ -719,17 +729,18 @@ function eventRow(item) {
   const text = details(event, kind);
   const isError = event.is_error || kind === "worker-failed" || (kind === "response" && event.data?.status && event.data.status !== "completed");
   return h(
-    "tr",
+    "div",
     {
-      class: `kind-${kind}${isError ? " is-error" : ""}`,
+      class: `event-row kind-${kind}${isError ? " is-error" : ""}`,
+      role: "row",
       dataset: { seq: String(event.sequence_id), kind, worker: event.node_name, jobId, status: event.data?.status },
     },
-    h("td", { class: "num time" }, clock(event.timestamp)),
-    h("td", { class: "num seq" }, event.sequence_id),
-    h("td", {}, h("span", { class: `kind ${kind}` }, KIND_LABELS[kind] ?? kind)),
-    h("td", { class: "worker-cell" }, event.node_name),
-    h("td", {}, jobId ? jobIdButton(jobId) : ""),
-    h("td", { class: "details", title: clip(text, 2000) }, clip(text, 300)),
+    h("span", { role: "cell", class: "num time" }, clock(event.timestamp)),
+    h("span", { role: "cell", class: "num seq" }, event.sequence_id),
+    h("span", { role: "cell" }, h("span", { class: `kind ${kind}` }, KIND_LABELS[kind] ?? kind)),
+    h("span", { role: "cell", class: "worker-cell", title: event.node_name }, event.node_name),
+    h("span", { role: "cell" }, jobId ? jobIdButton(jobId) : ""),
+    h("span", { role: "cell", class: "details", title: clip(text, 2000) }, clip(text, 300)),
   );
 }
 
@@ -743,9 +754,70 @@ function onEvent(message) {
   }
   const kind = classify(event);
   events.total += 1;
-  events.lastSeq = event.sequence_id;
+  noteSequence(event);
   events.queue.push({ event, kind });
   if (events.queue.length === 1) requestAnimationFrame(flushEvents);
+}
+
+/** Count the events the server dropped for this page: sequence ids go up by one per event
+ *  within a run, so a gap is a loss. A response may be among them: ask about the jobs. */
+function noteSequence(event) {
+  const last = events.lastSeq.get(event.run_id);
+  events.lastSeq.set(event.run_id, event.sequence_id);
+  if (last === undefined || event.sequence_id <= last + 1) return;
+  events.missed += event.sequence_id - last - 1;
+  const note = $("#events-missed");
+  note.textContent = `${events.missed} event${events.missed === 1 ? "" : "s"} missed (the page fell behind)`;
+  note.hidden = false;
+  reconcileSoon();
+}
+
+let reconcileTimer = null;
+
+function reconcileSoon() {
+  if (reconcileTimer) return;
+  reconcileTimer = setTimeout(async () => {
+    await reconcileJobs();
+    reconcileTimer = null;
+  }, RECONCILE_MS);
+}
+
+/** Ask the server how jobs in flight are (it knows those submitted over HTTP), for responses
+ *  that never reached this page: all of them after a gap, else the quiet ones (the events
+ *  lost last are followed by no gap until the next event). */
+async function reconcileJobs(onlyQuiet = false) {
+  const now = Date.now();
+  const pending = [...jobs.running.values()]
+    .filter((job) => !job.unknown && (!onlyQuiet || now - job.seen > QUIET_MS))
+    .slice(0, RECONCILE_MAX);
+  await Promise.all(
+    pending.map(async (job) => {
+      let summary;
+      try {
+        summary = await api(`/v1/jobs/${encodeURIComponent(job.jobId)}`);
+      } catch (error) {
+        // Not submitted over HTTP, or forgotten: its events are all there is.
+        if (error instanceof ApiError && error.status === 404) job.unknown = true;
+        return;
+      }
+      job.seen = Date.now();
+      if (!summary || summary.status === "running" || summary.worker !== job.worker) return;
+      const key = jobKey(job.worker, job.jobId);
+      if (!jobs.running.has(key)) return;
+      jobs.running.delete(key);
+      job.status = summary.status;
+      job.source = "server"; // its response event was lost
+      job.response = summary.response;
+      job.end = summary.duration === null || summary.duration === undefined ? Date.now() / 1000 : job.start + summary.duration;
+      jobs.recent.unshift(job);
+      jobs.recent.length = Math.min(jobs.recent.length, MAX_RECENT_JOBS);
+      jobs.dirty = true;
+    }),
+  );
+  if (jobs.dirty) {
+    jobs.dirty = false;
+    renderJobs();
+  }
 }
 
 /** Apply what arrived since the last frame: jobs, workers, then the table. */
@@ -779,7 +851,7 @@ function flushEvents() {
 function appendRows(items) {
   const body = $("#events-body");
   const rows = items.slice(-MAX_EVENT_ROWS).map(eventRow);
-  const scroller = body.closest(".table-scroll");
+  const scroller = body.closest(".events-scroll");
   const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
   body.append(...rows);
   while (body.childElementCount > MAX_EVENT_ROWS) body.firstElementChild.remove();
@@ -913,6 +985,10 @@ function wire() {
     filters.stream = e.target.checked;
     rerenderEvents();
   });
+  $("#events-body").addEventListener("click", (e) => {
+    const cell = e.target.closest(".details");
+    if (cell) cell.classList.toggle("expanded");
+  });
   $("#events-pause").addEventListener("click", () => setPaused(!events.paused));
   $("#events-clear").addEventListener("click", () => {
     events.buffer = [];
@@ -930,6 +1006,7 @@ function start() {
   connectEvents();
   setInterval(tickDurations, 250);
   setInterval(refreshWorkers, WORKERS_POLL_MS);
+  setInterval(() => reconcileJobs(true), 1_000);
 }
 
 start();
