@@ -1,0 +1,145 @@
+"""What the dashboard's browser tests and its screenshot script share: a real ``framework
+run`` serving HTTP (with tests/dashboard_plugin.py's workers) and a headless Chromium driven
+by Selenium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+TESTS = Path(__file__).resolve().parent
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+START_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Browser:
+    """Where the browser and its driver are."""
+
+    chromium: str
+    chromedriver: str
+
+
+def find_browser() -> Browser | None:
+    """Debian's ``chromium`` and ``chromium-driver`` (or the same on the PATH), else None."""
+    chromium = next(
+        (found for name in CHROMIUM_NAMES if (found := shutil.which(name)) is not None), None
+    )
+    chromedriver = shutil.which("chromedriver")
+    if chromium is None or chromedriver is None:
+        return None
+    return Browser(chromium, chromedriver)
+
+
+def new_driver(browser: Browser, width: int = 1400, height: int = 900) -> WebDriver:
+    """A headless Chromium; the page's console messages are kept (``get_log("browser")``)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser.chromium
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # containers and CI run as root
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--window-size={width},{height}",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(browser.chromedriver))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Served:
+    """A runner serving HTTP: its base URL and the token it needs (None: none)."""
+
+    url: str
+    token: str | None
+    process: subprocess.Popen[str]
+
+    def client(self) -> httpx.Client:
+        """An HTTP client for the API (with the token when there is one)."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+
+@contextmanager
+def serve(token: str | None = None) -> Iterator[Served]:
+    """Run ``framework -p dashboard_plugin run --http 127.0.0.1:PORT`` until the block ends;
+    it is ready once ``/v1/health`` answers."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(TESTS),
+        "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    env.pop("FRAMEWORK_PLUGINS", None)
+    env.pop("FRAMEWORK_HTTP_TOKEN", None)
+    if token is not None:
+        env["FRAMEWORK_HTTP_TOKEN"] = token
+    command = [sys.executable, "-m", "framework", "-p", "dashboard_plugin", "run"]
+    command += ["--http", f"127.0.0.1:{port}"]
+    # In a directory of its own: no framework.toml around; stderr to a file, which never
+    # fills up and blocks the runner the way an unread pipe would.
+    with tempfile.TemporaryDirectory() as cwd, open(Path(cwd) / "stderr", "w+") as err:
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env, cwd=cwd
+        )
+        served = Served(f"http://127.0.0.1:{port}", token, process)
+        try:
+            _wait_healthy(served, Path(cwd) / "stderr")
+            yield served
+        finally:
+            _stop(process)
+
+
+def _wait_healthy(served: Served, stderr: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if served.process.poll() is not None:
+            raise RuntimeError(
+                f"framework run exited {served.process.returncode}:\n{stderr.read_text()}"
+            )
+        try:
+            if httpx.get(f"{served.url}/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"framework run did not answer /v1/health within {START_TIMEOUT} s")
+        time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()  # SIGTERM: the runner ends gracefully
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
