@@ -28,6 +28,7 @@ from test_bus import (
 )
 
 from framework import JobStatus, WorkerRunner
+from framework.bus.messages import JobRequestMessage, JobResponseMessage
 from framework.config import ConfigError
 
 pytestmark = pytest.mark.anyio
@@ -242,3 +243,122 @@ async def test_a_plain_job_whose_runner_is_lost_ends_with_an_unknown_outcome(
             refused = await run_job(a, "shared", payload={"x": "y" * 2_000_000})
             assert refused[0] is JobStatus.ERROR and refused[1] is not None
             assert "outcome" not in refused[1] and "over the bus's" in refused[1]["error"]
+
+
+# --------------------------------------------------------------------------- silent loss
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+UNPARSABLE = [_nested(199), _nested(254), {"n": 10**4300}, {"n": [1, -(10**5000)]}]
+"""Values JSON can carry and the sender's encoder writes, but the readers' parser refuses
+(the core's own checks stop them earlier on the usual paths: these are built by hand)."""
+
+
+@pytest.mark.parametrize("via", ["direct", "stream"])
+async def test_a_request_the_reader_cannot_parse_ends_error_at_once(
+    redis_url: str, via: str
+) -> None:
+    """A request the reading runner's parser would refuse is not sent: its requester gets
+    ERROR at once, saying why, instead of a request dropped on arrival and a requester left
+    waiting (for ever, without a timeout)."""
+    with anyio.fail_after(15):
+        async with runners(redis_url, "a", "b", "c") as (a, b, c):
+            echo = Echo("echo")
+            await b.add_worker(echo)
+            if via == "stream":
+                await c.add_worker(Echo("echo"))
+                await eventually(lambda: bus_of(a)._peers.hosts("echo") == {"b", "c"})
+            await a.registry.wait_ready("echo")
+            inbox = bus_of(a).subscribe("asker")
+            for i, payload in enumerate(UNPARSABLE):
+                request = JobRequestMessage.build(
+                    source="asker", target="echo", job_id=f"job-{i}", payload=payload
+                )
+                await bus_of(a).send(request)
+                reply = await inbox.receive()
+                assert isinstance(reply, JobResponseMessage)
+                assert (reply.job_id, reply.status) == (f"job-{i}", JobStatus.ERROR)
+                error = reply.response["error"]
+                assert "a job_request that the reading runner cannot parse" in error, error
+                assert "recursion limit" in error or "number out of range" in error, error
+            bus_of(a).unsubscribe("asker")
+            assert echo.seen == []
+            assert (await run_job(a, "echo"))[0] is JobStatus.COMPLETED
+            assert sum(bus_of(r).dropped_messages for r in (a, b, c)) == 0
+
+
+async def test_a_response_the_reader_cannot_parse_becomes_an_error_response(
+    redis_url: str,
+) -> None:
+    """A response the requester's parser would refuse is replaced by an ERROR response that
+    says why: the requester gets exactly one terminal response."""
+    with anyio.fail_after(15):
+        async with runners(redis_url, "a", "b") as (a, b):
+            echo = Echo("echo")
+            await b.add_worker(echo)
+            await a.registry.wait_ready("echo")
+            results: list[Any] = []
+            for i, value in enumerate(UNPARSABLE, start=1):
+                echo.started = anyio.Event()
+                async with anyio.create_task_group() as tg:
+
+                    async def ask() -> None:
+                        results.append(await run_job(a, "echo", name="slow"))
+
+                    tg.start_soon(ask)
+                    await echo.started.wait()
+                    forged = JobResponseMessage.build(
+                        source="echo",
+                        target="a",
+                        job_id=echo.slow_jobs[-1],
+                        status=JobStatus.COMPLETED,
+                        response=value,
+                    )
+                    await bus_of(b).send(forged)  # as a worker past the core's checks would
+                assert len(results) == i
+                status, response = results[-1]
+                assert status is JobStatus.ERROR and response is not None
+                assert "a job_response that the reading runner cannot parse" in response["error"]
+            assert bus_of(a).dropped_messages == 0
+
+
+async def test_a_response_the_requester_cannot_parse_still_ends_its_job(
+    redis_url: str,
+) -> None:
+    """A response written by another client (or another version) that this runner's parser
+    refuses ends the job ERROR with the reason, rather than being dropped in silence."""
+    ns = namespace_of(redis_url)
+    with anyio.fail_after(10):
+        client = aioredis.Redis.from_url(plain_url(redis_url))
+        async with client, runners(redis_url, "a", "b") as (a, b):
+            echo = Echo("echo")
+            await b.add_worker(echo)
+            await a.registry.wait_ready("echo")
+            results: list[Any] = []
+            async with anyio.create_task_group() as tg:
+
+                async def ask() -> None:
+                    results.append(await run_job(a, "echo", name="slow"))
+
+                tg.start_soon(ask)
+                await echo.started.wait()
+                (job_id,) = echo.slow_jobs
+                forged = (
+                    '{"kind":"msg","origin":"b","message":{"type":"job_response","source":"echo",'
+                    f'"target":"a","job_id":"{job_id}","status":"completed","response":'
+                    + '{"a":' * 300
+                    + "1"
+                    + "}" * 300
+                    + "}}"
+                )
+                await client.publish(f"{ns}:runner:a", forged)
+            ((status, response),) = results
+            assert status is JobStatus.ERROR and response is not None
+            assert "could not read the job's response from b" in response["error"], response
+            assert "recursion limit" in response["error"]

@@ -28,7 +28,7 @@ import json
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
-from pydantic_core import PydanticSerializationError
+from pydantic_core import PydanticSerializationError, from_json
 
 from framework.bus.messages import BusMessage, JobRequestMessage, Message, decode_message
 from framework.types import JobDescription
@@ -103,6 +103,67 @@ class _RoutedHead(BaseModel):
     message: _RequestHead
 
 
+class _ResponseHead(BaseModel):
+    """What a job response must hold to end its job: read from one that failed to decode."""
+
+    type: Literal["job_response"]
+    source: Name
+    target: Name
+    job_id: Annotated[str, StringConstraints(max_length=1024)]
+
+
+class _RoutedResponseHead(BaseModel):
+    kind: Literal["msg"]
+    origin: Name
+    message: _ResponseHead
+
+
+_DEPTH_SAFE = 190
+"""Fewer ``{`` and ``[`` than this in a message, and its nesting cannot reach the readers'
+JSON parser's limit (it refuses about 200 levels, envelope included)."""
+_LONG_NUMBER = 4300
+"""The fewest digits of an integer the readers' parser refuses (Python's int-str limit)."""
+_DIGIT_MAP = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_DIGIT_RUN = b"0" * _LONG_NUMBER
+
+
+def unreadable(data: bytes) -> str | None:
+    """Why the reading runners' JSON parser would refuse ``data``, which the encoder wrote
+    (nesting too deep, an integer too long), or None. Most messages are cleared by counting
+    brackets and looking for a long run of digits; the others are parsed once, by the same
+    parser the readers use, so a sender never puts on the wire what no reader can take."""
+    if data.count(b"{") + data.count(b"[") < _DEPTH_SAFE and (
+        len(data) < _LONG_NUMBER or _DIGIT_RUN not in data.translate(_DIGIT_MAP)
+    ):
+        return None
+    try:
+        from_json(data)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _lenient(raw: bytes) -> object:
+    """``raw`` parsed by the standard library, which takes deeper nesting and any integer
+    (kept as text): only to read the head of a message the strict parser refused."""
+    try:
+        return json.loads(raw, parse_int=str, parse_float=str, parse_constant=str)
+    except (ValueError, RecursionError):
+        return None
+
+
+def response_head(raw: bytes) -> tuple[str, str, str, str] | None:
+    """``(origin, job id, worker, requester)`` of a ``msg`` envelope that holds a job
+    response but failed to ``decode``, so that the job can still end at its requester; None
+    when ``raw`` is no such thing. Call it on data within the size limit."""
+    try:
+        head = _RoutedResponseHead.model_validate(_lenient(raw))
+    except ValidationError:
+        return None
+    response = head.message
+    return head.origin, response.job_id, response.source, response.target
+
+
 @functools.cache
 def _adapter() -> TypeAdapter[Envelope]:
     return TypeAdapter(Envelope)
@@ -136,7 +197,7 @@ def request_head(raw: bytes) -> tuple[str, str, str, str] | None:
     be answered; None when ``raw`` is no such thing. Call it on data within the size limit.
     """
     try:
-        head = _RoutedHead.model_validate_json(raw)
+        head = _RoutedHead.model_validate(_lenient(raw))
     except ValidationError:
         return None
     request = head.message
@@ -158,8 +219,9 @@ class RoutedEncoder:
         wait for an answer that never comes.
 
         Raises:
-            WireError: the message holds a value that JSON cannot carry, or a job request
-                that the reading runner would refuse; the text names the field.
+            WireError: the message holds a value that JSON cannot carry, a job request that
+                the reading runner would refuse (the text names the field), or JSON that the
+                reading runner's parser refuses (nested too deep, an integer too long).
         """
         try:
             if type(message) is JobRequestMessage:
@@ -168,7 +230,11 @@ class RoutedEncoder:
                 body = message.model_dump_json()
         except PydanticSerializationError as exc:
             raise WireError(_unsendable(message, exc)) from None
-        return self._prefix + body.encode() + b"}"
+        data = self._prefix + body.encode() + b"}"
+        refused = unreadable(data)
+        if refused is not None:
+            raise WireError(f"a {message.type} that the reading runner cannot parse ({refused})")
+        return data
 
 
 def _unsendable(message: BusMessage, exc: PydanticSerializationError) -> str:

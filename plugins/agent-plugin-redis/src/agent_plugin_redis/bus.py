@@ -62,6 +62,7 @@ from agent_plugin_redis._wire import (
     encode,
     encode_description,
     request_head,
+    response_head,
 )
 from framework.bus.base import Inbox, UndeliverableError
 from framework.bus.local import LocalBus
@@ -541,13 +542,16 @@ class RedisBus:
             logger.warning("%s: dropped a message from %s: %s", self._name, where, exc)
             # A job request this runner cannot read (a header its checks refuse, say) is
             # answered, or its requester would wait for ever.
-            head = request_head(raw) if where != self._broadcast and len(raw) <= limit else None
+            readable = where != self._broadcast and len(raw) <= limit
+            head = request_head(raw) if readable else None
             if head is not None:
                 origin, job_id, requester, worker = head
                 reason = f"runner {self._name!r} could not read the job request: {exc}"
                 self._refuse(origin, job_id, requester, worker, reason, stream, entry)
             elif entry is not None and stream is not None:
                 self._spawn(self._discard_entry, stream, entry)
+            elif readable:  # a response this runner cannot read still ends its job
+                self._unreadable_response(raw, exc)
             return
         on_broadcast = where == self._broadcast
         if stream is not None and (
@@ -580,6 +584,18 @@ class RedisBus:
             self._receive_heartbeat(envelope)
         elif type(envelope) is Bye:
             self._receive_bye(envelope)
+
+    def _unreadable_response(self, raw: bytes, error: WireError) -> None:
+        head = response_head(raw)
+        if head is None:
+            return
+        origin, job_id, worker, requester = head
+        route = self._routes.get((job_id, worker))
+        if route is not None and route.requester == requester:
+            reason = (
+                f"runner {self._name!r} could not read the job's response from {origin}: {error}"
+            )
+            self._fail_route((job_id, worker), reason, unknown=False)
 
     def _receive_routed(self, envelope: Routed, stream: str | None, entry: bytes | None) -> None:
         message: BusMessage = envelope.message
