@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,8 +230,24 @@ class EventPublisher:
             else _ThreadPublisher(impl, buffer_size)
             for impl in impls
         ]
-        self.enabled = bool(self._publishers)
-        """False when no impl exists: callers then skip building events altogether."""
+        self._listeners: list[Callable[[EventModel], None]] = []
+
+    @property
+    def enabled(self) -> bool:
+        """False when no impl and no listener exists: callers then skip building events
+        altogether."""
+        return bool(self._publishers or self._listeners)
+
+    def listen(self, listener: Callable[[EventModel], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` inline for every event from now on; returns the
+        function that stops it."""
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return stop
 
     def start(self, task_group: TaskGroup) -> None:
         """Start delivering: a task in ``task_group`` per async impl, a thread per sync one."""
@@ -238,9 +255,16 @@ class EventPublisher:
             publisher.start(task_group)
 
     def publish(self, event: EventModel) -> None:
-        """Offer ``event`` to every publisher; never blocks."""
+        """Offer ``event`` to every publisher and listener; never blocks."""
         for publisher in self._publishers:
             publisher.offer(event)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener %r failed; it is removed", listener)
+                self._listeners.remove(listener)
+                break  # the list changed; the remaining listeners get the next event
 
     async def close(self, drain_timeout: float) -> None:
         """Stop taking events and give the publishers ``drain_timeout`` seconds to catch up.

@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Literal
 
@@ -35,7 +35,7 @@ from framework.bus.messages import (
 )
 from framework.bus.network.base import NetworkBus
 from framework.config import LLMConfig
-from framework.events import ContentType, EventType
+from framework.events import ContentType, EventModel, EventType
 from framework.plugins import (
     create_plugin_manager,
     register_plugin,
@@ -169,6 +169,30 @@ class WorkerRunner(RequestsJobs):
         """Whether any ``publish_event`` impl listens in this run (no events are built
         otherwise)."""
         return self._runtime is not None and self._runtime.events_enabled
+
+    def listen_events(self, listener: Callable[[EventModel], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every runtime event from now on, until the returned
+        function is called; for in-process consumers that listen only some of the time.
+
+        Unlike a ``publish_event`` impl, which makes the runner build every event of the
+        run, a listener costs nothing while none is registered. It is called inline on the
+        event loop, on the job path: it must be quick (hand the event to a buffer), must
+        not block, and should not raise (one that raises is logged and removed).
+
+        Raises:
+            RuntimeError: the runner is not running.
+        """
+        runtime = self._runtime
+        if runtime is None:
+            raise RuntimeError("listen_events needs a running runner (inside 'async with')")
+        stop = self._publisher.listen(listener)
+        runtime.events_enabled = True
+
+        def remove() -> None:
+            stop()
+            runtime.events_enabled = self._publisher.enabled
+
+        return remove
 
     @property
     def llm_backends(self) -> BackendRegistrar:

@@ -649,3 +649,59 @@ async def test_ending_waits_for_slow_publishers_and_accounts_for_every_event() -
         assert stats.delivered + stats.dropped + stats.failed == len(fast.events)
         assert slow.events == fast.events
         assert slow.events[-1].event_type is EventType.END
+
+
+# ----------------------------------------------------------------- listen_events
+
+
+@pytest.mark.anyio
+async def test_listen_events_builds_events_only_while_someone_listens() -> None:
+    class Echo(BaseWorker):
+        @job
+        async def default(self, job: Job) -> dict[str, Any]:
+            return {}
+
+    seen: list[EventModel] = []
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Echo("echo"))
+            with pytest.raises(RuntimeError, match="running runner"):
+                WorkerRunner().listen_events(seen.append)
+            assert runner.events_enabled is False
+            async with runner.job("echo"):
+                pass
+            stop = runner.listen_events(seen.append)
+            assert runner.events_enabled is True
+            async with runner.job("echo") as watched:
+                pass
+            stop()
+            assert runner.events_enabled is False
+            async with runner.job("echo"):
+                pass
+    assert {e.thread_id for e in seen} == {watched.job_id}
+    assert [e.event_type for e in seen] == [EventType.START, EventType.RESULT]
+
+
+@pytest.mark.anyio
+async def test_a_listener_that_raises_is_removed_and_jobs_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Echo(BaseWorker):
+        @job
+        async def default(self, job: Job) -> dict[str, Any]:
+            return {}
+
+    def broken(event: EventModel) -> None:
+        raise ValueError("listener bug")
+
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Echo("echo"))
+            runner.listen_events(broken)
+            async with runner.job("echo") as first:
+                pass
+            async with runner.job("echo") as second:
+                pass
+    assert first.status is second.status is JobStatus.COMPLETED
+    assert "event listener" in caplog.text and "listener bug" in caplog.text
+    assert caplog.text.count("it is removed") == 1

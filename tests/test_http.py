@@ -305,15 +305,25 @@ async def test_events_stream_live_with_sequence_ids_and_filters() -> None:
 async def test_a_reconnecting_events_client_resumes_after_its_last_event_id() -> None:
     with anyio.fail_after(20):
         async with serving() as served, served.client() as client:
-            await client.post("/v1/jobs", json={"worker": "tools", "name": "count"})
             first: list[int] = []
-            async with client.stream("GET", "/v1/events", headers={"Last-Event-ID": "1"}) as a:
-                async for _, data, _ in sse_events(a):
+            async with client.stream("GET", "/v1/events") as answer:
+                await client.post("/v1/jobs", json={"worker": "tools", "name": "count"})
+                async for _, data, _ in sse_events(answer):
                     first.append(data["sequence_id"])
-                    if data["data"].get("status") == "completed":
+                    if len(first) == 2:
                         break
-    assert first[0] == 2
-    assert first == list(range(2, first[-1] + 1))
+            # Gone after two events; what happened meanwhile is replayed after the second.
+            await client.post("/v1/jobs", json={"worker": "tools", "name": "count"})
+            rest: list[int] = []
+            async with client.stream(
+                "GET", "/v1/events", headers={"Last-Event-ID": str(first[-1])}
+            ) as answer:
+                async for _, data, _ in sse_events(answer):
+                    rest.append(data["sequence_id"])
+                    if data["data"].get("status") == "completed" and len(rest) > 8:
+                        break
+    assert rest[0] == first[-1] + 1
+    assert rest == list(range(rest[0], rest[-1] + 1))
 
 
 async def test_metrics_count_jobs_by_worker_and_status() -> None:
@@ -475,3 +485,24 @@ def test_listen_addresses_are_checked() -> None:
     assert resolve(HttpConfig(token="x" * 20), "0.0.0.0:8765").url == "http://127.0.0.1:8765"
     port = _free_port()
     assert httpx.URL(resolve(HttpConfig(), f"[::1]:{port}").url).host == "::1"
+
+
+async def test_events_are_built_only_while_a_client_watches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import framework.http._hub as hub
+
+    monkeypatch.setattr(hub, "LINGER", 0.0)
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            await client.post("/v1/jobs", json={"worker": "tools", "name": "count"})
+            assert served.runner.events_enabled is False
+            async with client.stream("GET", "/v1/events") as answer:
+                assert served.runner.events_enabled is True
+                await client.post("/v1/jobs", json={"worker": "tools"})
+                async for _ in sse_events(answer):
+                    break
+            while served.service.hub.subscriptions:
+                await anyio.sleep(0.01)
+            await client.post("/v1/jobs", json={"worker": "tools"})  # the first event stops it
+            assert served.runner.events_enabled is False

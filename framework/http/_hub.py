@@ -1,7 +1,7 @@
 """Runtime events for ``GET /v1/events``: one bounded buffer per client.
 
-The HTTP service's ``publish_event`` impl hands each event here; it is turned into JSON
-once and offered to every client whose filter matches. A client that does not read fast
+The runner hands each event here (``WorkerRunner.listen_events``) while clients watch; it
+is turned into JSON once and offered to every client whose filter matches. A client that does not read fast
 enough loses its own events once its buffer is full (counted, and told with an SSE
 comment), never the runner's time or another client's events. The last ``REPLAY`` events
 are kept so that a reconnecting client resumes with ``Last-Event-ID``.
@@ -9,8 +9,9 @@ are kept so that a reconnecting client resumes with ``Last-Event-ID``.
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 
@@ -21,6 +22,8 @@ CLIENT_BUFFER = 256
 """Events one client may have waiting before it loses new ones."""
 REPLAY = 512
 """Recent events kept for clients that resume with ``Last-Event-ID``."""
+LINGER = 30.0
+"""Seconds the hub keeps listening after its last client left, for one that reconnects."""
 
 
 class EventFilter:
@@ -104,9 +107,19 @@ class Subscription:
 
 
 class EventHub:
-    """Every ``/v1/events`` client's subscription, and the recent events."""
+    """Every ``/v1/events`` client's subscription, and the recent events.
 
-    def __init__(self) -> None:
+    The hub listens to the runner (``WorkerRunner.listen_events``) only while clients are
+    connected, and ``LINGER`` seconds after the last one left (so that it can resume with
+    ``Last-Event-ID``): while nobody watches, the runner builds no events for it.
+    """
+
+    def __init__(
+        self, listen: Callable[[Callable[[EventModel], None]], Callable[[], None]]
+    ) -> None:
+        self._listen = listen
+        self._stop_listening: Callable[[], None] | None = None
+        self._idle_since = 0.0
         self.subscriptions: set[Subscription] = set()
         self.recent: deque[_Item] = deque(maxlen=REPLAY)
         self.dropped = 0
@@ -114,6 +127,9 @@ class EventHub:
 
     def publish(self, event: EventModel) -> None:
         """Offer one runtime event to every client that wants it."""
+        if not self.subscriptions and time.monotonic() - self._idle_since > LINGER:
+            self._stop()
+            return
         item = _Item(event)
         self.recent.append(item)
         for subscription in self.subscriptions:
@@ -123,6 +139,8 @@ class EventHub:
     def subscribe(self, wanted: EventFilter, after: int = 0) -> Subscription:
         """A new client; with ``after`` (its ``Last-Event-ID``) the kept events after that
         id are queued first."""
+        if self._stop_listening is None:
+            self._stop_listening = self._listen(self.publish)
         subscription = Subscription(self, wanted)
         if after:
             for item in self.recent:
@@ -136,8 +154,17 @@ class EventHub:
         self.subscriptions.discard(subscription)
         subscription.closed = True
         subscription.wake()
+        if not self.subscriptions:
+            self._idle_since = time.monotonic()
+
+    def _stop(self) -> None:
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
+        self.recent.clear()
 
     def close(self) -> None:
-        """End every client's stream (the runner is ending)."""
+        """End every client's stream and stop listening (the runner is ending)."""
         for subscription in list(self.subscriptions):
             self.unsubscribe(subscription)
+        self._stop()

@@ -2,8 +2,9 @@
 
 ``runner_service`` runs uvicorn on a socket bound before the runner started (so that a
 port in use is reported before anything runs, and the banner can print the URL);
-``publish_event`` feeds ``/v1/events``; ``on_job_started`` and ``on_job_completed`` feed
-``/metrics``.
+``on_job_started`` and ``on_job_completed`` feed ``/metrics``. ``/v1/events`` listens to
+the runner's events only while clients watch (``WorkerRunner.listen_events``), so that a
+runner nobody watches builds no events.
 """
 
 from __future__ import annotations
@@ -82,12 +83,17 @@ class HttpService:
         self.settings = settings
         self.sock = sock
         self.plugins = plugins
-        self.hub = EventHub()
+        self.hub = EventHub(self._listen)
         self.tracker = JobTracker(settings.history)
         self._runner: WorkerRunner | None = None
         self.metrics = JobMetrics(self._events_dropped, lambda: len(self.tracker.running()))
         self.serving = anyio.Event()
         """Set once uvicorn accepts connections."""
+
+    def _listen(self, listener: Callable[[EventModel], None]) -> Callable[[], None]:
+        if self._runner is None:
+            raise RuntimeError("the HTTP service is not serving")
+        return self._runner.listen_events(listener)
 
     def _events_dropped(self) -> int:
         lost = self.hub.dropped
@@ -148,11 +154,6 @@ class HttpService:
                     tg.cancel_scope.cancel()
         finally:
             self.sock.close()
-
-    @hookimpl
-    async def publish_event(self, event: EventModel) -> None:
-        """Hand the event to the ``/v1/events`` clients."""
-        self.hub.publish(event)
 
     @hookimpl
     def on_job_started(self, job: Job, worker: BaseWorker) -> None:
