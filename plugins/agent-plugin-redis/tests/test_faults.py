@@ -16,6 +16,7 @@ from agent_plugin_redis._settings import MAX_MESSAGE_SIZE_CAP
 from agent_plugin_redis._wire import Heartbeat, encode
 from agent_plugin_redis.bus import RedisBus
 from conftest import RedisServer
+from redis.exceptions import ResponseError
 from test_bus import (
     MAY_HAVE_RUN,
     Echo,
@@ -362,3 +363,46 @@ async def test_a_response_the_requester_cannot_parse_still_ends_its_job(
             assert status is JobStatus.ERROR and response is not None
             assert "could not read the job's response from b" in response["error"], response
             assert "recursion limit" in response["error"]
+
+
+# --------------------------------------------------------------------------- stream groups
+
+
+async def test_replicas_that_start_while_redis_is_out_of_memory_read_their_stream_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replicas b and c start while a redis-server with a small ``maxmemory`` is full
+    (filled, then its limit lowered under what it holds), so it refuses ``XGROUP CREATE``
+    (OOM). Once memory is freed, they make their group and
+    read their stream: a job to the replicated worker completes."""
+    server = RedisServer(tmp_path / "redis", None, "--maxmemory", "8mb")
+    server.start()
+    caplog.set_level(logging.WARNING, logger="agent_plugin_redis.bus")
+    url = f"{server.url}?heartbeat=0.2"
+    try:
+        with anyio.fail_after(20):
+            client = aioredis.Redis.from_url(server.url)
+            async with client:
+                fillers = [f"filler{i}" for i in range(6)]
+                for key in fillers:
+                    await client.set(key, b"x" * 500_000)
+                await client.config_set("maxmemory", "2mb")  # 3 MB of fillers: past it now
+                with pytest.raises(ResponseError, match="maxmemory"):
+                    await client.xgroup_create("probe", "g", id="$", mkstream=True)
+                async with runners(url, "a", "b", "c") as (a, b, c):
+                    await b.add_worker(Echo("echo"))
+                    await c.add_worker(Echo("echo"))
+                    await eventually(lambda: bus_of(a)._peers.hosts("echo") == {"b", "c"})
+                    await eventually(lambda: bus_of(b)._no_group == {"echo"}, what="b refused")
+                    await client.delete(*fillers)
+                    status, response = await run_job(a, "echo", payload={"n": 1}, timeout=5)
+                    assert status is JobStatus.COMPLETED, response
+                    assert response is not None and response["runner"] in ("b", "c")
+                    for _ in range(5):
+                        assert (await run_job(a, "echo", timeout=5))[0] is JobStatus.COMPLETED
+                    assert bus_of(b)._no_group == bus_of(c)._no_group == set()
+    finally:
+        server.stop()
+    lines = _lines(caplog)
+    assert any("maxmemory" in line and "trying again every 1 s" in line for line in lines), lines
+    assert any("is usable again: reading it" in line for line in lines), lines

@@ -105,6 +105,7 @@ HEARTBEAT_LIMIT = 4 * 1024 * 1024
 all the workers of its runner, and one that is dropped makes the runner look lost."""
 _READ_COUNT = 64
 _COMPLAINTS_EVERY = 10.0
+_GROUP_RETRY = 1.0
 
 Action = Callable[[], Awaitable[None]]
 
@@ -159,6 +160,11 @@ class RedisBus:
         """Local workers announced to the other runners (their streams exist)."""
         self._reading: set[str] = set()
         """Announced workers whose streams this runner reads (not those ending)."""
+        self._leaving: set[str] = set()
+        """Local workers that started ending: their streams are not read any more."""
+        self._no_group: set[str] = set()
+        """Announced workers whose stream group Redis refused to make (out of memory, a key
+        of another type...): tried again every ``_GROUP_RETRY`` seconds."""
         self._routes: dict[tuple[str, str], _Route] = {}
         """(job id, target) -> where a request from here went."""
         self._served: dict[tuple[str, str, str], _Served] = {}
@@ -269,7 +275,12 @@ class RedisBus:
                     self._client,
                     self.settings.url,
                     setup=self._open,
-                    loops=(self._read_channels, self._read_streams, self._heartbeat),
+                    loops=(
+                        self._read_channels,
+                        self._read_streams,
+                        self._heartbeat,
+                        self._retry_groups,
+                    ),
                     on_lost=self._connection_lost,
                 )
                 await tg.start(self._link.run, name="redis bus: connection")
@@ -864,6 +875,8 @@ class RedisBus:
 
     def _on_unregistered(self, name: str, reason: str) -> None:
         self._described.discard(name)  # described again if it comes back
+        self._leaving.discard(name)
+        self._no_group.discard(name)
         if name in self._announced:
             self._announced.discard(name)
             self._reading.discard(name)
@@ -876,6 +889,8 @@ class RedisBus:
     def _on_leaving(self, name: str) -> None:
         """A local worker started ending: take no more of its stream's jobs (a replica
         elsewhere gets them), but keep announcing it until it has answered its own."""
+        self._leaving.add(name)
+        self._no_group.discard(name)
         if name in self._reading:
             self._reading.discard(name)
             self._streams_changed.set()
@@ -901,7 +916,7 @@ class RedisBus:
         data = registry.get(name) if registry is not None else None
         if data is not None and data.runner == self._name:
             self._announced.add(name)
-            if usable:
+            if usable and name not in self._leaving:
                 self._reading.add(name)
             self._announce.set()
             self._streams_changed.set()
@@ -909,23 +924,51 @@ class RedisBus:
     async def _ensure_stream(
         self, client: aioredis.Redis, name: str, *, from_start: bool = False
     ) -> bool:
-        """Make the worker's stream group; False (logged, and the stream no longer read)
-        when its key holds something else: only that worker's replica jobs suffer."""
+        """Make the worker's stream group; False when Redis refuses (out of memory, a key of
+        another type...): the stream is not read, and ``_retry_groups`` tries again. Only
+        that worker's replica jobs wait meanwhile. The first refusal is logged."""
         try:
             await self._streams.ensure_group(client, name, from_start=from_start)
-        except ResponseError as exc:  # WRONGTYPE and the like: not a lost connection
-            logger.error(
-                "%s: cannot use %s as the stream of worker %r (%s); jobs sent to it through "
-                "its stream (replicas) are not read here: delete the key, then restart the "
-                "worker or this runner",
+        except ResponseError as exc:  # OOM, WRONGTYPE and the like: not a lost connection
+            if name not in self._no_group:
+                logger.error(
+                    "%s: cannot use %s as the stream of worker %r (%s); jobs sent to it "
+                    "through its stream (replicas) are not read here until Redis accepts it: "
+                    "trying again every %g s (free memory, or delete the key if it holds "
+                    "something else)",
+                    self._name,
+                    self._streams.key(name),
+                    name,
+                    exc,
+                    _GROUP_RETRY,
+                )
+            self._no_group.add(name)
+            self._reading.discard(name)
+            return False
+        if name in self._no_group:
+            self._no_group.discard(name)
+            logger.warning(
+                "%s: the stream %s of worker %r is usable again: reading it",
                 self._name,
                 self._streams.key(name),
                 name,
-                exc,
             )
-            self._reading.discard(name)
-            return False
         return True
+
+    async def _retry_groups(self, _pubsub: Any) -> None:
+        """Try again, now and then, to make the groups Redis refused; read each stream once
+        its group is made (from the start of the stream: the requests added meanwhile wait
+        there)."""
+        client = self._client
+        assert client is not None
+        while True:
+            await anyio.sleep(_GROUP_RETRY)
+            for name in sorted(self._no_group):
+                if name not in self._announced or name in self._leaving:
+                    self._no_group.discard(name)
+                elif await self._ensure_stream(client, name, from_start=True):
+                    self._reading.add(name)
+                    self._streams_changed.set()
 
     # ----------------------------------------------------------------- the connection
 
@@ -940,7 +983,8 @@ class RedisBus:
         self._instance = uuid.uuid4().hex
         await client.ping()
         for name in list(self._announced):
-            await self._ensure_stream(client, name)
+            if await self._ensure_stream(client, name) and name not in self._leaving:
+                self._reading.add(name)
         await pubsub.subscribe(self._channel(self._name), self._broadcast)
         self._echo_at = time.monotonic()
         self._hello = True
