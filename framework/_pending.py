@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any
 
 from framework._wakeup import Room, Wakeup
+from framework.jobs import JobEvent, JobGroupEvent
 from framework.types import JobStatus
 
 EVENT_BUFFER = 256
@@ -24,6 +25,9 @@ REMOTE_EVENT_BUFFER = 16 * EVENT_BUFFER
 """How many it holds for a worker on another runner, which cannot be made to wait (a network
 bus carries no flow control back to it): a requester that falls this far behind ends the job
 ``CANCELLED``, saying so, rather than losing items silently or growing without bound."""
+
+
+_new_tuple = tuple.__new__
 
 
 class PendingJob:
@@ -39,6 +43,7 @@ class PendingJob:
         "failed",
         "fell_behind",
         "full",
+        "group",
         "headers",
         "job_id",
         "name",
@@ -61,6 +66,7 @@ class PendingJob:
         keep_events: bool,
         headers: dict[str, dict[str, str]],
         address: str,
+        group: bool = False,
     ) -> None:
         self.job_id = job_id
         self.address = address
@@ -81,9 +87,11 @@ class PendingJob:
         self.timeout: float | None = None
         """A fire-and-forget request's timeout while its deadline is in the requester's
         timer (None otherwise)."""
-        self._events: deque[tuple[str, str, Any]] | None = deque() if keep_events else None
-        """What the requester has not read yet; None when it keeps no events (fire and
-        forget) or stopped reading."""
+        self.group = group
+        """Whether the reader is a ``JobGroupContext`` (its events name their worker)."""
+        self._events: deque[JobEvent | JobGroupEvent] | None = deque() if keep_events else None
+        """What the requester has not read yet, as the events its ``async for`` yields; None
+        when it keeps no events (fire and forget) or stopped reading."""
         self.full = False
         """Whether producers must wait for room (``EVENT_BUFFER`` reached, not yet read down
         to half)."""
@@ -107,7 +115,12 @@ class PendingJob:
         """
         events = self._events
         if events is not None and worker not in self.statuses:
-            events.append((kind, worker, data))
+            # Built here, once, as the reader will get it (tuple.__new__ spares the named
+            # tuple's Python-level constructor).
+            if self.group:
+                events.append(_new_tuple(JobGroupEvent, (kind, worker, data)))
+            else:
+                events.append(_new_tuple(JobEvent, (kind, data)))
             self._wakeup.set()
             if len(events) >= EVENT_BUFFER:
                 return self._filled()
@@ -164,7 +177,7 @@ class PendingJob:
         self._wakeup.set()
         return True
 
-    def take_event(self) -> tuple[str, str, Any] | None:
+    def take_event(self) -> JobEvent | JobGroupEvent | None:
         """The next queued event, or None when none is queued (the reader's fast path: a
         plain call, no coroutine). Reading the buffer down to half lets producers go on."""
         events = self._events
@@ -175,7 +188,7 @@ class PendingJob:
             return event
         return None
 
-    async def receive_event(self) -> tuple[str, str, Any] | None:
+    async def receive_event(self) -> JobEvent | JobGroupEvent | None:
         """The next queued event, waiting for one; None once every target has answered."""
         while True:
             event = self.take_event()

@@ -17,7 +17,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import anyio
 import anyio.lowlevel
@@ -116,6 +116,7 @@ class Requester:
         self._timer_wakeup = Wakeup()
         self._timer_running = False
         inbox.direct = self.apply_now
+        inbox.sinks = self.stream_item_sink
         self.observer: Observer | None = None
         """Called with every message applied to a pending job (the worker's callbacks)."""
         self.on_group_done: Callable[[JobGroupResponse], Awaitable[None]] | None = None
@@ -276,8 +277,9 @@ class Requester:
         cancel_on_error: bool,
         keep_events: bool,
         headers: dict[str, str],
+        group: bool = False,
     ) -> PendingJob:
-        """Open a pending job (nothing is sent yet).
+        """Open a pending job (nothing is sent yet); ``group``: read by a ``JobGroupContext``.
 
         Called in the requester's own task: the ``add_request_headers`` impls run here,
         once per target, and see the requester's context variables.
@@ -302,7 +304,15 @@ class Requester:
             by_target = dict.fromkeys(workers, headers)
         job_id = new_job_id()
         pending = PendingJob(
-            job_id, workers, name, payload, cancel_on_error, keep_events, by_target, self.address
+            job_id,
+            workers,
+            name,
+            payload,
+            cancel_on_error,
+            keep_events,
+            by_target,
+            self.address,
+            group,
         )
         self._pending[job_id] = pending
         for target in workers:
@@ -420,6 +430,26 @@ class Requester:
         ):
             self._overfilled(pending, message.source)
         return True
+
+    def stream_item_sink(self, job_id: str) -> Callable[[str, Any], None] | None:
+        """A function that applies one stream item (source, data) of job ``job_id`` as
+        ``apply_now`` applies its message, for a producer in this process that skips the
+        message (see ``framework.bus.base.StreamSink``); None when ``apply_now`` would not
+        apply such messages (callbacks to await) or the job is not open here."""
+        if self.observer is not None:
+            return None
+        pending = self._pending.get(job_id)
+        if pending is None:
+            return None
+        add_event = pending.add_event
+        overfilled = self._overfilled
+        stream_data = JobEventType.STREAM_DATA
+
+        def put(source: str, data: Any) -> None:
+            if not add_event(stream_data, source, data):
+                overfilled(pending, source)
+
+        return put
 
     async def deliver(self, message: BusMessage) -> None:
         """Apply a reply (update, stream item, response) or a "worker lost" notice."""
@@ -636,6 +666,9 @@ def _deadline(timeout: float | None) -> float:
 class _ContextBase(ABC):
     """What single jobs and groups share: sending on enter, the deadline, waiting on exit."""
 
+    _group: ClassVar[bool] = False
+    """Whether the events it yields are ``JobGroupEvent`` (else ``JobEvent``)."""
+
     def __init__(
         self,
         requester: Requester,
@@ -671,7 +704,13 @@ class _ContextBase(ABC):
     async def __aenter__(self) -> Self:
         try:
             self._pending = self._requester.create_pending(
-                self._workers, self._name, self._payload, self._cancel_on_error, True, self._headers
+                self._workers,
+                self._name,
+                self._payload,
+                self._cancel_on_error,
+                True,
+                self._headers,
+                self._group,
             )
         except Exception:
             await anyio.lowlevel.checkpoint()
@@ -770,12 +809,12 @@ class JobContext(_ContextBase):
         pending = self._pending
         if pending is None:
             raise RuntimeError("iterate over the job inside 'async with'")
-        item = pending.take_event()
-        if item is None:
-            item = await pending.receive_event()
-            if item is None:
+        event = pending.take_event()
+        if event is None:
+            event = await pending.receive_event()
+            if event is None:
                 raise StopAsyncIteration
-        return JobEvent(item[0], item[2])
+        return event  # type: ignore[return-value]  # a JobEvent: the pending is not a group's
 
     @property
     def status(self) -> JobStatus | None:
@@ -817,6 +856,8 @@ class JobContext(_ContextBase):
 class JobGroupContext(_ContextBase):
     """A job sent to several workers under one id; ``async for`` yields ``JobGroupEvent``."""
 
+    _group = True
+
     def __init__(
         self,
         requester: Requester,
@@ -842,12 +883,12 @@ class JobGroupContext(_ContextBase):
         pending = self._pending
         if pending is None:
             raise RuntimeError("iterate over the group inside 'async with'")
-        item = pending.take_event()
-        if item is None:
-            item = await pending.receive_event()
-            if item is None:
+        event = pending.take_event()
+        if event is None:
+            event = await pending.receive_event()
+            if event is None:
                 raise StopAsyncIteration
-        return JobGroupEvent(item[0], item[1], item[2])
+        return event  # type: ignore[return-value]  # a JobGroupEvent: the pending is a group's
 
     @property
     def statuses(self) -> dict[str, JobStatus]:

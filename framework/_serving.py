@@ -100,12 +100,11 @@ class Serving:
         self._job_tasks: set[asyncio.Task[None]] = set()
         """Job tasks on asyncio (the loop keeps only weak references to tasks)."""
         # The in-process bus delivers without waiting; calling its synchronous send spares
-        # a coroutine per stream chunk on the streaming hot path.
+        # a coroutine per stream chunk on the streaming hot path, and its stream sinks spare
+        # the message. Not for a subclass that overrides ``send``: it sees every message.
         bus = runtime.bus
-        self._send_now: Callable[[BusMessage], None] | None = (
-            bus.send_nowait
-            if isinstance(bus, LocalBus) and type(bus).send is LocalBus.send
-            else None
+        self._local: LocalBus | None = (
+            bus if isinstance(bus, LocalBus) and type(bus).send is LocalBus.send else None
         )
         worker._serving = self
         runtime.servings[self.name] = self
@@ -387,6 +386,9 @@ class Serving:
         await self.runtime.bus.send(
             JobStreamStartMessage.build(source=self.name, target=job.requester, job_id=job.job_id)
         )
+        local = self._local
+        if local is not None:
+            job._sink = local.stream_sink(job.requester, job.job_id)
         if FULL:
             await job._wait_for_room()
 
@@ -397,6 +399,9 @@ class Serving:
 
     async def send_chunk(self, job: Job, item: Any) -> None:
         """One stream chunk (``job.stream(item)`` or a yielded item), with its event.
+
+        A requester in this process takes the chunk through the job's stream sink, without
+        a message, whenever nothing is queued ahead of it in the requester's inbox.
 
         Backpressure: when the chunk filled the buffer of a requester in this process, wait
         for room there before the handler makes the next one (``Job._wait_for_room``). On the
@@ -412,14 +417,16 @@ class Serving:
             await self._open_stream(job)
         runtime = self.runtime
         index = job._chunks
-        message = JobStreamDataMessage.build(
-            source=self.name, target=job.requester, job_id=job.job_id, data=item
-        )
-        send_now = self._send_now
-        if send_now is not None:
-            send_now(message)
-        else:
-            await runtime.bus.send(message)
+        sink = job._sink
+        if sink is None or not sink.put(self.name, item):
+            message = JobStreamDataMessage.build(
+                source=self.name, target=job.requester, job_id=job.job_id, data=item
+            )
+            local = self._local
+            if local is not None:
+                local.send_nowait(message)
+            else:
+                await runtime.bus.send(message)
         if runtime.events_enabled:
             runtime.stream_chunk(self.name, job.job_id, item, index)
         job._chunks = index = index + 1

@@ -83,7 +83,18 @@ def is_plain(value: Any, depth: int = 0) -> bool:
         for key, item in value.items():
             if type(key) is not str or not (key.isascii() or _encodes(key)):
                 return False
-            if not is_plain(item, depth + 1):
+            # Scalars are checked here, without a call: a flat dict (a stream item, an
+            # update) costs one call in all.
+            item_kind = type(item)
+            if item_kind is str:
+                if not (item.isascii() or _encodes(item)):
+                    return False
+            elif item_kind is int:
+                if not -_BIG_INT < item < _BIG_INT:
+                    return False
+            elif item_kind is bool or item is None:
+                continue
+            elif not is_plain(item, depth + 1):
                 return False
         return True
     if kind is list:

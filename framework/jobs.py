@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from anyio import TaskHandle
 
     from framework._serving import Serving
+    from framework.bus.base import StreamSink
 
 
 class JobFailed(Exception):
@@ -188,6 +189,7 @@ class Job:
         "_handle",
         "_headers",
         "_serving",
+        "_sink",
         "job_id",
         "name",
         "payload",
@@ -217,6 +219,9 @@ class Job:
         self._answered = False
         self._chunks = -1
         """Stream chunks sent so far; -1 while the job has not started streaming."""
+        self._sink: StreamSink | None = None
+        """Where its stream chunks go without a message each, once it streams to a
+        requester in this process (see ``framework.bus.base.StreamSink``)."""
 
     @property
     def headers(self) -> Mapping[str, str]:

@@ -313,6 +313,27 @@ async def test_stop_closes_every_inbox() -> None:
             await bus.send(data_msg("j", target="a"))
 
 
+def test_a_stream_sink_takes_items_only_while_its_inbox_would_hand_them_over_directly() -> None:
+    bus = LocalBus()
+    inbox = bus.subscribe("bob")
+    taken: list[tuple[str, Any]] = []
+    assert bus.stream_sink("bob", "j1") is None  # the owner offers no sinks
+    assert bus.stream_sink("nobody", "j1") is None
+    inbox.sinks = lambda job_id: lambda source, data: taken.append((source, data))
+    sink = bus.stream_sink("bob", "j1")
+    assert sink is not None
+    assert sink.put("alice", 1) is True
+    inbox.put(data_msg("queued"))  # nothing may overtake it: the items go as messages now
+    assert sink.put("alice", 2) is False
+    assert [m.job_id for m in drain(inbox)] == ["queued"]  # type: ignore[attr-defined]
+    assert sink.put("alice", 3) is True
+    bus.unsubscribe("bob")  # closed: a message is refused with UndeliverableError
+    assert sink.put("alice", 4) is False
+    assert taken == [("alice", 1), ("alice", 3)]
+    inbox.sinks = lambda job_id: None  # the owner takes none for this job
+    assert inbox.stream_sink("j2") is None
+
+
 # ----------------------------------------------------------------- messages from the network
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from framework import BaseWorker, Job, WorkerErrorData, WorkerReadyData, WorkerRunner, job
 from framework.bus.local import LocalBus
-from framework.bus.messages import BusMessage
+from framework.bus.messages import BusMessage, JobUpdateRequestMessage
 
 pytestmark = pytest.mark.anyio
 
@@ -92,6 +92,50 @@ async def test_stream_chunks_go_through_an_overridden_send_of_a_local_bus_subcla
             async with runner.job("s"):
                 pass
     assert bus.seen["job_stream_data"] == 3
+
+
+async def test_a_stream_chunk_never_overtakes_a_reply_queued_before_it() -> None:
+    # Chunks to a requester in this process skip the bus message while its inbox is empty.
+    # Here the requester's inbox holds a message its loop has not taken yet (a worker's inbox
+    # takes its job requests too), so the update sent next queues behind it: every chunk
+    # after that update must queue behind the update as well.
+    bus = LocalBus()
+
+    class Streams(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> Any:
+            yield 0
+            # Not a reply: the requester's inbox loop must take it before anything after it.
+            bus.send_nowait(JobUpdateRequestMessage.build(source="s", target="r", job_id="x"))
+            await job.update({"step": 1})
+            yield 1
+            await job.update({"step": 2})
+            yield 2
+
+    class Reads(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            async with self.job("s") as stream:
+                seen = [[event.type, event.data] async for event in stream]
+            return {"seen": seen}
+
+    with anyio.fail_after(10):
+        async with WorkerRunner(bus=bus) as runner:
+            await runner.add_worker(Streams("s"))
+            await runner.add_worker(Reads("r"))
+            async with runner.job("r") as reader:
+                pass
+    assert reader.response == {
+        "seen": [
+            ["stream_start", {}],
+            ["stream_data", 0],
+            ["update", {"step": 1}],
+            ["stream_data", 1],
+            ["update", {"step": 2}],
+            ["stream_data", 2],
+            ["stream_end", {}],
+        ]
+    }
 
 
 async def test_on_error_of_a_failed_worker_sees_the_failure_recorded() -> None:

@@ -687,6 +687,38 @@ async def test_an_int_too_large_for_json_readers_ends_the_job_error() -> None:
     assert "the response at $.n is an int too large" in info.value.response["error"]
 
 
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ({"ok": 1, "s": "bad \ud800"}, "the stream item at $.s is a str with lone surrogates"),
+        ({"ok": 1, "n": 10**5000}, "the stream item at $.n is an int too large"),
+        ({"ok": 1, "x": math.inf}, "the stream item at $.x is inf"),
+        ({"ok": 1, "raw": b"x"}, "the stream item at $.raw is a builtins.bytes"),
+        ({"ok": 1, "deep": {"x": math.nan}}, "the stream item at $.deep.x is nan"),
+        ({"\ud800": 1}, r"the stream item at $['\ud800'] is a str with lone surrogates"),
+    ],
+)
+async def test_a_flat_dict_stream_item_json_cannot_carry_ends_the_job_error(
+    item: dict[str, Any], expected: str
+) -> None:
+    class Streams(BaseWorker):
+        @job_handler
+        async def handle(self, job: Job) -> AsyncIterator[dict[str, Any]]:
+            yield {"ok": 1, "s": "fine", "n": 2, "x": 0.5, "b": True, "none": None}
+            yield item
+            yield {"never": "sent"}
+
+    with anyio.fail_after(10):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Streams("streams"))
+            with pytest.raises(JobError) as info:
+                async with runner.job("streams") as stream:
+                    items = [event.data async for event in stream if event.type == "stream_data"]
+    assert info.value.status is JobStatus.ERROR
+    assert expected in info.value.response["error"]
+    assert items == [{"ok": 1, "s": "fine", "n": 2, "x": 0.5, "b": True, "none": None}]
+
+
 def test_handler_signatures_keyword_only_payload_refused_optional_parameters_allowed() -> None:
     with pytest.raises(TypeError, match="both positional"):
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 from anyio import WouldBlock
@@ -38,9 +38,13 @@ class Inbox:
     queued; returning True means it was handled there and then (a requester applying a
     reply without a hop through its receive loop). With a queue, order wins: the message
     waits its turn.
+
+    ``sinks``, when set, gives for a job id a function that takes that job's stream items
+    (source, data) the way ``direct`` takes their messages; ``stream_sink`` wraps it in a
+    ``StreamSink``, which an in-process producer uses to skip building a message per item.
     """
 
-    __slots__ = ("_closed", "_control", "_data", "_wakeup", "address", "direct")
+    __slots__ = ("_closed", "_control", "_data", "_wakeup", "address", "direct", "sinks")
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -49,6 +53,7 @@ class Inbox:
         self._wakeup = Wakeup()
         self._closed = False
         self.direct: Callable[[BusMessage], bool] | None = None
+        self.sinks: Callable[[str], Callable[[str, Any], None] | None] | None = None
 
     def put(self, message: BusMessage) -> None:
         """Queue ``message``; never blocks. Raises ``anyio.ClosedResourceError`` once closed."""
@@ -61,6 +66,15 @@ class Inbox:
         else:
             return
         self._wakeup.set()
+
+    def stream_sink(self, job_id: str) -> StreamSink | None:
+        """Where the stream items of ``job_id`` may go without a message each, or None when
+        the owner takes none directly (it has callbacks to await, or no such job)."""
+        sinks = self.sinks
+        if sinks is None:
+            return None
+        put = sinks(job_id)
+        return None if put is None else StreamSink(self, put)
 
     def receive_nowait(self) -> BusMessage:
         """The next message, control first. Raises ``anyio.WouldBlock`` when empty, and
@@ -100,6 +114,30 @@ class Inbox:
         once the queued messages are taken."""
         self._closed = True
         self._wakeup.set()
+
+
+class StreamSink:
+    """One job's stream items handed straight to its requester in this process.
+
+    ``put`` does what ``Inbox.put`` would do with the item's message, without building it,
+    and only when ``put`` would hand the message to ``direct``: while nothing is queued in
+    the inbox (an item never overtakes a message sent before it) and the inbox is open.
+    Otherwise it returns False and the producer sends the message as usual.
+    """
+
+    __slots__ = ("_inbox", "_put")
+
+    def __init__(self, inbox: Inbox, put: Callable[[str, Any], None]) -> None:
+        self._inbox = inbox
+        self._put = put
+
+    def put(self, source: str, data: Any) -> bool:
+        """Hand over one stream item from ``source``; False when it must go as a message."""
+        inbox = self._inbox
+        if inbox._data or inbox._closed:
+            return False
+        self._put(source, data)
+        return True
 
 
 @runtime_checkable
