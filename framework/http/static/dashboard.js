@@ -468,6 +468,7 @@ function onJobMessage(run, message) {
       const list = $("#result-updates");
       list.append(h("li", { dataset: { id: message.id ?? "" } }, json(data)));
       while (list.childElementCount > MAX_UPDATES_SHOWN) list.firstElementChild.remove();
+      list.scrollTop = list.scrollHeight;
       $("#result-updates-count").textContent = String(Number($("#result-updates-count").textContent || 0) + 1);
       $("#result-updates-block").hidden = false;
       return false;
@@ -907,6 +908,7 @@ function connectEvents() {
   source.onopen = () => {
     setConnection("live", "live");
     hideNotice("auth");
+    loadHealth(); // the runner may have been restarted under another name
     refreshWorkers();
   };
   source.onmessage = onEvent;
