@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field
 
-from framework import BaseWorker, Job, hookimpl, job
+from framework import BaseWorker, Job, JobFailed, hookimpl, job
 
 
 class TellIn(BaseModel):
@@ -40,6 +40,11 @@ class Narrator(BaseWorker):
         await job.update({"started": True})
         await anyio.sleep(job.payload.get("seconds", 3600))
         return {"waited": True}
+
+    @job(name="refuse")
+    async def refuse(self, job: Job) -> dict[str, Any]:
+        """Fail on purpose."""
+        raise JobFailed("no story today", data={"mood": "grumpy"})
 
 
 class Echo(BaseWorker):
