@@ -411,12 +411,14 @@ async def test_mounted_plugin_apps_are_served_and_guarded_by_the_token() -> None
             register("/hello", Starlette(routes=[Route("/there", hello)]))
 
     with anyio.fail_after(20):
-        async with serving(plugins=[Plugin()], token="t0ken-t0ken") as served:
-            async with served.client() as client:
-                guarded = await client.get("/hello/there")
-                answer = await client.get(
-                    "/hello/there", headers={"Authorization": "Bearer t0ken-t0ken"}
-                )
+        async with (
+            serving(plugins=[Plugin()], token="t0ken-t0ken") as served,
+            served.client() as client,
+        ):
+            guarded = await client.get("/hello/there")
+            answer = await client.get(
+                "/hello/there", headers={"Authorization": "Bearer t0ken-t0ken"}
+            )
     assert guarded.status_code == 401
     assert answer.json() == {"hello": "/hello/there"}
 
@@ -506,3 +508,40 @@ async def test_events_are_built_only_while_a_client_watches(
                 await anyio.sleep(0.01)
             await client.post("/v1/jobs", json={"worker": "tools"})  # the first event stops it
             assert served.runner.events_enabled is False
+
+
+async def test_a_client_that_reads_too_slowly_loses_only_its_own_events_and_is_told() -> None:
+    from framework.events import Event, EventModel, EventType
+    from framework.http._hub import CLIENT_BUFFER, EventFilter, EventHub
+
+    stopped: list[bool] = []
+    hub = EventHub(lambda listener: lambda: stopped.append(True))
+    slow = hub.subscribe(EventFilter(None, None))
+    fast = hub.subscribe(EventFilter("w", None))
+    received: list[int] = []
+    with anyio.fail_after(5):
+        for i in range(1, CLIENT_BUFFER + 45):
+            hub.publish(
+                EventModel(
+                    event=Event.NODE_EXECUTION,
+                    event_type=EventType.UPDATE,
+                    node_name="w",
+                    sequence_id=i,
+                )
+            )
+            async for item in fast.items():
+                assert not isinstance(item, int)
+                if item is not None:
+                    received.append(item.sequence_id)
+                break
+        first = []
+        async for item in slow.items():
+            first.append(item)
+            if len(first) == 2:
+                break
+    assert received == list(range(1, CLIENT_BUFFER + 45))
+    assert first[0] == 44
+    assert first[1].sequence_id == 1
+    assert hub.dropped == 44
+    hub.close()
+    assert stopped == [True]

@@ -312,7 +312,7 @@ class Api:
                     if item is None:
                         yield _sse.KEEPALIVE
                     elif isinstance(item, int):
-                        yield f": {item} events dropped (this client reads too slowly)\n\n".encode()
+                        yield _sse.encode("dropped", to_json({"dropped": item}))
                     else:
                         yield _sse.encode(None, item.json(), item.sequence_id)
             finally:

@@ -1,10 +1,10 @@
 """Runtime events for ``GET /v1/events``: one bounded buffer per client.
 
 The runner hands each event here (``WorkerRunner.listen_events``) while clients watch; it
-is turned into JSON once and offered to every client whose filter matches. A client that does not read fast
-enough loses its own events once its buffer is full (counted, and told with an SSE
-comment), never the runner's time or another client's events. The last ``REPLAY`` events
-are kept so that a reconnecting client resumes with ``Last-Event-ID``.
+is turned into JSON once and offered to every client whose filter matches. A client that
+does not read fast enough loses its own events once its buffer is full (counted, and told
+with a ``dropped`` event), never the runner's time or another client's events. The last
+``REPLAY`` events are kept so that a reconnecting client resumes with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
