@@ -12,6 +12,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from agent_plugin_redis import _peers
+from agent_plugin_redis import bus as bus_module
 from agent_plugin_redis._settings import MAX_MESSAGE_SIZE_CAP
 from agent_plugin_redis._wire import Heartbeat, encode
 from agent_plugin_redis.bus import RedisBus
@@ -406,3 +407,58 @@ async def test_replicas_that_start_while_redis_is_out_of_memory_read_their_strea
     lines = _lines(caplog)
     assert any("maxmemory" in line and "trying again every 1 s" in line for line in lines), lines
     assert any("is usable again: reading it" in line for line in lines), lines
+
+
+# --------------------------------------------------------------------------- leftovers
+
+
+async def test_connection_breaks_leave_nothing_in_the_streams(
+    own_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicated jobs in flight while Redis drops every runner's connection (CLIENT KILL,
+    three times): once things settle, the worker's stream holds no entry, its pending list
+    is empty, and no consumer of a gone session remains (a live one exists once it has
+    taken an entry); every job got one answer."""
+    monkeypatch.setattr(bus_module, "_SWEEP_EVERY", 0.3)
+    url = f"{own_redis_server.url}?heartbeat=0.2"
+    with anyio.fail_after(30):
+        client = aioredis.Redis.from_url(own_redis_server.url)
+        async with client, runners(url, "a", "b", "c") as (a, b, c):
+            await b.add_worker(Echo("echo"))
+            await c.add_worker(Echo("echo"))
+            await eventually(lambda: bus_of(a)._peers.hosts("echo") == {"b", "c"})
+            results: list[Any] = []
+
+            async def ask() -> None:
+                results.append(
+                    await run_job(a, "echo", name="slow", payload={"seconds": 0.4}, timeout=10)
+                )
+
+            sent = 0
+            for _ in range(3):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(10):
+                        sent += 1
+                        tg.start_soon(ask)
+                    await anyio.sleep(0.2)  # taken and running on b and c
+                    await client.client_kill_filter(_type="pubsub", skipme=True)
+                    await client.client_kill_filter(_type="normal", skipme=True)
+                await eventually(lambda: "echo" in a.registry, 5.0, "back")
+                await eventually(lambda: bus_of(a)._peers.hosts("echo") == {"b", "c"}, 5.0)
+            assert len(results) == sent
+            stream = f"{namespace_of(url)}:worker:echo"
+
+            async def leftovers() -> tuple[int, int, set[str]]:
+                pending: Any = await client.xpending(stream, "workers")
+                consumers: Any = await client.xinfo_consumers(stream, "workers")
+                names = {info["name"].decode() for info in consumers}
+                return await client.xlen(stream), pending["pending"], names
+
+            live = {
+                f"b/{bus_of(b)._instance}",
+                f"c/{bus_of(c)._instance}",
+            }
+            deadline = anyio.current_time() + 10
+            while (found := await leftovers())[:2] != (0, 0) or not found[2] <= live:
+                assert anyio.current_time() < deadline, found
+                await anyio.sleep(0.1)

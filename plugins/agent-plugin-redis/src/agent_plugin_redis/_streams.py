@@ -74,6 +74,31 @@ class WorkerStreams:
             taken.append((entry, bytes(fields.get(b"j", b"")).decode(errors="replace")))
         return taken
 
+    async def consumers(self, client: aioredis.Redis, worker: str) -> list[tuple[str, int, int]]:
+        """``(name, entries pending, ms idle)`` of each consumer of the worker's group."""
+        infos: Any = await client.xinfo_consumers(self.key(worker), GROUP)
+        return [(_text(info["name"]), int(info["pending"]), int(info["idle"])) for info in infos]
+
+    async def pending_of(
+        self, client: aioredis.Redis, worker: str, consumer: str
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """``(entry, fields)`` of what ``consumer`` read and never acknowledged (fields
+        empty when the entry was deleted meanwhile)."""
+        stream = self.key(worker)
+        pending = await client.xpending_range(
+            stream, GROUP, min="-", max="+", count=10_000, consumername=consumer
+        )
+        found: list[tuple[bytes, dict[bytes, bytes]]] = []
+        for item in pending:
+            entry = bytes(item["message_id"])  # type: ignore[arg-type]
+            rows: Any = await client.xrange(stream, min=entry, max=entry)
+            found.append((entry, dict(rows[0][1]) if rows else {}))
+        return found
+
+    async def drop_consumer(self, client: aioredis.Redis, worker: str, consumer: str) -> None:
+        """Remove a consumer (a session that is gone) from the worker's group."""
+        await client.xgroup_delconsumer(self.key(worker), GROUP, consumer)
+
     async def finish(self, client: aioredis.Redis, stream: str, *entries: bytes) -> None:
         """Acknowledge and delete entries (answered, malformed, or a lost replica's)."""
         if entries:
@@ -97,3 +122,7 @@ class WorkerStreams:
             pipe.xack(stream, GROUP, entry)
             pipe.xdel(stream, entry)
             await pipe.execute()
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

@@ -106,6 +106,10 @@ all the workers of its runner, and one that is dropped makes the runner look los
 _READ_COUNT = 64
 _COMPLAINTS_EVERY = 10.0
 _GROUP_RETRY = 1.0
+_SWEEP_EVERY = 5.0
+"""Seconds between two looks for the consumers of gone sessions in the streams read here."""
+_GONE_KEPT = 10_000
+"""Consumer names of gone sessions remembered until their streams are cleaned up."""
 
 Action = Callable[[], Awaitable[None]]
 
@@ -188,6 +192,9 @@ class RedisBus:
         """Runners that joined (said hello) and are owed every description."""
         self._dropped = 0
         self._complained: dict[str, float] = {}
+        self._gone: OrderedDict[str, None] = OrderedDict()
+        """Consumer names of sessions seen to end (this runner's earlier ones, and other
+        runners' lost, restarted or ended ones): ``_sweep_streams`` removes them."""
         send, receive = anyio.create_memory_object_stream[Action](math.inf)
         self._actions: MemoryObjectSendStream[Action] = send
         self._action_queue: MemoryObjectReceiveStream[Action] = receive
@@ -280,6 +287,7 @@ class RedisBus:
                         self._read_streams,
                         self._heartbeat,
                         self._retry_groups,
+                        self._sweep_streams,
                     ),
                     on_lost=self._connection_lost,
                 )
@@ -749,6 +757,8 @@ class RedisBus:
         """``runner`` ended, went silent or restarted: its workers leave; its jobs end."""
         instance = self._peers.instance_of(runner)
         workers = self._peers.forget(runner)
+        if instance is not None:
+            self._session_gone(runner, instance)
         if failed:
             logger.warning(
                 "%s: runner %s is gone (%s); its workers leave the registry: %s",
@@ -970,6 +980,67 @@ class RedisBus:
                     self._reading.add(name)
                     self._streams_changed.set()
 
+    async def _sweep_streams(self, _pubsub: Any) -> None:
+        """Remove what gone sessions left in the streams read here: the entries each had
+        taken and not answered (their requesters are answered ERROR, outcome unknown, in
+        case they still wait; then the entries are acknowledged and deleted), then the
+        consumer itself. Only sessions this runner saw end are touched (``_gone``), so
+        after connection breaks, restarts and crashes the streams hold nothing but requests
+        waiting to be read, and a live session is never mistaken for a gone one."""
+        client = self._client
+        assert client is not None
+        while True:
+            await anyio.sleep(_SWEEP_EVERY)
+            for name in sorted(self._reading):
+                try:
+                    await self._sweep_stream(client, name)
+                except ResponseError as exc:  # NOPERM, NOGROUP...: this stream, this time
+                    self._complain("sweep", "%s: cannot clean up the stream of %r: %s", name, exc)
+
+    def _session_gone(self, runner: str, instance: str) -> None:
+        self._gone[consumer_name(runner, instance)] = None
+        while len(self._gone) > _GONE_KEPT:
+            self._gone.popitem(last=False)
+
+    async def _sweep_stream(self, client: aioredis.Redis, name: str) -> None:
+        for consumer, pending, _idle in await self._streams.consumers(client, name):
+            if consumer not in self._gone:
+                continue
+            runner = consumer.rpartition("/")[0]
+            if pending:
+                reason = f"runner {runner or consumer} lost"
+                stream = self._streams.key(name)
+                for entry, fields in await self._streams.pending_of(client, name, consumer):
+                    raw = fields.get(b"m")
+                    head = request_head(raw) if isinstance(raw, bytes) else None
+                    if head is not None and head[1:] not in self._served:
+                        await self._answer_orphan(client, head, reason)
+                    await self._streams.finish(client, stream, entry)
+                logger.warning(
+                    "%s: removed %d entr(ies) of %s taken by %s, gone without answering",
+                    self._name,
+                    pending,
+                    stream,
+                    consumer,
+                )
+            await self._streams.drop_consumer(client, name, consumer)
+
+    async def _answer_orphan(
+        self, client: aioredis.Redis, head: tuple[str, str, str, str], reason: str
+    ) -> None:
+        """Answer the requester of a request a gone session had taken: ERROR, its outcome
+        unknown. It has most likely ended the job already (then this is ignored there)."""
+        origin, job_id, requester, worker = head
+        response = JobResponseMessage.build(
+            source=worker,
+            target=requester,
+            job_id=job_id,
+            status=JobStatus.ERROR,
+            response=unknown_outcome(reason),
+        )
+        async with self._gate:
+            await client.publish(self._channel(origin), self._encoder.encode(response))
+
     # ----------------------------------------------------------------- the connection
 
     async def _open(self, pubsub: Any) -> None:
@@ -980,6 +1051,7 @@ class RedisBus:
         # Each session is a new instance to the others: whatever they had in flight with
         # this runner across a break (requests, replies) ends ERROR on their side rather
         # than waiting for messages that may have been lost.
+        self._session_gone(self._name, self._instance)
         self._instance = uuid.uuid4().hex
         await client.ping()
         for name in list(self._announced):
