@@ -796,6 +796,16 @@ async def test_an_llm_worker_describes_its_chat_job_and_named_only_workers_are_n
     (chat,) = LLMWorker("writer").describe()
     assert chat.name is None and chat.streaming
     assert chat.input_schema is not None and chat.input_schema["required"] == ["messages"]
+    assert chat.description.startswith('Chat with this assistant: send {"messages"')
+
+    class Poet(LLMWorker):
+        """Writes short poems on any topic.
+
+        More details that a tool description does not need.
+        """
+
+    (poem,) = Poet("poet").describe()
+    assert poem.description == "Writes short poems on any topic."
     with anyio.fail_after(10):
         async with WorkerRunner() as runner:
             await runner.add_worker(LLMWorker("writer"))

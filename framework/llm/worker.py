@@ -14,6 +14,7 @@ model on it; the reply joins the conversation.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -62,6 +63,12 @@ CHAT_INPUT_SCHEMA: dict[str, Any] = {
     "required": ["messages"],
 }
 """The payload of an LLM worker's ``chat`` job, as ``describe()`` gives it."""
+
+CHAT_DESCRIPTION = (
+    'Chat with this assistant: send {"messages": [{"role": "user", "content": "..."}]}; '
+    "its reply is streamed as text and returned as the response's message."
+)
+"""The ``chat`` job's description when the worker class has no docstring of its own."""
 
 
 class LLMWorker(BaseWorker):
@@ -211,9 +218,15 @@ class LLMWorker(BaseWorker):
 
     def describe(self) -> list[JobDescription]:
         """The ``chat`` job as a consumer needs it: ``{"messages": [...]}`` in, the reply's
-        text streamed, the reply returned."""
+        text streamed, the reply returned; described by the worker class's docstring when
+        it has one."""
+        cls = type(self)
+        own = inspect.getdoc(cls) if cls is not LLMWorker and cls.__doc__ else None
+        text = own.split("\n\n")[0] if own else CHAT_DESCRIPTION
         return [
-            d.model_copy(update={"input_schema": CHAT_INPUT_SCHEMA, "streaming": True})
+            d.model_copy(
+                update={"input_schema": CHAT_INPUT_SCHEMA, "streaming": True, "description": text}
+            )
             if d.name is None and d.input_schema is None
             else d
             for d in super().describe()
