@@ -9,6 +9,7 @@ sharing one ``job_id``; the requester applies each reply to it, and the job's co
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -47,6 +48,7 @@ class PendingJob:
         "headers",
         "job_id",
         "name",
+        "overfilled",
         "payload",
         "reader",
         "responses",
@@ -102,17 +104,18 @@ class PendingJob:
         """The frame of the code that reads the events (the ``async with`` block's), until it
         leaves the block."""
         self._wakeup = Wakeup()
+        self.overfilled: Callable[[PendingJob, str], None] | None = None
+        """Called with the pending job and the worker when an event from that worker takes
+        the buffer past ``REMOTE_EVENT_BUFFER``: whether that ends the job depends on where
+        the worker runs, which the ``Requester`` (which sets it) knows."""
 
     def unfinished(self) -> list[str]:
         """Targets that have not answered yet."""
         return [t for t in self.targets if t not in self.statuses]
 
-    def add_event(self, kind: str, worker: str, data: Any) -> bool:
-        """Queue an update or stream item for the requester's ``async for``.
-
-        False when the buffer is past ``REMOTE_EVENT_BUFFER``: whether that ends the job
-        depends on where ``worker`` runs, which the ``Requester`` knows.
-        """
+    def add_event(self, kind: str, worker: str, data: Any) -> None:
+        """Queue an update or stream item for the requester's ``async for`` (past
+        ``REMOTE_EVENT_BUFFER``, ``overfilled`` is told)."""
         events = self._events
         if events is not None and worker not in self.statuses:
             # Built here, once, as the reader will get it (tuple.__new__ spares the named
@@ -122,11 +125,12 @@ class PendingJob:
             else:
                 events.append(_new_tuple(JobEvent, (kind, data)))
             self._wakeup.set()
-            if len(events) >= EVENT_BUFFER:
-                return self._filled()
-        return True
+            if len(events) >= EVENT_BUFFER and not self._filled() and self.overfilled:
+                self.overfilled(self, worker)
 
     def _filled(self) -> bool:
+        """The buffer is at its bound: producers in this process wait from now on. False
+        when it is past ``REMOTE_EVENT_BUFFER``."""
         events = self._events
         assert events is not None
         if not self.full:

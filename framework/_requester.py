@@ -16,6 +16,7 @@ import sys
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -314,6 +315,7 @@ class Requester:
             self.address,
             group,
         )
+        pending.overfilled = self._overfilled
         self._pending[job_id] = pending
         for target in workers:
             count = self._waiting.get(target, 0)
@@ -425,13 +427,11 @@ class Requester:
         if event_type is None:
             return False
         pending = self._pending.get(message.job_id)  # type: ignore[attr-defined]
-        if pending is not None and not pending.add_event(
-            event_type, message.source, getattr(message, "data", {})
-        ):
-            self._overfilled(pending, message.source)
+        if pending is not None:
+            pending.add_event(event_type, message.source, getattr(message, "data", {}))
         return True
 
-    def stream_item_sink(self, job_id: str) -> Callable[[str, Any], None] | None:
+    def stream_item_sink(self, job_id: str) -> Callable[[str, Any], object] | None:
         """A function that applies one stream item (source, data) of job ``job_id`` as
         ``apply_now`` applies its message, for a producer in this process that skips the
         message (see ``framework.bus.base.StreamSink``); None when ``apply_now`` would not
@@ -441,15 +441,7 @@ class Requester:
         pending = self._pending.get(job_id)
         if pending is None:
             return None
-        add_event = pending.add_event
-        overfilled = self._overfilled
-        stream_data = JobEventType.STREAM_DATA
-
-        def put(source: str, data: Any) -> None:
-            if not add_event(stream_data, source, data):
-                overfilled(pending, source)
-
-        return put
+        return partial(pending.add_event, JobEventType.STREAM_DATA)
 
     async def deliver(self, message: BusMessage) -> None:
         """Apply a reply (update, stream item, response) or a "worker lost" notice."""
@@ -472,10 +464,10 @@ class Requester:
                 await self._cancel_members(
                     pending, f"group member {message.source} ended {message.status}"
                 )
-        elif not pending.add_event(
-            _EVENT_TYPES[type(message)], message.source, getattr(message, "data", {})
-        ):
-            self._overfilled(pending, message.source)
+        else:
+            pending.add_event(
+                _EVENT_TYPES[type(message)], message.source, getattr(message, "data", {})
+            )
         if self.observer is not None:
             await self.observer(message)
         group_done = pending.done and len(pending.targets) > 1

@@ -53,7 +53,7 @@ class Inbox:
         self._wakeup = Wakeup()
         self._closed = False
         self.direct: Callable[[BusMessage], bool] | None = None
-        self.sinks: Callable[[str], Callable[[str, Any], None] | None] | None = None
+        self.sinks: Callable[[str], Callable[[str, Any], object] | None] | None = None
 
     def put(self, message: BusMessage) -> None:
         """Queue ``message``; never blocks. Raises ``anyio.ClosedResourceError`` once closed."""
@@ -127,7 +127,7 @@ class StreamSink:
 
     __slots__ = ("_inbox", "_put")
 
-    def __init__(self, inbox: Inbox, put: Callable[[str, Any], None]) -> None:
+    def __init__(self, inbox: Inbox, put: Callable[[str, Any], object]) -> None:
         self._inbox = inbox
         self._put = put
 
