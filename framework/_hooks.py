@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from framework.config import RunConfig
     from framework.jobs import Job
     from framework.runner import WorkerRunner
-    from framework.types import WorkerErrorData, WorkerReadyData
+    from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
     from framework.worker import BaseWorker
 
 
@@ -30,12 +30,13 @@ NOTIFICATION_HOOKS = (
     "on_worker_failed",
     "on_job_started",
     "add_request_headers",
+    "on_request_completed",
     "runner_service",
     "publish_event",
 )
 """Hooks the runtime calls while it runs (``publish_event`` last: it has its own buffers)."""
 
-SYNC_ONLY_HOOKS = ("on_job_started", "add_request_headers")
+SYNC_ONLY_HOOKS = ("on_job_started", "add_request_headers", "on_request_completed")
 """Hooks called on the job path, in the job's (or the requester's) own task: an ``async
 def`` impl could not run there, so it is refused when the plugin is registered."""
 
@@ -107,6 +108,8 @@ class RuntimeHooks:
         """Whether any plugin implements ``on_job_started``."""
         self.wants_request_headers = bool(self._impls["add_request_headers"])
         """Whether any plugin implements ``add_request_headers``."""
+        self.wants_request_completed = bool(self._impls["on_request_completed"])
+        """Whether any plugin implements ``on_request_completed``."""
 
     def impls(self, hook_name: str) -> tuple[HookImpl, ...]:
         """The hookimpls of ``hook_name`` in pluggy's call order (tryfirst first, LIFO)."""
@@ -140,6 +143,26 @@ class RuntimeHooks:
                 headers.clear()
                 headers.update(before)
                 _log_failure(impl, "its headers are left out (the other plugins still run)")
+
+    def on_request_completed(
+        self,
+        job_id: str,
+        target: str,
+        status: JobStatus,
+        response: dict[str, Any],
+        headers: Mapping[str, str],
+    ) -> None:
+        """Call every ``on_request_completed`` impl, where the response is applied (sync)."""
+        self._notify_sync(
+            "on_request_completed",
+            {
+                "job_id": job_id,
+                "target": target,
+                "status": status,
+                "response": response,
+                "headers": headers,
+            },
+        )
 
     async def configure_runner(self, runner: WorkerRunner, config: RunConfig) -> None:
         """Call every ``configure_runner`` impl (read now: plugins registered since the

@@ -330,6 +330,11 @@ class Requester:
         """Record one target's outcome, and forget the job once every target answered."""
         if not pending.finish(worker, status, response):
             return False
+        hooks = self._hooks
+        if hooks is not None and hooks.wants_request_completed:
+            hooks.on_request_completed(
+                pending.job_id, worker, status, response, pending.headers[worker]
+            )
         count = self._waiting[worker] - 1
         if count:
             self._waiting[worker] = count

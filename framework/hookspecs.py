@@ -11,11 +11,13 @@ name; the other plugins' impls still run and the job's outcome stands.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import click
 
     from framework.bus.messages import JobResponseMessage
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
         WorkerRegistrar,
     )
     from framework.runner import WorkerRunner
-    from framework.types import WorkerErrorData, WorkerReadyData
+    from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
     from framework.worker import BaseWorker
 
 PROJECT_NAME = "framework"
@@ -127,6 +129,35 @@ def add_request_headers(headers: dict[str, str], target: str) -> None:
     The return value is ignored. An impl that raises, or leaves headers that break the rules
     above (or the limits of 64 headers and 8 KiB), is logged with its plugin's name and its
     changes are undone; the request is sent without them.
+    """
+
+
+@hookspec
+def on_request_completed(
+    job_id: str,
+    target: str,
+    status: JobStatus,
+    response: dict[str, Any],
+    headers: Mapping[str, str],
+) -> None:
+    """A job request sent from this runner has its terminal response.
+
+    The requester's side of ``on_job_completed``: called once per job request made on this
+    runner (once per member of a group), whatever ended it: the worker's response arrived
+    (from this runner or another), or the requester ended it itself (a timeout, a cancel, a
+    lost worker, the runner ending; the request may then never have been sent). Sync only,
+    and keep it quick: it runs where the response is applied, before the requester's code
+    sees it.
+
+    Args:
+        job_id: the job's id (shared by the members of a group).
+        target: the name of the worker the request went to.
+        status: the ``JobStatus`` it ended with.
+        response: the response dict (``{"error": "..."}`` when it did not complete).
+        headers: the headers the request carried (after ``add_request_headers``), e.g. the
+            ``traceparent`` an impl added there, to find what it started for this request.
+
+    The return value is ignored. Raising is logged and changes nothing else.
     """
 
 

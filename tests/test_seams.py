@@ -1,6 +1,7 @@
 """The seams for plugins: headers, typed payloads and descriptions, the same values on every
 bus, ``start_soon``, ``add_plugin``, and the hooks ``on_job_started``,
-``add_request_headers``, ``runner_service`` and ``register_routes``."""
+``add_request_headers``, ``on_request_completed``, ``runner_service`` and
+``register_routes``."""
 
 from __future__ import annotations
 
@@ -184,6 +185,69 @@ async def test_hook_add_request_headers() -> None:
     assert sorted(tracing.targets) == ["a", "b"]
     assert group.responses["a"]["headers"] == {"tenant-id": "t", "to": "a"}
     assert group.responses["b"]["headers"] == {"tenant-id": "t", "to": "b"}
+
+
+class Slow(BaseWorker):
+    @job_handler
+    async def slow(self, job: Job) -> dict[str, Any]:
+        await anyio.sleep(30)
+        return {}
+
+
+async def test_hook_on_request_completed() -> None:
+    class Requests:
+        def __init__(self) -> None:
+            self.ended: list[tuple[str, str, JobStatus, dict[str, Any], dict[str, str]]] = []
+
+        @hookimpl
+        def add_request_headers(self, headers: dict[str, str], target: str) -> None:
+            headers["sent-to"] = target
+
+        @hookimpl
+        def on_request_completed(
+            self,
+            job_id: str,
+            target: str,
+            status: JobStatus,
+            response: dict[str, Any],
+            headers: dict[str, str],
+        ) -> None:
+            self.ended.append((job_id, target, status, response, dict(headers)))
+
+    requests = Requests()
+    with anyio.fail_after(10):
+        async with WorkerRunner(plugins=[requests]) as runner:
+            await runner.add_worker(Echo("a"))
+            await runner.add_worker(Echo("b"))
+            await runner.add_worker(Slow("slow"))
+            async with runner.job_group("a", "b", payload={"n": 1}) as group:
+                pass
+            with pytest.raises(JobError):
+                async with runner.job("slow", timeout=0.05) as timed_out:
+                    pass
+    # Once per member, with the headers that member's request carried; a request the
+    # requester ended itself (the timeout) is reported too.
+    by_target = {target: rest for _, target, *rest in requests.ended}
+    assert sorted(by_target) == ["a", "b", "slow"]
+    assert {job_id for job_id, target, *_ in requests.ended if target != "slow"} == {group.job_id}
+    status, response, headers = by_target["a"]
+    assert status is JobStatus.COMPLETED
+    assert response == {"echo": {"n": 1}, "headers": {"sent-to": "a"}}
+    assert headers == {"sent-to": "a"}
+    assert by_target["b"][2] == {"sent-to": "b"}
+    status, response, headers = by_target["slow"]
+    assert status is JobStatus.CANCELLED and "error" in response
+    assert headers == {"sent-to": "slow"}
+    assert [job_id for job_id, target, *_ in requests.ended if target == "slow"] == [
+        timed_out.job_id
+    ]
+
+    class AsyncCompleted:
+        @hookimpl
+        async def on_request_completed(self, job_id: str) -> None: ...
+
+    with pytest.raises(pluggy.PluginValidationError, match="on_request_completed"):
+        WorkerRunner().add_plugin(AsyncCompleted())
 
 
 async def test_a_raising_job_path_hook_is_logged_and_the_job_runs(
