@@ -39,7 +39,15 @@ from framework import (
 )
 from framework.cli import cli
 from framework.config import LLMConfig
-from framework.llm import Chunk, LLMBackend, TextDelta, ToolCallDelta, Usage
+from framework.llm import (
+    Chunk,
+    Finish,
+    LLMBackend,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from framework.llm.assistant import Assistant
 from framework.llm.offline import OfflineBackend, OfflineOptions
 from framework.llm.worker import DEFAULT_MAX_ROUNDS
@@ -380,7 +388,35 @@ async def test_bad_arguments_and_unknown_tools_are_errors_for_the_model() -> Non
         assert "errors.pydantic.dev" not in errors[0]  # short, for the model
         assert "no tool named 'ghost'" in errors[1] and "add" in errors[1]
         assert "JSON object" in errors[2]
-        assert errors[3].startswith("JSONDecodeError")
+        assert errors[3].startswith("ValueError: the arguments are not valid JSON")
+        assert "cut short" in errors[3]
+
+
+@pytest.mark.anyio
+async def test_arguments_that_are_no_json_object_are_never_sent_back() -> None:
+    """A call cut at '{"text' (a real model's, at the token limit) went back verbatim in the
+    next round's history, and the server refused the whole request."""
+    with anyio.fail_after(10):
+        backend = Scripted(
+            "script",
+            [
+                ToolCallDelta(0, id="c1", name="add", arguments='{"a'),
+                ToolCallDelta(1, id="c2", name="add", arguments="[1]"),
+                ToolCallDelta(2, id="c3", name="add", arguments=""),
+                ToolCallDelta(3, id="c4", name="add", arguments='{"a": 2}'),
+            ],
+        )
+        async with WorkerRunner(plugins=[Backends(backend)]) as runner:
+            await runner.add_worker(Tools("t", backend="script"))
+            job = await run_job(runner, "t", chat("go"))
+        assert job.status is JobStatus.COMPLETED
+        [assistant] = [m for m in backend.seen[1]["messages"] if m["role"] == "assistant"]
+        sent = [c["function"]["arguments"] for c in assistant["tool_calls"]]
+        assert sent == ["{}", "{}", "{}", '{"a": 2}']
+        results = [json.loads(m["content"]) for m in backend.seen[1]["messages"][-4:]]
+        assert "not valid JSON" in results[0]["error"]
+        assert "JSON object" in results[1]["error"]
+        assert results[3] == 4  # 2 + the default b
 
 
 @pytest.mark.anyio
@@ -416,8 +452,15 @@ async def test_tool_calls_split_across_deltas_are_put_together_in_order() -> Non
             job = await run_job(runner, "t", chat("go"))
         assert job.response == {
             "message": {"role": "assistant", "content": "Five and X."},
-            "usage": {"prompt_tokens": 13, "completion_tokens": 6, "total_tokens": 19},
+            "usage": {
+                "prompt_tokens": 13,
+                "completion_tokens": 6,
+                "total_tokens": 19,
+                "cached_tokens": None,
+                "reasoning_tokens": None,
+            },
             "rounds": 2,
+            "finish_reason": "stop",
         }
         second_call = backend.seen[1]["messages"]
         assert second_call[0] == {"role": "system", "content": "You are the test worker."}
@@ -644,9 +687,100 @@ async def test_a_job_streams_token_deltas_and_responds_with_the_message_and_usag
         assert fast.response == job.response
         assert job.response == {
             "message": {"role": "assistant", "content": "You said: hello big world"},
-            "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+            "usage": {
+                "prompt_tokens": 5,
+                "completion_tokens": 5,
+                "total_tokens": 10,
+                "cached_tokens": None,
+                "reasoning_tokens": None,
+            },
             "rounds": 1,
+            "finish_reason": "stop",
         }
+
+
+# ----------------------------------------------------------------- finish reasons and usage
+
+
+async def run_scripted(*replies: list[Any], worker: str = "t") -> tuple[Any, Scripted]:
+    """One job to a ``Tools`` worker on a ``Scripted`` backend: the job (or its JobError)."""
+    backend = Scripted("script", *replies)
+    async with WorkerRunner(plugins=[Backends(backend)]) as runner:
+        await runner.add_worker(Tools(worker, backend="script"))
+        try:
+            job = await run_job(runner, worker, chat("go"))
+        except JobError as exc:
+            return exc, backend
+    return job, backend
+
+
+@pytest.mark.anyio
+async def test_a_text_reply_cut_by_the_token_limit_completes_with_a_warning() -> None:
+    with anyio.fail_after(10):
+        job, _ = await run_scripted([TextDelta("Once upon a"), Finish("length"), Usage(3, 4)])
+        assert job.status is JobStatus.COMPLETED
+        assert job.response["finish_reason"] == "length"
+        assert content(job) == "Once upon a"
+        [update] = [e.data for e in job.events if e.type == JobEvent.UPDATE]
+        assert update["finish_reason"] == "length" and "max_tokens" in update["warning"]
+
+
+@pytest.mark.anyio
+async def test_a_tool_call_cut_by_the_token_limit_is_not_run() -> None:
+    with anyio.fail_after(10):
+        cut = [ToolCallDelta(0, id="c1", name="add", arguments='{"a": 1}'), Finish("length")]
+        error, backend = await run_scripted(cut)
+        assert isinstance(error, JobError) and error.status is JobStatus.FAILED
+        message = error.response["error"]
+        assert "cut by the token limit in the middle of a tool call (add" in message
+        assert "no tool was run" in message and "max_tokens" in message
+        assert len(backend.seen) == 1  # the model was not called again
+
+
+@pytest.mark.anyio
+async def test_a_reply_stopped_by_the_content_filter_fails_the_job() -> None:
+    with anyio.fail_after(10):
+        error, _ = await run_scripted([TextDelta("I"), Finish("content_filter")])
+        assert isinstance(error, JobError) and error.status is JobStatus.FAILED
+        assert "content filter stopped the reply" in error.response["error"]
+
+
+@pytest.mark.anyio
+async def test_the_finish_reason_is_inferred_and_a_server_word_is_kept() -> None:
+    with anyio.fail_after(10):
+        job, _ = await run_scripted([TextDelta("hi")])  # no Finish, no Usage
+        assert job.response["finish_reason"] == "stop"
+        assert job.response["usage"] == {
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "total_tokens": None,
+            "cached_tokens": None,
+            "reasoning_tokens": None,
+        }
+        job, _ = await run_scripted([TextDelta("hi"), Finish("eos"), Usage(1, 1)])
+        assert job.status is JobStatus.COMPLETED and job.response["finish_reason"] == "eos"
+
+
+@pytest.mark.anyio
+async def test_usage_adds_up_cached_and_reasoning_tokens_and_unknown_stays_unknown() -> None:
+    with anyio.fail_after(10):
+        call = ToolCallDelta(0, id="c1", name="add", arguments='{"a": 1}')
+        job, _ = await run_scripted(
+            [call, Finish("tool_calls"), Usage(10, 5, cached_tokens=8, reasoning_tokens=3)],
+            [ReasoningDelta("think"), ReasoningDelta("ing"), TextDelta("3"), Usage(20, 2, 16)],
+        )
+        assert job.response["usage"] == {
+            "prompt_tokens": 30,
+            "completion_tokens": 7,
+            "total_tokens": 37,
+            "cached_tokens": 24,
+            "reasoning_tokens": None,  # the second round did not say
+        }
+        assert job.response["reasoning"] == "thinking"
+        assert content(job) == "3"  # the thinking is not part of the answer
+        assert "reasoning" not in job.response["message"]
+        job, _ = await run_scripted([call], [TextDelta("3"), Usage(20, 2)])
+        assert job.response["usage"]["prompt_tokens"] is None  # the first round said nothing
 
 
 @pytest.mark.anyio
@@ -1088,6 +1222,8 @@ def test_cli_run_job_assistant_json_lines(in_empty_directory: Path) -> None:
         "prompt_tokens",
         "completion_tokens",
         "total_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
     }
 
 

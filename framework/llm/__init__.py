@@ -1,14 +1,26 @@
 """LLM workers and the LLM backend protocol."""
 
-from framework.llm.backend import Chunk, LLMBackend, TextDelta, ToolCallDelta, Usage
+from framework.llm.backend import (
+    FINISH_REASONS,
+    Chunk,
+    Finish,
+    LLMBackend,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from framework.llm.tools import ToolSpec, tool
 from framework.llm.worker import LLMError, LLMWorker
 
 __all__ = [
+    "FINISH_REASONS",
     "Chunk",
+    "Finish",
     "LLMBackend",
     "LLMError",
     "LLMWorker",
+    "ReasoningDelta",
     "TextDelta",
     "ToolCallDelta",
     "ToolSpec",

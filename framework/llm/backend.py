@@ -3,8 +3,11 @@
 A backend is an object registered with ``register_llm_backends``: it has a ``name``, an
 ``options_model`` (a pydantic model of its settings: model name, URL, key, temperature...)
 and ``stream(messages, tools, options)``, an async iterator of chunks: ``TextDelta`` as the
-reply's text arrives, ``ToolCallDelta`` as tool calls arrive (a call may be split across
-several deltas sharing an ``index``), and one ``Usage`` record, last.
+reply's text arrives, ``ReasoningDelta`` as a reasoning model's thinking arrives,
+``ToolCallDelta`` as tool calls arrive (a call may be split across several deltas sharing an
+``index``), ``Finish`` with the reason the reply ended, and one ``Usage`` record, last.
+``Finish`` and ``Usage`` are optional: without ``Finish`` the worker takes the reply as
+complete, without ``Usage`` its token counts are unknown.
 """
 
 from __future__ import annotations
@@ -35,19 +38,50 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts of one model call."""
+class ReasoningDelta:
+    """A piece of a reasoning model's thinking, sent before (or beside) its answer. It is
+    not part of the answer: the worker returns it apart and never sends it back."""
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    text: str
+
+
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
+"""The finish reasons the LLM worker acts on; a backend maps its server's words to these
+(a reason outside them is kept in the response and otherwise treated as ``"stop"``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Why the reply ended: ``"stop"`` (the model finished), ``"length"`` (cut by the token
+    limit), ``"tool_calls"`` (it asks for tools), ``"content_filter"`` (the server's filter
+    stopped it), or the server's own word. Yielded once, after the reply's deltas."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one model call; ``None`` where the server gave no figure.
+
+    ``cached_tokens`` are the prompt tokens the server took from its cache (part of
+    ``prompt_tokens``); ``reasoning_tokens`` are the completion tokens spent thinking (part
+    of ``completion_tokens``).
+    """
+
+    prompt_tokens: int | None = 0
+    completion_tokens: int | None = 0
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     @property
-    def total_tokens(self) -> int:
-        """Prompt and completion tokens together."""
+    def total_tokens(self) -> int | None:
+        """Prompt and completion tokens together (``None`` when either is unknown)."""
+        if self.prompt_tokens is None or self.completion_tokens is None:
+            return None
         return self.prompt_tokens + self.completion_tokens
 
 
-Chunk = TextDelta | ToolCallDelta | Usage
+Chunk = TextDelta | ReasoningDelta | ToolCallDelta | Finish | Usage
 """What ``LLMBackend.stream`` yields."""
 
 

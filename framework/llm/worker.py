@@ -23,10 +23,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import anyio
 from pydantic import BaseModel, ValidationError
 
-from framework.events import ContentType, EventType
+from framework.events import ContentType, Event, EventType
 from framework.jobs import Job, JobFailed
 from framework.llm._coalesce import Pending, try_next
-from framework.llm.backend import LLMBackend, TextDelta, ToolCallDelta, Usage
+from framework.llm.backend import (
+    Finish,
+    LLMBackend,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from framework.llm.tools import ToolSpec, method_tool, tool_name
 from framework.registrars import RegistrationError
 from framework.types import JobDescription, LLMWorkerActivationArgs, WorkerActivationArgs
@@ -272,16 +279,23 @@ class LLMWorker(BaseWorker):
         """Call the model until it answers without tool calls (at most ``max_rounds``).
 
         ``messages`` grows with each assistant message and tool result. Returns
-        ``{"message": <final assistant message>, "usage": {...}, "rounds": n}``.
+        ``{"message": <final assistant message>, "usage": {...}, "rounds": n,
+        "finish_reason": "..."}``, and ``"reasoning"`` when the model sent its thinking.
+
+        Raises:
+            JobFailed: the server's content filter stopped the reply, the token limit cut
+                a tool call, or the model still called tools after ``max_rounds``.
         """
         backend = self.backend
         tools = {spec.name: spec for spec in self.tools()}
         schemas = [spec.schema() for spec in tools.values()]
         thread = job.job_id if job is not None else ""
-        prompt_tokens = completion_tokens = 0
+        usage = _UsageSum()
+        reasoning: list[str] = []
         streamed_text = False
         for round_number in range(1, self.max_rounds + 1):
             calls: dict[int, dict[str, str]] = {}
+            finish: str | None = None
             # The round's text; what is not sent yet goes out as one chunk on flush().
             pending = _TextBuffer(self, job, thread, "\n\n" if streamed_text else "")
             text = pending.text
@@ -318,10 +332,14 @@ class LLMWorker(BaseWorker):
                         call["id"] = chunk.id or call["id"]
                         call["name"] = chunk.name or call["name"]
                         call["arguments"] += chunk.arguments
+                    elif type(chunk) is ReasoningDelta:
+                        reasoning.append(chunk.text)
+                    elif type(chunk) is Finish:
+                        finish = chunk.reason
                     elif type(chunk) is Usage:
-                        prompt_tokens += chunk.prompt_tokens
-                        completion_tokens += chunk.completion_tokens
+                        usage.add(chunk)
                 await flush()
+            usage.end_round()
             message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
             if text:
                 streamed_text = True
@@ -329,22 +347,35 @@ class LLMWorker(BaseWorker):
             for number, call in enumerate(ordered):
                 call["id"] = call["id"] or f"call_{round_number}_{number}"
             if ordered:
+                # Arguments that are not a JSON object (a call cut short, a model's slip) are
+                # never sent back: servers refuse them in the history. The history carries
+                # {} and the model gets the error as the tool's result.
                 message["tool_calls"] = [
                     {
                         "id": c["id"],
                         "type": "function",
-                        "function": {"name": c["name"], "arguments": c["arguments"] or "{}"},
+                        "function": {
+                            "name": c["name"],
+                            "arguments": c["arguments"] if _object(c["arguments"]) else "{}",
+                        },
                     }
                     for c in ordered
                 ]
+            finish = finish or ("tool_calls" if ordered else "stop")
+            self._check_finish(finish, ordered, text)
             messages.append(message)
             if not ordered:
-                usage = {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
+                if finish == "length":
+                    await self._warn_cut(job, thread)
+                response = {
+                    "message": message,
+                    "usage": usage.totals(),
+                    "rounds": round_number,
+                    "finish_reason": finish,
                 }
-                return {"message": message, "usage": usage, "rounds": round_number}
+                if reasoning:
+                    response["reasoning"] = "".join(reasoning)
+                return response
             if round_number == self.max_rounds:
                 break  # the results could never reach the model: do not run the tools
             messages.extend(await self._run_tools(ordered, tools, thread))
@@ -353,6 +384,46 @@ class LLMWorker(BaseWorker):
             f"round{'s' if self.max_rounds != 1 else ''}; raise max_rounds or check what the "
             "tools return"
         )
+
+    def _check_finish(self, finish: str, calls: list[dict[str, str]], text: list[str]) -> None:
+        """Fail the run when the reply cannot be used: stopped by the server's content
+        filter, or cut by the token limit while it asked for tools (never run a cut call)."""
+        if finish == "content_filter":
+            raise JobFailed(
+                f"worker {self.name!r}: the server's content filter stopped the reply "
+                f"(finish_reason 'content_filter', after {len(''.join(text))} characters); "
+                "rephrase the request, or check the provider's content policy"
+            )
+        if finish == "length" and calls:
+            names = ", ".join(sorted({c["name"] or "?" for c in calls}))
+            raise JobFailed(
+                f"worker {self.name!r}: the reply was cut by the token limit in the middle of "
+                f"a tool call ({names}; finish_reason 'length'), so no tool was run; raise the "
+                "backend's max_tokens option, or shorten the conversation"
+            )
+
+    async def _warn_cut(self, job: Job | None, thread: str) -> None:
+        """A text reply cut by the token limit still completes, with a warning: an update
+        to the job's requester (and its event), or an event for an activation run."""
+        warning = {
+            "warning": f"worker {self.name!r}: the reply was cut by the token limit "
+            "(finish_reason 'length'); raise the backend's max_tokens option for a whole answer",
+            "finish_reason": "length",
+        }
+        logger.warning("%s", warning["warning"])
+        if job is not None:
+            await job.update(warning)
+            return
+        runtime = None if self._serving is None else self._serving.runtime
+        if runtime is not None and runtime.events_enabled:
+            runtime.emit(
+                Event.NODE_EXECUTION,
+                EventType.UPDATE,
+                ContentType.UPDATE,
+                self.name,
+                thread,
+                data=warning,
+            )
 
     async def _run_tools(
         self, calls: list[dict[str, str]], tools: dict[str, ToolSpec], thread: str
@@ -390,7 +461,13 @@ class LLMWorker(BaseWorker):
             spec = tools.get(name)
             if spec is None:
                 raise LookupError(f"there is no tool named {name!r}; tools: {sorted(tools)}")
-            arguments = json.loads(call["arguments"] or "{}")
+            try:
+                arguments = json.loads(call["arguments"] or "{}")
+            except ValueError as exc:
+                raise ValueError(
+                    f"the arguments are not valid JSON ({exc}); the call may have been cut "
+                    "short: call the tool again with a whole JSON object"
+                ) from None
             if not isinstance(arguments, dict):
                 raise TypeError("tool arguments must be a JSON object")
             result = await spec.call(arguments)
@@ -459,6 +536,57 @@ async def _closing(stream: Any) -> AsyncIterator[None]:
         if aclose is not None:
             with anyio.CancelScope(shield=True):
                 await aclose()
+
+
+class _UsageSum:
+    """The token counts of a run's rounds added up; a count is ``None`` (unknown) unless
+    every round reported it."""
+
+    _FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+
+    def __init__(self) -> None:
+        self._sums: dict[str, int | None] = dict.fromkeys(self._FIELDS, 0)
+        self._round: Usage | None = None
+
+    def add(self, usage: Usage) -> None:
+        """A round's ``Usage`` (several in one round add up)."""
+        held = self._round
+        if held is not None:
+            usage = Usage(
+                *(
+                    None if a is None or b is None else a + b
+                    for a, b in (
+                        (getattr(held, name), getattr(usage, name)) for name in self._FIELDS
+                    )
+                )
+            )
+        self._round = usage
+
+    def end_round(self) -> None:
+        reported, self._round = self._round, None
+        for name, total in self._sums.items():
+            value = None if reported is None else getattr(reported, name)
+            self._sums[name] = None if total is None or value is None else total + value
+
+    def totals(self) -> dict[str, int | None]:
+        prompt, completion = self._sums["prompt_tokens"], self._sums["completion_tokens"]
+        total = None if prompt is None or completion is None else prompt + completion
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": total,
+            "cached_tokens": self._sums["cached_tokens"],
+            "reasoning_tokens": self._sums["reasoning_tokens"],
+        }
+
+
+def _object(arguments: str) -> bool:
+    """Whether a tool call's arguments are a JSON object (empty arguments are not: the
+    history then carries ``{}``)."""
+    try:
+        return isinstance(json.loads(arguments), dict)
+    except ValueError:
+        return False
 
 
 def _json(value: Any) -> str:

@@ -90,6 +90,8 @@ async def test_the_tool_loop_over_http(server: OpenAIServer) -> None:
             "prompt_tokens": 60,
             "completion_tokens": 11,
             "total_tokens": 71,
+            "cached_tokens": None,
+            "reasoning_tokens": None,
         }
         assert response["rounds"] == 2
         assert worker.asked == ["Paris"]
