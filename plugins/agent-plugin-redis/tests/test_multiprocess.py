@@ -648,7 +648,7 @@ def test_unreachable_redis_exits_2(procs: Procs, mode: str) -> None:
     """Nothing listens on the port: exit 2 and a message naming the URL (its password
     hidden), whether the runner was to serve or to submit one job."""
     port = free_port()
-    extra = [] if mode == "serve" else ["--job", "echo"]
+    extra = ["--no-http"] if mode == "serve" else ["--job", "echo"]
     plain = procs.start("plain", [FRAMEWORK, "run", "--bus", f"redis://127.0.0.1:{port}/0", *extra])
     secret = procs.start(
         "secret", [FRAMEWORK, "run", "--bus", f"redis://:s3cr3t-pw@127.0.0.1:{port}/0", *extra]
