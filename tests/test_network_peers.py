@@ -1,18 +1,17 @@
-"""The liveness bookkeeping and the remote workers' descriptions, driven by hand (no Redis,
+"""The liveness bookkeeping and the remote workers' descriptions, driven by hand (no network,
 no clock: ``now`` is given)."""
 
 from __future__ import annotations
 
-from agent_plugin_redis._peers import (
+from framework.bus.network.peers import (
     DESCRIPTION_BYTES,
+    LIVENESS_MAX,
     MAX_PEERS,
     MAX_REMOTE_WORKERS,
     WAITING_RUNNERS,
     Peers,
 )
-from agent_plugin_redis._settings import LIVENESS_MAX
-from agent_plugin_redis._wire import Described, Heartbeat
-
+from framework.bus.network.wire import Described, Heartbeat
 from framework.types import JobDescription
 
 

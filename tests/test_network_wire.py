@@ -1,4 +1,4 @@
-"""The envelope format: what a runner accepts from Redis, and what it sends."""
+"""The wire envelope: what a runner accepts from another, and what it sends."""
 
 from __future__ import annotations
 
@@ -6,18 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from agent_plugin_redis._wire import (
-    Bye,
-    Described,
-    Heartbeat,
-    Routed,
-    RoutedEncoder,
-    WireError,
-    decode,
-    encode,
-    encode_description,
-    request_head,
-)
 
 from framework.bus.messages import (
     ActivateMessage,
@@ -34,6 +22,18 @@ from framework.bus.messages import (
     JobUpdateMessage,
     JobUpdateRequestMessage,
     WorkerLostMessage,
+)
+from framework.bus.network.wire import (
+    Bye,
+    Described,
+    Heartbeat,
+    Routed,
+    RoutedEncoder,
+    WireError,
+    decode_envelope,
+    encode_description,
+    encode_envelope,
+    request_head,
 )
 from framework.types import JobDescription, JobStatus
 
@@ -86,7 +86,7 @@ def test_every_message_type_is_covered() -> None:
 @pytest.mark.parametrize("message", EVERY_MESSAGE, ids=lambda m: m.type)
 def test_routed_round_trip(message: BusMessage) -> None:
     raw = RoutedEncoder("runner-a").encode(message)
-    envelope = decode(raw, LIMIT)
+    envelope = decode_envelope(raw, LIMIT)
     assert type(envelope) is Routed
     assert envelope.origin == "runner-a"
     assert type(envelope.message) is type(message)
@@ -102,7 +102,7 @@ def test_encoder_quotes_an_odd_origin() -> None:
     raw = RoutedEncoder(origin).encode(
         JobStreamStartMessage.build(source="a", target="b", job_id="j")
     )
-    envelope = decode(raw, LIMIT)
+    envelope = decode_envelope(raw, LIMIT)
     assert isinstance(envelope, Routed) and envelope.origin == origin
 
 
@@ -110,9 +110,9 @@ def test_heartbeat_and_bye_round_trip() -> None:
     beat = Heartbeat(
         runner="r1", instance="i1", interval=0.5, misses=3, workers=["a", "b"], hello=True
     )
-    assert decode(encode(beat), LIMIT) == beat
+    assert decode_envelope(encode_envelope(beat), LIMIT) == beat
     bye = Bye(runner="r1", instance="i1")
-    assert decode(encode(bye), LIMIT) == bye
+    assert decode_envelope(encode_envelope(bye), LIMIT) == bye
 
 
 def test_description_round_trip() -> None:
@@ -128,8 +128,13 @@ def test_description_round_trip() -> None:
             JobDescription(name="count", streaming=True),
         ],
     )
-    assert decode(encode(described), LIMIT) == described
-    assert decode(encode(Described(runner="r", instance="i", worker="w")), LIMIT).jobs == []
+    assert decode_envelope(encode_envelope(described), LIMIT) == described
+    assert (
+        decode_envelope(
+            encode_envelope(Described(runner="r", instance="i", worker="w")), LIMIT
+        ).jobs
+        == []
+    )
 
 
 def test_a_description_that_json_cannot_carry_is_refused_when_encoded() -> None:
@@ -137,10 +142,10 @@ def test_a_description_that_json_cannot_carry_is_refused_when_encoded() -> None:
         runner="r", instance="i", worker="w", jobs=[JobDescription(input_schema={"x": object()})]
     )
     with pytest.raises(WireError, match="a desc that JSON cannot carry"):
-        encode(odd)
+        encode_envelope(odd)
     raw, problem = encode_description(odd, LIMIT)
     assert problem.startswith("is a desc that JSON cannot carry")
-    assert decode(raw, LIMIT) == Described(runner="r", instance="i", worker="w")
+    assert decode_envelope(raw, LIMIT) == Described(runner="r", instance="i", worker="w")
 
 
 def test_a_description_over_the_limit_is_encoded_empty() -> None:
@@ -149,12 +154,14 @@ def test_a_description_over_the_limit_is_encoded_empty() -> None:
     )
     raw, problem = encode_description(described, 4096)
     assert problem == ""
-    assert decode(raw, LIMIT) == described
+    assert decode_envelope(raw, LIMIT) == described
     raw, problem = encode_description(described, 1024)
-    assert problem == f"takes {len(encode(described))} bytes, over the 1024-byte limit " + (
-        "(max_message_size)"
+    assert (
+        problem
+        == f"takes {len(encode_envelope(described))} bytes, over the 1024-byte limit "
+        + ("(max_message_size)")
     )
-    assert decode(raw, 1024) == Described(runner="r", instance="i", worker="w")
+    assert decode_envelope(raw, 1024) == Described(runner="r", instance="i", worker="w")
 
 
 def test_a_job_request_the_reader_would_refuse_is_refused_when_encoded() -> None:
@@ -180,7 +187,7 @@ def test_request_head_finds_who_to_answer_in_a_request_that_failed_to_decode() -
     request = {"type": "job_request", "source": "asker", "target": "w", "job_id": "j1"}
     refused = _routed({**request, "headers": {"retries": 3}})
     with pytest.raises(WireError):
-        decode(refused, LIMIT)
+        decode_envelope(refused, LIMIT)
     assert request_head(refused) == ("runner-a", "j1", "asker", "w")
     assert request_head(_routed({**request, "type": "job_cancel"})) is None
     assert request_head(_raw({"kind": "msg", "message": request})) is None  # no origin
@@ -190,12 +197,12 @@ def test_request_head_finds_who_to_answer_in_a_request_that_failed_to_decode() -
 def test_size_limit_is_checked_before_parsing() -> None:
     message = JobRequestMessage.build(source="a", target="b", job_id="j", payload={"x": "y" * 500})
     raw = RoutedEncoder("r").encode(message)
-    assert isinstance(decode(raw, len(raw)), Routed)  # exactly at the limit: fine
+    assert isinstance(decode_envelope(raw, len(raw)), Routed)  # exactly at the limit: fine
     with pytest.raises(WireError, match=rf"{len(raw)} bytes, over the {len(raw) - 1}-byte limit"):
-        decode(raw, len(raw) - 1)
+        decode_envelope(raw, len(raw) - 1)
     # Garbage over the limit is refused for its size, not parsed at all.
     with pytest.raises(WireError, match=r"over the 100-byte limit \(max_message_size\)"):
-        decode(b"\xff" * 101, 100)
+        decode_envelope(b"\xff" * 101, 100)
 
 
 @pytest.mark.parametrize(
@@ -300,7 +307,7 @@ def test_size_limit_is_checked_before_parsing() -> None:
 )
 def test_decode_rejects_with_a_reason(raw: bytes, why: str) -> None:
     with pytest.raises(WireError) as caught:
-        decode(raw, LIMIT)
+        decode_envelope(raw, LIMIT)
     text = str(caught.value)
     assert text.startswith("not a valid envelope (")
     assert why in text

@@ -1,11 +1,25 @@
 """The network-bus kit: what every bus that links runners in several processes shares, so
 that such a bus is transport code only.
 
-So far: the ``NetworkBus`` protocol, and signed messages (``SigningKeys``, ``Signer``,
-``Verifier``).
+- ``NetworkBus`` (``base``): the protocol the runner checks for.
+- The wire envelope (``wire``): the four kinds of envelope runners exchange, validated and
+  size-limited when received, checked when sent.
+- Signed messages (``signing``): ``SigningKeys``, ``Signer``, ``Verifier``.
+- Peers and liveness (``peers``): the bounded table of the other runners and their workers.
 """
 
 from framework.bus.network.base import NetworkBus
+from framework.bus.network.peers import (
+    DESCRIBED_PER_RUNNER,
+    DESCRIPTION_BYTES,
+    LIVENESS_MAX,
+    MAX_PEERS,
+    MAX_REMOTE_WORKERS,
+    WAITING_RUNNERS,
+    HeartbeatChange,
+    Peer,
+    Peers,
+)
 from framework.bus.network.signing import (
     MAX_AGE,
     MAX_AHEAD,
@@ -19,18 +33,59 @@ from framework.bus.network.signing import (
     Verifier,
     secret_problem,
 )
+from framework.bus.network.wire import (
+    NAME_LIMIT,
+    Bye,
+    Described,
+    Envelope,
+    Heartbeat,
+    Name,
+    Routed,
+    RoutedEncoder,
+    WireError,
+    decode_envelope,
+    encode_description,
+    encode_envelope,
+    request_head,
+    response_head,
+    unreadable,
+)
 
 __all__ = [
+    "DESCRIBED_PER_RUNNER",
+    "DESCRIPTION_BYTES",
+    "LIVENESS_MAX",
     "MAX_AGE",
     "MAX_AHEAD",
+    "MAX_PEERS",
+    "MAX_REMOTE_WORKERS",
     "MIN_SECRET_BYTES",
+    "NAME_LIMIT",
     "REPLAY_CACHE",
+    "WAITING_RUNNERS",
+    "Bye",
+    "Described",
+    "Envelope",
+    "Heartbeat",
+    "HeartbeatChange",
+    "Name",
     "NetworkBus",
+    "Peer",
+    "Peers",
     "Rejection",
+    "Routed",
+    "RoutedEncoder",
     "Secret",
     "Signer",
     "SigningKeys",
     "Verified",
     "Verifier",
+    "WireError",
+    "decode_envelope",
+    "encode_description",
+    "encode_envelope",
+    "request_head",
+    "response_head",
     "secret_problem",
+    "unreadable",
 ]

@@ -4,7 +4,9 @@ of those workers answers (its description).
 
 Pure bookkeeping, no I/O: the bus feeds it heartbeats, descriptions and byes and acts on
 what it returns, which keeps the rules (when a runner is lost, when a name has no host
-left, which description is current) in one place that tests can drive without Redis.
+left, which description is current) in one place that tests can drive without a network.
+The table is bounded (``MAX_PEERS``, ``MAX_REMOTE_WORKERS``, ``DESCRIPTION_BYTES``), so
+heartbeats under ever new names cannot grow a runner's memory.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from agent_plugin_redis._settings import LIVENESS_MAX
-from agent_plugin_redis._wire import Described, Heartbeat
+from framework.bus.network.wire import Described, Heartbeat
 from framework.types import JobDescription
+
+LIVENESS_MAX = 60.0
+"""Seconds of silence after which a runner is lost, whatever interval its heartbeats
+claim: a heartbeat cannot keep a runner that stopped sending them alive for longer. A
+bus's heartbeat interval times its misses must stay within it."""
 
 MAX_PEERS = 1000
 """Most other runners tracked at once: a heartbeat from one more is ignored until one of

@@ -1,21 +1,23 @@
-"""What travels through Redis: JSON envelopes of known kinds only, size-limited.
+"""The wire envelope: what travels between runners, as JSON envelopes of known kinds only,
+size-limited. Every network bus carries these bytes as they are (signed, with a secret).
 
 Four kinds:
 
 - ``msg``: one bus message (``framework.bus.Message``: a job request, a response, a
-  cancel...) and the runner that sent it (``origin``), which is where replies go. It
-  travels on the target runner's channel, or as an entry of a worker's stream.
-- ``hb``: a runner's heartbeat on the broadcast channel: its name, its session (a new
+  cancel...) and the runner that sent it (``origin``), which is where replies go. The bus
+  sends it to the runner that hosts its target (or to a queue that the target's replicas
+  share).
+- ``hb``: a runner's heartbeat, to every runner: its name, its session (a new
   ``instance`` after each restart or reconnection), its interval, its message size limit
   and the full list of its ready workers (an announcement is a heartbeat sent early).
 - ``desc``: one worker's description (``BaseWorker.describe()``), from the runner that
-  hosts it: on the broadcast channel when the worker is announced, on a runner's own
-  channel for a runner that has just joined. Heartbeats stay small: they name the
-  workers, and each description travels once per announcement and newcomer.
+  hosts it: to every runner when the worker is announced, and to a runner that has just
+  joined. Heartbeats stay small: they name the workers, and each description travels once
+  per announcement and newcomer.
 - ``bye``: a runner ending: its workers leave every registry at once.
 
-Everything read from Redis is untrusted: it is checked against the size limit before it
-is parsed, then validated into these models and nothing else (never pickle, never a class
+Everything received is untrusted: it is checked against the size limit before it is
+parsed, then validated into these models and nothing else (never pickle, never a class
 named by the data). A failure is a ``WireError`` whose text says why. Sending is held to
 the same rules: a message that JSON cannot carry, or a job request that a reader would
 refuse, is a ``WireError`` when it is encoded, so its requester hears of it at once.
@@ -33,7 +35,10 @@ from pydantic_core import PydanticSerializationError, from_json
 from framework.bus.messages import BusMessage, JobRequestMessage, Message, decode_message
 from framework.types import JobDescription
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+NAME_LIMIT = 256
+"""The longest runner or worker name an envelope carries."""
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_LIMIT)]
 
 
 class _Envelope(BaseModel):
@@ -55,7 +60,8 @@ class Heartbeat(_Envelope):
     runner: Name
     instance: Name
     interval: float = Field(gt=0, le=3600)
-    """Seconds between its heartbeats (a reader counts at most ``LIVENESS_MAX`` of silence)."""
+    """Seconds between its heartbeats (a reader counts at most ``peers.LIVENESS_MAX`` of
+    silence)."""
     misses: int = Field(ge=1, le=1000)
     workers: list[Name] = Field(max_length=10_000)
     max_message_size: int = Field(default=1024 * 1024, ge=1024)
@@ -85,7 +91,8 @@ Envelope = Annotated[Routed | Heartbeat | Described | Bye, Field(discriminator="
 
 
 class WireError(ValueError):
-    """Data from Redis that is not a valid envelope; the text says why."""
+    """Data that is not a valid envelope (received), or a message that cannot travel (sent);
+    the text says why."""
 
 
 class _RequestHead(BaseModel):
@@ -175,7 +182,7 @@ def _reason(exc: ValidationError) -> str:
     return f"{exc.error_count()} error(s); first: {where}: {first['msg']}"
 
 
-def decode(raw: bytes, limit: int) -> Routed | Heartbeat | Described | Bye:
+def decode_envelope(raw: bytes, limit: int) -> Routed | Heartbeat | Described | Bye:
     """Validate ``raw`` into an envelope.
 
     Raises:
@@ -250,7 +257,7 @@ def _unsendable(message: BusMessage, exc: PydanticSerializationError) -> str:
     return f"a {message.type} that does not fit its fields ({exc})"
 
 
-def encode(envelope: Heartbeat | Described | Bye) -> bytes:
+def encode_envelope(envelope: Heartbeat | Described | Bye) -> bytes:
     """A heartbeat, a description or a bye, as bytes.
 
     Raises:
@@ -268,11 +275,11 @@ def encode_description(described: Described, limit: int) -> tuple[bytes, str]:
     described as answering no jobs, and why (its size, or a value JSON cannot carry).
     Readers would drop the whole description: an empty one keeps the worker usable."""
     try:
-        raw = encode(described)
+        raw = encode_envelope(described)
     except WireError as exc:
         problem = f"is {exc}"
     else:
         if len(raw) <= limit:
             return raw, ""
         problem = f"takes {len(raw)} bytes, over the {limit}-byte limit (max_message_size)"
-    return encode(described.model_copy(update={"jobs": []})), problem
+    return encode_envelope(described.model_copy(update={"jobs": []})), problem

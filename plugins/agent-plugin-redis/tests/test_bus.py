@@ -15,7 +15,6 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from agent_plugin_redis._settings import RedisBusSettings
-from agent_plugin_redis._wire import Bye, Heartbeat, RoutedEncoder, encode
 from agent_plugin_redis.bus import RedisBus, RedisUnavailableError
 from conftest import RedisServer, free_port
 
@@ -33,6 +32,7 @@ from framework import (
     job,
 )
 from framework.bus.messages import JobRequestMessage
+from framework.bus.network.wire import Bye, Heartbeat, RoutedEncoder, encode_envelope
 
 pytestmark = pytest.mark.anyio
 
@@ -580,7 +580,7 @@ async def test_a_bye_ends_the_jobs_of_its_runner_error(redis_url: str) -> None:
         client = aioredis.Redis.from_url(plain_url(redis_url))
         async with client, runners(url, "a") as (a,):
             beat = Heartbeat(runner="ghost", instance="g1", interval=1, misses=10, workers=["w"])
-            await client.publish(f"{ns}:all", encode(beat))
+            await client.publish(f"{ns}:all", encode_envelope(beat))
             await a.registry.wait_ready("w")
             pubsub = client.pubsub()
             await pubsub.subscribe(f"{ns}:runner:ghost")
@@ -594,7 +594,9 @@ async def test_a_bye_ends_the_jobs_of_its_runner_error(redis_url: str) -> None:
                 request = await _next_message(pubsub)
                 assert request["kind"] == "msg" and request["origin"] == "a"
                 assert request["message"]["type"] == "job_request"
-                await client.publish(f"{ns}:all", encode(Bye(runner="ghost", instance="g1")))
+                await client.publish(
+                    f"{ns}:all", encode_envelope(Bye(runner="ghost", instance="g1"))
+                )
             assert results == [
                 (
                     JobStatus.ERROR,
@@ -621,7 +623,7 @@ async def test_a_bye_from_an_old_instance_is_ignored(redis_url: str) -> None:
         async with client, runners(redis_url, "a", "b") as (a, b):
             await b.add_worker(Echo("echo"))
             await a.registry.wait_ready("echo")
-            await client.publish(f"{ns}:all", encode(Bye(runner="b", instance="not-b's")))
+            await client.publish(f"{ns}:all", encode_envelope(Bye(runner="b", instance="not-b's")))
             await anyio.sleep(0.3)
             assert "echo" in a.registry
             assert (await run_job(a, "echo"))[0] is JobStatus.COMPLETED
@@ -1003,7 +1005,7 @@ async def test_garbage_on_a_runner_channel_is_dropped(
                     "message": {"type": "exec", "source": "a", "target": "echo"},
                 }
             )
-            misplaced = encode(
+            misplaced = encode_envelope(
                 Heartbeat(runner="x", instance="i", interval=1, misses=3, workers=["evil"])
             )
             cases = [

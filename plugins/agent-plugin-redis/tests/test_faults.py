@@ -11,10 +11,8 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from agent_plugin_redis import _peers
 from agent_plugin_redis import bus as bus_module
 from agent_plugin_redis._settings import MAX_MESSAGE_SIZE_CAP
-from agent_plugin_redis._wire import Heartbeat, encode
 from agent_plugin_redis.bus import RedisBus
 from conftest import RedisServer
 from redis.exceptions import ResponseError
@@ -31,6 +29,8 @@ from test_bus import (
 
 from framework import JobStatus, WorkerRunner
 from framework.bus.messages import JobRequestMessage, JobResponseMessage
+from framework.bus.network import peers as _peers
+from framework.bus.network.wire import Heartbeat, encode_envelope
 from framework.config import ConfigError
 
 pytestmark = pytest.mark.anyio
@@ -70,7 +70,7 @@ async def test_control_characters_from_the_network_are_escaped_in_log_lines(
             await client.publish(f"{ns}:runner:b", json.dumps(request))
             await client.publish(
                 f"{ns}:all",
-                encode(
+                encode_envelope(
                     Heartbeat(
                         runner=f"ghost{forged}",
                         instance="i",
@@ -173,13 +173,13 @@ async def test_forged_heartbeats_cannot_grow_the_peer_table_or_keep_a_phantom_al
             phantom = Heartbeat(
                 runner="phantom", instance="p", interval=3600, misses=1000, workers=["ghost"]
             )
-            await client.publish(f"{ns}:all", encode(phantom))
+            await client.publish(f"{ns}:all", encode_envelope(phantom))
             for i in range(60):
                 workers = [f"w{i}-{n}" for n in range(100)]
                 beat = Heartbeat(
                     runner=f"forged-{i}", instance="i", interval=60, misses=1, workers=workers
                 )
-                await client.publish(f"{ns}:all", encode(beat))
+                await client.publish(f"{ns}:all", encode_envelope(beat))
             await eventually(lambda: len(bus_of(a)._peers) == 20, what="table full")
             await a.registry.wait_ready("ghost")
             await anyio.sleep(0.3)

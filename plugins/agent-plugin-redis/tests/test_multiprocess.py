@@ -32,10 +32,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 import redis
-from agent_plugin_redis._wire import RoutedEncoder
 from agent_plugin_redis.bus import HEARTBEAT_LIMIT
 
 from framework.bus.messages import JobRequestMessage
+from framework.bus.network.wire import RoutedEncoder
 
 if TYPE_CHECKING:
     from conftest import RedisServer

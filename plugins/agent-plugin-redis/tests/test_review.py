@@ -8,7 +8,6 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from agent_plugin_redis._wire import Bye, Heartbeat, RoutedEncoder, encode
 from test_bus import (
     Echo,
     Gate,
@@ -22,6 +21,7 @@ from test_bus import (
 
 from framework import JobStatus
 from framework.bus.messages import JobRequestMessage, JobResponseMessage
+from framework.bus.network.wire import Bye, Heartbeat, RoutedEncoder, encode_envelope
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,7 @@ async def _beat(
         workers=workers,
         **kw,
     )
-    await client.publish(f"{ns}:all", encode(beat))
+    await client.publish(f"{ns}:all", encode_envelope(beat))
 
 
 # --------------------------------------------------------------------------- registry
@@ -97,7 +97,9 @@ async def test_a_replica_that_says_bye_holding_a_stream_entry_ends_the_job(redis
                 tg.start_soon(ask)
                 taken = await _take_entry(client, f"{ns}:worker:echo", "ghost/ghost-1", 3000)
                 assert taken, "the ghost took no entry"
-                await client.publish(f"{ns}:all", encode(Bye(runner="ghost", instance="ghost-1")))
+                await client.publish(
+                    f"{ns}:all", encode_envelope(Bye(runner="ghost", instance="ghost-1"))
+                )
                 bus_of(b)._reading.add("echo")  # b reads again
                 bus_of(b)._streams_changed.set()
                 await eventually(lambda: bus_of(a)._peers.hosts("echo") == {"b"}, 2.0)

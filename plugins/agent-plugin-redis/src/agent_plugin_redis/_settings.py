@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from redis.exceptions import RedisError
 
+from framework.bus.network.peers import LIVENESS_MAX
 from framework.urls import redact_url
 
 if TYPE_CHECKING:
@@ -29,10 +30,6 @@ PASSWORD_ENV = "FRAMEWORK_REDIS_PASSWORD"
 """Environment variable holding the Redis password when the URL carries none."""
 
 DEFAULT_HEARTBEAT = 1.0
-LIVENESS_MAX = 60.0
-"""Seconds of silence after which a runner is lost, whatever interval its heartbeats
-claim: a heartbeat cannot keep a runner that stopped sending them alive for longer. A
-URL's ``heartbeat`` times ``misses`` must stay within it."""
 DEFAULT_MISSES = 3
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 MAX_MESSAGE_SIZE_CAP = 8 * 1024 * 1024

@@ -41,7 +41,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from redis.exceptions import ResponseError
 
 from agent_plugin_redis._logsafe import logger
-from agent_plugin_redis._peers import MAX_PEERS, MAX_REMOTE_WORKERS, Peers
 from agent_plugin_redis._session import Reconnecting
 from agent_plugin_redis._settings import (
     CONNECTION_ERRORS,
@@ -51,19 +50,6 @@ from agent_plugin_redis._settings import (
     pubsub_hard_limit,
 )
 from agent_plugin_redis._streams import GROUP, WorkerStreams, consumer_name
-from agent_plugin_redis._wire import (
-    Bye,
-    Described,
-    Heartbeat,
-    Routed,
-    RoutedEncoder,
-    WireError,
-    decode,
-    encode,
-    encode_description,
-    request_head,
-    response_head,
-)
 from framework.bus.base import Inbox, UndeliverableError
 from framework.bus.local import LocalBus
 from framework.bus.messages import (
@@ -77,6 +63,21 @@ from framework.bus.messages import (
     JobUpdateMessage,
     JobUpdateRequestMessage,
     unknown_outcome,
+)
+from framework.bus.network.peers import MAX_PEERS, MAX_REMOTE_WORKERS, Peers
+from framework.bus.network.wire import (
+    NAME_LIMIT,
+    Bye,
+    Described,
+    Heartbeat,
+    Routed,
+    RoutedEncoder,
+    WireError,
+    decode_envelope,
+    encode_description,
+    encode_envelope,
+    request_head,
+    response_head,
 )
 from framework.config import ConfigError
 from framework.types import JobDescription, JobStatus, WorkerReadyData
@@ -98,8 +99,6 @@ _JOB_CONTROLS = (JobCancelMessage, JobUpdateRequestMessage)
 _EARLY_CANCELS = 1000
 """Cancels kept for stream jobs not read yet (a cancel may overtake its request there)."""
 _STREAM_BLOCK_MS = 1000
-NAME_LIMIT = 256
-"""Longest worker or runner name the Redis bus carries (the wire format's limit)."""
 HEARTBEAT_LIMIT = 4 * 1024 * 1024
 """Bytes a broadcast message may have whatever ``max_message_size`` says: a heartbeat lists
 all the workers of its runner, and one that is dropped makes the runner look lost."""
@@ -307,7 +306,7 @@ class RedisBus:
             self._tg.cancel_scope.cancel()
             await self._serve_done.wait()
         if connected and self._client is not None:
-            bye = encode(Bye(runner=self._name, instance=self._instance))
+            bye = encode_envelope(Bye(runner=self._name, instance=self._instance))
             with anyio.move_on_after(1), contextlib.suppress(*CONNECTION_ERRORS):
                 await self._client.publish(self._broadcast, bye)
         if self._client is not None:
@@ -555,7 +554,7 @@ class RedisBus:
         if where == self._broadcast:  # heartbeats list every worker of a runner
             limit = max(limit, HEARTBEAT_LIMIT)
         try:
-            envelope = decode(raw, limit)
+            envelope = decode_envelope(raw, limit)
         except WireError as exc:
             self._dropped += 1
             logger.warning("%s: dropped a message from %s: %s", self._name, where, exc)
@@ -1182,7 +1181,7 @@ class RedisBus:
                 )
             with anyio.fail_after(limit):  # TimeoutError: an OSError, so the session ends
                 await self._describe(client, workers)
-                await client.publish(self._broadcast, encode(beat))
+                await client.publish(self._broadcast, encode_envelope(beat))
             # "Now" is when this runner last heard its own heartbeat come back: after a stall
             # of its own event loop, the heartbeats queued meanwhile are read before anyone
             # is judged silent.
