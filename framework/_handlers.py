@@ -24,16 +24,29 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 JOB_MARK = "__framework_job__"
+DURABLE_MARK = "__framework_job_durable__"
+"""On a durable handler: its ``max_attempts``."""
 READY_MARK = "__framework_worker_ready__"
 DEFAULT = "\x00default"
 """Key of the default handler in a handler table."""
+DEFAULT_MAX_ATTEMPTS = 3
+"""How many times a durable job runs at most when ``@job(durable=True)`` says no more."""
 
 
 @overload
 def job(func: F, /) -> F: ...
 @overload
-def job(*, name: str | None = None) -> Callable[[F], F]: ...
-def job(func: Any = None, /, *, name: str | None = None) -> Any:
+def job(
+    *, name: str | None = None, durable: bool = False, max_attempts: int | None = None
+) -> Callable[[F], F]: ...
+def job(
+    func: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    durable: bool = False,
+    max_attempts: int | None = None,
+) -> Any:
     """Mark a worker method as a job handler: ``@job`` (the default) or ``@job(name="...")``.
 
     The method is ``async def handler(self, job: Job)``. It returns the response (a dict or
@@ -45,7 +58,21 @@ def job(func: Any = None, /, *, name: str | None = None) -> Any:
     runs; one that does not validate ends the job ``FAILED`` naming the field, and the
     handler does not run. A return annotation that is a pydantic model is the response's
     schema. Both appear in ``BaseWorker.describe()``; the docstring is the job's description.
+
+    ``durable=True`` asks a network bus that keeps requests (the Redis bus) for
+    at-least-once delivery: the request is kept until its response is written, and when the
+    runner running it is lost, a live replica runs it again (``job.attempt`` says which
+    run it is), at most ``max_attempts`` times in all (default 3). On the in-process bus it
+    changes nothing.
+
+    Raises:
+        TypeError: the method is not ``async def``, ``durable`` is not a bool, or
+            ``max_attempts`` is given without ``durable=True``.
+        ValueError: ``max_attempts`` is not a whole number of at least 1.
     """
+    if isinstance(func, str):
+        raise TypeError(f"write @job(name={func!r}): the job's name is a keyword argument")
+    attempts = _max_attempts(durable, max_attempts)
 
     def mark(f: F) -> F:
         if not (inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)):
@@ -53,13 +80,32 @@ def job(func: Any = None, /, *, name: str | None = None) -> Any:
                 f"@job handler {f.__qualname__} must be 'async def' (or an async generator)"
             )
         setattr(f, JOB_MARK, name if name is not None else DEFAULT)
+        if attempts:
+            setattr(f, DURABLE_MARK, attempts)
         return f
 
-    if isinstance(func, str):
-        raise TypeError(f"write @job(name={func!r}): the job's name is a keyword argument")
     if func is not None:
         return mark(func)
     return mark
+
+
+def _max_attempts(durable: object, max_attempts: object) -> int:
+    """A durable handler's ``max_attempts`` (0 for a plain one), checked."""
+    if not isinstance(durable, bool):
+        raise TypeError(f"@job(durable=...) takes True or False, got {durable!r}")
+    if max_attempts is None:
+        return DEFAULT_MAX_ATTEMPTS if durable else 0
+    if not durable:
+        raise TypeError(
+            f"@job(max_attempts={max_attempts!r}) applies to durable jobs only: write "
+            f"@job(durable=True, max_attempts={max_attempts!r})"
+        )
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(
+            f"@job(max_attempts=...) is how many times a durable job may run in all: a whole "
+            f"number of at least 1, got {max_attempts!r}"
+        )
+    return max_attempts
 
 
 def worker_ready(*names: str) -> Callable[[F], F]:
@@ -90,6 +136,8 @@ class Handler:
     input_model: type[BaseModel] | None = None
     output_model: type[BaseModel] | None = None
     doc: str = ""
+    max_attempts: int = 0
+    """How many times a durable job may run in all; 0 for a plain (not durable) one."""
 
 
 def _resolve(annotation: Any, func: Callable[..., Any], localns: Mapping[str, Any]) -> Any:
@@ -152,7 +200,14 @@ def make_handler(
             resolved = None  # an annotation that is not a model says nothing about the schema
         if _is_model(resolved):
             output_model = resolved
-    return Handler(attribute, streaming, input_model, output_model, inspect.getdoc(func) or "")
+    return Handler(
+        attribute,
+        streaming,
+        input_model,
+        output_model,
+        inspect.getdoc(func) or "",
+        getattr(func, DURABLE_MARK, 0),
+    )
 
 
 def as_response(result: Any, worker: str) -> dict[str, Any]:
@@ -177,6 +232,8 @@ def describe_handler(handler: Handler, key: str) -> JobDescription:
         input_schema=None if handler.input_model is None else _schema(handler.input_model),
         output_schema=None if handler.output_model is None else _schema(handler.output_model),
         streaming=handler.streaming,
+        durable=handler.max_attempts > 0,
+        max_attempts=handler.max_attempts or None,
     )
 
 

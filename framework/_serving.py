@@ -291,6 +291,7 @@ class Serving:
             message.source,
             time.monotonic(),
             message.headers,
+            message.attempt,
         )
         self.running[job.job_id] = job
         if self.runtime.events_enabled:

@@ -181,6 +181,9 @@ class Job:
         requester: the name of whoever asked (a worker or a runner).
         started_at: when the job arrived, on the monotonic clock (``time.monotonic()``:
             for durations, not a wall-clock time; ``BaseWorker.started_at`` is one).
+        attempt: which run of the job this is, from 1. Only a durable job
+            (``@job(durable=True)``) on a network bus that keeps requests is ever run again,
+            when the runner running it was lost; then it is 2, 3... up to ``max_attempts``.
     """
 
     __slots__ = (
@@ -190,6 +193,7 @@ class Job:
         "_headers",
         "_serving",
         "_sink",
+        "attempt",
         "job_id",
         "name",
         "payload",
@@ -206,6 +210,7 @@ class Job:
         requester: str,
         started_at: float,
         headers: dict[str, str] | None = None,
+        attempt: int = 1,
     ) -> None:
         self._serving = serving
         self._headers = headers
@@ -214,6 +219,7 @@ class Job:
         self.payload = payload
         self.requester = requester
         self.started_at = started_at
+        self.attempt = attempt
         self._handle: TaskHandle[None] | anyio.CancelScope | None = None
         """The job's task (cancelling it cancels the job)."""
         self._answered = False

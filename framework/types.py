@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class JobStatus(StrEnum):
@@ -42,6 +42,10 @@ class JobDescription(BaseModel):
         output_schema: JSON schema of the response when the handler's return annotation is
             a pydantic model, else None.
         streaming: whether the handler streams (an async generator).
+        durable: whether the handler asked for at-least-once delivery
+            (``@job(durable=True)``): a network bus that keeps requests runs it again on a
+            live replica when the runner running it is lost.
+        max_attempts: how many times a durable job may run in all; None for a plain one.
     """
 
     model_config = ConfigDict(frozen=True, defer_build=True)
@@ -51,6 +55,8 @@ class JobDescription(BaseModel):
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
     streaming: bool = False
+    durable: bool = False
+    max_attempts: int | None = Field(default=None, ge=1)
 
 
 class WorkerReadyData(BaseModel):

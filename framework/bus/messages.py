@@ -83,6 +83,9 @@ class JobRequestMessage(BusMessage):
     payload: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     """Context the requester sends along (``job.headers``): trace context, tenant ids..."""
+    attempt: int = Field(default=1, ge=1)
+    """Which run of the job this is (``job.attempt``): 1, or more when a network bus runs
+    a durable job again after the runner running it was lost."""
 
 
 class JobResponseMessage(BusMessage):
