@@ -5,7 +5,8 @@ needs them (or when ``--help`` lists the commands plugins add), in one explicit,
 idempotent step, and a broken plugin is reported without stopping ``--help``.
 
 Exit codes: 0 success; 1 a job that did not complete, a plugin failure (strict mode or a
-registration clash), or a worker that never appeared; 2 a bad configuration or option.
+registration clash), a worker that never appeared, or (``jobs``) no such durable job; 2 a
+bad configuration or option, or (``jobs``) a bus that keeps no durable jobs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from framework._jobs_command import jobs_group
 
 if TYPE_CHECKING:
     from framework.config import RunConfig
@@ -391,6 +394,11 @@ def _parse_payload(payload: str | None) -> dict[str, Any]:
             param_hint="--payload",
         )
     return value
+
+
+# --------------------------------------------------------------------------- jobs
+
+cli.add_command(jobs_group)
 
 
 # --------------------------------------------------------------------------- install

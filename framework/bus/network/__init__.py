@@ -9,6 +9,7 @@ that such a bus is transport code only.
 """
 
 from framework.bus.network.base import NetworkBus
+from framework.bus.network.durable import DurableJob, DurableJobError, DurableStore
 from framework.bus.network.peers import (
     DESCRIBED_PER_RUNNER,
     DESCRIPTION_BYTES,
@@ -65,6 +66,9 @@ __all__ = [
     "WAITING_RUNNERS",
     "Bye",
     "Described",
+    "DurableJob",
+    "DurableJobError",
+    "DurableStore",
     "Envelope",
     "Heartbeat",
     "HeartbeatChange",
