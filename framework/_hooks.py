@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from framework.bus.messages import JobResponseMessage
     from framework.config import RunConfig
     from framework.jobs import Job
+    from framework.llm.calls import ModelCall, ToolCall
+    from framework.llm.worker import LLMWorker
     from framework.runner import WorkerRunner
     from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
     from framework.worker import BaseWorker
@@ -31,12 +33,22 @@ NOTIFICATION_HOOKS = (
     "on_job_started",
     "add_request_headers",
     "on_request_completed",
+    "on_model_call",
+    "on_tool_call_started",
+    "on_tool_call_completed",
     "runner_service",
     "publish_event",
 )
 """Hooks the runtime calls while it runs (``publish_event`` last: it has its own buffers)."""
 
-SYNC_ONLY_HOOKS = ("on_job_started", "add_request_headers", "on_request_completed")
+SYNC_ONLY_HOOKS = (
+    "on_job_started",
+    "add_request_headers",
+    "on_request_completed",
+    "on_model_call",
+    "on_tool_call_started",
+    "on_tool_call_completed",
+)
 """Hooks called on the job path, in the job's (or the requester's) own task: an ``async
 def`` impl could not run there, so it is refused when the plugin is registered."""
 
@@ -110,6 +122,12 @@ class RuntimeHooks:
         """Whether any plugin implements ``add_request_headers``."""
         self.wants_request_completed = bool(self._impls["on_request_completed"])
         """Whether any plugin implements ``on_request_completed``."""
+        self.wants_model_call = bool(self._impls["on_model_call"])
+        """Whether any plugin implements ``on_model_call``."""
+        self.wants_tool_calls = bool(
+            self._impls["on_tool_call_started"] or self._impls["on_tool_call_completed"]
+        )
+        """Whether any plugin implements ``on_tool_call_started`` or ``..._completed``."""
 
     def impls(self, hook_name: str) -> tuple[HookImpl, ...]:
         """The hookimpls of ``hook_name`` in pluggy's call order (tryfirst first, LIFO)."""
@@ -163,6 +181,18 @@ class RuntimeHooks:
                 "headers": headers,
             },
         )
+
+    def on_model_call(self, call: ModelCall, worker: LLMWorker) -> None:
+        """Call every ``on_model_call`` impl, in the run's task (sync)."""
+        self._notify_sync("on_model_call", {"call": call, "worker": worker})
+
+    def on_tool_call_started(self, call: ToolCall, worker: LLMWorker) -> None:
+        """Call every ``on_tool_call_started`` impl, in the tool call's task (sync)."""
+        self._notify_sync("on_tool_call_started", {"call": call, "worker": worker})
+
+    def on_tool_call_completed(self, call: ToolCall, worker: LLMWorker) -> None:
+        """Call every ``on_tool_call_completed`` impl, in the tool call's task (sync)."""
+        self._notify_sync("on_tool_call_completed", {"call": call, "worker": worker})
 
     async def configure_runner(self, runner: WorkerRunner, config: RunConfig) -> None:
         """Call every ``configure_runner`` impl (read now: plugins registered since the

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from framework.config import RunConfig
     from framework.events import EventModel
     from framework.jobs import Job
+    from framework.llm.calls import ModelCall, ToolCall
+    from framework.llm.worker import LLMWorker
     from framework.registrars import (
         BackendRegistrar,
         BusRegistrar,
@@ -156,6 +158,54 @@ def on_request_completed(
         response: the response dict (``{"error": "..."}`` when it did not complete).
         headers: the headers the request carried (after ``add_request_headers``), e.g. the
             ``traceparent`` an impl added there, to find what it started for this request.
+
+    The return value is ignored. Raising is logged and changes nothing else.
+    """
+
+
+@hookspec
+def on_model_call(call: ModelCall, worker: LLMWorker) -> None:
+    """An LLM worker's call to its model has ended (one call per round of a run).
+
+    Called in the run's own task (the job's, for a job), after the model's reply was read
+    (or the backend raised), before the worker acts on it. Sync only, and keep it quick.
+
+    Args:
+        call: the ``ModelCall``: backend, model, round, job id, the messages sent, the
+            reply, finish reason, token counts, start and end times, error.
+        worker: the ``LLMWorker``.
+
+    The return value is ignored. Raising is logged and changes nothing else.
+    """
+
+
+@hookspec
+def on_tool_call_started(call: ToolCall, worker: LLMWorker) -> None:
+    """An LLM worker is about to run a tool call the model asked for.
+
+    Called in the tool call's own task, just before the tool runs: context variables an
+    impl sets here are seen by the tool and by every job the tool requests (the seam for a
+    tool span that is the parent of those jobs). Sync only, and keep it quick.
+
+    Args:
+        call: the ``ToolCall``: name, id, arguments, job id.
+        worker: the ``LLMWorker``.
+
+    The return value is ignored. Raising is logged and the tool runs as if the impl were
+    absent.
+    """
+
+
+@hookspec
+def on_tool_call_completed(call: ToolCall, worker: LLMWorker) -> None:
+    """A tool call has run (or raised, or was cancelled): ``call.result`` and
+    ``call.error`` say how.
+
+    Called in the tool call's own task, once for every ``on_tool_call_started``. Sync only.
+
+    Args:
+        call: the same ``ToolCall`` object ``on_tool_call_started`` got, completed.
+        worker: the ``LLMWorker``.
 
     The return value is ignored. Raising is logged and changes nothing else.
     """

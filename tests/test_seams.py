@@ -250,6 +250,111 @@ async def test_hook_on_request_completed() -> None:
         WorkerRunner().add_plugin(AsyncCompleted())
 
 
+CALL_CONTEXT = contextvars.ContextVar("call_context", default="")
+
+
+class LLMCalls:
+    """Records the LLM hooks, and sets a context variable for each tool call."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Any]] = []
+
+    @hookimpl
+    def on_model_call(self, call: Any, worker: BaseWorker) -> None:
+        self.seen.append(("model", call))
+
+    @hookimpl
+    def on_tool_call_started(self, call: Any) -> None:
+        CALL_CONTEXT.set(f"tool {call.name} {call.id}")
+        self.seen.append(("started", call.name))
+
+    @hookimpl
+    def on_tool_call_completed(self, call: Any) -> None:
+        self.seen.append(("completed", call))
+
+
+async def test_hook_on_model_call() -> None:
+    from framework import LLMWorker, tool
+
+    class Helper(LLMWorker):
+        @tool
+        async def lookup(self, key: str) -> dict[str, Any]:
+            """Look a key up (by asking the echo worker)."""
+            async with self.job("echo", payload={"key": key}) as j:
+                pass
+            assert j.response is not None
+            return {"context": CALL_CONTEXT.get(), "echoed": j.response["echo"]}
+
+    class Seen(Echo):
+        @job_handler
+        async def echo(self, job: Job) -> dict[str, Any]:
+            return {"echo": job.payload, "context": CALL_CONTEXT.get()}
+
+    calls = LLMCalls()
+    messages = [{"role": "user", "content": 'use lookup {"key": "k"}'}]
+    with anyio.fail_after(10):
+        async with WorkerRunner(plugins=[calls]) as runner:
+            await runner.add_worker(Helper("helper"))
+            await runner.add_worker(Seen("echo"))
+            async with runner.job("helper", payload={"messages": messages}) as j:
+                pass
+    kinds = [kind for kind, _ in calls.seen]
+    assert kinds == ["model", "started", "completed", "model"]
+    first, second = calls.seen[0][1], calls.seen[3][1]
+    assert (first.backend, first.model, first.round, first.job_id) == ("offline", None, 1, j.job_id)
+    assert first.finish_reason == "tool_calls" and first.error is None
+    assert first.messages[-1] == messages[0]
+    assert first.message["tool_calls"][0]["function"]["name"] == "lookup"
+    assert first.input_tokens is not None and first.output_tokens is not None
+    assert first.started_at <= first.ended_at <= second.started_at
+    assert second.round == 2 and second.finish_reason == "stop"
+    assert second.message["content"] == j.response["message"]["content"]
+
+
+async def test_hook_on_tool_call_started() -> None:
+    from framework import LLMWorker, tool
+
+    class Helper(LLMWorker):
+        @tool
+        async def lookup(self, key: str) -> dict[str, Any]:
+            """Look a key up."""
+            return {"context": CALL_CONTEXT.get()}
+
+    calls = LLMCalls()
+    messages = [{"role": "user", "content": 'use lookup {"key": "k"}'}]
+    with anyio.fail_after(10):
+        async with WorkerRunner(plugins=[calls]) as runner:
+            await runner.add_worker(Helper("helper"))
+            async with runner.job("helper", payload={"messages": messages}):
+                pass
+    (completed,) = [call for kind, call in calls.seen if kind == "completed"]
+    # The context the started hook set is the tool's own.
+    assert json.loads(completed.result) == {"context": f"tool lookup {completed.id}"}
+    assert CALL_CONTEXT.get() == ""
+
+
+async def test_hook_on_tool_call_completed() -> None:
+    from framework import LLMWorker, tool
+
+    class Helper(LLMWorker):
+        @tool
+        async def broken(self) -> dict[str, Any]:
+            """Always raises."""
+            raise RuntimeError("tool broke")
+
+    calls = LLMCalls()
+    messages = [{"role": "user", "content": "use broken"}]
+    with anyio.fail_after(10):
+        async with WorkerRunner(plugins=[calls]) as runner:
+            await runner.add_worker(Helper("helper"))
+            async with runner.job("helper", payload={"messages": messages}):
+                pass
+    (completed,) = [call for kind, call in calls.seen if kind == "completed"]
+    assert completed.name == "broken" and completed.arguments in ("", "{}")
+    assert completed.error == "RuntimeError: tool broke"
+    assert json.loads(completed.result) == {"error": "RuntimeError: tool broke"}
+
+
 async def test_a_raising_job_path_hook_is_logged_and_the_job_runs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -10,6 +10,7 @@ from framework.llm.backend import (
     ToolCallDelta,
     Usage,
 )
+from framework.llm.calls import ModelCall, ToolCall
 from framework.llm.tools import ToolSpec, tool
 from framework.llm.worker import LLMError, LLMWorker
 
@@ -20,8 +21,10 @@ __all__ = [
     "LLMBackend",
     "LLMError",
     "LLMWorker",
+    "ModelCall",
     "ReasoningDelta",
     "TextDelta",
+    "ToolCall",
     "ToolCallDelta",
     "ToolSpec",
     "Usage",

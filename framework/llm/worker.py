@@ -17,7 +17,9 @@ import contextlib
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -34,12 +36,14 @@ from framework.llm.backend import (
     ToolCallDelta,
     Usage,
 )
+from framework.llm.calls import ModelCall, ToolCall
 from framework.llm.tools import ToolSpec, method_tool, tool_name
 from framework.registrars import RegistrationError
 from framework.types import JobDescription, LLMWorkerActivationArgs, WorkerActivationArgs
 from framework.worker import BaseWorker, job
 
 if TYPE_CHECKING:
+    from framework._hooks import RuntimeHooks
     from framework.runner import WorkerRunner
 
 logger = logging.getLogger("framework.llm")
@@ -300,8 +304,14 @@ class LLMWorker(BaseWorker):
             pending = _TextBuffer(self, job, thread, "\n\n" if streamed_text else "")
             text = pending.text
             flush = pending.flush
+            hooks = self._hooks_if("wants_model_call")
+            failed = None
+            if hooks is not None:  # told of the call when it ends, however it ends
+                model_call = self._model_call(round_number, thread, messages)
+                failed = partial(self._model_called, hooks, model_call)
             stream = backend.stream(messages, schemas, self._options)
-            async with _closing(stream):  # the backend's connection closes with the round
+            # The backend's connection closes with the round.
+            async with _closing(stream, failed):
                 deltas = stream.__aiter__()
                 while True:
                     # Deltas that arrive back to back go out as one chunk: flush only when
@@ -339,7 +349,7 @@ class LLMWorker(BaseWorker):
                     elif type(chunk) is Usage:
                         usage.add(chunk)
                 await flush()
-            usage.end_round()
+            round_usage = usage.end_round()
             message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
             if text:
                 streamed_text = True
@@ -362,6 +372,9 @@ class LLMWorker(BaseWorker):
                     for c in ordered
                 ]
             finish = finish or ("tool_calls" if ordered else "stop")
+            if hooks is not None:
+                model_call.message, model_call.finish_reason = message, finish
+                self._model_called(hooks, model_call, usage=round_usage)
             self._check_finish(finish, ordered, text)
             messages.append(message)
             if not ordered:
@@ -457,6 +470,11 @@ class LLMWorker(BaseWorker):
         """One tool call; whatever happens, the model gets a JSON result (or an error)."""
         name = call["name"]
         self._emit_tool(EventType.START, ContentType.TOOL_CALL, thread, call)
+        hooks = self._hooks_if("wants_tool_calls")
+        if hooks is not None:
+            record = ToolCall(name, call["id"], call["arguments"], thread)
+            hooks.on_tool_call_started(record, self)
+        content: str | None = None
         try:
             spec = tools.get(name)
             if spec is None:
@@ -475,10 +493,57 @@ class LLMWorker(BaseWorker):
         except Exception as exc:  # the model hears about it, the job goes on
             logger.info("worker %r: tool %r raised %s", self.name, name, exc)
             content = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+            if hooks is not None:
+                record.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if hooks is not None:
+                if content is None:
+                    record.error = "cancelled"
+                record.result = content
+                hooks.on_tool_call_completed(record, self)
         self._emit_tool(
             EventType.RESULT, ContentType.TOOL_RESULT, thread, {**call, "result": content}
         )
         return content
+
+    # ----------------------------------------------------------------- plugins
+
+    def _hooks_if(self, wanted: str) -> RuntimeHooks | None:
+        """The runner's hooks when a plugin implements the hooks ``wanted`` names."""
+        runtime = None if self._serving is None else self._serving.runtime
+        if runtime is None or not getattr(runtime.hooks, wanted):
+            return None
+        return runtime.hooks
+
+    def _model_call(
+        self, round_number: int, thread: str, messages: list[dict[str, Any]]
+    ) -> ModelCall:
+        model = getattr(self._options, "model", None)
+        return ModelCall(
+            backend=self.backend.name,
+            model=model if isinstance(model, str) else None,
+            round=round_number,
+            job_id=thread,
+            messages=list(messages),
+            started_at=time.time(),
+            ended_at=0.0,
+        )
+
+    def _model_called(
+        self,
+        hooks: RuntimeHooks,
+        call: ModelCall,
+        error: BaseException | None = None,
+        *,
+        usage: Usage | None = None,
+    ) -> None:
+        """Tell ``on_model_call`` the call has ended (``error``: it raised)."""
+        call.ended_at = time.time()
+        if usage is not None:
+            call.input_tokens, call.output_tokens = usage.prompt_tokens, usage.completion_tokens
+        if error is not None:
+            call.error = f"{type(error).__name__}: {error}"
+        hooks.on_model_call(call, self)
 
     async def _send_text(self, text: str, job: Job | None, thread: str) -> None:
         if job is not None:
@@ -526,11 +591,18 @@ class _TextBuffer:
 
 
 @contextlib.asynccontextmanager
-async def _closing(stream: Any) -> AsyncIterator[None]:
+async def _closing(
+    stream: Any, failed: Callable[[Exception], None] | None = None
+) -> AsyncIterator[None]:
     """Close the backend's stream when the round ends, even when it is cancelled while the
-    stream waits at a ``yield`` (an async generator otherwise closes only when collected)."""
+    stream waits at a ``yield`` (an async generator otherwise closes only when collected);
+    ``failed`` is told of an exception that ends the round."""
     try:
         yield
+    except Exception as exc:
+        if failed is not None:
+            failed(exc)
+        raise
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
@@ -562,11 +634,13 @@ class _UsageSum:
             )
         self._round = usage
 
-    def end_round(self) -> None:
+    def end_round(self) -> Usage | None:
+        """Add the round's usage to the sums; returns it (None when none was reported)."""
         reported, self._round = self._round, None
         for name, total in self._sums.items():
             value = None if reported is None else getattr(reported, name)
             self._sums[name] = None if total is None or value is None else total + value
+        return reported
 
     def totals(self) -> dict[str, int | None]:
         prompt, completion = self._sums["prompt_tokens"], self._sums["completion_tokens"]
