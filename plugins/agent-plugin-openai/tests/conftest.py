@@ -12,6 +12,9 @@ import agent_plugin_openai
 import pytest
 from openai_server import OpenAIServer, closed_port
 
+# Fixtures of the third-party servers (npm); LLMock's own plugin brings the llmock fixture.
+from third_party import mock_llm, openai_mock_api  # noqa: F401
+
 KEY = "sk-test-Zq8vN3xW7pL2mK9r"
 """The API key the tests set: it must appear in no message, log line, event or repr."""
 
