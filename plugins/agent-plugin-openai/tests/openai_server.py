@@ -185,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {name.lower(): value for name, value in self.headers.items()}
         reply = owner._next(Received(self.path, headers, json.loads(raw or b"{}")))
-        if self.path != "/v1/chat/completions":
+        if not self.path.partition("?")[0].endswith(("/chat/completions", "/responses")):
             reply = error_reply(404, f"no route {self.path}")
         self._send(reply, owner)
 

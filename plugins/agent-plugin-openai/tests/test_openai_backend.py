@@ -26,9 +26,9 @@ from openai_server import (
     tool_reply,
     usage,
 )
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from framework.llm.backend import Chunk, TextDelta, ToolCallDelta, Usage
+from framework.llm.backend import Chunk, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from framework.testing import make_host
 
 # Every async test body runs under a deadline: a bug makes a test fail, never hang.
@@ -139,6 +139,7 @@ async def test_plain_reply_streams_in_chunks(server: OpenAIServer) -> None:
             TextDelta("Hel"),
             TextDelta("lo, "),
             TextDelta("world"),
+            Finish("stop"),
             Usage(prompt_tokens=9, completion_tokens=4),
         ]
         [request] = server.requests
@@ -241,8 +242,8 @@ async def test_sse_comments_other_fields_and_crlf(server: OpenAIServer) -> None:
             b"data: [DONE]\r\n\r\n",
         ]
         server.script(Reply(parts=parts))
-        # No usage chunk (a server without stream_options): the usage is zero.
-        assert await collect(options(server)) == [TextDelta("A"), TextDelta("B"), Usage(0, 0)]
+        # No usage chunk (a server without stream_options): no Usage, the counts are unknown.
+        assert await collect(options(server)) == [TextDelta("A"), TextDelta("B"), Finish("stop")]
 
 
 @pytest.mark.anyio
@@ -279,6 +280,7 @@ async def test_a_whole_json_reply_is_accepted(server: OpenAIServer) -> None:
         assert await collect(options(server)) == [
             TextDelta("Let me look."),
             ToolCallDelta(0, id="call_1", name="weather", arguments='{"city": "Rome"}'),
+            Finish("tool_calls"),
             Usage(3, 6),
         ]
 
@@ -288,7 +290,7 @@ async def test_a_finished_reply_without_done_is_accepted(server: OpenAIServer) -
     with anyio.fail_after(TIMEOUT):
         parts = [event(delta("ok")), event(delta(finish="stop")), event(usage(1, 1))]
         server.script(Reply(parts=parts, chunked=False))  # ends when the connection closes
-        assert await collect(options(server)) == [TextDelta("ok"), Usage(1, 1)]
+        assert await collect(options(server)) == [TextDelta("ok"), Finish("stop"), Usage(1, 1)]
 
 
 # --------------------------------------------------------------------------- retries
@@ -339,7 +341,7 @@ async def test_429_every_time(server: OpenAIServer) -> None:
     with anyio.fail_after(TIMEOUT):
         server.script(*[error_reply(429, "slow down")] * 2)
         error = await failure(options(server, max_retries=1))
-        assert "is rate limiting (HTTP 429) and still was after 2 attempts" in str(error)
+        assert "is rate limiting (HTTP 429: slow down) and still was after 2 attempts" in str(error)
         assert "raise [llm] options max_retries" in str(error)
 
 
@@ -375,8 +377,8 @@ async def test_401_says_to_set_the_key(server: OpenAIServer) -> None:
         assert len(server.requests) == 1  # not retried
         assert error.status == 401
         assert str(error) == (
-            f"the server at {server.base_url} refused the API key (HTTP 401): set "
-            "OPENAI_API_KEY or [llm] options api_key"
+            f"the server at {server.base_url} refused the API key (HTTP 401; the key came "
+            "from [llm] options api_key): set OPENAI_API_KEY or [llm] options api_key"
         )
 
 
@@ -385,7 +387,7 @@ async def test_401_without_a_key_says_none_was_sent(server: OpenAIServer) -> Non
     with anyio.fail_after(TIMEOUT):
         server.script(error_reply(401, "no key"))
         error = await failure(options(server))
-        assert "(none was sent: OPENAI_API_KEY is not set)" in str(error)
+        assert "; none was sent: OPENAI_API_KEY is not set)" in str(error)
 
 
 @pytest.mark.anyio
@@ -413,7 +415,7 @@ async def test_400_quotes_the_server(server: OpenAIServer) -> None:
 @pytest.mark.anyio
 async def test_connection_refused(refused_url: str) -> None:
     with anyio.fail_after(TIMEOUT):
-        error = await failure(options(refused_url))
+        error = await failure(options(refused_url, max_retries=0))
         assert str(error) == (
             f"cannot connect to {refused_url}: is the server running? (Connection refused)"
         )
@@ -568,8 +570,8 @@ async def test_a_200_json_error_is_an_error_not_an_empty_answer(server: OpenAISe
     with anyio.fail_after(TIMEOUT):
         body = json.dumps({"error": {"message": "model is overloaded"}}).encode()
         server.script(Reply(headers={"Content-Type": "application/json"}, parts=[body]))
-        error = await failure(options(server))
-        assert "reported an error: model is overloaded" in str(error)
+        error = await failure(options(server, max_retries=0))
+        assert "reported an error at the start of the reply: model is overloaded" in str(error)
         other = json.dumps({"status": "ok"}).encode()
         server.script(Reply(headers={"Content-Type": "application/json"}, parts=[other]))
         assert "not a chat completion" in str(await failure(options(server)))
@@ -606,3 +608,180 @@ async def test_a_masked_key_quoted_by_the_server_is_scrubbed(server: OpenAIServe
         error = await failure(options(server, api_key=key))
         assert "sk-SEC" not in str(error) and "7890" not in str(error)
         assert "Incorrect API key provided: ***" in str(error)
+
+
+# --------------------------------------------------------------------------- more servers
+
+
+@pytest.mark.anyio
+async def test_a_refused_connection_is_retried(
+    refused_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        with caplog.at_level(logging.WARNING, logger="agent_plugin_openai"):
+            error = await failure(options(refused_url, max_retries=2))
+        assert str(error) == (
+            f"cannot connect to {refused_url}: is the server running? (Connection refused) "
+            "(3 attempts)"
+        )
+        assert "retry 2 of 2" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_dead_proxy_is_named_not_the_server(
+    server: OpenAIServer, refused_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = refused_url.removesuffix("/v1")
+    with anyio.fail_after(TIMEOUT):
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        error = await failure(options(server, max_retries=0))
+        assert f"cannot reach {server.base_url} through the proxy {proxy}" in str(error)
+        assert "is the proxy running" in str(error) and "NO_PROXY" in str(error)
+        assert "is the server running" not in str(error)
+        monkeypatch.delenv("HTTP_PROXY")
+        error = await failure(options(server, max_retries=0, proxy=proxy))
+        assert f"through the proxy {proxy}" in str(error)
+        assert server.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_base_url_with_a_query_string_keeps_it(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(text_reply("hi"), text_reply("hi"))
+        await collect(options(f"{server.base_url}/?api-version=2024-10-21&x=1"))
+        assert server.requests[0].path == "/v1/chat/completions?api-version=2024-10-21&x=1"
+        await collect(options(f"{server.base_url}?tenant=a", api_version="2025-01-01"))
+        assert server.requests[1].path == "/v1/chat/completions?tenant=a&api-version=2025-01-01"
+
+
+@pytest.mark.anyio
+async def test_azure_deployment_url_api_version_and_api_key_header(
+    server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-not-this-one")
+        server.script(text_reply("hi"))
+        endpoint = server.base_url.removesuffix("/v1")
+        opts = OpenAIOptions(azure_endpoint=endpoint, model="gpt-4o", azure_deployment="prod-4o")
+        await collect(opts)
+        [request] = server.requests
+        assert request.path == "/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21"
+        assert request.headers["api-key"] == KEY
+        assert "authorization" not in request.headers
+
+
+@pytest.mark.anyio
+async def test_request_options_headers_and_extra_body_are_sent(server: OpenAIServer) -> None:
+    class Answer(BaseModel):
+        city: str
+
+    with anyio.fail_after(TIMEOUT):
+        server.script(text_reply("{}"), text_reply("{}"))
+        opts = options(
+            server,
+            max_completion_tokens=50,
+            stop="END",
+            seed=3,
+            top_p=0.9,
+            presence_penalty=0.5,
+            frequency_penalty=-0.5,
+            tool_choice="weather",
+            parallel_tool_calls=False,
+            response_format=Answer,
+            reasoning_effort="low",
+            system_role="developer",
+            organization="org-1",
+            project="proj-1",
+            headers={"X-Team": "blue"},
+            extra_body={"top_k": 20, "seed": 4},
+        )
+        system = {"role": "system", "content": "Be brief."}
+        async for _ in OpenAIBackend().stream([system, *HELLO], [WEATHER_TOOL], opts):
+            pass
+        request = server.requests[0]
+        body = request.body
+        assert body["messages"][0] == {"role": "developer", "content": "Be brief."}
+        assert body["max_completion_tokens"] == 50 and body["stop"] == "END"
+        assert body["seed"] == 4 and body["top_k"] == 20  # extra_body wins
+        assert (body["top_p"], body["presence_penalty"], body["frequency_penalty"]) == (
+            0.9,
+            0.5,
+            -0.5,
+        )
+        assert body["tool_choice"] == {"type": "function", "function": {"name": "weather"}}
+        assert body["parallel_tool_calls"] is False and body["reasoning_effort"] == "low"
+        schema = body["response_format"]["json_schema"]
+        assert body["response_format"]["type"] == "json_schema"
+        assert schema["name"] == "Answer" and schema["schema"]["required"] == ["city"]
+        assert request.headers["openai-organization"] == "org-1"
+        assert request.headers["openai-project"] == "proj-1"
+        assert request.headers["x-team"] == "blue"
+        # Without tools, no tool_choice (servers refuse one): JSON mode by name.
+        await collect(options(server, tool_choice="auto", response_format="json_object"))
+        body = server.requests[1].body
+        assert "tool_choice" not in body and body["response_format"] == {"type": "json_object"}
+
+
+def test_new_options_are_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for bad, says in (
+        ({"max_tokens": 5, "max_completion_tokens": 5}, "not both"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "at most 4"),
+        ({"api": "responses", "seed": 1}, "seed: not options of the Responses API"),
+        ({"response_format": "xml"}, "response_format must be"),
+        ({"proxy": "127.0.0.1:3128"}, "proxy must be a URL"),
+        ({"ca_bundle": str(tmp_path / "none.pem")}, "is not a file"),
+        ({"reasoning_effort": "max"}, "reasoning_effort"),
+        ({"api": "assistants"}, "api"),
+        ({"top_p": 2}, "top_p"),
+    ):
+        with pytest.raises(ValidationError, match=says):
+            OpenAIOptions(**bad)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:8000/v1/")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-env")
+    opts = OpenAIOptions()
+    assert (opts.base_url, opts.organization) == ("http://localhost:8000/v1", "org-env")
+    assert opts.stream is True and opts.api == "chat"
+
+
+@pytest.mark.anyio
+async def test_reasoning_text_and_cached_and_reasoning_tokens(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        figures = usage(30, 12)
+        figures["usage"]["prompt_tokens_details"] = {"cached_tokens": 24}
+        figures["usage"]["completion_tokens_details"] = {"reasoning_tokens": 9}
+        thinking = {"choices": [{"index": 0, "delta": {"reasoning_content": "Hmm, "}}]}
+        other = {"choices": [{"index": 0, "delta": {"reasoning": "think."}}]}
+        parts = [event(thinking), event(other), event(delta("Four.", finish="stop"))]
+        server.script(Reply(parts=[*parts, event(figures), event("[DONE]")]))
+        assert await collect(options(server)) == [
+            ReasoningDelta("Hmm, "),
+            ReasoningDelta("think."),
+            TextDelta("Four."),
+            Finish("stop"),
+            Usage(30, 12, cached_tokens=24, reasoning_tokens=9),
+        ]
+
+
+@pytest.mark.anyio
+async def test_request_ids_go_into_errors_and_x_should_retry_is_obeyed(
+    server: OpenAIServer,
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        headers = {"x-request-id": "req_abc123", "x-should-retry": "false"}
+        server.script(error_reply(500, "no", headers=headers))
+        error = await failure(options(server))
+        assert len(server.requests) == 1
+        assert error.request_id == "req_abc123"
+        assert str(error).endswith("[request id req_abc123]")
+
+
+@pytest.mark.anyio
+async def test_the_http_debug_log(server: OpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server.script(text_reply("hi"))
+        with caplog.at_level(logging.DEBUG, logger="agent_plugin_openai.http"):
+            await collect(options(server, api_key=KEY))
+        assert f"POST {server.base_url}/chat/completions" in caplog.text
+        assert "answered HTTP 200" in caplog.text
+        assert KEY not in caplog.text
