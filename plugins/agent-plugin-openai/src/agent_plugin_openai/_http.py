@@ -10,20 +10,19 @@ provider's support can find the call.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import os
 import re
 import ssl
 import time
 import urllib.request
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 import httpx
 
-from agent_plugin_openai import __version__
+from agent_plugin_openai import __version__, _errors
+from agent_plugin_openai._errors import QUOTE_LIMIT, RETRY_STATUSES, OpenAIBackendError
 from agent_plugin_openai._options import OpenAIOptions
 from framework.llm.backend import Chunk
 
@@ -33,50 +32,6 @@ http_log = logging.getLogger("agent_plugin_openai.http")
 
 MAX_RETRY_AFTER = 60.0
 """The longest wait (seconds) a server may ask for; a longer one fails the call at once."""
-RETRY_STATUSES = frozenset({408, 409, 429})
-"""Statuses retried besides 5xx (as the official SDK does)."""
-_QUOTE_LIMIT = 300
-_REQUEST_ID_HEADERS = ("x-request-id", "apim-request-id", "request-id")
-_CLIENT_ERROR_TYPES = ("invalid_request", "authentication", "permission", "not_found")
-
-
-class OpenAIBackendError(RuntimeError):
-    """A model call failed; the message says why and what to do.
-
-    Attributes:
-        status: the HTTP status that caused it, if any.
-        request_id: the server's id of the request (``x-request-id``), if it sent one.
-        retryable: waiting and trying again may help (and nothing was streamed yet).
-        retry_after: seconds the server asked to wait, if it did.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        request_id: str | None = None,
-        retryable: bool = False,
-        retry_after: float | None = None,
-        final: Callable[[int], OpenAIBackendError] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.request_id = request_id
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self._final = final
-
-    def after(self, attempts: int) -> OpenAIBackendError:
-        """The error to raise once ``attempts`` attempts all failed this way."""
-        if self._final is not None:
-            return self._final(attempts)
-        if attempts > 1:
-            error = OpenAIBackendError(
-                f"{self} ({attempts} attempts)", status=self.status, request_id=self.request_id
-            )
-            return error
-        return self
 
 
 class Parser(Protocol):
@@ -136,8 +91,8 @@ class Call:
 
     def quote(self, text: str) -> str:
         text = " ".join(text.split())
-        if len(text) > _QUOTE_LIMIT:
-            text = text[:_QUOTE_LIMIT] + "..."
+        if len(text) > QUOTE_LIMIT:
+            text = text[:QUOTE_LIMIT] + "..."
         return self.scrub(text)
 
     def malformed(self, data: str, what: str) -> OpenAIBackendError:
@@ -153,12 +108,12 @@ class Call:
         """An error the server sent in a 200 reply (an error event, a JSON error body; the
         ``outer`` object holds it); retryable when it came first and does not blame the
         request."""
-        message = _error_message(error, outer)
+        message = _errors.error_message(error, outer)
         where = "at the start of" if first else "in the middle of"
         return self.error(
             f"the server at {self.where} reported an error {where} the reply: "
             f"{self.quote(message)}",
-            retryable=first and not _blames_request(error),
+            retryable=first and not _errors.blames_request(error),
         )
 
     # ----------------------------------------------------------------- the client
@@ -227,15 +182,16 @@ class Call:
             ) from None
         except (httpx.ConnectError, httpx.ProxyError) as exc:
             proxy = self.proxy_for_url()
+            why = _errors.reason(exc)
             if proxy is not None:
+                shown = self.scrub(_errors.no_password(proxy))
                 message = (
-                    f"cannot reach {where} through the proxy {self.scrub(_no_password(proxy))}:"
-                    f" is the proxy running, and is it right? ({_reason(exc)}; the proxy comes "
-                    "from the proxy option or HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; NO_PROXY "
-                    "skips it)"
+                    f"cannot reach {where} through the proxy {shown}: is the proxy running, "
+                    f"and is it right? ({why}; the proxy comes from the proxy option or "
+                    "HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; NO_PROXY skips it)"
                 )
             else:
-                message = f"cannot connect to {where}: is the server running? ({_reason(exc)})"
+                message = f"cannot connect to {where}: is the server running? ({why})"
             raise self.error(message, retryable=True) from None
         except httpx.TimeoutException:
             raise self.error(
@@ -244,10 +200,10 @@ class Call:
             ) from None
         except httpx.TransportError as exc:
             raise self.error(
-                f"the connection to {where} failed before it answered: {_reason(exc)}",
+                f"the connection to {where} failed before it answered: {_errors.reason(exc)}",
                 retryable=True,
             ) from None
-        request_id = _request_id(response)
+        request_id = _errors.request_id(response)
         http_log.debug(
             "%s answered HTTP %d in %.3f s (request id %s)",
             where,
@@ -267,19 +223,21 @@ class Call:
 
     def via(self) -> str:
         proxy = self.proxy_for_url()
-        return "" if proxy is None else f"the proxy {_no_password(proxy)} on the way to "
+        return "" if proxy is None else f"the proxy {_errors.no_password(proxy)} on the way to "
 
     def status_error(self, response: httpx.Response) -> OpenAIBackendError:
         """The error for a refused request: retryable or not, and its final message."""
         status = response.status_code
-        request_id = _request_id(response)
-        wait = _retry_after(response.headers)
+        request_id = _errors.request_id(response)
+        wait = _errors.retry_after(response.headers)
         should = response.headers.get("x-should-retry", "").lower()
-        retryable = (status in RETRY_STATUSES or status >= 500) and not _out_of_quota(response)
+        retryable = (status in RETRY_STATUSES or status >= 500) and not _errors.out_of_quota(
+            response
+        )
         if should in ("true", "false"):
             retryable = should == "true"
         if retryable and wait is not None and wait > MAX_RETRY_AFTER:
-            detail = _detail(response)
+            detail = _errors.detail(response)
             said = f": {self.quote(detail)}" if detail else ""
             return self.error(
                 f"{self.where} answered HTTP {status}{said} and asks to wait {wait:.0f} s "
@@ -305,7 +263,7 @@ class Call:
     def status_message(self, response: httpx.Response, attempts: int) -> str:
         status, where, opts = response.status_code, self.where, self.opts
         model = opts.model
-        detail = _detail(response)
+        detail = _errors.detail(response)
         said = f": {self.quote(detail)}" if detail else ""
         tries = f" on all {attempts} attempts" if attempts > 1 else ""
         if status == 401:  # the body is left out: servers quote (part of) the key there
@@ -330,7 +288,7 @@ class Call:
                 f"(the server lists its models at {where}/models) and that base_url includes "
                 "the API prefix (usually /v1)"
             )
-        if status == 429 and _out_of_quota(response):
+        if status == 429 and _errors.out_of_quota(response):
             return (
                 f"the account has no quota left at {where} (HTTP 429{said}): check its plan "
                 "and billing"
@@ -413,7 +371,7 @@ class Call:
         except httpx.TransportError as exc:
             raise self.error(
                 f"the reply from {where} was cut off before it was complete "
-                f"({_reason(exc)}): try again",
+                f"({_errors.reason(exc)}): try again",
                 retryable=True,
             ) from None
         if not (done or parser.finished):
@@ -430,7 +388,7 @@ class Call:
             f"the server at {self.where} answered HTTP {response.status_code} with an empty "
             "body: try again, or check the server",
             retryable=True,
-            request_id=_request_id(response),
+            request_id=_errors.request_id(response),
         )
 
 
@@ -452,114 +410,6 @@ class _EventReader:
         if field == "data":
             self._data.append(value[1:] if value.startswith(" ") else value)
         return None
-
-
-def _reason(exc: BaseException) -> str:
-    """Why a connection failed: the system's reason ("Connection refused") when the chain
-    of causes holds one, else httpx's message."""
-    cause: BaseException | None = exc
-    for _ in range(10):  # the chain is short; a cycle must not loop forever
-        if cause is None:
-            break
-        if isinstance(cause, OSError) and cause.errno is not None:
-            # os.strerror: asyncio words a refusal "Connect call failed ('host', port)".
-            return os.strerror(cause.errno) if cause.errno > 0 else str(cause.strerror)
-        cause = cause.__cause__ or cause.__context__
-    return str(exc) or type(exc).__name__
-
-
-def _no_password(url: str) -> str:
-    return re.sub(r"//[^/@]*@", "//", url)
-
-
-def _request_id(response: httpx.Response) -> str | None:
-    for name in _REQUEST_ID_HEADERS:
-        value: str = response.headers.get(name, "")
-        if value:
-            return value[:100]
-    return None
-
-
-def _text(response: httpx.Response) -> str:
-    """The body of an error response, when it could be read."""
-    try:
-        return response.text
-    except httpx.ResponseNotRead:
-        return ""
-
-
-def _error_message(error: Any, outer: dict[str, Any] | None = None) -> str:
-    """What an error object says: its ``message`` (with its type when that adds to it), or
-    the string itself; ``{"error": "TypeError", "message": "..."}`` gives both."""
-    if isinstance(error, dict):
-        message = error.get("message") or error.get("detail")
-        kind = error.get("type") or error.get("code")
-        if message and isinstance(kind, str) and kind[:1].isupper() and kind not in message:
-            return f"{kind}: {message}"  # an exception's name, as Node servers send it
-        if message:
-            return str(message)
-        return json.dumps(error)[:_QUOTE_LIMIT]
-    text = str(error)
-    said = (outer or {}).get("message") or (outer or {}).get("detail")
-    if said and str(said) != text:
-        return f"{text}: {said}"
-    return text
-
-
-def _blames_request(error: Any) -> bool:
-    """Whether an error event says the request itself is wrong (retrying cannot help)."""
-    if not isinstance(error, dict):
-        return False
-    kind = str(error.get("type") or "") + " " + str(error.get("code") or "")
-    status = error.get("status") or error.get("status_code")
-    if isinstance(status, int) and 400 <= status < 500 and status not in RETRY_STATUSES:
-        return True
-    return any(word in kind for word in _CLIENT_ERROR_TYPES)
-
-
-def _detail(response: httpx.Response) -> str:
-    """What the server said about an error (its ``error.message``, or its text)."""
-    text = _text(response)
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return "" if text.lstrip().startswith("<") else text.strip()  # no HTML pages
-    if isinstance(data, dict):
-        error = data.get("error")
-        if error:
-            return _error_message(error, data)
-        for said in (data.get("detail"), data.get("message")):
-            if said:
-                return str(said)
-    return text.strip()
-
-
-def _out_of_quota(response: httpx.Response) -> bool:
-    """OpenAI's 429 for an account without credit: waiting does not help."""
-    return response.status_code == 429 and "insufficient_quota" in _text(response)
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` (milliseconds, as OpenAI and others send),
-    else ``Retry-After`` (seconds, or an HTTP date)."""
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            return max(0.0, float(milliseconds) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 __all__ = ["Call", "OpenAIBackendError", "Parser"]
