@@ -13,7 +13,7 @@ from conftest import Receiver
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from framework import BaseWorker, Job, JobError, JobFailed, WorkerRunner, job
+from framework import BaseWorker, Job, JobError, JobFailed, LLMWorker, WorkerRunner, job, tool
 
 pytestmark = pytest.mark.anyio
 
@@ -159,3 +159,59 @@ async def test_job_metrics(providers: Providers, receiver: Receiver) -> None:
         for p in receiver.metrics["framework.jobs.in_flight"]
     }
     assert in_flight == {"a": 0, "b": 0}
+
+
+class Assistant(LLMWorker):
+    @tool
+    async def lookup(self, key: str) -> dict[str, Any]:
+        """Look a key up by asking worker a."""
+        async with self.job("a", payload={"key": key}) as j:
+            pass
+        return j.response or {}
+
+
+async def test_an_llm_job_is_one_trace_of_job_chat_tool_job(
+    providers: Providers, receiver: Receiver
+) -> None:
+    tracer_provider, meter_provider = providers
+    plugin = OtelPlugin(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    secret = 'use lookup {"key": "the-secret-key"}'
+    with anyio.fail_after(10):
+        async with WorkerRunner("main", plugins=[plugin]) as runner:
+            await runner.add_worker(Leaf("a"))
+            await runner.add_worker(Assistant("helper"))
+            async with runner.job(
+                "helper", payload={"messages": [{"role": "user", "content": secret}]}
+            ):
+                pass
+    meter_provider.force_flush()
+    spans = receiver.wait_for(lambda spans: len(spans) == 5)
+    by_id = {span["span_id"]: span for span in spans}
+    assert len({span["trace_id"] for span in spans}) == 1
+    tree = sorted(
+        (span["name"], span["kind"], by_id[span["parent"]]["name"] if span["parent"] else None)
+        for span in spans
+    )
+    assert tree == [
+        ("chat offline", "CLIENT", "invoke_agent helper"),
+        ("chat offline", "CLIENT", "invoke_agent helper"),
+        ("execute_tool lookup", "INTERNAL", "invoke_agent helper"),
+        ("invoke_agent a", "INTERNAL", "execute_tool lookup"),
+        ("invoke_agent helper", "INTERNAL", None),
+    ]
+    chats = sorted(
+        (s for s in spans if s["name"] == "chat offline"),
+        key=lambda s: s["attributes"]["gen_ai.response.finish_reasons"],
+    )
+    first = chats[-1]["attributes"]
+    assert first["gen_ai.operation.name"] == "chat"
+    assert first["gen_ai.provider.name"] == "offline"
+    assert first["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    assert first["gen_ai.usage.input_tokens"] > 0 and first["gen_ai.usage.output_tokens"] > 0
+    tool_span = next(s for s in spans if s["name"] == "execute_tool lookup")
+    assert tool_span["attributes"]["gen_ai.tool.name"] == "lookup"
+    assert tool_span["attributes"]["gen_ai.operation.name"] == "execute_tool"
+    # Message content and tool arguments are not exported unless opted in.
+    assert "the-secret-key" not in repr(receiver.spans)
+    usage = receiver.metrics["gen_ai.client.token.usage"]
+    assert {p["attributes"]["gen_ai.token.type"] for p in usage} == {"input", "output"}

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from framework import BaseWorker, EventModel, Job, WorkerRunner
     from framework.bus.messages import JobResponseMessage
+    from framework.llm import ModelCall, ToolCall
     from framework.registry import WorkerRegistry
 
 logger = logging.getLogger("agent_plugin_otel")
@@ -114,6 +115,7 @@ class OtelPlugin:
             self._attach(runner)
         self._jobs: dict[tuple[str, str], _JobSpan] = {}
         self._requests: dict[str, tuple[Span, float]] = {}
+        self._tools: dict[int, tuple[Span, object]] = {}
         self._capture = self.settings.capture_content
         self._first_events = self.settings.stream_events
         self._worker_attributes: dict[str, dict[str, str]] = {}
@@ -311,6 +313,88 @@ class OtelPlugin:
         span, _ = found
         span.set_attribute(sc.JOB_ID, job_id)
         _finish(span, status, response)
+
+    # ----------------------------------------------------------------- LLM workers
+
+    @hookimpl
+    def on_model_call(self, call: ModelCall, worker: BaseWorker) -> None:
+        """A ``chat {model}`` CLIENT span for the call that ended, a child of the current
+        (job) span, with the model, token usage and finish reason; content only opted in."""
+        model = call.model or call.backend
+        attributes: dict[str, Any] = {
+            sc.OPERATION_NAME: sc.CHAT,
+            sc.PROVIDER_NAME: call.backend,
+            sc.AGENT_NAME: worker.name,
+        }
+        if call.model is not None:
+            attributes[sc.REQUEST_MODEL] = call.model
+        if call.input_tokens is not None:
+            attributes[sc.USAGE_INPUT_TOKENS] = call.input_tokens
+        if call.output_tokens is not None:
+            attributes[sc.USAGE_OUTPUT_TOKENS] = call.output_tokens
+        if call.finish_reason is not None:
+            attributes[sc.RESPONSE_FINISH_REASONS] = [call.finish_reason]
+        if call.job_id:
+            attributes[sc.JOB_ID] = call.job_id
+        if self._capture:
+            limit = self.settings.content_limit
+            attributes[sc.INPUT_MESSAGES] = json.dumps(call.messages, default=str)[:limit]
+            if call.message is not None:
+                attributes[sc.OUTPUT_MESSAGES] = json.dumps([call.message], default=str)[:limit]
+        span = self._tracer.start_span(
+            f"chat {model}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=int(call.started_at * 1e9),
+        )
+        if call.error is not None:
+            span.set_attribute(sc.ERROR_TYPE, call.error.split(":", 1)[0])
+            span.set_status(Status(StatusCode.ERROR, call.error))
+        span.end(end_time=int(call.ended_at * 1e9))
+        if self._metrics:
+            metric_attributes = {
+                sc.OPERATION_NAME: sc.CHAT,
+                sc.PROVIDER_NAME: call.backend,
+                sc.REQUEST_MODEL: model,
+            }
+            self._operation_duration.record(call.ended_at - call.started_at, metric_attributes)
+            for kind, tokens in (("input", call.input_tokens), ("output", call.output_tokens)):
+                if tokens is not None:
+                    self._token_usage.record(tokens, {**metric_attributes, sc.TOKEN_TYPE: kind})
+
+    @hookimpl
+    def on_tool_call_started(self, call: ToolCall, worker: BaseWorker) -> None:
+        """An ``execute_tool {tool}`` span, current in the tool call's task, so the jobs
+        the tool requests are its children."""
+        attributes: dict[str, Any] = {
+            sc.OPERATION_NAME: sc.EXECUTE_TOOL,
+            sc.TOOL_NAME: call.name,
+            sc.TOOL_CALL_ID: call.id,
+            sc.TOOL_TYPE: "function",
+            sc.AGENT_NAME: worker.name,
+        }
+        if self._capture:
+            attributes[sc.TOOL_CALL_ARGUMENTS] = call.arguments[: self.settings.content_limit]
+        span = self._tracer.start_span(
+            f"execute_tool {call.name}", kind=SpanKind.INTERNAL, attributes=attributes
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        self._tools[id(call)] = (span, token)
+
+    @hookimpl
+    def on_tool_call_completed(self, call: ToolCall) -> None:
+        """End the tool call's span (an error status when the tool raised)."""
+        found = self._tools.pop(id(call), None)
+        if found is None:
+            return
+        span, token = found
+        otel_context.detach(token)  # type: ignore[arg-type]
+        if self._capture and call.result is not None:
+            span.set_attribute(sc.TOOL_CALL_RESULT, call.result[: self.settings.content_limit])
+        if call.error is not None:
+            span.set_attribute(sc.ERROR_TYPE, call.error.split(":", 1)[0])
+            span.set_status(Status(StatusCode.ERROR, call.error))
+        span.end()
 
     # ----------------------------------------------------------------- for tests and tools
 
