@@ -1001,6 +1001,22 @@ async def test_events_of_an_activation_run() -> None:
         assert all(e.delta and e.content_type == [ContentType.TEXT] for e in deltas)
 
 
+@pytest.mark.anyio
+async def test_an_activation_run_cut_by_the_token_limit_publishes_a_warning() -> None:
+    with anyio.fail_after(10):
+        recorder = Recorder()
+        backend = Scripted("script", [TextDelta("Once upon"), Finish("length")])
+        async with WorkerRunner(plugins=[recorder, Backends(backend)]) as runner:
+            worker = Tools("t", active=False, backend="script")
+            await runner.add_worker(worker)
+            await activate(runner, "t", LLMWorkerActivationArgs(messages=[user("a story")]))
+            await wait_for(lambda: len(worker.context) == 2)
+        [warning] = [e for e in recorder.events if e.data and "warning" in e.data]
+        assert (warning.event, warning.event_type) == (Event.NODE_EXECUTION, EventType.UPDATE)
+        assert warning.data["finish_reason"] == "length" and warning.node_name == "t"
+        assert worker.context[-1] == {"role": "assistant", "content": "Once upon"}
+
+
 # ----------------------------------------------------------------- the offline backend
 
 

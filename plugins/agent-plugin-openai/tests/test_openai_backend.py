@@ -785,3 +785,15 @@ async def test_the_http_debug_log(server: OpenAIServer, caplog: pytest.LogCaptur
         assert f"POST {server.base_url}/chat/completions" in caplog.text
         assert "answered HTTP 200" in caplog.text
         assert KEY not in caplog.text
+
+
+def test_a_ca_bundle_is_what_tls_trusts(tmp_path: Any) -> None:
+    import certifi
+
+    pem = tmp_path / "one.pem"
+    first = certifi.contents().split("-----END CERTIFICATE-----")[0]
+    pem.write_text(first + "-----END CERTIFICATE-----\n")
+    backend = OpenAIBackend()
+    assert len(backend._ssl_context(str(pem)).get_ca_certs()) == 1
+    assert len(backend._ssl_context(None).get_ca_certs()) > 1
+    assert backend._ssl_context(str(pem)) is backend._ssl_context(str(pem))  # made once

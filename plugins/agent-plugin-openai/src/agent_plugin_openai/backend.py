@@ -56,7 +56,12 @@ class OpenAIBackend:
         # Made once per CA bundle: building one loads the certificates.
         context = self._ssl.get(ca_bundle)
         if context is None:
-            context = self._ssl[ca_bundle] = httpx.create_ssl_context(verify=ca_bundle or True)
+            context = (
+                ssl.create_default_context(cafile=ca_bundle)
+                if ca_bundle
+                else httpx.create_ssl_context()
+            )
+            self._ssl[ca_bundle] = context
         return context
 
     async def stream(
