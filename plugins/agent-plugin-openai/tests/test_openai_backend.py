@@ -774,6 +774,11 @@ async def test_request_ids_go_into_errors_and_x_should_retry_is_obeyed(
         assert len(server.requests) == 1
         assert error.request_id == "req_abc123"
         assert str(error).endswith("[request id req_abc123]")
+        # An error event inside a 200 reply is tagged with the reply's request id too.
+        parts = [event(delta("ok")), event({"error": {"message": "overloaded"}})]
+        server.script(Reply(headers={"x-request-id": "req_def456"}, parts=parts))
+        error = await failure(options(server))
+        assert str(error).endswith("overloaded [request id req_def456]")
 
 
 @pytest.mark.anyio

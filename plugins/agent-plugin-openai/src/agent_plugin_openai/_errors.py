@@ -51,6 +51,19 @@ class OpenAIBackendError(RuntimeError):
         self.retry_after = retry_after
         self._final = final
 
+    def tagged(self, request_id: str | None) -> OpenAIBackendError:
+        """This error with the server's request id at the end of its message (once)."""
+        if request_id is None or self.request_id is not None:
+            return self
+        return OpenAIBackendError(
+            f"{self} [request id {request_id}]",
+            status=self.status,
+            request_id=request_id,
+            retryable=self.retryable,
+            retry_after=self.retry_after,
+            final=self._final,
+        )
+
     def after(self, attempts: int) -> OpenAIBackendError:
         """The error to raise once ``attempts`` attempts all failed this way."""
         if self._final is not None:

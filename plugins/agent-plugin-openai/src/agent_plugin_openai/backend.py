@@ -32,6 +32,7 @@ import anyio
 import httpx
 
 from agent_plugin_openai import _chat, _responses
+from agent_plugin_openai._errors import request_id
 from agent_plugin_openai._http import MAX_RETRY_AFTER, Call, OpenAIBackendError, Parser
 from agent_plugin_openai._options import API_KEY_VARIABLE, OpenAIOptions
 from framework.llm.backend import Chunk
@@ -98,6 +99,8 @@ class OpenAIBackend:
                             async for chunk in chunks:
                                 yielded = True
                                 yield chunk
+                    except OpenAIBackendError as error:
+                        raise error.tagged(request_id(response)) from None
                     finally:
                         with anyio.CancelScope(shield=True):
                             await response.aclose()
