@@ -8,18 +8,19 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from framework._printer import JobPrinter
 from framework.bus.base import Bus
 from framework.bus.local import LocalBus
-from framework.config import ConfigError, RunConfig, validation_error
+from framework.config import ConfigError, RunConfig, bus_secrets, validation_error
 from framework.http._service import HttpService
 from framework.jobs import JobError
 from framework.plugins import PluginHost
@@ -66,7 +67,7 @@ def run_or_submit(
     """
     level = logging.INFO if config.publishers.console.enabled else logging.WARNING  # -v
     logging.basicConfig(level=level, format="framework: %(name)s: %(message)s")
-    bus = make_bus(config.bus, host, bus_source or source)
+    bus = make_bus(config.bus, host, bus_source or source, bus_secrets(config))
     try:
         result: int = anyio.run(_main, host, config, bus, workers, request, http)
     except* ConnectionError as group:  # the bus could not connect when it started
@@ -221,8 +222,11 @@ def check_bus_url(url: str, source: str) -> str:
     return parts.scheme
 
 
-def make_bus(url: str, host: PluginHost, source: str) -> Bus:
-    """The bus for ``url``, from the factory registered for its scheme."""
+def make_bus(url: str, host: PluginHost, source: str, secret: Sequence[SecretStr] = ()) -> Bus:
+    """The bus for ``url``, from the factory registered for its scheme: ``factory(url)``,
+    or ``factory(url, secret=[...])`` when the factory takes a ``secret`` keyword (a
+    network bus that signs its messages). A ``secret`` for a network bus whose factory
+    cannot take it is a configuration error: its messages would travel unsigned."""
     scheme = check_bus_url(url, source)
     factory = host.buses.get(scheme)
     if factory is None:
@@ -237,8 +241,9 @@ def make_bus(url: str, host: PluginHost, source: str) -> Bus:
             "bus",
             f"no bus is registered for {redact_url(url)!r} (registered: {known}); {hint}",
         )
+    signs = takes_secret(factory)
     try:
-        bus: Bus = factory(url)
+        bus: Bus = factory(url, secret=list(secret)) if signs else factory(url)
     except Exception as exc:
         plugin = host.buses.entries[scheme].plugin
         message = str(exc).replace(url, redact_url(url))
@@ -248,7 +253,35 @@ def make_bus(url: str, host: PluginHost, source: str) -> Bus:
             f"the {scheme}:// bus of plugin {plugin!r} could not be made for "
             f"{redact_url(url)!r}: {type(exc).__name__}: {message}",
         ) from None
+    if secret and not signs:
+        from framework.bus.network.base import NetworkBus
+
+        if isinstance(bus, NetworkBus):
+            plugin = host.buses.entries[scheme].plugin
+            raise ConfigError(
+                source,
+                "bus",
+                f"a bus_secret is set, but the {scheme}:// bus of plugin {plugin!r} cannot "
+                "sign its messages (its factory takes no secret=): they would travel "
+                "unsigned; upgrade the plugin, or remove bus_secret and "
+                "FRAMEWORK_BUS_SECRET",
+            )
     return bus
+
+
+def takes_secret(factory: Any) -> bool:
+    """Whether a bus factory takes a ``secret`` keyword argument (or any keyword)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the plain call
+        return False
+    return any(
+        (p.name == "secret" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        or p.kind is p.VAR_KEYWORD
+        for p in parameters
+    )
 
 
 async def _main(

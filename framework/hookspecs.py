@@ -319,6 +319,13 @@ def register_buses(register: BusRegistrar) -> None:
     ``start``, ``stop``, ``subscribe``, ``unsubscribe``, ``send``). ``framework run --bus
     scheme://...`` then builds its bus with it. Plain function only.
 
+    A network bus that signs its messages takes the secrets too: when ``factory`` has a
+    ``secret`` keyword parameter, ``framework run`` calls ``factory(url, secret=secrets)``,
+    ``secrets`` being ``framework.config.bus_secrets(config)`` (a list of ``SecretStr``,
+    the first signs; empty when none is configured). A factory without it is called as
+    ``factory(url)``; if a secret is configured and the bus it makes is a ``NetworkBus``,
+    ``framework run`` exits with a configuration error rather than run unsigned.
+
     Args:
         register: the registrar; a duplicate scheme is an error naming both plugins.
     """

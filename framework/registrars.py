@@ -175,16 +175,18 @@ def default_worker_name(worker_class: object, plugin: str) -> str:
     return name if isinstance(name, str) and name else kebab_case(worker_class.__name__)
 
 
-class BusRegistrar(_Registrar[Callable[[str], Any]]):
-    """``register("scheme", factory)`` in ``register_buses``; ``factory(url)`` makes a bus."""
+class BusRegistrar(_Registrar[Callable[..., Any]]):
+    """``register("scheme", factory)`` in ``register_buses``; ``factory(url)`` makes a bus,
+    and a factory that also takes a ``secret`` keyword is given the bus secrets (see
+    ``register_buses``)."""
 
     kind = "bus scheme"
 
-    def __call__(self, scheme: str, factory: Callable[[str], Any]) -> None:
+    def __call__(self, scheme: str, factory: Callable[..., Any]) -> None:
         with self._recording():
             self._register(scheme, factory)
 
-    def _register(self, scheme: str, factory: Callable[[str], Any]) -> None:
+    def _register(self, scheme: str, factory: Callable[..., Any]) -> None:
         if not callable(factory):
             raise RegistrationError(
                 f"plugin {self.current_plugin!r} registered bus scheme {scheme!r} with "

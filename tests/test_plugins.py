@@ -692,3 +692,46 @@ def test_a_registration_hook_that_raises_is_reported_and_others_still_register(
     err = capsys.readouterr().err
     assert "framework: plugin 'Raises': register_workers raised RuntimeError" in err
     assert "plugin 'Raises': plugin 'Raises'" not in err
+
+
+def test_a_bus_factory_that_takes_a_secret_is_given_the_bus_secrets() -> None:
+    """``framework run`` calls ``factory(url, secret=[...])`` when the factory has a
+    ``secret`` keyword; a plain ``factory(url)`` is called as before, and refused only when
+    a secret is set and it makes a network bus (its messages would travel unsigned)."""
+    from pydantic import SecretStr
+
+    from framework._run_command import make_bus
+    from framework.bus.local import LocalBus
+
+    made: list[Any] = []
+
+    class Networked(LocalBus):
+        def attach(self, runner: Any) -> None: ...
+
+        async def serve(self, *, task_status: Any = None) -> None: ...
+
+    def signing(url: str, *, secret: Any = None) -> LocalBus:
+        made.append(secret)
+        return LocalBus()
+
+    def plain(url: str) -> LocalBus:
+        return Networked() if "net" in url else LocalBus()
+
+    class Buses:
+        @hookimpl
+        def register_buses(self, register: Any) -> None:
+            register("signing", signing)
+            register("plain", plain)
+
+    host = make_host(Buses())
+    host.collect_registrations()
+    secrets = [SecretStr("s" * 16)]
+    make_bus("signing://x", host, "--bus", secrets)
+    make_bus("signing://x", host, "--bus")
+    assert made == [secrets, []]
+    assert isinstance(make_bus("plain://local", host, "--bus", secrets), LocalBus)
+    assert isinstance(make_bus("plain://net", host, "--bus"), Networked)
+    from framework.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"bus_secret is set, but the plain:// bus of plugin"):
+        make_bus("plain://net", host, "--bus", secrets)

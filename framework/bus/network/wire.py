@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from pydantic_core import PydanticSerializationError, from_json
 
 from framework.bus.messages import BusMessage, JobRequestMessage, Message, decode_message
+from framework.bus.network.signing import Signer
 from framework.types import JobDescription
 
 NAME_LIMIT = 256
@@ -88,6 +89,14 @@ class Bye(_Envelope):
 
 
 Envelope = Annotated[Routed | Heartbeat | Described | Bye, Field(discriminator="kind")]
+
+
+def claimed_sender(envelope: Routed | Heartbeat | Described | Bye) -> str:
+    """The runner ``envelope`` says it comes from (``origin`` or ``runner``): with signed
+    messages, it must be the signature's sender, or the envelope is dropped."""
+    if isinstance(envelope, Routed):
+        return envelope.origin
+    return envelope.runner
 
 
 class WireError(ValueError):
@@ -212,13 +221,22 @@ def request_head(raw: bytes) -> tuple[str, str, str, str] | None:
 
 
 class RoutedEncoder:
-    """Encodes messages sent by one runner: the envelope's prefix is built once."""
+    """Encodes messages sent by one runner: the envelope's prefix is built once.
 
-    def __init__(self, origin: str) -> None:
+    Args:
+        origin: the sending runner's name.
+        signer: with a bus secret, the runner's ``Signer``: every envelope is returned
+            signed (its ``sender`` must be ``origin``).
+    """
+
+    def __init__(self, origin: str, signer: Signer | None = None) -> None:
+        if signer is not None and signer.sender != origin:
+            raise ValueError(f"the signer signs as {signer.sender!r}, not as the origin {origin!r}")
         self._prefix = b'{"kind":"msg","origin":' + json.dumps(origin).encode() + b',"message":'
+        self._sign = signer.sign if signer is not None else None
 
     def encode(self, message: BusMessage) -> bytes:
-        """The ``msg`` envelope of ``message``, as bytes.
+        """The ``msg`` envelope of ``message``, as bytes (signed, with a signer).
 
         A job request is held to its fields' types too (``headers`` values are str): one
         built without validation, say with a header an ``add_request_headers`` impl added,
@@ -241,7 +259,8 @@ class RoutedEncoder:
         refused = unreadable(data)
         if refused is not None:
             raise WireError(f"a {message.type} that the reading runner cannot parse ({refused})")
-        return data
+        sign = self._sign
+        return data if sign is None else sign(data)
 
 
 def _unsendable(message: BusMessage, exc: PydanticSerializationError) -> str:

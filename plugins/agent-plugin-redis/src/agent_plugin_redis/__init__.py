@@ -18,11 +18,13 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def make_bus(url: str) -> Any:
-    """The bus for a ``redis://`` or ``rediss://`` URL (redis-py imported here)."""
+def make_bus(url: str, *, secret: Any = None) -> Any:
+    """The bus for a ``redis://`` or ``rediss://`` URL (redis-py imported here), signing
+    its messages with ``secret`` when one is given (``framework run`` passes the
+    configuration's ``bus_secret``)."""
     from agent_plugin_redis.bus import RedisBus
 
-    return RedisBus(url)
+    return RedisBus(url, secret=secret)
 
 
 @hookimpl

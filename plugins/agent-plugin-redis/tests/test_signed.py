@@ -1,0 +1,234 @@
+"""Signed messages on the Redis bus: runners that share a secret work as before; what a
+client of Redis forges, replays or takes without the secret has no effect."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from agent_plugin_redis.bus import RedisBus
+from test_bus import Echo, Gate, bus_of, eventually, namespace_of, plain_url, run_job
+
+from framework import JobStatus, WorkerRunner
+from framework.bus.messages import JobCancelMessage, JobResponseMessage
+from framework.bus.network import (
+    Bye,
+    Heartbeat,
+    RoutedEncoder,
+    Signer,
+    SigningKeys,
+    encode_envelope,
+)
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "a-shared-secret-of-32-characters"
+OTHER = "another-secret-of-32-characters!"
+
+
+@contextlib.asynccontextmanager
+async def signed_runners(
+    url: str, *names: str, secret: Any = SECRET
+) -> AsyncIterator[list[WorkerRunner]]:
+    async with contextlib.AsyncExitStack() as stack:
+        started = []
+        for name in names:
+            bus = RedisBus(url, secret=secret)
+            runner = WorkerRunner(name, bus=bus, grace_period=1.0)
+            started.append(await stack.enter_async_context(runner))
+        yield started
+
+
+async def _capture(client: aioredis.Redis, channel: str, count: int) -> list[bytes]:
+    """The next ``count`` messages published on ``channel``, as a spy would read them."""
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel)
+    got: list[bytes] = []
+    try:
+        while len(got) < count:
+            item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+            if item is not None and item["type"] == "message":
+                got.append(item["data"])
+    finally:
+        await pubsub.aclose()
+    return got
+
+
+async def test_signed_runners_exchange_jobs_and_rotate_secrets(redis_url: str) -> None:
+    """A signed job crosses runners; a runner with ``[new, old]`` and one with ``[old,
+    new]`` still understand each other (the rotation's middle step)."""
+    with anyio.fail_after(10):
+        async with (
+            signed_runners(redis_url, "a", secret=[OTHER, SECRET]) as (a,),
+            signed_runners(redis_url, "b", secret=[SECRET, OTHER]) as (b,),
+        ):
+            await b.add_worker(Echo("echo"))
+            await a.registry.wait_ready("echo")
+            status, response = await run_job(a, "echo", payload={"x": 1})
+            assert status is JobStatus.COMPLETED, response
+            assert response == {"payload": {"x": 1}, "runner": "b", "requester": "a"}
+            assert bus_of(a).signed and bus_of(b).signed
+            assert sum(bus_of(a).rejected_messages.values()) == 0
+
+
+async def test_a_runner_without_the_secret_is_not_heard(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unsigned heartbeats (a runner with no secret) and heartbeats signed with another
+    secret are rejected: their runners' workers never enter the registry."""
+    with anyio.fail_after(10):
+        async with (
+            signed_runners(redis_url, "a") as (a,),
+            signed_runners(redis_url, "b", secret=OTHER) as (b,),
+            signed_runners(redis_url, "c", secret=None) as (c,),
+        ):
+            await b.add_worker(Echo("on-b"))
+            await c.add_worker(Echo("on-c"))
+            await eventually(
+                lambda: (
+                    bus_of(a).rejected_messages["bad signature"] >= 2
+                    and bus_of(a).rejected_messages["unsigned"] >= 2
+                ),
+                what="b's and c's heartbeats rejected",
+            )
+            assert a.registry.remote_workers == []
+            assert "b" not in bus_of(a)._peers and "c" not in bus_of(a)._peers
+    assert "rejected a message from runner 'b': bad signature" in caplog.text
+
+
+async def test_forged_and_replayed_messages_have_no_effect(redis_url: str) -> None:
+    """A raw redis-py client with no secret, in the middle of a job from a to b's worker:
+    it forges b's heartbeat under a new session and b's ``bye`` (either would end the job
+    ERROR, unsigned), a COMPLETED response to a, a cancel to b, a phantom runner, and it
+    replays b's own signed heartbeat and a's own signed request. The job completes with
+    b's answer, once, and nothing else happens."""
+    ns = namespace_of(redis_url)
+    client = aioredis.Redis.from_url(plain_url(redis_url))
+    forger = RoutedEncoder("b")
+    try:
+        with anyio.fail_after(15):
+            async with signed_runners(redis_url, "a", "b") as (a, b):
+                gate = Gate("gate")
+                await b.add_worker(gate)
+                await a.registry.wait_ready("gate")
+                beats = await _capture(client, f"{ns}:all", 1)
+                async with anyio.create_task_group() as tg:
+                    requests: list[bytes] = []
+
+                    async def spy() -> None:
+                        requests.extend(await _capture(client, f"{ns}:runner:b", 1))
+
+                    tg.start_soon(spy)
+                    await anyio.sleep(0.1)
+                    ctx = a.job("gate", payload={"real": True})
+                    await ctx.__aenter__()
+                    await gate.running.wait()
+                job_id = ctx.job_id
+                instance = bus_of(b)._instance
+                forged = [
+                    (
+                        f"{ns}:all",
+                        Heartbeat(runner="b", instance="x", interval=1, misses=3, workers=[]),
+                    ),
+                    (f"{ns}:all", Bye(runner="b", instance=instance)),
+                    (
+                        f"{ns}:all",
+                        Heartbeat(
+                            runner="ghost",
+                            instance="g",
+                            interval=3600,
+                            misses=1000,
+                            workers=["gate", "phantom"],
+                        ),
+                    ),
+                ]
+                for channel, envelope in forged:
+                    await client.publish(channel, encode_envelope(envelope))
+                answer = JobResponseMessage.build(
+                    source="gate",
+                    target=a.name,
+                    job_id=job_id,
+                    status=JobStatus.COMPLETED,
+                    response={"forged": True},
+                )
+                await client.publish(f"{ns}:runner:a", forger.encode(answer))
+                cancel = JobCancelMessage(source=a.name, target="gate", job_id=job_id, reason="x")
+                await client.publish(f"{ns}:runner:b", RoutedEncoder("a").encode(cancel))
+                for beat in beats:
+                    await client.publish(f"{ns}:all", beat)  # a replay of b's (or a's) own
+                for request in requests:
+                    await client.publish(f"{ns}:runner:b", request)  # a replayed request
+                await eventually(
+                    lambda: (
+                        sum(bus_of(a).rejected_messages.values()) >= 5
+                        and sum(bus_of(b).rejected_messages.values()) >= 4
+                    ),
+                    what="the forgeries rejected",
+                )
+                await anyio.sleep(0.3)
+                assert ctx.status is None, "a forged message ended the job"
+                assert "phantom" not in a.registry and "ghost" not in bus_of(a)._peers
+                gate.release.set()
+                await ctx.__aexit__(None, None, None)
+                assert ctx.status is JobStatus.COMPLETED, ctx.response
+                assert ctx.response == {"real": True}
+                assert (
+                    bus_of(a).rejected_messages["replayed"]
+                    + bus_of(b).rejected_messages["replayed"]
+                    >= 2
+                )
+    finally:
+        await client.aclose()
+
+
+async def test_a_runner_speaks_only_for_itself(redis_url: str) -> None:
+    """A message signed by one runner but naming another (an insider with the secret,
+    playing runner b) is dropped: b's job is not ended by c's word."""
+    ns = namespace_of(redis_url)
+    client = aioredis.Redis.from_url(plain_url(redis_url))
+    insider = Signer("c", SigningKeys(SECRET))
+    try:
+        with anyio.fail_after(10):
+            async with signed_runners(redis_url, "a", "b") as (a, b):
+                gate = Gate("gate")
+                await b.add_worker(gate)
+                await a.registry.wait_ready("gate")
+                async with a.job("gate") as ctx:
+                    await gate.running.wait()
+                    lie = Bye(runner="b", instance=bus_of(b)._instance)
+                    await client.publish(f"{ns}:all", insider.sign(encode_envelope(lie)))
+                    await eventually(lambda: bus_of(a).rejected_messages["sender mismatch"] == 1)
+                    assert "gate" in a.registry
+                    gate.release.set()
+                assert ctx.status is JobStatus.COMPLETED
+    finally:
+        await client.aclose()
+
+
+async def test_without_a_secret_a_remote_redis_is_warned_about(
+    caplog: pytest.LogCaptureFixture, redis_url: str
+) -> None:
+    """A runner on a non-loopback Redis without a secret says that any client of that
+    Redis can act as a runner; with a secret, or on loopback, it says nothing."""
+    from agent_plugin_redis.bus import is_loopback
+
+    assert is_loopback("redis://127.0.0.1:6379/0") and is_loopback("redis://localhost/0")
+    assert is_loopback("redis://[::1]:6379/0")
+    assert not is_loopback("redis://redis.internal:6379/0")
+    assert not is_loopback("rediss://10.0.0.5:6380/0")
+    caplog.set_level(logging.WARNING)
+    with anyio.fail_after(10):
+        async with signed_runners(redis_url, "a", secret=None):
+            pass
+    assert "no bus_secret" not in caplog.text
+
+
+async def test_a_short_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="shorter than the 16 required"):
+        RedisBus("redis://127.0.0.1:6379/0", secret="short")
+    assert not RedisBus("redis://127.0.0.1:6379/0", secret=[]).signed
