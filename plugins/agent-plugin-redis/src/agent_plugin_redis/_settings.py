@@ -39,6 +39,8 @@ subscriber whose unread output reaches that limit, so a bigger message, publishe
 runner's channel, would cut that runner off (and with it every job it has in flight); at a
 quarter, a message leaves room for the others queued with it."""
 DEFAULT_NAMESPACE = "framework"
+DEFAULT_IDEMPOTENCY_TTL = 24 * 3600
+MAX_IDEMPOTENCY_TTL = 365 * 24 * 3600
 
 
 class SettingsError(ValueError):
@@ -58,6 +60,8 @@ class RedisBusSettings:
             received (``?max_message_size=``).
         namespace: prefix of every key and channel (``?namespace=``), so several systems
             can share one Redis database.
+        idempotency_ttl: seconds the response to a request with an ``idempotency-key``
+            header is kept, to answer a repeated request (``?idempotency_ttl=``).
     """
 
     url: str
@@ -65,6 +69,7 @@ class RedisBusSettings:
     misses: int = DEFAULT_MISSES
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     namespace: str = DEFAULT_NAMESPACE
+    idempotency_ttl: int = DEFAULT_IDEMPOTENCY_TTL
 
     @classmethod
     def from_url(cls, url: str) -> RedisBusSettings:
@@ -120,10 +125,20 @@ class RedisBusSettings:
                 )
             ),
             namespace=_namespace(ours.get("namespace", DEFAULT_NAMESPACE)),
+            idempotency_ttl=int(
+                _number(
+                    ours,
+                    "idempotency_ttl",
+                    DEFAULT_IDEMPOTENCY_TTL,
+                    1,
+                    MAX_IDEMPOTENCY_TTL,
+                    integer=True,
+                )
+            ),
         )
 
 
-_OURS = ("heartbeat", "misses", "max_message_size", "namespace")
+_OURS = ("heartbeat", "misses", "max_message_size", "namespace", "idempotency_ttl")
 
 
 def _number(

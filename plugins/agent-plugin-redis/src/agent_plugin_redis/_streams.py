@@ -5,7 +5,7 @@ Each worker name has a stream (``<ns>:worker:<name>``) read through one consumer
 its session (``consumer_name``), so each entry goes to exactly one replica. An entry holds
 the request envelope (``m``) and its job id (``j``), and stays in the group's pending list
 until the replica acknowledges it, when it sends the response; that list is how a lost
-replica's jobs are found.
+replica's jobs are found. A durable request's entry has two more fields (``_durable``).
 """
 
 from __future__ import annotations
@@ -54,9 +54,19 @@ class WorkerStreams:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def add(self, client: aioredis.Redis, worker: str, job_id: str, data: bytes) -> bytes:
-        """Queue a request for whichever replica reads it first; returns the entry id."""
+    async def add(
+        self,
+        client: aioredis.Redis,
+        worker: str,
+        job_id: str,
+        data: bytes,
+        extra: dict[bytes, bytes] | None = None,
+    ) -> bytes:
+        """Queue a request for whichever replica reads it first; returns the entry id.
+        ``extra``: more fields (a durable request's, see ``_durable``)."""
         fields: Any = {b"m": data, b"j": job_id.encode()}
+        if extra:
+            fields.update(extra)
         entry: Any = await client.xadd(self.key(worker), fields)
         return bytes(entry)
 

@@ -26,18 +26,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import math
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import redis.asyncio as aioredis
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from redis.exceptions import ResponseError
+
+from agent_plugin_redis._durable import (
+    IDEMPOTENCY_HEADER,
+    Claimed,
+    DurableScripts,
+    durable_fields,
+    idempotency_key,
+    max_attempts_of,
+    read_stored,
+    stored_response,
+)
 from agent_plugin_redis._logsafe import logger
 from agent_plugin_redis._session import Reconnecting
 from agent_plugin_redis._settings import (
@@ -47,11 +59,8 @@ from agent_plugin_redis._settings import (
     connect,
     pubsub_hard_limit,
 )
+from agent_plugin_redis._store import DurableJobs
 from agent_plugin_redis._streams import GROUP, WorkerStreams, consumer_name
-from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from redis.exceptions import ResponseError
-
 from framework.bus.base import Inbox, UndeliverableError
 from framework.bus.local import LocalBus
 from framework.bus.messages import (
@@ -66,17 +75,8 @@ from framework.bus.messages import (
     JobUpdateRequestMessage,
     unknown_outcome,
 )
+from framework.bus.network.durable import DurableJob
 from framework.bus.network.peers import MAX_PEERS, MAX_REMOTE_WORKERS, Peers
-from framework.bus.network.signing import (
-    MAX_AGE,
-    MAX_AHEAD,
-    Rejection,
-    Secret,
-    Signer,
-    SigningKeys,
-    Verified,
-    Verifier,
-)
 from framework.bus.network.wire import (
     NAME_LIMIT,
     Bye,
@@ -85,7 +85,6 @@ from framework.bus.network.wire import (
     Routed,
     RoutedEncoder,
     WireError,
-    claimed_sender,
     decode_envelope,
     encode_description,
     encode_envelope,
@@ -122,24 +121,9 @@ _SWEEP_EVERY = 5.0
 """Seconds between two looks for the consumers of gone sessions in the streams read here."""
 _GONE_KEPT = 10_000
 """Consumer names of gone sessions remembered until their streams are cleaned up."""
-_SIGNED_OVERHEAD = 59 + 1024
-"""The most bytes signing adds to a message (its header, with the longest sender name)."""
-_ENTRIES_SEEN = 10_000
-"""Signed stream entries remembered, so that a copy of one added again is not run twice."""
 
 Action = Callable[[], Awaitable[None]]
-
-
-def is_loopback(url: str) -> bool:
-    """Whether the Redis of ``url`` is on this machine (localhost, 127.0.0.0/8, ::1), where
-    only local processes can reach it."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+T = TypeVar("T")
 
 
 class RedisUnavailableError(ConnectionError):
@@ -155,6 +139,8 @@ class _Route:
     """The runner that has it (a direct send), or None when it went to the worker's stream."""
     entry: bytes | None = None
     """Its stream entry, once added."""
+    durable: bool = False
+    """A durable job: a replica runs it again when the runner running it is lost."""
 
 
 @dataclass(slots=True)
@@ -164,6 +150,11 @@ class _Served:
     origin: str
     stream: str | None = None
     entry: bytes | None = None
+    consumer: str = ""
+    """For a durable job: the consumer that read its entry, which must still hold it when
+    the response is written (see ``_durable``)."""
+    idempotency: str = ""
+    """The key its response is kept under, for a request with an ``idempotency-key``."""
 
 
 class RedisBus:
@@ -173,25 +164,10 @@ class RedisBus:
     Args:
         url: ``redis://[:password@]host:port/db`` (``rediss://`` for TLS), with optional
             ``heartbeat``, ``misses``, ``max_message_size`` and ``namespace`` parameters.
-        secret: the shared secret, or a list of them (the first signs, any verifies), that
-            signs every message between runners; None or an empty list: unsigned.
-            ``framework.config.bus_secrets(config)`` reads it as ``framework run`` does.
-
-    Raises:
-        SettingsError: a bad URL.
-        ValueError: a secret that is empty or shorter than 16 bytes.
     """
 
-    def __init__(self, url: str, *, secret: Secret | Sequence[Secret] | None = None) -> None:
+    def __init__(self, url: str) -> None:
         self.settings = RedisBusSettings.from_url(url)
-        given = [] if secret is None else secret
-        self._keys = SigningKeys(given) if isinstance(given, str | bytes) or given else None
-        self._signer: Signer | None = None
-        self._verifier: Verifier | None = None
-        self._mismatched = 0
-        self._stale_entries = 0
-        self._entries_seen: OrderedDict[bytes, bytes] = OrderedDict()
-        """MAC of a signed stream entry -> the entry that carried it (see ``_entry_body``)."""
         self._local = LocalBus()
         self._ns = self.settings.namespace
         self._broadcast = f"{self._ns}:all"
@@ -203,6 +179,12 @@ class RedisBus:
         self._client: aioredis.Redis | None = None
         self._peers = Peers()
         self._streams = WorkerStreams(self._ns)
+        self._scripts: DurableScripts | None = None
+        self._store = DurableJobs(self._ns)
+        self._deliveries: dict[bytes, tuple[int, int]] = {}
+        """Stream entry -> (max_attempts, attempt) of a durable request being read."""
+        self._opened_at = time.monotonic()
+        """When the current session with Redis opened."""
         self._announced: set[str] = set()
         """Local workers announced to the other runners (their streams exist)."""
         self._reading: set[str] = set()
@@ -248,10 +230,7 @@ class RedisBus:
         """Called by the runner before ``start``: its name is this bus's address in Redis."""
         self._runner = runner
         self._name = runner.name
-        if self._keys is not None:
-            self._signer = Signer(runner.name, self._keys)
-            self._verifier = Verifier(self._keys, name=runner.name)
-        self._encoder = RoutedEncoder(runner.name, self._signer)
+        self._encoder = RoutedEncoder(runner.name)
         runner.registry.add_ready_listener(self._on_registered)
         runner.registry.add_gone_listener(self._on_unregistered)
         runner.registry.add_leaving_listener(self._on_leaving)
@@ -264,28 +243,6 @@ class RedisBus:
     def dropped_messages(self) -> int:
         """Messages read from Redis and dropped (too big, malformed, of an unknown type)."""
         return self._dropped
-
-    @property
-    def signed(self) -> bool:
-        """Whether this bus signs its messages and accepts only signed ones (a secret)."""
-        return self._keys is not None
-
-    @property
-    def rejected_messages(self) -> dict[str, int]:
-        """Messages dropped by signature checks, by reason: those of ``Rejection``, and
-        ``"sender mismatch"`` (signed by one runner, naming another). Empty without a
-        secret."""
-        if self._verifier is None:
-            return {}
-        counts = {str(reason): count for reason, count in self._verifier.rejections.items()}
-        counts[Rejection.STALE] += self._stale_entries
-        counts["sender mismatch"] = self._mismatched
-        return counts
-
-    def _seal(self, data: bytes) -> bytes:
-        """``data`` signed, with a secret; as it is, without."""
-        signer = self._signer
-        return data if signer is None else signer.sign(data)
 
     async def start(self) -> None:
         """Connect, subscribe and announce; raises ``RedisUnavailableError`` when Redis
@@ -313,14 +270,7 @@ class RedisBus:
                 "running there, and are the host, port and password right?"
             ) from None
         await self._check_output_limit(self._client)
-        if self._keys is None and not is_loopback(self.settings.url):
-            logger.warning(
-                "%s: the bus to %s has no bus_secret: its messages are not signed, so any "
-                "client of that Redis can act as a runner (send, answer, cancel or take "
-                "jobs); set bus_secret (or FRAMEWORK_BUS_SECRET) on every runner",
-                self._name,
-                redact_url(self.settings.url),
-            )
+        self._scripts = DurableScripts(self._client, self._ns)
 
     async def _check_output_limit(self, client: aioredis.Redis) -> None:
         """A ``ConfigError`` when this Redis disconnects subscribers at a size this bus may
@@ -383,12 +333,46 @@ class RedisBus:
             self._tg.cancel_scope.cancel()
             await self._serve_done.wait()
         if connected and self._client is not None:
-            bye = self._seal(encode_envelope(Bye(runner=self._name, instance=self._instance)))
+            bye = encode_envelope(Bye(runner=self._name, instance=self._instance))
             with anyio.move_on_after(1), contextlib.suppress(*CONNECTION_ERRORS):
                 await self._client.publish(self._broadcast, bye)
         if self._client is not None:
             await self._client.aclose()
         await self._local.stop()
+
+    # ----------------------------------------------------------------- DurableStore
+
+    async def durable_jobs(self) -> list[DurableJob]:
+        """The durable jobs of this bus's namespace, pending or dead (``framework jobs
+        list``); works on a bus that was never started."""
+        return await self._with_store(lambda client: self._store.listing(client))
+
+    async def retry_durable_job(self, job_id: str) -> DurableJob:
+        """Queue dead durable job ``job_id`` again for its worker (``framework jobs retry``).
+
+        Raises:
+            DurableJobError: no dead durable job has that id.
+        """
+        return await self._with_store(lambda client: self._store.retry(client, job_id))
+
+    async def drop_durable_job(self, job_id: str) -> DurableJob:
+        """Remove durable job ``job_id``, pending or dead (``framework jobs drop``).
+
+        Raises:
+            DurableJobError: no durable job has that id.
+        """
+        return await self._with_store(lambda client: self._store.drop(client, job_id))
+
+    async def _with_store(self, action: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        client = connect(self.settings.url)
+        try:
+            return await action(client)
+        except CONNECTION_ERRORS as exc:
+            raise ConnectionError(
+                f"cannot reach Redis at {redact_url(self.settings.url)}: {exc}"
+            ) from None
+        finally:
+            await client.aclose()
 
     def subscribe(self, address: str) -> Inbox:
         """An inbox for a local worker or runner (announced once the worker is ready)."""
@@ -474,7 +458,8 @@ class RedisBus:
         if not self._connected or client is None:
             self._end_job_here(message.source, target, message.job_id, self._offline_reason())
             return
-        if len(hosts) == 1:
+        attempts = self._max_attempts(hosts, target, message.name)
+        if len(hosts) == 1 and not attempts:
             (runner,) = hosts
             self._routes[key] = _Route(message.source, runner)
             try:
@@ -488,10 +473,11 @@ class RedisBus:
                 )
                 self._break_session(exc)
             return
-        route = self._routes[key] = _Route(message.source, None)
+        route = self._routes[key] = _Route(message.source, None, durable=attempts > 0)
+        extra = durable_fields(attempts, message.name) if attempts else None
         try:
             async with self._gate:
-                route.entry = await self._streams.add(client, target, message.job_id, data)
+                route.entry = await self._streams.add(client, target, message.job_id, data, extra)
         except CONNECTION_ERRORS as exc:
             self._fail_route(
                 key,
@@ -499,6 +485,19 @@ class RedisBus:
                 unknown=not isinstance(exc, ResponseError),
             )
             self._break_session(exc)
+
+    def _max_attempts(self, hosts: set[str], worker: str, name: str | None) -> int:
+        """The ``max_attempts`` of the handler a request goes to (the named one, else the
+        default), as the first host with a description described it; 0 for a plain
+        handler, or when no description has come yet."""
+        for runner in sorted(hosts):
+            jobs = self._peers.jobs(runner, worker)
+            if not jobs:
+                continue
+            named = [j for j in jobs if j.name == name] if name is not None else []
+            handler = named[0] if named else next((j for j in jobs if j.name is None), None)
+            return handler.max_attempts or 0 if handler is not None and handler.durable else 0
+        return 0
 
     async def _send_reply(self, message: BusMessage) -> None:
         job_id: str = message.job_id  # type: ignore[attr-defined]
@@ -543,9 +542,12 @@ class RedisBus:
             return
         try:
             async with self._gate:
-                await client.publish(self._channel(served.origin), data)
-                if is_response and served.entry is not None and served.stream is not None:
-                    await self._streams.finish(client, served.stream, served.entry)
+                if is_response and (served.consumer or served.idempotency):
+                    await self._finish(client, served, message, data)
+                else:
+                    await client.publish(self._channel(served.origin), data)
+                    if is_response and served.entry is not None and served.stream is not None:
+                        await self._streams.finish(client, served.stream, served.entry)
         except CONNECTION_ERRORS as exc:
             logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
             self._break_session(exc)
@@ -556,6 +558,46 @@ class RedisBus:
             if is_response:
                 self._break_session(exc)
             raise
+
+    async def _finish(
+        self, client: aioredis.Redis, served: _Served, message: BusMessage, data: bytes
+    ) -> None:
+        """Write the response of a durable job, or of one with an idempotency key: for a
+        durable one only while its entry is still this runner's (else a replica took it
+        over: its response is the one), keeping it for the key when there is one."""
+        assert isinstance(message, JobResponseMessage)
+        stored = stored_response(message.status, message.response) if served.idempotency else ""
+        ttl = self.settings.idempotency_ttl
+        channel = self._channel(served.origin)
+        if served.consumer and served.stream is not None and served.entry is not None:
+            assert self._scripts is not None
+            written = await self._scripts.finish(
+                client,
+                stream=served.stream,
+                entry=served.entry,
+                consumer=served.consumer,
+                channel=channel,
+                response=data,
+                idem_key=served.idempotency,
+                stored=stored,
+                idem_ttl=ttl,
+            )
+            if not written:
+                logger.warning(
+                    "%s: the response of durable job %s is not sent: its request is no longer "
+                    "this runner's (a replica ran it again, or it was dropped)",
+                    self._name,
+                    message.job_id,
+                )
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.publish(channel, data)
+            if served.entry is not None and served.stream is not None:
+                pipe.xack(served.stream, GROUP, served.entry)
+                pipe.xdel(served.stream, served.entry)
+            if stored:
+                pipe.set(served.idempotency, stored, ex=ttl)
+            await pipe.execute()
 
     async def _send_job_control(self, message: BusMessage) -> None:
         """A cancel or an update request goes to the runner that has the job; while a
@@ -626,27 +668,10 @@ class RedisBus:
 
     # ----------------------------------------------------------------- receiving
 
-    def _receive(
-        self,
-        raw: bytes,
-        where: str,
-        stream: str | None,
-        entry: bytes | None,
-        given: bytes | None = None,
-    ) -> None:
+    def _receive(self, raw: bytes, where: str, stream: str | None, entry: bytes | None) -> None:
         limit = self.settings.max_message_size
         if where == self._broadcast:  # heartbeats list every worker of a runner
             limit = max(limit, HEARTBEAT_LIMIT)
-        sender = None
-        if self._verifier is not None:
-            # Checked before anything is parsed: a message that fails costs its MAC only,
-            # and has no effect (a stream entry is removed, unread).
-            verified = self._authentic(raw, where, limit, stream, entry, given)
-            if verified is None:
-                if stream is not None and entry is not None:
-                    self._spawn(self._discard_entry, stream, entry)
-                return
-            sender, raw = verified.sender, verified.body
         try:
             envelope = decode_envelope(raw, limit)
         except WireError as exc:
@@ -664,20 +689,6 @@ class RedisBus:
                 self._spawn(self._discard_entry, stream, entry)
             elif readable:  # a response this runner cannot read still ends its job
                 self._unreadable_response(raw, exc)
-            return
-        if sender is not None and claimed_sender(envelope) != sender:
-            self._mismatched += 1
-            self._complain(
-                "sender",
-                "%s: dropped a %s envelope from %s: signed by runner %r but naming runner %r "
-                "(a runner may speak only for itself)",
-                envelope.kind,
-                where,
-                sender,
-                claimed_sender(envelope),
-            )
-            if stream is not None and entry is not None:
-                self._spawn(self._discard_entry, stream, entry)
             return
         on_broadcast = where == self._broadcast
         if stream is not None and (
@@ -711,83 +722,6 @@ class RedisBus:
         elif type(envelope) is Bye:
             self._receive_bye(envelope)
 
-    def _authentic(
-        self,
-        raw: bytes,
-        where: str,
-        limit: int,
-        stream: str | None,
-        entry: bytes | None,
-        given: bytes | None,
-    ) -> Verified | None:
-        """The verified message, or None (counted, the first of each sender logged).
-
-        A message on a channel is verified in full: signature, age and replays. A stream
-        entry may be read long after it was sent (it waited for a replica, or was taken
-        over from a lost one), so only its signature is checked, and its age is judged
-        from when Redis added it: within ``MAX_AGE`` of its signing (or of a signed
-        give-back stamp, ``given``), else it is a copy added later. A copy added soon
-        enough is caught here when this runner saw the original (``_entries_seen``).
-        """
-        verifier = self._verifier
-        assert verifier is not None
-        if len(raw) > limit + _SIGNED_OVERHEAD:
-            self._dropped += 1
-            logger.warning(
-                "%s: dropped a message from %s: %d bytes, over the %d-byte limit "
-                "(max_message_size)",
-                self._name,
-                where,
-                len(raw),
-                limit,
-            )
-            return None
-        if stream is None or entry is None:
-            return verifier.verify(raw)
-        verified = verifier.authenticate(raw)
-        if verified is None:
-            return None
-        signed_at = verified.sent_at
-        if given is not None:
-            stamp = verifier.authenticate(given)
-            if stamp is not None and stamp.body == raw[1:33]:  # it names this entry's MAC
-                signed_at = max(signed_at, stamp.sent_at)
-        try:
-            added = int(entry.partition(b"-")[0]) / 1000
-        except ValueError:
-            added = math.inf
-        mac = raw[1:33]
-        seen = self._entries_seen.get(mac)
-        if not -MAX_AHEAD <= added - signed_at <= MAX_AGE or seen not in (None, entry):
-            self._stale_entries += 1
-            self._complain(
-                "stale entry",
-                "%s: dropped an entry of %s signed by runner %r: added %.1f s after it was "
-                "signed, or a copy of an entry read before (a replay: only entries added "
-                "within %g s of their signing are run)",
-                where,
-                verified.sender,
-                added - signed_at,
-                MAX_AGE,
-            )
-            return None
-        self._entries_seen[mac] = entry
-        if len(self._entries_seen) > _ENTRIES_SEEN:
-            self._entries_seen.popitem(last=False)
-        return verified
-
-    def _stored_head(self, raw: object) -> tuple[str, str, str, str] | None:
-        """``request_head`` of a request kept in a stream (``fields[b"m"]``), read through
-        its signature with a secret: only a request a runner signed is answered."""
-        if not isinstance(raw, bytes):
-            return None
-        if self._verifier is not None:
-            verified = self._verifier.authenticate(raw)
-            if verified is None:
-                return None
-            raw = verified.body
-        return request_head(raw)
-
     def _unreadable_response(self, raw: bytes, error: WireError) -> None:
         head = response_head(raw)
         if head is None:
@@ -807,7 +741,12 @@ class RedisBus:
             self._receive_request(envelope.origin, message, stream, entry)
             return
         if kind is JobResponseMessage:
-            self._routes.pop((message.job_id, message.source), None)  # type: ignore[attr-defined]
+            route_key = (message.job_id, message.source)  # type: ignore[attr-defined]
+            if self._routes.pop(route_key, None) is None:
+                # Already answered here (it ended ERROR when its runner was lost, say): the
+                # requester gets one terminal response, never a second.
+                logger.debug("%s: a second response for job %s dropped", self._name, route_key[0])
+                return
         elif kind in _JOB_CONTROLS:
             key = (message.job_id, message.source, message.target)  # type: ignore[attr-defined]
             if key not in self._served:
@@ -825,7 +764,56 @@ class RedisBus:
     ) -> None:
         assert isinstance(message, JobRequestMessage)
         key = (message.job_id, message.source, message.target)
-        self._served[key] = _Served(origin, stream, entry)
+        served = self._served[key] = _Served(origin, stream, entry)
+        delivery = self._deliveries.pop(entry, None) if entry is not None else None
+        if delivery is not None:  # durable: its entry must still be ours when it is answered
+            served.consumer = consumer_name(self._name, self._instance)
+            if delivery[1] > 1:
+                message.attempt = delivery[1]
+        idempotency = message.headers.get(IDEMPOTENCY_HEADER)
+        if idempotency and message.target in self._announced:
+            served.idempotency = idempotency_key(
+                self._ns, message.target, message.name, idempotency
+            )
+            self._spawn(self._deliver_once, origin, message, served)
+            return
+        self._deliver(origin, message, stream, entry)
+
+    async def _deliver_once(self, origin: str, message: JobRequestMessage, served: _Served) -> None:
+        """A request with an idempotency key: answered with the response kept for the key,
+        when the worker answered one with the same key before; else run."""
+        kept = None
+        client = self._client
+        if client is not None and self._connected:
+            try:
+                found: Any = await client.get(served.idempotency)
+                kept = read_stored(found)
+            except CONNECTION_ERRORS as exc:  # run it: the key cannot be checked
+                logger.warning(
+                    "%s: could not look up the idempotency key of job %s: %s",
+                    self._name,
+                    message.job_id,
+                    exc,
+                )
+        if kept is None:
+            self._deliver(origin, message, served.stream, served.entry)
+            return
+        status, response = kept
+        answer = JobResponseMessage.build(
+            source=message.target,
+            target=message.source,
+            job_id=message.job_id,
+            status=JobStatus(status),
+            response=response,
+        )
+        served.idempotency = ""  # kept already
+        with contextlib.suppress(UndeliverableError):
+            await self._send_reply(answer)
+
+    def _deliver(
+        self, origin: str, message: JobRequestMessage, stream: str | None, entry: bytes | None
+    ) -> None:
+        key = (message.job_id, message.source, message.target)
         try:
             if message.target not in self._announced:  # a runner's own address, say
                 raise UndeliverableError(message.target)
@@ -937,11 +925,16 @@ class RedisBus:
 
     # ----------------------------------------------------------------- other runners
 
-    def _runner_gone(self, runner: str, reason: str, *, failed: bool) -> None:
-        """``runner`` ended, went silent or restarted: its workers leave; its jobs end."""
+    def _runner_gone(
+        self, runner: str, reason: str, *, failed: bool, session_gone: bool = True
+    ) -> None:
+        """``runner`` ended, went silent or restarted: its workers leave; its jobs end, but
+        its durable ones, which a replica here claims. ``session_gone=False`` when it is
+        only out of this runner's hearing (this runner's own link broke): its session may
+        well be alive, and what it took from the streams is left alone."""
         instance = self._peers.instance_of(runner)
         workers = self._peers.forget(runner)
-        if instance is not None:
+        if instance is not None and session_gone:
             self._session_gone(runner, instance)
         if failed:
             logger.warning(
@@ -959,6 +952,9 @@ class RedisBus:
         if workers:  # stream jobs it took and never answered (it may have said bye, too)
             consumer = consumer_name(runner, instance or "")
             self._spawn(self._fail_taken_entries, consumer, sorted(workers), reason)
+            replicated = sorted(workers & self._reading)
+            if session_gone and replicated:
+                self._spawn(self._claim_entries, consumer, replicated)
 
     def _host_left(
         self, name: str, runner: str, reason: str, *, failed: bool = False, forgotten: bool = False
@@ -975,10 +971,11 @@ class RedisBus:
             return
         # No host left: every job still waiting for it ends; its stream entries from here
         # would otherwise run, unasked, on a replica that starts later.
+        # (A durable job's entry stays, for the worker when it returns.)
         stale = [
             (self._streams.key(name), route.entry)
             for key, route in self._routes.items()
-            if key[1] == name and route.entry is not None
+            if key[1] == name and route.entry is not None and not route.durable
         ]
         self._fail_routes(reason, lambda key, _route: key[1] == name)
         if stale:
@@ -999,7 +996,11 @@ class RedisBus:
         if client is None:
             return
         for name in workers:
-            waiting = {key[0] for key, r in self._routes.items() if key[1] == name and not r.runner}
+            waiting = {
+                key[0]
+                for key, r in self._routes.items()
+                if key[1] == name and not r.runner and not r.durable  # a replica claims those
+            }
             if not waiting:
                 continue
             try:
@@ -1021,17 +1022,89 @@ class RedisBus:
             except CONNECTION_ERRORS as exc:
                 logger.warning("%s: could not check %s's stream: %s", self._name, name, exc)
 
+    async def _claim_entries(self, consumer: str, workers: list[str]) -> None:
+        """Take over the durable jobs a lost session had taken from the streams read here,
+        and run them again (see ``_durable``); look again once a frozen runner's blocked
+        read has timed out, as ``_fail_taken_entries`` does."""
+        await self._claim_now(consumer, workers)
+        await anyio.sleep(_STREAM_BLOCK_MS / 1000 + 0.5)
+        await self._claim_now(consumer, workers)
+
+    async def _claim_now(self, consumer: str, workers: list[str]) -> int:
+        """Claim ``consumer``'s durable entries of ``workers``' streams; how many."""
+        client, scripts = self._client, self._scripts
+        if client is None or scripts is None or not self._connected:
+            return 0
+        mine = consumer_name(self._name, self._instance)
+        count = 0
+        for name in workers:
+            if name not in self._reading:
+                continue
+            try:
+                claimed = await scripts.claim(client, self._streams.key(name), consumer, mine)
+                for item in claimed:
+                    await self._run_again(client, scripts, name, item, consumer)
+            except CONNECTION_ERRORS as exc:
+                logger.warning(
+                    "%s: could not take over the durable jobs %s had of %r: %s",
+                    self._name,
+                    consumer,
+                    name,
+                    exc,
+                )
+                continue
+            count += len(claimed)
+        return count
+
+    async def _run_again(
+        self,
+        client: aioredis.Redis,
+        scripts: DurableScripts,
+        name: str,
+        claimed: Claimed,
+        lost: str,
+    ) -> None:
+        """Run a claimed durable request again here, or, past its ``max_attempts``, move
+        it to the dead-letter list and answer its requester ERROR."""
+        raw = claimed.fields.get(b"m")
+        runner = lost.rpartition("/")[0] or lost
+        head = request_head(raw) if isinstance(raw, bytes) else None
+        served = self._served.get(head[1:]) if head is not None else None
+        if served is not None and served.entry == claimed.entry:
+            # Still running here (this runner's own earlier session took it): it is this
+            # session's now, and its response will be written when it ends.
+            served.consumer = consumer_name(self._name, self._instance)
+            return
+        if claimed.attempt <= claimed.max_attempts and isinstance(raw, bytes):
+            logger.warning(
+                "%s: runs durable job %s of %r again (attempt %d of %d): runner %s was lost",
+                self._name,
+                claimed.fields.get(b"j", b"").decode(errors="replace"),
+                name,
+                claimed.attempt,
+                claimed.max_attempts,
+                runner,
+            )
+            self._deliveries[claimed.entry] = (claimed.max_attempts, claimed.attempt)
+            self._receive(raw, claimed.stream, claimed.stream, claimed.entry)
+            self._deliveries.pop(claimed.entry, None)
+            return
+        error = (
+            f"durable job ran {claimed.attempt - 1} time(s), its max_attempts, and each time "
+            f"its runner was lost (the last: {runner}); it is on the dead-letter list "
+            "('framework jobs list', 'framework jobs retry ID')"
+        )
+        await scripts.bury(client, claimed, name, error)
+        if head is not None:
+            await self._answer_orphan(client, head, error)
+        logger.warning("%s: %s", self._name, error)
+
     async def _delete_entries(self, entries: list[tuple[str, bytes]]) -> None:
         if self._client is not None:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await self._streams.delete(self._client, entries)
 
     async def _requeue(self, stream: str, entry: bytes, fields: dict[bytes, bytes]) -> None:
-        raw = fields.get(b"m")
-        if self._signer is not None and isinstance(raw, bytes):
-            # Added again now, by this runner: a signed stamp naming the request's MAC says
-            # so, so a replica does not take the new entry for a late copy.
-            fields = {**fields, b"g": self._signer.sign(raw[1:33])}
         if self._client is not None:
             try:
                 await self._streams.give_back(self._client, stream, entry, fields)
@@ -1192,16 +1265,26 @@ class RedisBus:
             self._gone.popitem(last=False)
 
     async def _sweep_stream(self, client: aioredis.Redis, name: str) -> None:
-        for consumer, pending, _idle in await self._streams.consumers(client, name):
-            if consumer not in self._gone:
+        for consumer, pending, idle in await self._streams.consumers(client, name):
+            runner, _, instance = consumer.rpartition("/")
+            if self._live_session(runner, instance):
                 continue
-            runner = consumer.rpartition("/")[0]
+            if consumer not in self._gone:
+                # A session nobody here saw end (of a runner that died while this one was
+                # cut off, or before it started) is gone once it has been silent longer
+                # than any live runner can be.
+                limit = self._silence_limit()
+                if idle / 1000 < limit or self._session_age() < limit:
+                    continue
+                self._session_gone(runner, instance)
             if pending:
+                pending -= await self._claim_now(consumer, [name])
+            if pending > 0:
                 reason = f"runner {runner or consumer} lost"
                 stream = self._streams.key(name)
                 for entry, fields in await self._streams.pending_of(client, name, consumer):
                     raw = fields.get(b"m")
-                    head = self._stored_head(raw)
+                    head = request_head(raw) if isinstance(raw, bytes) else None
                     if head is not None and head[1:] not in self._served:
                         await self._answer_orphan(client, head, reason)
                     await self._streams.finish(client, stream, entry)
@@ -1213,6 +1296,19 @@ class RedisBus:
                     consumer,
                 )
             await self._streams.drop_consumer(client, name, consumer)
+
+    def _live_session(self, runner: str, instance: str) -> bool:
+        """Whether ``runner/instance`` is this runner's session or a live peer's."""
+        if runner == self._name:
+            return instance == self._instance
+        return self._peers.instance_of(runner) == instance
+
+    def _silence_limit(self) -> float:
+        """Seconds after which a consumer that has not read is surely not a live runner's."""
+        return self.settings.heartbeat * self.settings.misses + _STREAM_BLOCK_MS / 1000 + 1
+
+    def _session_age(self) -> float:
+        return time.monotonic() - self._opened_at
 
     async def _answer_orphan(
         self, client: aioredis.Redis, head: tuple[str, str, str, str], reason: str
@@ -1242,6 +1338,7 @@ class RedisBus:
         # than waiting for messages that may have been lost.
         self._session_gone(self._name, self._instance)
         self._instance = uuid.uuid4().hex
+        self._opened_at = time.monotonic()
         await client.ping()
         for name in list(self._announced):
             if await self._ensure_stream(client, name) and name not in self._leaving:
@@ -1279,7 +1376,7 @@ class RedisBus:
         why = f"the connection to Redis was lost ({reason})"
         self._fail_routes(why, lambda _key, _route: True)
         for runner in self._peers.names():
-            self._runner_gone(runner, why, failed=True)
+            self._runner_gone(runner, why, failed=True, session_gone=False)
 
     async def _read_channels(self, pubsub: Any) -> None:
         own = self._channel(self._name)
@@ -1339,7 +1436,12 @@ class RedisBus:
                         )
                         self._spawn(self._discard_entry, stream, entry)
                         continue
-                    self._receive(raw, stream, stream, entry, fields.get(b"g"))
+                    attempts = max_attempts_of(fields)
+                    if attempts:
+                        self._deliveries[entry] = (attempts, 1)
+                    self._receive(raw, stream, stream, entry)
+                    if attempts:
+                        self._deliveries.pop(entry, None)
 
     async def _heartbeat(self, _pubsub: Any) -> None:
         client = self._client
@@ -1371,7 +1473,7 @@ class RedisBus:
                 )
             with anyio.fail_after(limit):  # TimeoutError: an OSError, so the session ends
                 await self._describe(client, workers)
-                await client.publish(self._broadcast, self._seal(encode_envelope(beat)))
+                await client.publish(self._broadcast, encode_envelope(beat))
             # "Now" is when this runner last heard its own heartbeat come back: after a stall
             # of its own event loop, the heartbeats queued meanwhile are read before anyone
             # is judged silent.
@@ -1407,7 +1509,7 @@ class RedisBus:
         data = registry.get(name) if registry is not None else None
         jobs: list[JobDescription] = list(data.jobs) if data and data.runner == self._name else []
         described = Described(runner=self._name, instance=self._instance, worker=name, jobs=jobs)
-        raw, problem = encode_description(described, limit - _SIGNED_OVERHEAD * self.signed)
+        raw, problem = encode_description(described, limit)
         if problem:
             logger.warning(
                 "%s: worker %r is described to the other runners as answering no jobs: its "
@@ -1416,7 +1518,7 @@ class RedisBus:
                 name,
                 problem,
             )
-        return self._seal(raw)
+        return raw
 
     # ----------------------------------------------------------------- background work
 
