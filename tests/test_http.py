@@ -510,38 +510,48 @@ async def test_events_are_built_only_while_a_client_watches(
             assert served.runner.events_enabled is False
 
 
-async def test_a_client_that_reads_too_slowly_loses_only_its_own_events_and_is_told() -> None:
+async def test_a_client_that_falls_behind_skips_ahead_and_is_told_what_it_lost() -> None:
     from framework.events import Event, EventModel, EventType
-    from framework.http._hub import CLIENT_BUFFER, EventFilter, EventHub
+    from framework.http._hub import RING, EventFilter, EventHub
 
     stopped: list[bool] = []
     hub = EventHub(lambda listener: lambda: stopped.append(True))
     slow = hub.subscribe(EventFilter(None, None))
     fast = hub.subscribe(EventFilter("w", None))
-    received: list[int] = []
-    with anyio.fail_after(5):
-        for i in range(1, CLIENT_BUFFER + 45):
+
+    def publish(first: int, last: int) -> None:
+        for i in range(first, last + 1):
             hub.publish(
                 EventModel(
                     event=Event.NODE_EXECUTION,
                     event_type=EventType.UPDATE,
-                    node_name="w",
+                    node_name="w" if i % 2 else "v",
                     sequence_id=i,
                 )
             )
-            async for item in fast.items():
-                assert not isinstance(item, int)
-                if item is not None:
-                    received.append(item.sequence_id)
-                break
-        first = []
-        async for item in slow.items():
-            first.append(item)
-            if len(first) == 2:
-                break
-    assert received == list(range(1, CLIENT_BUFFER + 45))
-    assert first[0] == 44
-    assert first[1].sequence_id == 1
-    assert hub.dropped == 44
+
+    def ids(chunk: bytes) -> list[int]:
+        return [int(line[4:]) for line in chunk.decode().splitlines() if line.startswith("id: ")]
+
+    with anyio.fail_after(5):
+        fast_batches = fast.batches()
+        slow_batches = slow.batches()
+        publish(1, 10)
+        received = ids(await anext(fast_batches))
+        publish(11, RING + 10)
+        while not received or received[-1] < RING + 9:  # one write carries 16 KiB at most
+            received += ids(await anext(fast_batches))
+        publish(RING + 11, RING + 54)  # the slow client has read nothing: 54 fell out
+        received += ids(await anext(fast_batches))
+        behind = await anext(slow_batches)
+        caught_up = ids(behind)
+        while caught_up[-1] < RING + 54:
+            caught_up += ids(await anext(slow_batches))
+    assert received == [i for i in range(1, RING + 55) if i % 2]
+    assert behind.decode().startswith('event: dropped\ndata: {"dropped":54}\n\n')
+    assert len(behind) < 20 * 1024
+    assert caught_up == list(range(55, RING + 55))
+    assert hub.dropped == 54
     hub.close()
     assert stopped == [True]
+    assert [chunk async for chunk in slow_batches] == []

@@ -24,8 +24,8 @@ from the listening one) so that a client that never reads backs up after a few e
 instead of after megabytes: what is tested is the service's own bound, not the kernel's."""
 MEMORY_MIB = 40
 """Memory the process may gain with the clients connected: their connections' buffers
-(uvicorn stops taking a stream's writes past its high-water mark) and the events each
-may have waiting (``CLIENT_BUFFER``)."""
+(uvicorn stops taking a stream's writes past its high-water mark); the events are kept
+once, in the hub's ring, whatever the number of clients."""
 RATE_SHARE = 0.5
 """Share of the job rate without clients that the backed-up clients must leave (loose:
 the machine running the tests is shared)."""

@@ -308,13 +308,8 @@ class Api:
 
         async def stream() -> AsyncIterator[bytes]:
             try:
-                async for item in subscription.items():
-                    if item is None:
-                        yield _sse.KEEPALIVE
-                    elif isinstance(item, int):
-                        yield _sse.encode("dropped", to_json({"dropped": item}))
-                    else:
-                        yield _sse.encode(None, item.json(), item.sequence_id)
+                async for chunk in subscription.batches():
+                    yield chunk
             finally:
                 self.hub.unsubscribe(subscription)
 

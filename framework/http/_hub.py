@@ -1,10 +1,14 @@
-"""Runtime events for ``GET /v1/events``: one bounded buffer per client.
+"""Runtime events for ``GET /v1/events``: one shared ring, a read position per client.
 
-The runner hands each event here (``WorkerRunner.listen_events``) while clients watch; it
-is turned into JSON once and offered to every client whose filter matches. A client that
-does not read fast enough loses its own events once its buffer is full (counted, and told
-with a ``dropped`` event), never the runner's time or another client's events. The last
-``REPLAY`` events are kept so that a reconnecting client resumes with ``Last-Event-ID``.
+The runner hands each event here (``WorkerRunner.listen_events``) while clients watch.
+Publishing costs the same whatever the number of clients: the event is appended to the
+ring and the clients that wait for news are woken through one shared event. Each client
+then sends what it has not sent yet as one write, at most once per ``batch_interval``,
+which grows with the number of clients: the work of delivering is bounded by time, not by
+events times clients. A client that does not read (or cannot keep up) falls behind the
+ring's tail and skips ahead, told how many it lost with a ``dropped`` event: it costs the
+runner nothing more. Events are turned into SSE text once, however many clients send
+them. The ring doubles as the replay for clients that resume with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
@@ -16,14 +20,24 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 
 from framework.events import EventModel
-from framework.http._sse import KEEPALIVE_SECONDS
+from framework.http._sse import KEEPALIVE, KEEPALIVE_SECONDS, encode
+from framework.http._tracker import to_json
 
-CLIENT_BUFFER = 256
-"""Events one client may have waiting before it loses new ones."""
-REPLAY = 512
-"""Recent events kept for clients that resume with ``Last-Event-ID``."""
+Listen = Callable[[Callable[[EventModel], None]], Callable[[], None]]
+"""``WorkerRunner.listen_events``: start calling a listener; returns how to stop."""
+
+RING = 4096
+"""Events kept for the clients: one further behind than this loses what it missed."""
 LINGER = 30.0
 """Seconds the hub keeps listening after its last client left, for one that reconnects."""
+BATCH_PER_CLIENT = 0.001
+"""Seconds added to the delivery interval per connected client: a thousand clients write at
+most once a second each."""
+MAX_BATCH = 1.0
+"""The longest a client waits before it sends what it has (with very many clients)."""
+MAX_BATCH_BYTES = 16 * 1024
+"""The most one write carries: a client whose connection is full holds at most this (and
+the server's own write buffer) in memory; what did not fit waits for the next write."""
 
 
 class EventFilter:
@@ -43,75 +57,84 @@ class EventFilter:
 
 
 class _Item:
-    """One event on its way to clients, turned into JSON at most once, when first sent."""
+    """One event in the ring, turned into SSE text at most once, when first sent."""
 
-    __slots__ = ("_json", "event", "job_id", "sequence_id", "worker")
+    __slots__ = ("_sse", "event", "job_id", "sequence_id", "worker")
 
     def __init__(self, event: EventModel) -> None:
         self.event = event
         self.sequence_id = event.sequence_id
         self.worker = event.node_name
         self.job_id = str(event.thread_id)
-        self._json: str | None = None
+        self._sse: bytes | None = None
 
-    def json(self) -> str:
-        """The event as JSON text."""
-        if self._json is None:
-            self._json = self.event.model_dump_json()
-        return self._json
+    def sse(self) -> bytes:
+        """The event as one SSE message (``id`` = its sequence id, no event name)."""
+        if self._sse is None:
+            self._sse = encode(None, self.event.model_dump_json(), self.sequence_id)
+        return self._sse
 
 
 class Subscription:
-    """One ``/v1/events`` client's buffer."""
+    """One ``/v1/events`` client: what it wants and how far it has read."""
 
-    def __init__(self, hub: EventHub, wanted: EventFilter) -> None:
+    def __init__(self, hub: EventHub, wanted: EventFilter, position: int) -> None:
         self.hub = hub
         self.wanted = wanted
-        self.buffer: deque[_Item] = deque()
+        self.position = position
+        """The hub index of the next event this client has not looked at."""
         self.dropped = 0
         self.closed = False
-        self._wake: anyio.Event | None = None
 
-    def offer(self, item: _Item) -> None:
-        """Take one event, or count it lost when the buffer is full."""
-        if len(self.buffer) >= CLIENT_BUFFER:
-            self.dropped += 1
-            self.hub.dropped += 1
-            return
-        self.buffer.append(item)
-        self.wake()
-
-    def wake(self) -> None:
-        """Wake the client's task if it waits for events."""
-        wake, self._wake = self._wake, None
-        if wake is not None:
-            wake.set()
-
-    async def items(self) -> AsyncIterator[_Item | int | None]:
-        """Yield events as they come; an int is the number of events lost since the last
-        yield (the client should know that it missed some); None after
-        ``KEEPALIVE_SECONDS`` without any (time for a keepalive)."""
-        reported = 0
+    async def batches(self) -> AsyncIterator[bytes]:
+        """Yield what to write, one chunk per delivery: the events this client wants, a
+        ``dropped`` event first when it fell behind, or a keepalive after a quiet while."""
+        hub = self.hub
         while not self.closed:
-            if self.dropped != reported:
-                yield self.dropped - reported
-                reported = self.dropped
-            if self.buffer:
-                yield self.buffer.popleft()
-                continue
-            self._wake = wake = anyio.Event()
-            with anyio.move_on_after(KEEPALIVE_SECONDS):
-                await wake.wait()
-            if not wake.is_set():
-                yield None
+            if self.position >= hub.count:  # nothing new: wait for news
+                with anyio.move_on_after(KEEPALIVE_SECONDS):
+                    await hub.news()
+                if self.closed:
+                    return
+                if self.position >= hub.count:
+                    yield KEEPALIVE
+                    continue
+            await anyio.sleep(hub.batch_interval)
+            chunk = self._take()
+            if chunk:
+                yield chunk
+
+    def _take(self) -> bytes:
+        hub = self.hub
+        first = hub.count - len(hub.ring)
+        parts = []
+        if self.position < first:
+            lost = first - self.position
+            self.dropped += lost
+            hub.dropped += lost
+            parts.append(encode("dropped", to_json({"dropped": lost})))
+            self.position = first
+        wanted = self.wanted
+        ring = hub.ring
+        size = 0
+        index = self.position - first
+        while index < len(ring) and size < MAX_BATCH_BYTES:
+            item = ring[index]
+            index += 1
+            if wanted.matches(item.worker, item.job_id):
+                text = item.sse()
+                parts.append(text)
+                size += len(text)
+        self.position = first + index
+        return b"".join(parts)
 
 
 class EventHub:
-    """Every ``/v1/events`` client's subscription, and the recent events.
+    """The ring of recent events and every ``/v1/events`` client.
 
-    The hub listens to the runner (``WorkerRunner.listen_events``) only while clients are
-    connected, and ``LINGER`` seconds after the last one left (so that it can resume with
-    ``Last-Event-ID``): while nobody watches, the runner builds no events for it.
+    The hub listens to the runner only while clients are connected, and ``LINGER``
+    seconds after the last one left (so that it can resume with ``Last-Event-ID``): while
+    nobody watches, the runner builds no events for it.
     """
 
     def __init__(
@@ -120,32 +143,52 @@ class EventHub:
         self._listen = listen
         self._stop_listening: Callable[[], None] | None = None
         self._idle_since = 0.0
+        self._news: anyio.Event | None = None
         self.subscriptions: set[Subscription] = set()
-        self.recent: deque[_Item] = deque(maxlen=REPLAY)
+        self.ring: deque[_Item] = deque(maxlen=RING)
+        self.count = 0
+        """Events published so far: the hub index the next one gets."""
         self.dropped = 0
-        """Events lost by slow clients, in all."""
+        """Events clients lost by falling behind, in all."""
+
+    def lost(self) -> int:
+        """Events clients have lost so far, counting those that a client still blocked on
+        a full connection has already fallen behind by."""
+        first = self.count - len(self.ring)
+        behind = sum(max(0, first - s.position) for s in self.subscriptions)
+        return self.dropped + behind
+
+    @property
+    def batch_interval(self) -> float:
+        """How long a woken client gathers events before it writes them."""
+        return min(MAX_BATCH, BATCH_PER_CLIENT * len(self.subscriptions))
 
     def publish(self, event: EventModel) -> None:
-        """Offer one runtime event to every client that wants it."""
+        """Add one runtime event and wake the clients that wait for news."""
         if not self.subscriptions and time.monotonic() - self._idle_since > LINGER:
             self._stop()
             return
-        item = _Item(event)
-        self.recent.append(item)
-        for subscription in self.subscriptions:
-            if subscription.wanted.matches(item.worker, item.job_id):
-                subscription.offer(item)
+        self.ring.append(_Item(event))
+        self.count += 1
+        news, self._news = self._news, None
+        if news is not None:
+            news.set()
+
+    async def news(self) -> None:
+        """Wait until an event is published."""
+        if self._news is None:
+            self._news = anyio.Event()
+        await self._news.wait()
 
     def subscribe(self, wanted: EventFilter, after: int = 0) -> Subscription:
-        """A new client; with ``after`` (its ``Last-Event-ID``) the kept events after that
-        id are queued first."""
+        """A new client; with ``after`` (its ``Last-Event-ID``) it starts with the kept
+        events whose sequence id is greater."""
         if self._stop_listening is None:
             self._stop_listening = self._listen(self.publish)
-        subscription = Subscription(self, wanted)
+        position = self.count
         if after:
-            for item in self.recent:
-                if item.sequence_id > after and wanted.matches(item.worker, item.job_id):
-                    subscription.offer(item)
+            position -= sum(1 for item in self.ring if item.sequence_id > after)
+        subscription = Subscription(self, wanted, position)
         self.subscriptions.add(subscription)
         return subscription
 
@@ -153,7 +196,6 @@ class EventHub:
         """Forget a client that has gone."""
         self.subscriptions.discard(subscription)
         subscription.closed = True
-        subscription.wake()
         if not self.subscriptions:
             self._idle_since = time.monotonic()
 
@@ -161,10 +203,13 @@ class EventHub:
         if self._stop_listening is not None:
             self._stop_listening()
             self._stop_listening = None
-        self.recent.clear()
+        self.ring.clear()
 
     def close(self) -> None:
         """End every client's stream and stop listening (the runner is ending)."""
         for subscription in list(self.subscriptions):
             self.unsubscribe(subscription)
+        news, self._news = self._news, None
+        if news is not None:
+            news.set()
         self._stop()

@@ -99,7 +99,7 @@ class HttpService:
         return self._runner.listen_events(listener)
 
     def _events_dropped(self) -> int:
-        lost = self.hub.dropped
+        lost = self.hub.lost()
         if self._runner is not None:
             lost += sum(stats.dropped for stats in self._runner.event_stats().values())
         return lost
