@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any
 
+from framework._exit_codes import job_exit_code
 from framework.jobs import JobEvent
 from framework.types import JobStatus
 
@@ -48,6 +49,29 @@ class JobPrinter:
             )
         else:
             self._line(json.dumps(response, default=str))
+
+    def outcome(
+        self,
+        worker: str,
+        status: JobStatus,
+        response: dict[str, Any],
+        *,
+        timed_out: bool = False,
+        where: str = "",
+    ) -> int:
+        """Print the response and, unless the job completed, a line on stderr naming the
+        worker and how the job ended; return the command's exit code. ``where`` says which
+        runner ended it, for a job run on another (``--url``)."""
+        self.response(status, response)
+        self.end()
+        if status is not JobStatus.COMPLETED:
+            detail = str(response.get("error", ""))
+            if timed_out:
+                line = f"{detail or 'timed out'}{where}; it was cancelled"
+            else:
+                line = f"ended {status}{where}" + (f": {detail}" if detail else "")
+            print(f"framework: job to worker {worker!r} {line}", file=sys.stderr)
+        return job_exit_code(status, timed_out=timed_out)
 
     def end(self) -> None:
         if self._mid_line:

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,10 +17,19 @@ import anyio
 import anyio.abc
 from pydantic import SecretStr, ValidationError
 
+from framework._exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
+from framework._job_checks import BadJobName, check_job_name, did_you_mean, unknown_worker
 from framework._printer import JobPrinter
 from framework.bus.base import Bus
 from framework.bus.local import LocalBus
-from framework.config import ConfigError, RunConfig, bus_secrets, validation_error
+from framework.config import (
+    CONFIG_KEYS_URL,
+    ConfigError,
+    RunConfig,
+    WorkerConfig,
+    bus_secrets,
+    validation_error,
+)
 from framework.http._service import HttpService
 from framework.jobs import JobError
 from framework.plugins import PluginHost
@@ -37,7 +46,12 @@ READY_TIMEOUT = 10.0
 
 
 class RunFailed(Exception):
-    """``framework run`` cannot do what was asked; the message says what and what to do."""
+    """``framework run`` cannot do what was asked; the message says what and what to do,
+    ``code`` is the exit code (1, or 2 for a usage error)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -93,40 +107,57 @@ def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[Base
 
 def _configured_workers(config: RunConfig, source: str, host: PluginHost) -> list[BaseWorker]:
     assert config.workers is not None
-    registered = host.workers
     workers: list[BaseWorker] = []
+    errors: list[ConfigError] = []
     names: set[str] = set()
     for index, spec in enumerate(config.workers):
-        key = f"workers.{index}"
-        if spec.type not in registered:
-            known = ", ".join(sorted(registered.entries)) or "none: install a plugin"
-            raise ConfigError(
-                source,
-                f"{key}.type",
-                f"no worker {spec.type!r} is registered (registered: {known})",
-            )
-        try:
-            worker_class = registered.resolve(spec.type)
-        except RegistrationError as exc:
-            raise ConfigError(source, f"{key}.type", str(exc)) from None
         name = spec.name or spec.type
         if name in names:
-            raise ConfigError(source, f"{key}.name", f"a worker named {name!r} is configured twice")
+            errors.append(
+                ConfigError(
+                    source, f"workers.{index}.name", f"a worker named {name!r} is configured twice"
+                )
+            )
         names.add(name)
-        kwargs: dict[str, Any] = {}
-        if not spec.active:
-            kwargs["active"] = False
-        if spec.config or getattr(worker_class, "config_model", None) is not None:
-            kwargs["config"] = spec.config
         try:
-            workers.append(worker_class(name, **kwargs))
-        except ValidationError as exc:
-            raise validation_error(exc, source, f"{key}.config") from None
-        except Exception as exc:
-            raise ConfigError(
-                source, key, f"worker {spec.type!r} cannot be built: {type(exc).__name__}: {exc}"
-            ) from None
+            workers.append(_configured_worker(spec, name, f"workers.{index}", source, host))
+        except ConfigError as exc:  # every worker is checked: all the problems at once
+            errors.append(exc)
+    if errors:
+        raise ConfigError.combine(errors)
     return workers
+
+
+def _configured_worker(
+    spec: WorkerConfig, name: str, key: str, source: str, host: PluginHost
+) -> BaseWorker:
+    registered = host.workers
+    if spec.type not in registered:
+        known = ", ".join(sorted(registered.entries)) or "none: install a plugin"
+        raise ConfigError(
+            source,
+            f"{key}.type",
+            f"no worker {spec.type!r} is registered{did_you_mean(spec.type, registered.entries)}"
+            f" (registered: {known})",
+        )
+    try:
+        worker_class = registered.resolve(spec.type)
+    except RegistrationError as exc:
+        raise ConfigError(source, f"{key}.type", str(exc)) from None
+    kwargs: dict[str, Any] = {}
+    if not spec.active:
+        kwargs["active"] = False
+    if spec.config or getattr(worker_class, "config_model", None) is not None:
+        kwargs["config"] = spec.config
+    try:
+        worker: BaseWorker = worker_class(name, **kwargs)
+    except ValidationError as exc:
+        raise validation_error(exc, source, f"{key}.config") from None
+    except Exception as exc:
+        raise ConfigError(
+            source, key, f"worker {spec.type!r} cannot be built: {type(exc).__name__}: {exc}"
+        ) from None
+    return worker
 
 
 def check_llm_config(
@@ -172,10 +203,17 @@ def check_llm_config(
             model.model_validate(config.llm.options)
         except ValidationError as exc:
             error = validation_error(exc, source, "llm.options")
-            error.reason = error.reason.replace(
-                "docs/configuration.md lists the keys", "framework backends lists the options"
-            )
-            raise ConfigError(error.file, error.key, error.reason) from None
+            problems = [
+                (
+                    key,
+                    reason.replace(
+                        CONFIG_KEYS_URL + " lists the keys", "framework backends lists the options"
+                    ),
+                )
+                for key, reason in error.problems
+            ]
+            (key, reason), *more = problems
+            raise ConfigError(error.file, key, reason, more) from None
     return workers
 
 
@@ -339,10 +377,6 @@ async def configure(runner: WorkerRunner, config: RunConfig) -> None:
     await runner.hooks.configure_runner(runner, config)
 
 
-EXIT_INTERRUPTED = 130
-"""Exit code of ``--job`` stopped by SIGINT or SIGTERM (the job is cancelled first)."""
-
-
 async def _submit(runner: WorkerRunner, config: RunConfig, request: JobRequest) -> int:
     failure: RunFailed | BrokenPipeError | None = None
     code = 1
@@ -383,28 +417,35 @@ async def _cancel_on_signal(
 
 
 async def _submit_job(runner: WorkerRunner, config: RunConfig, request: JobRequest) -> int:
-    printer = JobPrinter(request.as_json)
     worker = request.worker
     failed = runner.failed_workers.get(worker)
     if failed is not None:
         raise RunFailed(f"worker {worker!r} failed to start: {failed.error}")
     if isinstance(runner.bus, LocalBus) and worker not in runner.workers:
-        running = ", ".join(sorted(runner.workers)) or "none"
         raise RunFailed(
-            f"no worker named {worker!r} on this runner (workers: {running}); "
-            "see 'framework plugins' for what is registered"
+            unknown_worker(worker, "on this runner", runner.workers)
+            + "; see 'framework plugins' for what is registered"
         )
     wait = request.timeout if request.timeout is not None else READY_TIMEOUT
     start = anyio.current_time()
-    with anyio.move_on_after(wait):
-        await runner.registry.wait_ready(worker)
-    if worker not in runner.registry:
-        raise RunFailed(
-            f"worker {worker!r} did not appear on {redact_url(config.bus)} within {wait:g} s"
-        )
+    await _wait_for_worker(runner, worker, wait)
+    data = runner.registry.get(worker)
+    if data is None:
+        registry = runner.registry
+        known = [*registry.local_workers, *registry.remote_workers]
+        waited = anyio.current_time() - start >= wait
+        where = f"on {redact_url(config.bus)}" + (f" within {wait:g} s" if waited else "")
+        raise RunFailed(unknown_worker(worker, where, known))
+    try:
+        note = check_job_name(worker, request.name, [job.name for job in data.jobs])
+    except BadJobName as exc:
+        raise RunFailed(str(exc), EXIT_USAGE) from None
+    if note is not None:
+        print(f"framework: note: {note}", file=sys.stderr)
     remaining = None
     if request.timeout is not None:
         remaining = max(0.0, request.timeout - (anyio.current_time() - start))
+    printer = JobPrinter(request.as_json)
     try:
         async with runner.job(
             worker, name=request.name, payload=request.payload, timeout=remaining
@@ -412,17 +453,28 @@ async def _submit_job(runner: WorkerRunner, config: RunConfig, request: JobReque
             async for event in job:
                 printer.event(event)
     except JobError as exc:
-        printer.response(exc.status, exc.response)
-        printer.end()
-        detail = exc.response.get("error", "")
-        print(
-            f"framework: job to worker {worker!r} ended {exc.status}"
-            + (f": {detail}" if detail else ""),
-            file=sys.stderr,
-        )
-        return 1
+        response = exc.response
+        if exc.timed_out and request.timeout is not None:  # the whole --timeout, not what was left
+            response = {**response, "error": f"timed out after {request.timeout:g} s"}
+        return printer.outcome(worker, exc.status, response, timed_out=exc.timed_out)
     finally:
         printer.end()
-    printer.response(job.status or JobStatus.ERROR, job.response or {})
-    printer.end()
-    return 0
+    return printer.outcome(worker, job.status or JobStatus.ERROR, job.response or {})
+
+
+async def _wait_for_worker(runner: WorkerRunner, worker: str, wait: float) -> None:
+    """Wait up to ``wait`` seconds for ``worker`` to be ready, and no longer than it takes a
+    network bus that can tell (``wait_settled``) to have heard from every runner on it."""
+    settled = getattr(runner.bus, "wait_settled", None)
+    with anyio.move_on_after(wait):
+        if settled is None:
+            await runner.registry.wait_ready(worker)
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_then_cancel, runner.registry.wait_ready(worker), tg.cancel_scope)
+            tg.start_soon(_then_cancel, settled(), tg.cancel_scope)
+
+
+async def _then_cancel(waiting: Awaitable[object], scope: anyio.CancelScope) -> None:
+    await waiting
+    scope.cancel()

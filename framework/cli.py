@@ -4,9 +4,10 @@ Importing this module imports click and nothing heavy: plugins are loaded when a
 needs them (or when ``--help`` lists the commands plugins add), in one explicit,
 idempotent step, and a broken plugin is reported without stopping ``--help``.
 
-Exit codes: 0 success; 1 a job that did not complete, a plugin failure (strict mode or a
-registration clash), a worker that never appeared, or (``jobs``) no such durable job; 2 a
-bad configuration or option, or (``jobs``) a bus that keeps no durable jobs.
+Exit codes (docs/configuration.md has the table): 0 success, or a job that completed; 1 a
+job that failed or ended in error, or a command that could not do what was asked; 2 a usage
+or configuration error; 3 a job cancelled by someone else; 124 a job that timed out; 130 a
+job interrupted by Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ if TYPE_CHECKING:
     from framework.config import RunConfig
     from framework.http._service import HttpService
     from framework.plugins import PluginHost
+    from framework.worker import BaseWorker
 
 _HOST_KEY = "framework.host"
+_VERBOSE_KEY = "framework.verbose"
+_STRICT_KEY = "framework.strict_plugins"
 
 EXIT_JOB_FAILED = 1
 EXIT_CONFIG = 2
@@ -40,10 +44,44 @@ def _host(ctx: click.Context, extra_p: tuple[str, ...] = (), strict: bool = Fals
         from framework.plugins import PluginHost, PluginSelection
 
         options = (*root.params.get("plugin_options", ()), *extra_p)
-        strict = strict or bool(root.params.get("strict_plugins"))
+        strict = strict or bool(root.params.get("strict_plugins")) or _STRICT_KEY in root.meta
         host = PluginHost(PluginSelection.from_options(options, strict=strict))
         root.meta[_HOST_KEY] = host
     return host
+
+
+def _verbose(ctx: click.Context) -> bool:
+    """``-v``, given before or after the command."""
+    root = ctx.find_root()
+    return bool(root.params.get("verbose")) or _VERBOSE_KEY in root.meta
+
+
+def _remember_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        key = _VERBOSE_KEY if param.name == "verbose_here" else _STRICT_KEY
+        ctx.find_root().meta[key] = True
+    return value
+
+
+def _group_flags(function: Any) -> Any:
+    """``-v`` and ``--strict-plugins`` after the command too (``framework run -v``)."""
+    function = click.option(
+        "--strict-plugins",
+        "strict_here",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_flag,
+        help="Exit non-zero when a plugin fails to load (as before the command).",
+    )(function)
+    return click.option(
+        "-v",
+        "--verbose",
+        "verbose_here",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_flag,
+        help="Verbose output (as before the command).",
+    )(function)
 
 
 def _load(host: PluginHost, *, registrations: bool = False) -> None:
@@ -116,9 +154,40 @@ _plugin_option = click.option(
     is_flag=True,
     help="Print runtime events, and the tracebacks of jobs that raise, on stderr.",
 )
-@click.version_option(package_name="agent-plugin-framework", prog_name="framework")
+@click.option(
+    "--version",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, param, value: _print_version(ctx) if value else None,
+    help="Print the version of the framework and of each installed plugin, and exit.",
+)
 def cli(plugin_options: tuple[str, ...], strict_plugins: bool, verbose: bool) -> None:
     """Workers that exchange jobs over a bus, composed from installed plugins."""
+
+
+def _print_version(ctx: click.Context) -> None:
+    """``framework --version``: the core's version, then each installed plugin's."""
+    if ctx.resilient_parsing:
+        return
+    from importlib.metadata import version
+
+    click.echo(f"framework (agent-plugin-framework) {version('agent-plugin-framework')}")
+    host = _host(ctx)
+    _load(host)
+    seen: set[str] = set()
+    for info in host.plugin_infos():
+        if info.builtin or info.name in seen:
+            continue
+        seen.add(info.name)
+        if info.error:
+            where = " ".join(filter(None, (info.distribution or "not loaded", info.version)))
+            click.echo(f"  {info.name}: {where} (broken: see 'framework plugins')")
+        elif info.distribution:
+            click.echo(f"  {info.name}: {info.distribution} {info.version}")
+        else:
+            click.echo(f"  {info.name}: (registered in code)")
+    ctx.exit()
 
 
 # --------------------------------------------------------------------------- plugins
@@ -130,6 +199,7 @@ def cli(plugin_options: tuple[str, ...], strict_plugins: bool, verbose: bool) ->
     "--requirements", is_flag=True, help="name==version lines of the plugin distributions."
 )
 @_plugin_option
+@_group_flags
 @click.pass_context
 def plugins_command(
     ctx: click.Context, as_json: bool, requirements: bool, extra_plugin_options: tuple[str, ...]
@@ -172,6 +242,7 @@ def plugins_command(
 @cli.command("backends")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
 @_plugin_option
+@_group_flags
 @click.pass_context
 def backends_command(
     ctx: click.Context, as_json: bool, extra_plugin_options: tuple[str, ...]
@@ -216,9 +287,19 @@ def backends_command(
     help="Configuration file (default: ./framework.toml, or [tool.framework] in ./pyproject.toml).",
 )
 @click.option("--bus", "bus_url", metavar="URL", help="Bus URL, e.g. local:// (default).")
-@click.option("--job", "job_worker", metavar="WORKER", help="Submit one job to WORKER and exit.")
+@click.option(
+    "--job",
+    "job_worker",
+    metavar="WORKER",
+    shell_complete=lambda ctx, param, incomplete: _complete_workers(ctx, incomplete),
+    help="Submit one job to WORKER and exit.",
+)
 @click.option("--name", "job_name", metavar="JOB", help="The job's name (with --job).")
-@click.option("--payload", metavar="JSON", help="The job's payload, a JSON object (with --job).")
+@click.option(
+    "--payload",
+    metavar="JSON",
+    help="The job's payload, a JSON object (with --job); @FILE reads it from FILE, - from stdin.",
+)
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up on the job after SECONDS.")
 @click.option("--json", "as_json", is_flag=True, help="With --job: one JSON object per line.")
 @click.option(
@@ -235,6 +316,7 @@ def backends_command(
 )
 @click.option("--no-http", is_flag=True, help="Serve no HTTP API or dashboard.")
 @_plugin_option
+@_group_flags
 @click.pass_context
 def run_command(
     ctx: click.Context,
@@ -252,14 +334,8 @@ def run_command(
 ) -> None:
     """Start a runner with the registered (or configured) workers; serve until Ctrl-C or
     SIGTERM, or, with --job, submit one job, print what it sends, and exit."""
-    from framework._run_command import (
-        JobRequest,
-        RunFailed,
-        build_workers,
-        check_llm_config,
-        run_or_submit,
-    )
-    from framework.config import ConfigError, load_config
+    from framework._run_command import JobRequest, RunFailed, run_or_submit
+    from framework.config import ConfigError
 
     if job_worker is None and (job_name or payload or as_json):
         raise click.UsageError("--name, --payload and --json go with --job WORKER")
@@ -279,23 +355,7 @@ def run_command(
     if job_worker is not None and url is not None:
         _submit_over_http(ctx, url, job_worker, job_name, job_payload, timeout, as_json)
     host = _host(ctx, extra_plugin_options)
-    _load(host, registrations=True)
-    if host.registration_errors:
-        raise click.ClickException(
-            "plugins registered conflicting or invalid things:\n  "
-            + "\n  ".join(host.registration_errors)
-        )
-    try:
-        config, source = load_config(config_path)
-        if bus_url is not None:
-            config.bus = bus_url
-        if ctx.find_root().params.get("verbose"):
-            config.publishers.console.enabled = True
-        workers = build_workers(config, source, host)
-        workers = check_llm_config(config, source, host, workers)
-    except ConfigError as exc:
-        click.echo(f"framework: configuration error: {exc}", err=True)
-        ctx.exit(EXIT_CONFIG)
+    config, source, workers = _run_config(ctx, host, config_path, bus_url)
     request = None
     http = None
     if job_worker is not None:
@@ -312,8 +372,36 @@ def run_command(
         ctx.exit(EXIT_CONFIG)
     except RunFailed as exc:
         click.echo(f"framework: {exc}", err=True)
-        ctx.exit(EXIT_JOB_FAILED)
+        ctx.exit(exc.code)
     ctx.exit(code)
+
+
+def _run_config(
+    ctx: click.Context, host: PluginHost, config_path: Path | None, bus_url: str | None
+) -> tuple[RunConfig, str, list[BaseWorker]]:
+    """Load the plugins and the configuration, and build the workers, as ``framework run``
+    does before it starts anything: a clash exits 1, a configuration problem exits 2."""
+    from framework._run_command import build_workers, check_llm_config
+    from framework.config import ConfigError, load_config
+
+    _load(host, registrations=True)
+    if host.registration_errors:
+        raise click.ClickException(
+            "plugins registered conflicting or invalid things:\n  "
+            + "\n  ".join(host.registration_errors)
+        )
+    try:
+        config, source = load_config(config_path)
+        if bus_url is not None:
+            config.bus = bus_url
+        if _verbose(ctx):
+            config.publishers.console.enabled = True
+        workers = build_workers(config, source, host)
+        workers = check_llm_config(config, source, host, workers)
+    except ConfigError as exc:
+        click.echo(f"framework: configuration error: {exc}", err=True)
+        ctx.exit(EXIT_CONFIG)
+    return config, source, workers
 
 
 def _submit_over_http(
@@ -333,7 +421,7 @@ def _submit_over_http(
         code = submit(url, JobRequest(worker, name, payload, timeout, as_json))
     except SubmitFailed as exc:
         click.echo(f"framework: {exc}", err=True)
-        ctx.exit(EXIT_JOB_FAILED)
+        ctx.exit(exc.code)
     ctx.exit(code)
 
 
@@ -380,20 +468,115 @@ def _http_service(
 
 
 def _parse_payload(payload: str | None) -> dict[str, Any]:
+    """``--payload``: JSON text, ``@FILE`` (the file's JSON) or ``-`` (stdin's)."""
     if payload is None:
         return {}
     import json
 
+    text = payload
+    where = ""
+    if payload == "-":
+        text, where = sys.stdin.read(), " (read from stdin)"
+    elif payload.startswith("@"):
+        path = Path(payload[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(
+                f"cannot read {str(path)!r}: {exc}", param_hint="--payload"
+            ) from None
+        where = f" (in {path})"
     try:
-        value = json.loads(payload)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--payload") from None
+        raise click.BadParameter(f"not valid JSON{where} ({exc})", param_hint="--payload") from None
     if not isinstance(value, dict):
         raise click.BadParameter(
-            f'must be a JSON object like \'{{"text": "hi"}}\', got {type(value).__name__}',
+            f'must be a JSON object like \'{{"text": "hi"}}\'{where}, got {type(value).__name__}',
             param_hint="--payload",
         )
     return value
+
+
+def _complete_workers(ctx: click.Context, incomplete: str) -> list[Any]:
+    """Shell completion of ``--job``: the registered workers and those ``./framework.toml``
+    (or ``--config``) names; quiet, and empty when anything goes wrong."""
+    from click.shell_completion import CompletionItem
+
+    names: set[str] = set()
+    try:
+        from framework.plugins import PluginHost, PluginSelection
+
+        root = ctx.find_root()
+        options = (
+            *root.params.get("plugin_options", ()),
+            *ctx.params.get("extra_plugin_options", ()),
+        )
+        host = PluginHost(PluginSelection.from_options(options), report=False)
+        host.load()
+        host.collect_registrations()
+        names.update(host.workers.entries)
+        from framework.config import load_config
+
+        config, _ = load_config(ctx.params.get("config_path"))
+        for spec in config.workers or ():
+            names.add(spec.name or spec.type)
+    except Exception:  # completion never prints a traceback into the shell
+        pass
+    return [CompletionItem(name) for name in sorted(names) if name.startswith(incomplete)]
+
+
+# --------------------------------------------------------------------------- config
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Check the run configuration without starting anything."""
+
+
+@config_group.command("check")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Configuration file (default: ./framework.toml, or [tool.framework] in ./pyproject.toml).",
+)
+@click.option("--bus", "bus_url", metavar="URL", help="Bus URL, overriding the configuration's.")
+@_plugin_option
+@_group_flags
+@click.pass_context
+def config_check_command(
+    ctx: click.Context,
+    config_path: Path | None,
+    bus_url: str | None,
+    extra_plugin_options: tuple[str, ...],
+) -> None:
+    """Check the configuration as 'framework run' would: the file, the workers and their
+    settings, the LLM backend, the bus URL and the HTTP address. Nothing is started or
+    connected to; exit 0 when it is good, 2 listing every problem when not."""
+    from framework._run_command import make_bus
+    from framework.config import ConfigError, bus_secrets
+    from framework.http._settings import ListenError, resolve
+    from framework.urls import redact_url
+
+    host = _host(ctx, extra_plugin_options)
+    config, source, workers = _run_config(ctx, host, config_path, bus_url)
+    try:
+        make_bus(config.bus, host, "--bus" if bus_url is not None else source, bus_secrets(config))
+        http = resolve(config.http, None) if config.http.enabled else None
+    except ConfigError as exc:
+        click.echo(f"framework: configuration error: {exc}", err=True)
+        ctx.exit(EXIT_CONFIG)
+    except ListenError as exc:
+        click.echo(f"framework: configuration error: {source}: http: {exc}", err=True)
+        ctx.exit(EXIT_CONFIG)
+    names = ", ".join(w.name for w in workers) or "none"
+    click.echo(f"{source}: good")
+    click.echo(f"  runner: {config.name or '(a generated name)'}")
+    click.echo(f"  bus: {redact_url(config.bus)}")
+    click.echo(f"  workers: {names}")
+    click.echo(f"  llm backend: {config.llm.backend}")
+    click.echo(f"  http: {http.url if http is not None else 'off'}")
 
 
 # --------------------------------------------------------------------------- jobs
@@ -444,7 +627,13 @@ def uninstall_command(names: tuple[str, ...], yes: bool) -> None:
     """
     import subprocess
 
-    raise SystemExit(subprocess.call(_installer("uninstall", names, yes)))
+    command = _installer("uninstall", names, yes)
+    if command[1:3] == ["-m", "pip"] and not yes and not sys.stdin.isatty():
+        raise click.UsageError(
+            "pip asks for confirmation and there is no terminal to answer it: "
+            f"add -y (framework uninstall -y {' '.join(names)})"
+        )
+    raise SystemExit(subprocess.call(command))
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +19,53 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_core import PydanticCustomError
 
 from framework.http._settings import HttpConfig
+from framework.urls import docs_url
 
 CONFIG_FILE = "framework.toml"
 PYPROJECT = "pyproject.toml"
+CONFIG_KEYS_URL = docs_url("configuration.md#keys")
+"""Where a pip user reads the configuration's keys."""
 BUS_SECRET_VARIABLE = "FRAMEWORK_BUS_SECRET"
 """The environment variable that holds the bus secret when the configuration sets none."""
 
 
 class ConfigError(Exception):
-    """A configuration problem: which file, which key, and why."""
+    """A configuration problem: which file, which key, and why.
 
-    def __init__(self, file: str, key: str, reason: str) -> None:
+    ``key`` and ``reason`` are the first problem; ``problems`` lists every one found, as
+    ``(key, reason)`` pairs, and the message shows them all (one per line when several).
+    """
+
+    def __init__(
+        self,
+        file: str,
+        key: str,
+        reason: str,
+        more: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self.file = file
         self.key = key
         self.reason = reason
-        where = f"{file}: {key}" if key else file
-        super().__init__(f"{where}: {reason}")
+        self.problems: list[tuple[str, str]] = [(key, reason), *more]
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if len(self.problems) == 1:
+            where = f"{self.file}: {self.key}" if self.key else self.file
+            return f"{where}: {self.reason}"
+        lines = [f"{self.file}: {len(self.problems)} problems:"]
+        lines += [f"  {key}: {reason}" if key else f"  {reason}" for key, reason in self.problems]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self._message()
+
+    @classmethod
+    def combine(cls, errors: Sequence[ConfigError]) -> ConfigError:
+        """One error listing every problem of ``errors`` (all about the same file)."""
+        first = errors[0]
+        more = [problem for error in errors for problem in error.problems][1:]
+        return cls(first.file, first.key, first.reason, more)
 
 
 class _Strict(BaseModel):
@@ -222,23 +253,25 @@ def parse_config(data: dict[str, Any], source: str) -> RunConfig:
 
 
 def validation_error(exc: ValidationError, source: str, prefix: str) -> ConfigError:
-    """A ``ConfigError`` for the first problem pydantic found, with its dotted key."""
+    """A ``ConfigError`` listing every problem pydantic found, each with its dotted key."""
     problems = exc.errors(include_url=False, include_input=False)
     # A misspelled key also makes the right one "missing": report the unknown key first.
     problems.sort(key=lambda p: p["type"] != "extra_forbidden")
-    first = problems[0]
-    parts = [*(prefix.split(".") if prefix else []), *first["loc"]]
-    key = ".".join(str(part) for part in parts)
-    reason = first["msg"]
-    if first["type"] == "extra_forbidden":
-        where = (
-            "the worker's settings (its config_model)"
-            if prefix.startswith("workers.")
-            else "docs/configuration.md lists the keys"
-        )
-        reason = f"unknown key (check the spelling; {where})"
-    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-    return ConfigError(source, key, reason + more)
+    found: list[tuple[str, str]] = []
+    for problem in problems:
+        parts = [*(prefix.split(".") if prefix else []), *problem["loc"]]
+        key = ".".join(str(part) for part in parts)
+        reason = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            where = (
+                "the worker's settings (its config_model)"
+                if prefix.startswith("workers.")
+                else f"{CONFIG_KEYS_URL} lists the keys"
+            )
+            reason = f"unknown key (check the spelling; {where})"
+        found.append((key, reason))
+    (key, reason), *more = found
+    return ConfigError(source, key, reason, more)
 
 
 def resolve_env(value: Any, source: str, key: str) -> Any:

@@ -378,8 +378,34 @@ class WorkerRunner(RequestsJobs):
                     logger.warning("%s again: cancelling runner %r now", name, self.name)
                     self._request_stop(cancel=True, reason=f"{name} received twice")
                 else:
-                    logger.info("%s: ending runner %r gracefully", name, self.name)
+                    self._say_ending(name)
                     self._request_stop(cancel=False, reason=f"{name} received")
+
+    def _say_ending(self, signal_name: str) -> None:
+        """The first signal: say what the graceful end waits for, and that a second signal
+        cancels it (a warning when jobs are running, so ``framework run`` prints it)."""
+        runtime = self._runtime
+        running = (
+            {s.name: len(s.running) for s in runtime.servings.values() if s.running}
+            if runtime is not None
+            else {}
+        )
+        if not running:
+            logger.info("%s: ending runner %r gracefully", signal_name, self.name)
+            return
+        jobs = sum(running.values())
+        where = ", ".join(f"{name}: {count}" for name, count in sorted(running.items()))
+        logger.warning(
+            "%s: ending runner %r: waiting up to %g s for %d running job%s (%s); "
+            "press Ctrl-C again (or send SIGTERM) to cancel %s now",
+            signal_name,
+            self.name,
+            self.grace_period,
+            jobs,
+            "" if jobs == 1 else "s",
+            where,
+            "it" if jobs == 1 else "them",
+        )
 
     async def __aenter__(self) -> WorkerRunner:
         if self._state != "new":

@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from urllib.parse import unquote_plus, urlsplit
 
-__all__ = ["redact_url"]
+__all__ = ["DOCS_URL", "docs_url", "redact_url"]
 
 HIDDEN = "***"
 """What a password is replaced with."""
+
+REPOSITORY_URL = "https://github.com/agent-plugin-framework/agent-plugin-framework"
+"""The project's home, as ``[project.urls]`` in each ``pyproject.toml`` names it."""
+DOCS_URL = REPOSITORY_URL + "/blob/main/docs/"
+"""Where the documentation pages are read online (messages name these, not ``docs/``
+paths, which a ``pip install`` does not bring)."""
+
+
+def docs_url(page: str) -> str:
+    """The online address of a documentation page: ``docs_url("hooks.md#register_workers")``."""
+    return DOCS_URL + page
 
 
 def redact_url(url: str) -> str:

@@ -120,7 +120,8 @@ def test_serving_prints_the_url_and_a_job_over_url_prints_like_the_in_process_pa
     assert env_url.returncode == 0
     assert env_url.stdout.strip() == '{"text": "ba"}'
     assert unknown.returncode == 1
-    assert "no worker named 'tool'; did you mean 'tools'?" in unknown.stderr
+    assert "no worker named 'tool' on the runner at" in unknown.stderr
+    assert "did you mean 'tools'?" in unknown.stderr
 
 
 def test_sigint_during_a_job_over_url_cancels_it_on_the_runner() -> None:

@@ -17,6 +17,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from framework._exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from framework._job_checks import BadJobName, check_job_name, unknown_worker
 from framework._printer import JobPrinter
 from framework.http import _sse
 from framework.http._settings import DEFAULT_LISTEN, TOKEN_ENV
@@ -28,12 +30,16 @@ if TYPE_CHECKING:
 
     from framework._run_command import JobRequest
 
-EXIT_INTERRUPTED = 130
 CONNECT_SECONDS = 10.0
 
 
 class SubmitFailed(Exception):
-    """The job could not be submitted or followed; the message says why and what to do."""
+    """The job could not be submitted or followed; the message says why and what to do,
+    ``code`` is the exit code (1, or 2 for a usage error)."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _Interrupted(Exception):
@@ -79,7 +85,7 @@ def submit(url: str, request: JobRequest) -> int:
             base_url=base, headers=headers, timeout=httpx.Timeout(CONNECT_SECONDS, read=None)
         ) as client:
             try:
-                return _follow(client, body, printer, state, base)
+                return _follow(client, body, printer, state, base, request.timeout)
             except (_Interrupted, KeyboardInterrupt) as exc:
                 name = exc.name if isinstance(exc, _Interrupted) else "SIGINT"
                 printer.end()
@@ -111,8 +117,10 @@ def _follow(
     printer: JobPrinter,
     state: dict[str, str],
     base: str,
+    timeout: float | None,
 ) -> int:
     worker = body["worker"]
+    _check_names(client, worker, body.get("name"), base)
     with client.stream("POST", "/v1/jobs", json=body) as answer:
         if answer.status_code != 200:
             answer.read()
@@ -124,23 +132,47 @@ def _follow(
             elif event == "response":
                 status = JobStatus(value["status"])
                 response = value["response"] or {}
-                printer.response(status, response)
-                printer.end()
-                if status is JobStatus.COMPLETED:
-                    return 0
-                detail = response.get("error", "")
-                print(
-                    f"framework: job to worker {worker!r} ended {status}"
-                    + (f": {detail}" if detail else ""),
-                    file=sys.stderr,
+                error = str(response.get("error", ""))
+                timed_out = (
+                    timeout is not None
+                    and status is JobStatus.CANCELLED
+                    and error.startswith("timed out after")
                 )
-                return 1
+                where = f" on the runner at {base}" if status is JobStatus.CANCELLED else ""
+                return printer.outcome(
+                    worker, status, response, timed_out=timed_out, where="" if timed_out else where
+                )
             else:
                 printer.event(JobEvent(event, value))
     printer.end()
     raise SubmitFailed(
         f"the runner at {base} closed the stream before the job's response (did it stop?)"
     )
+
+
+def _check_names(client: httpx.Client, worker: str, name: str | None, base: str) -> None:
+    """The worker and job-name checks of the in-process path, against ``GET /v1/workers``
+    (skipped when the runner does not answer it)."""
+    import httpx
+
+    try:
+        answer = client.get("/v1/workers", timeout=CONNECT_SECONDS)
+        rows = answer.json()["workers"] if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        rows = None
+    if not isinstance(rows, list):
+        return
+    by_name = {row.get("name"): row for row in rows if isinstance(row, dict)}
+    row = by_name.get(worker)
+    if row is None:
+        raise SubmitFailed(unknown_worker(worker, f"on the runner at {base}", map(str, by_name)))
+    jobs = [job.get("name") for job in row.get("jobs", []) if isinstance(job, dict)]
+    try:
+        note = check_job_name(worker, name, jobs)
+    except BadJobName as exc:
+        raise SubmitFailed(str(exc), EXIT_USAGE) from None
+    if note is not None:
+        print(f"framework: note: {note}", file=sys.stderr)
 
 
 def _error_text(answer: httpx.Response) -> str:

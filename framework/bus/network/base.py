@@ -22,6 +22,11 @@ class NetworkBus(Bus, Protocol):
     The runner calls ``attach`` once, before ``start``, and runs ``serve`` in its own task
     group after ``start``. A bus that has both methods is a network bus (the runner checks
     with ``isinstance``); the in-process bus has neither.
+
+    Optionally, ``async def wait_settled(self) -> None`` returns once the bus has heard
+    from every runner that was on it when it connected; ``framework run --job`` then fails
+    fast for a worker nobody hosts. It is not part of the protocol, so that ``isinstance``
+    does not require it.
     """
 
     def attach(self, runner: WorkerRunner) -> None:
