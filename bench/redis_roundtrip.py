@@ -20,6 +20,10 @@ with a PASS or MISS marker each, and the figure of pipecat-ai-subagents for scal
 - rt: median sequential ``async with runner.job("echo", payload={"n": i})`` round trip
   from a ``WorkerRunner`` on ``RedisBus(url)`` in P to an ``Echo`` worker (returns its
   payload) on a ``WorkerRunner`` on ``RedisBus(url)`` in Q; goal at most 1.5x the floor;
+- rt signed: the same round trip between two more runners (one in P, one in Q, in a
+  namespace of their own) whose buses share a secret (``RedisBus(url, secret=...)``), so
+  every message is signed and verified; measured in the same rounds as rt, interleaved;
+  goal at most 1.1x rt (signing costs at most 10% of the round trip);
 - rt with a crowd: the same while 4 more runner processes host 100 idle workers each
   (distinct names; every runner now hears 5 more heartbeats a second, each listing 100
   workers); goal at most 1.2x rt, judged with the machine's drift taken out (the crowd's
@@ -106,6 +110,8 @@ TP_IN_FLIGHT = 200
 # Goals.
 GOAL_RT_FLOOR = 1.5
 GOAL_CROWD_RT = 1.2
+GOAL_SIGNED_RT = 1.1
+BENCH_SECRET = "bench-secret-of-32-characters-00"
 
 # pipecat-ai-subagents' Redis bus, same kind of machine, against the same floor.
 REF_RT_US = 429.0
@@ -283,12 +289,19 @@ def child_main(conn: Connection, role: str, *args: Any) -> None:
         conn.close()
 
 
-async def host(conn: Connection, url: str, name: str, workers: list[str], raw_url: str) -> None:
+async def host(
+    conn: Connection, url: str, name: str, workers: list[str], raw_url: str, signed_url: str = ""
+) -> None:
     """A runner hosting ``Echo`` workers ``workers``; with ``raw_url``, also the raw echo
-    side of the floor (process Q)."""
-    async with WorkerRunner(name, bus=RedisBus(url)) as runner:
+    side of the floor (process Q); with ``signed_url``, also a runner on a signed bus there
+    hosting ``echo``."""
+    async with contextlib.AsyncExitStack() as stack:
+        runner = await stack.enter_async_context(WorkerRunner(name, bus=RedisBus(url)))
         for worker in workers:
             await runner.add_worker(Echo(worker))
+        if signed_url:
+            signed = WorkerRunner(f"{name}s", bus=RedisBus(signed_url, secret=BENCH_SECRET))
+            await (await stack.enter_async_context(signed)).add_worker(Echo("echo"))
         async with anyio.create_task_group() as tg:
             if raw_url:
                 await tg.start(raw_echo, raw_url)
@@ -341,8 +354,9 @@ async def timed_block(samples: list[float], n: int, once: Callable[[], Awaitable
         append(clock() - t0)
 
 
-async def driver(conn: Connection, url: str, raw_url: str) -> None:
-    """Process P: the raw ping side of the floor and the requesting runner."""
+async def driver(conn: Connection, url: str, raw_url: str, signed_url: str) -> None:
+    """Process P: the raw ping side of the floor and the requesting runners (one on a
+    signed bus)."""
     client = raw_client(raw_url)
     pubsub = client.pubsub()
     await subscribe(pubsub, PONG)
@@ -354,10 +368,17 @@ async def driver(conn: Connection, url: str, raw_url: str) -> None:
             pass
 
     try:
-        async with WorkerRunner("p", bus=RedisBus(url)) as runner:
+        async with (
+            WorkerRunner("p", bus=RedisBus(url)) as runner,
+            WorkerRunner("ps", bus=RedisBus(signed_url, secret=BENCH_SECRET)) as signed,
+        ):
 
             async def rt_once() -> None:
                 async with runner.job("echo", payload={"n": next(counter)}):
+                    pass
+
+            async def rt_signed_once() -> None:
+                async with signed.job("echo", payload={"n": next(counter)}):
                     pass
 
             async def echo_ready() -> None:
@@ -367,13 +388,19 @@ async def driver(conn: Connection, url: str, raw_url: str) -> None:
                     pass
                 if check.status is not JobStatus.COMPLETED or check.response != {"n": -1}:
                     raise RuntimeError(f"echo answered {check.status}: {check.response!r}")
+                with anyio.fail_after(30):
+                    await signed.registry.wait_ready("echo")
+                async with signed.job("echo", payload={"n": -2}) as check:
+                    pass
+                if check.status is not JobStatus.COMPLETED or check.response != {"n": -2}:
+                    raise RuntimeError(f"signed echo answered {check.status}: {check.response}")
                 with anyio.fail_after(10):  # the floor's path works too
                     await floor_once()
 
             async def block(name: str, n: int) -> tuple[list[float], float, float]:
                 """``n`` timed round trips of kind ``name``; also the CPU seconds this
                 process and the redis-server spent meanwhile."""
-                once = floor_once if name == "floor" else rt_once
+                once = {"floor": floor_once, "rt_signed": rt_signed_once}.get(name, rt_once)
                 gc.collect()
                 server0 = await server_cpu(client)
                 cpu0 = time.process_time()
@@ -592,21 +619,25 @@ def end_hosts(started: list[Child], hosts: list[Child]) -> None:
 def measure(settings: Settings, url: str, profile: bool) -> dict[str, Any]:
     """Every figure, with the processes each needs; returns samples and profiles."""
     bus_url = f"{url}?namespace=bench{uuid.uuid4().hex[:8]}"
+    signed_url = f"{url}?namespace=signed{uuid.uuid4().hex[:8]}"
     results: dict[str, Any] = {}
     with children() as started:
-        q = Child("Q", "host", bus_url, "q", ["echo"], url)
+        q = Child("Q", "host", bus_url, "q", ["echo"], url, signed_url)
         started.append(q)
-        p = Child("P", "driver", bus_url, url)
+        p = Child("P", "driver", bus_url, url, signed_url)
         started.append(p)
         q.reply(60)
         p.reply(60)
         p.ask("echo_ready")
 
-        def rounds(rt_name: str, into: dict[str, Blocks]) -> None:
+        def rounds(rt_name: str, into: dict[str, Blocks], signed: bool = False) -> None:
             """Floor and rt blocks in turn (the first round is warm-up), with the CPU time
-            P, Q and the redis-server spent on each."""
+            P, Q and the redis-server spent on each; with ``signed``, rt signed blocks too."""
+            kinds = [("floor", "floor"), (rt_name, "rt")]
+            if signed:
+                kinds.append(("rt_signed", "rt_signed"))
             for round_index in range(settings.rounds):
-                for name, kind in (("floor", "floor"), (rt_name, "rt")):
+                for name, kind in kinds:
                     q_cpu = q.ask("cpu")
                     samples, p_cpu, server_cpu = p.ask("block", kind, settings.block)
                     q_cpu = q.ask("cpu") - q_cpu
@@ -614,14 +645,14 @@ def measure(settings: Settings, url: str, profile: bool) -> dict[str, Any]:
                         into.setdefault(name, Blocks()).add(samples, p_cpu, q_cpu, server_cpu)
 
         solo: dict[str, Blocks] = {}
-        rounds("rt", solo)
+        rounds("rt", solo, signed=True)
         crowd, crowd_names = start_hosts(started, bus_url, "idle", CROWD_RUNNERS, CROWD_WORKERS)
         p.ask("wait_workers", crowd_names, True)
         with_crowd: dict[str, Blocks] = {}
         rounds("rt_crowd", with_crowd)
         end_hosts(started, crowd)
         p.ask("wait_workers", crowd_names, False)
-        rounds("rt", solo)
+        rounds("rt", solo, signed=True)
         results.update(solo)
         results["floor_crowd"] = with_crowd["floor"]
         results["rt_crowd"] = with_crowd["rt_crowd"]
@@ -731,6 +762,22 @@ def main() -> None:
     )
     detail(spread(rts.samples, us, "us"))
     detail(f"CPU per round trip: {rts.cpu_us()}")
+    signeds = results["rt_signed"]
+    rt_signed = median(signeds.samples)
+    ratio = rt_signed / rt
+    row(
+        "rt signed: the same, with a bus secret",
+        f"{rt_signed * us:,.1f} us",
+        f"{ratio:.2f}x rt",
+        f"<= {GOAL_SIGNED_RT:g}x rt",
+        ratio <= GOAL_SIGNED_RT,
+    )
+    detail(spread(signeds.samples, us, "us"))
+    detail(f"CPU per round trip: {signeds.cpu_us()}")
+    detail(
+        f"{rt_signed / floor:.2f}x the floor; signing adds {(rt_signed - rt) * us:,.1f} us "
+        f"({(rt_signed - rt) / rt:.1%} of rt)"
+    )
     crowds = results["rt_crowd"]
     crowd = median(crowds.samples)
     floor_crowd = median(results["floor_crowd"].samples)
