@@ -802,3 +802,19 @@ def test_a_ca_bundle_is_what_tls_trusts(tmp_path: Any) -> None:
     assert len(backend._ssl_context(str(pem)).get_ca_certs()) == 1
     assert len(backend._ssl_context(None).get_ca_certs()) > 1
     assert backend._ssl_context(str(pem)) is backend._ssl_context(str(pem))  # made once
+
+
+def test_response_format_shapes() -> None:
+    from agent_plugin_openai._chat import response_format
+
+    strict = {"name": "forecast", "schema": {"type": "object"}, "strict": True}
+    assert response_format(strict) == {"type": "json_schema", "json_schema": strict}
+    bare = {"title": "An answer", "type": "object"}
+    assert response_format(bare)["json_schema"] == {
+        "name": "An_answer",
+        "schema": bare,
+        "strict": False,
+    }
+    whole = {"type": "json_schema", "json_schema": strict}
+    assert response_format(whole) == whole
+    assert response_format("json_object") == {"type": "json_object"}
