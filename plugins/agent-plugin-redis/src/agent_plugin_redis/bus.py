@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 import redis.asyncio as aioredis
@@ -77,6 +79,16 @@ from framework.bus.messages import (
 )
 from framework.bus.network.durable import DurableJob
 from framework.bus.network.peers import MAX_PEERS, MAX_REMOTE_WORKERS, Peers
+from framework.bus.network.signing import (
+    MAX_AGE,
+    MAX_AHEAD,
+    Rejection,
+    Secret,
+    Signer,
+    SigningKeys,
+    Verified,
+    Verifier,
+)
 from framework.bus.network.wire import (
     NAME_LIMIT,
     Bye,
@@ -85,6 +97,7 @@ from framework.bus.network.wire import (
     Routed,
     RoutedEncoder,
     WireError,
+    claimed_sender,
     decode_envelope,
     encode_description,
     encode_envelope,
@@ -121,9 +134,25 @@ _SWEEP_EVERY = 5.0
 """Seconds between two looks for the consumers of gone sessions in the streams read here."""
 _GONE_KEPT = 10_000
 """Consumer names of gone sessions remembered until their streams are cleaned up."""
+_SIGNED_OVERHEAD = 59 + 1024
+"""The most bytes signing adds to a message (its header, with the longest sender name)."""
+_ENTRIES_SEEN = 10_000
+"""Signed stream entries remembered, so that a copy of one added again is not run twice."""
 
 Action = Callable[[], Awaitable[None]]
 T = TypeVar("T")
+
+
+def is_loopback(url: str) -> bool:
+    """Whether the Redis of ``url`` is on this machine (localhost, 127.0.0.0/8, ::1), where
+    only local processes can reach it."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class RedisUnavailableError(ConnectionError):
@@ -164,10 +193,25 @@ class RedisBus:
     Args:
         url: ``redis://[:password@]host:port/db`` (``rediss://`` for TLS), with optional
             ``heartbeat``, ``misses``, ``max_message_size`` and ``namespace`` parameters.
+        secret: the shared secret, or a list of them (the first signs, any verifies), that
+            signs every message between runners; None or an empty list: unsigned.
+            ``framework.config.bus_secrets(config)`` reads it as ``framework run`` does.
+
+    Raises:
+        SettingsError: a bad URL.
+        ValueError: a secret that is empty or shorter than 16 bytes.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, secret: Secret | Sequence[Secret] | None = None) -> None:
         self.settings = RedisBusSettings.from_url(url)
+        given = [] if secret is None else secret
+        self._keys = SigningKeys(given) if isinstance(given, str | bytes) or given else None
+        self._signer: Signer | None = None
+        self._verifier: Verifier | None = None
+        self._mismatched = 0
+        self._stale_entries = 0
+        self._entries_seen: OrderedDict[bytes, bytes] = OrderedDict()
+        """MAC of a signed stream entry -> the entry that carried it (see ``_entry_body``)."""
         self._local = LocalBus()
         self._ns = self.settings.namespace
         self._broadcast = f"{self._ns}:all"
@@ -230,7 +274,10 @@ class RedisBus:
         """Called by the runner before ``start``: its name is this bus's address in Redis."""
         self._runner = runner
         self._name = runner.name
-        self._encoder = RoutedEncoder(runner.name)
+        if self._keys is not None:
+            self._signer = Signer(runner.name, self._keys)
+            self._verifier = Verifier(self._keys, name=runner.name)
+        self._encoder = RoutedEncoder(runner.name, self._signer)
         runner.registry.add_ready_listener(self._on_registered)
         runner.registry.add_gone_listener(self._on_unregistered)
         runner.registry.add_leaving_listener(self._on_leaving)
@@ -243,6 +290,28 @@ class RedisBus:
     def dropped_messages(self) -> int:
         """Messages read from Redis and dropped (too big, malformed, of an unknown type)."""
         return self._dropped
+
+    @property
+    def signed(self) -> bool:
+        """Whether this bus signs its messages and accepts only signed ones (a secret)."""
+        return self._keys is not None
+
+    @property
+    def rejected_messages(self) -> dict[str, int]:
+        """Messages dropped by signature checks, by reason: those of ``Rejection``, and
+        ``"sender mismatch"`` (signed by one runner, naming another). Empty without a
+        secret."""
+        if self._verifier is None:
+            return {}
+        counts = {str(reason): count for reason, count in self._verifier.rejections.items()}
+        counts[Rejection.STALE] += self._stale_entries
+        counts["sender mismatch"] = self._mismatched
+        return counts
+
+    def _seal(self, data: bytes) -> bytes:
+        """``data`` signed, with a secret; as it is, without."""
+        signer = self._signer
+        return data if signer is None else signer.sign(data)
 
     async def start(self) -> None:
         """Connect, subscribe and announce; raises ``RedisUnavailableError`` when Redis
@@ -270,6 +339,14 @@ class RedisBus:
                 "running there, and are the host, port and password right?"
             ) from None
         await self._check_output_limit(self._client)
+        if self._keys is None and not is_loopback(self.settings.url):
+            logger.warning(
+                "%s: the bus to %s has no bus_secret: its messages are not signed, so any "
+                "client of that Redis can act as a runner (send, answer, cancel or take "
+                "jobs); set bus_secret (or FRAMEWORK_BUS_SECRET) on every runner",
+                self._name,
+                redact_url(self.settings.url),
+            )
         self._scripts = DurableScripts(self._client, self._ns)
 
     async def _check_output_limit(self, client: aioredis.Redis) -> None:
@@ -333,7 +410,7 @@ class RedisBus:
             self._tg.cancel_scope.cancel()
             await self._serve_done.wait()
         if connected and self._client is not None:
-            bye = encode_envelope(Bye(runner=self._name, instance=self._instance))
+            bye = self._seal(encode_envelope(Bye(runner=self._name, instance=self._instance)))
             with anyio.move_on_after(1), contextlib.suppress(*CONNECTION_ERRORS):
                 await self._client.publish(self._broadcast, bye)
         if self._client is not None:
@@ -668,10 +745,27 @@ class RedisBus:
 
     # ----------------------------------------------------------------- receiving
 
-    def _receive(self, raw: bytes, where: str, stream: str | None, entry: bytes | None) -> None:
+    def _receive(
+        self,
+        raw: bytes,
+        where: str,
+        stream: str | None,
+        entry: bytes | None,
+        given: bytes | None = None,
+    ) -> None:
         limit = self.settings.max_message_size
         if where == self._broadcast:  # heartbeats list every worker of a runner
             limit = max(limit, HEARTBEAT_LIMIT)
+        sender = None
+        if self._verifier is not None:
+            # Checked before anything is parsed: a message that fails costs its MAC only,
+            # and has no effect (a stream entry is removed, unread).
+            verified = self._authentic(raw, where, limit, stream, entry, given)
+            if verified is None:
+                if stream is not None and entry is not None:
+                    self._spawn(self._discard_entry, stream, entry)
+                return
+            sender, raw = verified.sender, verified.body
         try:
             envelope = decode_envelope(raw, limit)
         except WireError as exc:
@@ -689,6 +783,20 @@ class RedisBus:
                 self._spawn(self._discard_entry, stream, entry)
             elif readable:  # a response this runner cannot read still ends its job
                 self._unreadable_response(raw, exc)
+            return
+        if sender is not None and claimed_sender(envelope) != sender:
+            self._mismatched += 1
+            self._complain(
+                "sender",
+                "%s: dropped a %s envelope from %s: signed by runner %r but naming runner %r "
+                "(a runner may speak only for itself)",
+                envelope.kind,
+                where,
+                sender,
+                claimed_sender(envelope),
+            )
+            if stream is not None and entry is not None:
+                self._spawn(self._discard_entry, stream, entry)
             return
         on_broadcast = where == self._broadcast
         if stream is not None and (
@@ -721,6 +829,83 @@ class RedisBus:
             self._receive_heartbeat(envelope)
         elif type(envelope) is Bye:
             self._receive_bye(envelope)
+
+    def _authentic(
+        self,
+        raw: bytes,
+        where: str,
+        limit: int,
+        stream: str | None,
+        entry: bytes | None,
+        given: bytes | None,
+    ) -> Verified | None:
+        """The verified message, or None (counted, the first of each sender logged).
+
+        A message on a channel is verified in full: signature, age and replays. A stream
+        entry may be read long after it was sent (it waited for a replica, or was taken
+        over from a lost one), so only its signature is checked, and its age is judged
+        from when Redis added it: within ``MAX_AGE`` of its signing (or of a signed
+        give-back stamp, ``given``), else it is a copy added later. A copy added soon
+        enough is caught here when this runner saw the original (``_entries_seen``).
+        """
+        verifier = self._verifier
+        assert verifier is not None
+        if len(raw) > limit + _SIGNED_OVERHEAD:
+            self._dropped += 1
+            logger.warning(
+                "%s: dropped a message from %s: %d bytes, over the %d-byte limit "
+                "(max_message_size)",
+                self._name,
+                where,
+                len(raw),
+                limit,
+            )
+            return None
+        if stream is None or entry is None:
+            return verifier.verify(raw)
+        verified = verifier.authenticate(raw)
+        if verified is None:
+            return None
+        signed_at = verified.sent_at
+        if given is not None:
+            stamp = verifier.authenticate(given)
+            if stamp is not None and stamp.body == raw[1:33]:  # it names this entry's MAC
+                signed_at = max(signed_at, stamp.sent_at)
+        try:
+            added = int(entry.partition(b"-")[0]) / 1000
+        except ValueError:
+            added = math.inf
+        mac = raw[1:33]
+        seen = self._entries_seen.get(mac)
+        if not -MAX_AHEAD <= added - signed_at <= MAX_AGE or seen not in (None, entry):
+            self._stale_entries += 1
+            self._complain(
+                "stale entry",
+                "%s: dropped an entry of %s signed by runner %r: added %.1f s after it was "
+                "signed, or a copy of an entry read before (a replay: only entries added "
+                "within %g s of their signing are run)",
+                where,
+                verified.sender,
+                added - signed_at,
+                MAX_AGE,
+            )
+            return None
+        self._entries_seen[mac] = entry
+        if len(self._entries_seen) > _ENTRIES_SEEN:
+            self._entries_seen.popitem(last=False)
+        return verified
+
+    def _stored_head(self, raw: object) -> tuple[str, str, str, str] | None:
+        """``request_head`` of a request kept in a stream (``fields[b"m"]``), read through
+        its signature with a secret: only a request a runner signed is answered."""
+        if not isinstance(raw, bytes):
+            return None
+        if self._verifier is not None:
+            verified = self._verifier.authenticate(raw)
+            if verified is None:
+                return None
+            raw = verified.body
+        return request_head(raw)
 
     def _unreadable_response(self, raw: bytes, error: WireError) -> None:
         head = response_head(raw)
@@ -1068,7 +1253,7 @@ class RedisBus:
         it to the dead-letter list and answer its requester ERROR."""
         raw = claimed.fields.get(b"m")
         runner = lost.rpartition("/")[0] or lost
-        head = request_head(raw) if isinstance(raw, bytes) else None
+        head = self._stored_head(raw)
         served = self._served.get(head[1:]) if head is not None else None
         if served is not None and served.entry == claimed.entry:
             # Still running here (this runner's own earlier session took it): it is this
@@ -1105,6 +1290,11 @@ class RedisBus:
                 await self._streams.delete(self._client, entries)
 
     async def _requeue(self, stream: str, entry: bytes, fields: dict[bytes, bytes]) -> None:
+        raw = fields.get(b"m")
+        if self._signer is not None and isinstance(raw, bytes):
+            # Added again now, by this runner: a signed stamp naming the request's MAC says
+            # so, so a replica does not take the new entry for a late copy.
+            fields = {**fields, b"g": self._signer.sign(raw[1:33])}
         if self._client is not None:
             try:
                 await self._streams.give_back(self._client, stream, entry, fields)
@@ -1284,7 +1474,7 @@ class RedisBus:
                 stream = self._streams.key(name)
                 for entry, fields in await self._streams.pending_of(client, name, consumer):
                     raw = fields.get(b"m")
-                    head = request_head(raw) if isinstance(raw, bytes) else None
+                    head = self._stored_head(raw)
                     if head is not None and head[1:] not in self._served:
                         await self._answer_orphan(client, head, reason)
                     await self._streams.finish(client, stream, entry)
@@ -1439,7 +1629,7 @@ class RedisBus:
                     attempts = max_attempts_of(fields)
                     if attempts:
                         self._deliveries[entry] = (attempts, 1)
-                    self._receive(raw, stream, stream, entry)
+                    self._receive(raw, stream, stream, entry, fields.get(b"g"))
                     if attempts:
                         self._deliveries.pop(entry, None)
 
@@ -1473,7 +1663,7 @@ class RedisBus:
                 )
             with anyio.fail_after(limit):  # TimeoutError: an OSError, so the session ends
                 await self._describe(client, workers)
-                await client.publish(self._broadcast, encode_envelope(beat))
+                await client.publish(self._broadcast, self._seal(encode_envelope(beat)))
             # "Now" is when this runner last heard its own heartbeat come back: after a stall
             # of its own event loop, the heartbeats queued meanwhile are read before anyone
             # is judged silent.
@@ -1509,7 +1699,7 @@ class RedisBus:
         data = registry.get(name) if registry is not None else None
         jobs: list[JobDescription] = list(data.jobs) if data and data.runner == self._name else []
         described = Described(runner=self._name, instance=self._instance, worker=name, jobs=jobs)
-        raw, problem = encode_description(described, limit)
+        raw, problem = encode_description(described, limit - _SIGNED_OVERHEAD * self.signed)
         if problem:
             logger.warning(
                 "%s: worker %r is described to the other runners as answering no jobs: its "
@@ -1518,7 +1708,7 @@ class RedisBus:
                 name,
                 problem,
             )
-        return raw
+        return self._seal(raw)
 
     # ----------------------------------------------------------------- background work
 
