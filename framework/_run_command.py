@@ -445,7 +445,7 @@ async def _submit_job(runner: WorkerRunner, config: RunConfig, request: JobReque
     remaining = None
     if request.timeout is not None:
         remaining = max(0.0, request.timeout - (anyio.current_time() - start))
-    printer = JobPrinter(request.as_json)
+    printer = JobPrinter(request.as_json, worker)
     try:
         async with runner.job(
             worker, name=request.name, payload=request.payload, timeout=remaining

@@ -37,10 +37,23 @@ class Quitter(BaseWorker):
         return {}
 
 
+class Steps(BaseWorker):
+    """Sends ``{"done": i, "of": n}`` updates, ``pause`` seconds apart."""
+
+    @job
+    async def steps(self, job: Job) -> dict[str, Any]:
+        n = int(job.payload.get("n", 8))
+        for i in range(1, n + 1):
+            await anyio.sleep(float(job.payload.get("pause", 0.15)))
+            await job.update({"done": i, "of": n})
+        return {"steps": n}
+
+
 @hookimpl
 def register_workers(register: Any) -> None:
     register(Calc, name="calc")
     register(Quitter, name="quitter")
+    register(Steps, name="steps")
 
 
 class SettlingBus:

@@ -148,8 +148,8 @@ def test_sigint_during_a_job_over_url_cancels_it_on_the_runner() -> None:
             cwd=TESTS,
         )
         try:
-            assert client.stdout is not None
-            assert client.stdout.readline().strip() == 'update: {"sleeping": true}'
+            assert client.stderr is not None
+            assert client.stderr.readline().strip() == 'update: {"sleeping": true}'
             client.send_signal(signal.SIGINT)
             _, err = client.communicate(timeout=15)
         finally:

@@ -1217,8 +1217,9 @@ def invoke(*args: str) -> Result:
 def test_cli_run_job_assistant_streams_its_answer_to_a_tool_call(in_empty_directory: Path) -> None:
     result = invoke("-p", "llm_plugin", "run", "--job", "assistant", "--payload", ASK_SHOUT)
     assert result.exit_code == 0, result.output
-    streamed, response = result.stdout.splitlines()
+    (streamed,) = result.stdout.splitlines()  # stdout: the stream's text only
     assert streamed == 'shout returned {"text": "HI"}.'
+    response = result.stderr.split("response: ", 1)[1].splitlines()[0]  # the response: stderr
     assert json.loads(response)["message"] == {"role": "assistant", "content": streamed}
     assert json.loads(response)["rounds"] == 2
 

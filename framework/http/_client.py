@@ -77,7 +77,7 @@ def submit(url: str, request: JobRequest) -> int:
         body["name"] = request.name
     if request.timeout is not None:
         body["timeout"] = request.timeout
-    printer = JobPrinter(request.as_json)
+    printer = JobPrinter(request.as_json, request.worker)
     state: dict[str, str] = {}
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
