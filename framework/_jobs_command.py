@@ -1,9 +1,9 @@
 """``framework jobs``: the durable jobs the bus keeps (``list``), and ``retry`` / ``drop``.
 
 It works on the bus ``framework run`` would use (``--bus URL``, ``--config FILE``, or the
-configuration file), through the bus's ``DurableStore``. Exit codes: 0 done; 1 no such
-job, or one that cannot be retried; 2 a bad configuration or option, a bus that keeps no
-durable jobs (the in-process bus), or a bus that cannot be reached.
+configuration file, with its bus secret), through the bus's ``DurableStore``. Exit codes:
+0 done; 1 no such job, or one that cannot be retried; 2 a bad configuration or option, a
+bus that keeps no durable jobs (the in-process bus), or a bus that cannot be reached.
 
 Importing this module imports click only; the bus and its plugin load when a command runs.
 """
@@ -127,7 +127,7 @@ def _store(
     from framework._run_command import make_bus
     from framework.bus.network.durable import DurableStore
     from framework.cli import _host, _load
-    from framework.config import ConfigError, load_config
+    from framework.config import ConfigError, bus_secrets, load_config
     from framework.urls import redact_url
 
     host = _host(ctx, extra_plugin_options)
@@ -137,7 +137,7 @@ def _store(
         if bus_url is not None:
             config.bus = bus_url
             source = "--bus"
-        bus = make_bus(config.bus, host, source)
+        bus = make_bus(config.bus, host, source, bus_secrets(config))
     except ConfigError as exc:
         click.echo(f"framework: configuration error: {exc}", err=True)
         ctx.exit(EXIT_CONFIG)

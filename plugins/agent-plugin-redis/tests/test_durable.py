@@ -6,7 +6,9 @@ is "lost" by stopping its bus (it falls silent without a bye, its handlers still
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -60,8 +62,24 @@ class Payments(BaseWorker):
         return await self._run(j)
 
 
-def runners(url: str, *names: str) -> Any:
-    return _runners(url, *names, grace=0.2)
+SECRET = "a-bus-secret-of-32-characters-00"
+
+
+@contextlib.asynccontextmanager
+async def runners(
+    url: str, *names: str, secret: str | None = None
+) -> AsyncIterator[list[WorkerRunner]]:
+    if secret is None:
+        async with _runners(url, *names, grace=0.2) as started:
+            yield started
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(
+                WorkerRunner(name, bus=RedisBus(url, secret=secret), grace_period=0.2)
+            )
+            for name in names
+        ]
 
 
 async def leftovers(url: str, worker: str) -> tuple[int, int]:
@@ -136,14 +154,18 @@ async def test_a_durable_job_to_a_single_host_goes_through_its_stream_and_leaves
             await settled(redis_url, "pay")
 
 
+@pytest.mark.parametrize("secret", [None, SECRET], ids=["unsigned", "signed"])
 async def test_past_max_attempts_the_job_is_dead_listed_retried_and_dropped(
-    redis_url: str,
+    redis_url: str, secret: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """With a bus secret too: the retried request is signed again (its old signature is
+    stale by then: here after 1 s), and the dropped job's ERROR is signed."""
+    monkeypatch.setattr(bus_module, "MAX_AGE", 1.0)
     runs: list[tuple[str, str, int]] = []
     with anyio.fail_after(20):
-        async with runners(redis_url, "a", "b", "c") as (a, b, c):
+        async with runners(redis_url, "a", "b", "c", secret=secret) as (a, b, c):
             on_b, on_c = await two_replicas(a, b, c, runs)
-            store = RedisBus(redis_url)
+            store = RedisBus(redis_url, secret=secret)
             assert isinstance(store, DurableStore)
             results: list[Any] = []
 
@@ -181,6 +203,7 @@ async def test_past_max_attempts_the_job_is_dead_listed_retried_and_dropped(
                 await store.retry_durable_job("nope")
             on_b.release.set()
             on_c.release.set()
+            await anyio.sleep(1.2)  # the request's signature is stale now
             assert (await store.retry_durable_job(job_id)).state == "dead"
             await eventually(lambda: len(runs) == 2, 5.0, "run again after retry")
             assert runs[1] == (job_id, live.name, 1)

@@ -2,7 +2,10 @@
 ``framework jobs`` does through ``RedisBus``'s ``DurableStore`` methods.
 
 Pending jobs are the durable entries of the workers' streams (see ``_durable``); dead ones
-are the records of the dead-letter hash.
+are the records of the dead-letter hash. With a bus secret, what this writes is signed like
+a runner's messages: a retried request is signed again, as its requester's runner, so that
+the replicas take it for the fresh request it is (an old signature would be stale, or a
+copy of one they read), and a dropped job's ERROR is signed as ``framework jobs``.
 """
 
 from __future__ import annotations
@@ -16,21 +19,23 @@ from redis.exceptions import ResponseError
 from agent_plugin_redis._streams import GROUP
 from framework.bus.messages import JobResponseMessage
 from framework.bus.network.durable import DurableJob, DurableJobError
+from framework.bus.network.signing import Signer, SigningKeys, Verifier
 from framework.bus.network.wire import RoutedEncoder, request_head
 from framework.types import JobStatus
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-DROPPER = "framework jobs"
-"""The origin of the ERROR a dropped job's requester gets."""
+DROPPER = "framework-jobs"
+"""The origin (and, with a secret, the signer) of the ERROR a dropped job's requester gets."""
 
 
 class DurableJobs:
     """The durable jobs of one namespace."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, keys: SigningKeys | None = None) -> None:
         self._ns = namespace
+        self._keys = keys
         self._prefix = f"{namespace}:worker:"
         self.dead = f"{namespace}:dead"
 
@@ -53,6 +58,17 @@ class DurableJobs:
         job = _dead_job(job_id, raw)
         record = json.loads(raw)
         fields = {k.encode(): bytes.fromhex(v) for k, v in record["fields"].items()}
+        fields.pop(b"g", None)  # a give-back stamp of the old entry
+        if self._keys is not None:
+            opened = self._open(fields.get(b"m", b""))
+            if opened is None:
+                raise DurableJobError(
+                    f"dead durable job {job_id!r} was not signed with this bus secret, so it "
+                    "cannot be queued again; drop it, or retry it with the secret it was "
+                    "sent with"
+                )
+            sender, body = opened
+            fields[b"m"] = Signer(sender, self._keys).sign(body)
         async with client.pipeline(transaction=True) as pipe:
             pipe.xadd(self._prefix + job.worker, fields)  # type: ignore[arg-type]
             pipe.hdel(self.dead, job_id)
@@ -69,7 +85,8 @@ class DurableJobs:
         for stream, entry, fields, job in await self._pending(client):
             if job.job_id != job_id:
                 continue
-            head = request_head(fields.get(b"m", b""))
+            opened = self._open(fields.get(b"m", b""))
+            head = request_head(opened[1]) if opened is not None else None
             async with client.pipeline(transaction=True) as pipe:
                 if head is not None:
                     origin, _job, requester, worker = head
@@ -80,9 +97,9 @@ class DurableJobs:
                         status=JobStatus.ERROR,
                         response={"error": "the durable job was dropped (framework jobs drop)"},
                     )
-                    pipe.publish(
-                        f"{self._ns}:runner:{origin}", RoutedEncoder(DROPPER).encode(response)
-                    )
+                    signer = None if self._keys is None else Signer(DROPPER, self._keys)
+                    encoder = RoutedEncoder(DROPPER, signer)
+                    pipe.publish(f"{self._ns}:runner:{origin}", encoder.encode(response))
                 pipe.xack(stream, GROUP, entry)
                 pipe.xdel(stream, entry)
                 await pipe.execute()
@@ -91,6 +108,14 @@ class DurableJobs:
             f"no durable job {job_id!r} pending or dead in namespace {self._ns!r}; "
             "'framework jobs list' shows them"
         )
+
+    def _open(self, raw: bytes) -> tuple[str, bytes] | None:
+        """``(sender, body)`` of a stored request: its signature checked with a secret
+        (None when it fails), as it is without one."""
+        if self._keys is None:
+            return "", raw
+        verified = Verifier(self._keys, name=DROPPER).authenticate(raw)
+        return None if verified is None else (verified.sender, verified.body)
 
     async def _pending(
         self, client: aioredis.Redis

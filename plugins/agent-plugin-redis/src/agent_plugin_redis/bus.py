@@ -224,7 +224,7 @@ class RedisBus:
         self._peers = Peers()
         self._streams = WorkerStreams(self._ns)
         self._scripts: DurableScripts | None = None
-        self._store = DurableJobs(self._ns)
+        self._store = DurableJobs(self._ns, self._keys)
         self._deliveries: dict[bytes, tuple[int, int]] = {}
         """Stream entry -> (max_attempts, attempt) of a durable request being read."""
         self._opened_at = time.monotonic()
