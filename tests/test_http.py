@@ -365,21 +365,21 @@ async def test_openapi_document_is_valid_3_1_with_typed_job_inputs() -> None:
 
 async def test_a_token_guards_everything_but_health_compared_in_full() -> None:
     with anyio.fail_after(20):
-        async with serving(token="s3cret-token") as served, served.client() as client:
+        async with serving(token="s3cret-token-0123456") as served, served.client() as client:
             health = await client.get("/v1/health")
             none = await client.get("/v1/workers")
             wrong = await client.get("/v1/workers", headers={"Authorization": "Bearer nope"})
             prefix = await client.get("/v1/workers", headers={"Authorization": "Bearer s3cret"})
             right = await client.get(
-                "/v1/workers", headers={"Authorization": "Bearer s3cret-token"}
+                "/v1/workers", headers={"Authorization": "Bearer s3cret-token-0123456"}
             )
             page = await client.get("/")
             login_wrong = await client.get("/?token=nope")
-            login = await client.get("/?token=s3cret-token")
+            login = await client.get("/?token=s3cret-token-0123456")
             cookie = login.headers["set-cookie"]
             with_cookie = await client.get("/v1/workers", headers={"Cookie": cookie.split(";")[0]})
             document = await client.get(
-                "/openapi.json", headers={"Authorization": "Bearer s3cret-token"}
+                "/openapi.json", headers={"Authorization": "Bearer s3cret-token-0123456"}
             )
     assert health.status_code == 200
     assert none.status_code == 401
@@ -398,7 +398,7 @@ async def test_a_token_guards_everything_but_health_compared_in_full() -> None:
     assert with_cookie.status_code == 200
     assert document.json()["security"] == [{"bearer": []}]
     for answer in (none, wrong, login_wrong, right, with_cookie):
-        assert "s3cret-token" not in answer.text
+        assert "s3cret-token-0123456" not in answer.text
 
 
 async def test_mounted_plugin_apps_are_served_and_guarded_by_the_token() -> None:
@@ -412,12 +412,12 @@ async def test_mounted_plugin_apps_are_served_and_guarded_by_the_token() -> None
 
     with anyio.fail_after(20):
         async with (
-            serving(plugins=[Plugin()], token="t0ken-t0ken") as served,
+            serving(plugins=[Plugin()], token="t0ken-t0ken-t0ken-t0ken") as served,
             served.client() as client,
         ):
             guarded = await client.get("/hello/there")
             answer = await client.get(
-                "/hello/there", headers={"Authorization": "Bearer t0ken-t0ken"}
+                "/hello/there", headers={"Authorization": "Bearer t0ken-t0ken-t0ken-t0ken"}
             )
     assert guarded.status_code == 401
     assert answer.json() == {"hello": "/hello/there"}
@@ -555,3 +555,229 @@ async def test_a_client_that_falls_behind_skips_ahead_and_is_told_what_it_lost()
     hub.close()
     assert stopped == [True]
     assert [chunk async for chunk in slow_batches] == []
+
+
+# ----------------------------------------------------------------- web pages and abuse
+
+
+async def test_pages_of_other_origins_and_rebinding_hosts_are_refused() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            body = {"worker": "tools", "payload": {"x": 1}}
+            foreign = await client.post(
+                "/v1/jobs", json=body, headers={"Origin": "https://evil.example"}
+            )
+            other_port = await client.post(
+                "/v1/jobs", json=body, headers={"Origin": "http://127.0.0.1:19999"}
+            )
+            own = await client.post("/v1/jobs", json=body, headers={"Origin": served.url})
+            program = await client.post("/v1/jobs", json=body)
+            rebound = await client.get("/v1/workers", headers={"Host": "attacker.example:8765"})
+            localhost = await client.get("/v1/health", headers={"Host": "localhost:8765"})
+            reading = await client.get("/v1/workers", headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == other_port.status_code == 403
+    assert "cors_origins" in foreign.json()["error"]
+    assert own.status_code == program.status_code == 200
+    assert rebound.status_code == 403
+    assert "not this machine" in rebound.json()["error"]
+    assert localhost.status_code == 200
+    assert reading.status_code == 200  # the browser keeps the answer from the page (no CORS)
+
+
+async def test_listed_origins_may_call_with_cors() -> None:
+    with anyio.fail_after(20):
+        async with (
+            serving(cors_origins=["http://localhost:3000"]) as served,
+            served.client() as client,
+        ):
+            preflight = await client.options(
+                "/v1/jobs",
+                headers={
+                    "Origin": "http://localhost:3000",
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "content-type",
+                },
+            )
+            sent = await client.post(
+                "/v1/jobs?wait=false",
+                json={"worker": "tools"},
+                headers={"Origin": "http://localhost:3000"},
+            )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert sent.status_code == 202
+    assert "location" in sent.headers["access-control-expose-headers"].lower()
+
+
+async def test_payloads_no_bus_can_carry_are_refused_naming_where() -> None:
+    deep = '{"worker": "tools", "payload": {"a": ' + "[" * 900 + "]" * 900 + "}}"
+    deeper = '{"worker": "tools", "payload": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+    with anyio.fail_after(20):
+        async with serving(max_body=10_000_000) as served, served.client() as client:
+            nan = await client.post(
+                "/v1/jobs", content=b'{"worker": "tools", "payload": {"x": NaN}}'
+            )
+            surrogate = await client.post(
+                "/v1/jobs", content=b'{"worker": "tools", "payload": {"a": ["\\ud800"]}}'
+            )
+            nested = await client.post("/v1/jobs", content=deep.encode())
+            too_deep = await client.post("/v1/jobs", content=deeper.encode())
+    assert nan.status_code == 400
+    assert "NaN" in nan.json()["error"]
+    assert surrogate.status_code == 422
+    assert surrogate.json()["detail"][0]["field"] == "payload.a[0]"
+    assert nested.status_code == 422
+    assert nested.json()["detail"][0]["field"].startswith("payload.a")
+    assert too_deep.status_code in (400, 422)
+
+
+async def test_the_submitter_s_stream_gets_every_chunk_however_slowly_it_reads() -> None:
+    n = 6000  # more than a job's kept events: without holding the job back, some are lost
+    with anyio.fail_after(60):
+        async with serving() as served, served.client() as client:
+            async with client.stream(
+                "POST",
+                "/v1/jobs",
+                json={"worker": "tools", "name": "count", "payload": {"n": n}},
+                headers={"Accept": "text/event-stream"},
+            ) as answer:
+                events = sse_events(answer)
+                first = await anext(events)
+                await anyio.sleep(1.0)  # the job runs on meanwhile
+                rest = [item async for item in events]
+            job_id = first[1]["job_id"]
+            async with client.stream("GET", f"/v1/jobs/{job_id}/events") as answer:
+                late = [item async for item in sse_events(answer)]
+    items = [data for event, data, _ in rest if event == "stream_data"]
+    assert items == list(range(n))
+    assert not [e for e, _, _ in rest if e == "skipped"]
+    assert late[0][0] == "skipped"
+    assert late[0][1]["skipped"] > 0
+    assert late[-1][0] == "response"
+
+
+async def test_a_last_event_id_beyond_the_end_still_gets_the_response() -> None:
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            sent = await client.post(
+                "/v1/jobs?wait=false",
+                json={"worker": "tools", "name": "sleep", "payload": {"seconds": 0.3}},
+            )
+            job_id = sent.json()["job_id"]
+            async with client.stream(
+                "GET", f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "99999"}
+            ) as answer:
+                events = [item async for item in sse_events(answer)]
+    assert [e for e, _, _ in events] == ["response"]
+    assert events[0][1]["status"] == "completed"
+
+
+async def test_finished_jobs_are_kept_within_a_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    import framework.http._tracker as tracker
+
+    monkeypatch.setattr(tracker, "HISTORY_BYTES", 300_000)
+    big = {"blob": "x" * 100_000}
+    with anyio.fail_after(20):
+        async with serving() as served, served.client() as client:
+            ids = []
+            for _ in range(5):
+                answer = await client.post("/v1/jobs", json={"worker": "tools", "payload": big})
+                ids.append(answer.json()["job_id"])
+            kept = [(await client.get(f"/v1/jobs/{i}")).status_code for i in ids]
+    assert kept[-1] == 200
+    assert kept[0] == 404
+    assert kept.count(200) <= 3
+
+
+async def test_metrics_follow_each_member_of_a_group() -> None:
+    with anyio.fail_after(20):
+        async with serving(Tools("a"), Tools("b")) as served, served.client() as client:
+            async with anyio.create_task_group() as tg:
+
+                async def group() -> None:
+                    await client.post(
+                        "/v1/job-groups",
+                        json={"workers": ["a", "b"], "name": "sleep", "payload": {"seconds": 0.5}},
+                    )
+
+                tg.start_soon(group)
+                await anyio.sleep(0.25)
+                during = (await client.get("/metrics")).text
+            after = (await client.get("/metrics")).text
+    assert "framework_jobs_in_flight 2.0" in during
+    assert 'framework_job_duration_seconds_count{worker="a"} 1.0' in after
+    assert 'framework_job_duration_seconds_count{worker="b"} 1.0' in after
+
+
+async def test_the_browser_cookie_is_not_the_token_and_pages_say_how_to_sign_in() -> None:
+    token = "s3cret-token-0123456"
+    with anyio.fail_after(20):
+        async with serving(token=token) as served:
+            async with served.client() as client:
+                page = await client.get("/", headers={"Accept": "text/html"})
+                login = await client.get(f"/?token={token}")
+                with_cookie = await client.get("/v1/workers")  # the client keeps cookies
+            async with served.client() as client:
+                token_as_cookie = await client.get(
+                    "/v1/workers", headers={"Cookie": f"framework_token={token}"}
+                )
+    assert token not in login.headers["set-cookie"]
+    assert with_cookie.status_code == 200
+    assert token_as_cookie.status_code == 401
+    assert page.status_code == 401
+    assert page.headers["content-type"].startswith("text/html")
+    assert "/?token=TOKEN" in page.text
+
+
+def test_tokens_and_origins_are_checked_when_read() -> None:
+    from pydantic import ValidationError
+
+    from framework.http._settings import HttpConfig
+
+    for bad, reason in (
+        ("short", "shorter than 16"),
+        ("has a space in it ok", "visible ASCII"),
+        ("line\nbreak-0123456789", "visible ASCII"),
+    ):
+        with pytest.raises(ValidationError, match=reason):
+            HttpConfig(token=bad)
+    for origin in ("*", "not a url", "http://localhost:3000/"):
+        with pytest.raises(ValidationError, match="is not an origin"):
+            HttpConfig(cors_origins=[origin])
+
+
+def test_finding_a_serving_runner_sends_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from framework.http._client import serving_runner
+
+    monkeypatch.setenv("FRAMEWORK_HTTP_TOKEN", "super-secret-prod-token")
+    received: list[bytes] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def answer() -> None:
+            while not received:  # the first connection only probes the port
+                connection, _ = server.accept()
+                with connection:
+                    request = connection.recv(65536)
+                    if not request:
+                        continue
+                    received.append(request)
+                    body = b'{"status": "ok", "runner": "r"}'
+                    connection.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        + b"Content-Length: "
+                        + str(len(body)).encode()
+                        + b"\r\n\r\n"
+                        + body
+                    )
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        assert serving_runner(f"http://127.0.0.1:{port}") == "r"
+        thread.join(5)
+    assert b"super-secret" not in received[0]
+    assert b"authorization" not in received[0].lower()

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from framework._values import check_headers
+from framework._values import NotJSONError, check_headers, jsonable
 from framework.http import _openapi, _sse
 from framework.http._errors import ApiError, invalid_body
 from framework.http._hub import EventFilter, EventHub
@@ -67,9 +67,11 @@ class Api:
                 raise ApiError(413, f"the body is larger than {limit} bytes ([http] max_body)")
             chunks.append(chunk)
         try:
-            return json.loads(b"".join(chunks))
+            return json.loads(b"".join(chunks), parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"the body is not JSON: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "the body is nested too deeply to read") from None
 
     def _check_worker(self, worker: str) -> None:
         """404 when no worker of that name is known (local or remote)."""
@@ -103,16 +105,22 @@ class Api:
         """``POST /v1/jobs``."""
         wait = request.query_params.get("wait", "true")
         if wait not in ("true", "false"):
-            raise ApiError(422, "wait must be true or false", [{"field": "wait", "reason": wait}])
+            raise ApiError(
+                422,
+                "invalid query: wait: must be true or false",
+                [{"field": "wait", "reason": "must be true or false"}],
+            )
         try:
             spec = JobSubmission.model_validate(await self._body(request))
         except ValidationError as exc:
             raise invalid_body(exc) from None
         headers = self._check_headers(spec.headers)
+        _check_payload(spec.payload)
         self._check_worker(spec.worker)
         record = await self._start(spec, headers)
         if "text/event-stream" in request.headers.get("accept", ""):
-            return _sse_response(self._job_stream(record, 0, announce=True))
+            record.attach_submitter()
+            return _sse_response(self._job_stream(record, 0, announce=True, submitter=True))
         if wait == "false":
             return JSONResponse(
                 {"job_id": record.job_id},
@@ -120,7 +128,7 @@ class Api:
                 headers={"Location": f"/v1/jobs/{record.job_id}"},
             )
         await record.finished.wait()
-        return JSONResponse(record.result())
+        return Response(record.result_json(), media_type="application/json")
 
     async def _start(self, spec: JobSubmission, headers: dict[str, str]) -> JobRecord:
         if self.task_group is None:
@@ -155,6 +163,7 @@ class Api:
                 self.tracker.start(started)
                 task_status.started(started)
                 async for event in job:
+                    await started.room()
                     started.add(event.type, event.data)
             started.finish(job.status or JobStatus.ERROR, job.response or {})
         except JobError as exc:
@@ -200,16 +209,18 @@ class Api:
         if record is None:
             raise ApiError(
                 404,
-                f"no job {job_id!r} submitted over HTTP (or it is older than the last "
+                f"no job {_short(job_id)} submitted over HTTP (or it is older than the last "
                 f"{self.settings.history} jobs kept)",
             )
         return record
 
     @staticmethod
-    async def _job_stream(record: JobRecord, after: int, *, announce: bool) -> AsyncIterator[bytes]:
+    async def _job_stream(
+        record: JobRecord, after: int, *, announce: bool, submitter: bool = False
+    ) -> AsyncIterator[bytes]:
         if announce:
             yield _sse.encode("job", to_json({"job_id": record.job_id}))
-        async for item in record.follow(after):
+        async for item in record.follow(after, submitter=submitter):
             if item is None:
                 yield _sse.KEEPALIVE
             else:
@@ -222,6 +233,7 @@ class Api:
         except ValidationError as exc:
             raise invalid_body(exc) from None
         headers = self._check_headers(spec.headers)
+        _check_payload(spec.payload)
         if len(set(spec.workers)) != len(spec.workers):
             raise ApiError(
                 422,
@@ -314,6 +326,26 @@ class Api:
                 self.hub.unsubscribe(subscription)
 
         return _sse_response(stream())
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def _check_payload(payload: dict[str, Any] | None) -> None:
+    """422 for a payload that a job cannot carry (the same check as on every bus)."""
+    try:
+        jsonable(payload, "payload")
+    except NotJSONError as exc:
+        field = "payload" + exc.path.removeprefix("$")
+        raise ApiError(
+            422, f"invalid body: {field}: {exc}", [{"field": field, "reason": str(exc)}]
+        ) from None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """``text`` quoted, cut to ``limit`` characters: an error never echoes a huge input."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _sse_response(stream: AsyncIterator[bytes]) -> StreamingResponse:

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from framework.http._api import Api
 from framework.http._auth import TokenAuth
 from framework.http._errors import ApiError, error_response
+from framework.http._guard import BrowserGuard
 
 STATIC = Path(__file__).parent / "static"
 logger = logging.getLogger("framework.http")
@@ -85,8 +86,12 @@ def build_app(api: Api, mounts: dict[str, Any]) -> Starlette:
                 allow_origins=list(api.settings.cors_origins),
                 allow_methods=["GET", "POST", "DELETE"],
                 allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+                expose_headers=["Location"],
             )
         )
+    middleware.append(
+        Middleware(BrowserGuard, loopback=api.settings.loopback, origins=api.settings.cors_origins)
+    )
     if api.settings.token is not None:
         middleware.append(Middleware(TokenAuth, token=api.settings.token))
     return Starlette(

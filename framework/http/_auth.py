@@ -2,8 +2,10 @@
 
 Clients send ``Authorization: Bearer TOKEN``. A browser opens ``/?token=TOKEN`` once: the
 answer sets an HttpOnly, SameSite=Strict cookie and sends it to ``/`` without the token in
-the address bar; the dashboard's requests then carry the cookie. Tokens are compared in
-constant time.
+the address bar; the dashboard's requests then carry the cookie. The cookie holds a value
+derived from the token (an HMAC), not the token itself, so the browser's store never has
+it. Everything is compared in constant time. A browser asking for a page without the
+cookie gets a short HTML page saying how to sign in.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hmac
 from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 COOKIE = "framework_token"
@@ -25,11 +27,17 @@ class TokenAuth:
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self._token = token.encode()
+        self._session = hmac.new(self._token, b"framework dashboard cookie", "sha256").hexdigest()
 
     def _valid(self, presented: str | None) -> bool:
         if not presented:
             return False
         return hmac.compare_digest(presented.encode(), self._token)
+
+    def _valid_cookie(self, presented: str | None) -> bool:
+        return bool(presented) and hmac.compare_digest(
+            (presented or "").encode(), self._session.encode()
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
@@ -43,19 +51,21 @@ class TokenAuth:
                 return
         authorization = headers.get("authorization", "")
         scheme, _, credentials = authorization.partition(" ")
-        presented = credentials.strip() if scheme.lower() == "bearer" else None
-        if presented is None:
-            presented = _cookie(headers.get("cookie", ""))
-        if self._valid(presented):
+        if scheme.lower() == "bearer":
+            allowed = self._valid(credentials.strip())
+        else:
+            allowed = self._valid_cookie(_cookie(headers.get("cookie", "")))
+        if allowed:
             await self.app(scope, receive, send)
             return
-        await _unauthorized(scope["path"], bool(authorization))(scope, receive, send)
+        wants_page = "text/html" in headers.get("accept", "")
+        await _unauthorized(scope["path"], bool(authorization), wants_page)(scope, receive, send)
 
     def _login(self, token: str) -> Response:
         if not self._valid(token):
             return _unauthorized("/", True)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(COOKIE, self._session, httponly=True, samesite="strict", path="/")
         return response
 
 
@@ -67,7 +77,20 @@ def _cookie(header: str) -> str | None:
     return None
 
 
-def _unauthorized(path: str, presented: bool) -> Response:
+_SIGN_IN = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in: agent-plugin-framework</title>
+</head><body style="font-family: system-ui, sans-serif; max-width: 40em; margin: 3em auto">
+<h1>This runner needs a token</h1>
+<p>Open this page once as <code>/?token=TOKEN</code>, with the runner's token (its
+<code>[http] token</code> or <code>FRAMEWORK_HTTP_TOKEN</code>). The browser then keeps a
+cookie for it, and the address bar drops the token.</p>
+</body></html>
+"""
+
+
+def _unauthorized(path: str, presented: bool, wants_page: bool = False) -> Response:
+    if wants_page and path == "/":
+        return HTMLResponse(_SIGN_IN, status_code=401, headers={"WWW-Authenticate": "Bearer"})
     reason = "the token is wrong" if presented else "this runner needs a token"
     fix = (
         "open /?token=TOKEN once in the browser"

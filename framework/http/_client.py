@@ -194,10 +194,8 @@ def serving_runner(url: str = "http://" + DEFAULT_LISTEN) -> str | None:
         return None
     import httpx
 
-    token = os.environ.get(TOKEN_ENV)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        answer = httpx.get(f"{url}/v1/health", timeout=0.5, headers=headers)
+    try:  # /v1/health needs no token: none is sent to whatever listens there
+        answer = httpx.get(f"{url}/v1/health", timeout=0.5)
         name = answer.json().get("runner")
     except (httpx.HTTPError, ValueError, AttributeError):
         return None

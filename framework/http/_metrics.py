@@ -56,20 +56,22 @@ class JobMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
-        self._started: dict[str, float] = {}
+        self._started: dict[tuple[str, str], float] = {}
+        """When each running handler began, by job id and worker (a group's members share
+        the job id)."""
         self.registry.register(_Gauges(events_dropped, jobs_in_flight, self._started))
 
-    def job_started(self, job: Job) -> None:
+    def job_started(self, job: Job, worker: BaseWorker) -> None:
         """``on_job_started``: remember when the handler began."""
         started = self._started
         if len(started) >= MAX_TRACKED:
             started.pop(next(iter(started)))
-        started[job.job_id] = time.perf_counter()
+        started[job.job_id, worker.name] = time.perf_counter()
 
     def job_completed(self, response: JobResponseMessage, worker: BaseWorker) -> None:
         """``on_job_completed``: count the job and observe its duration."""
         self.jobs.labels(worker.name, str(response.status)).inc()
-        began = self._started.pop(response.job_id, None)
+        began = self._started.pop((response.job_id, worker.name), None)
         if began is not None:
             self.duration.labels(worker.name).observe(time.perf_counter() - began)
 
@@ -85,7 +87,7 @@ class _Gauges(Collector):
         self,
         events_dropped: Callable[[], int],
         jobs_in_flight: Callable[[], int],
-        started: dict[str, float],
+        started: dict[tuple[str, str], float],
     ) -> None:
         self.events_dropped = events_dropped
         self.jobs_in_flight = jobs_in_flight

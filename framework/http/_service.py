@@ -122,6 +122,7 @@ class HttpService:
             access_log=False,
             lifespan="off",
             ws="none",
+            http=_protocol(),
             timeout_graceful_shutdown=SHUTDOWN_SECONDS,
         )
         server = _server(config)
@@ -161,12 +162,29 @@ class HttpService:
     @hookimpl
     def on_job_started(self, job: Job, worker: BaseWorker) -> None:
         """Note when the handler began, for ``/metrics``."""
-        self.metrics.job_started(job)
+        self.metrics.job_started(job, worker)
 
     @hookimpl
     def on_job_completed(self, response: JobResponseMessage, worker: BaseWorker) -> None:
         """Count the job, for ``/metrics``."""
         self.metrics.job_completed(response, worker)
+
+
+WRITE_BUFFER = 16 * 1024
+"""Bytes a connection may have waiting in the server before a write waits for the client:
+a client that stops reading holds this much, not asyncio's default 64 KiB."""
+
+
+def _protocol() -> type[Any]:
+    """uvicorn's HTTP protocol with a smaller write buffer per connection."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class Protocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            transport.set_write_buffer_limits(high=WRITE_BUFFER)
+
+    return Protocol
 
 
 def _server(config: Any) -> Any:

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 DEFAULT_LISTEN = "127.0.0.1:8765"
+MIN_TOKEN = 16
+"""Shortest token accepted, in characters."""
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+_ORIGIN = re.compile(r"https?://[^/\s?#]+")
 TOKEN_ENV = "FRAMEWORK_HTTP_TOKEN"
 URL_ENV = "FRAMEWORK_URL"
 
@@ -35,6 +40,43 @@ class HttpConfig(BaseModel):
     """How many finished jobs submitted over HTTP ``GET /v1/jobs/{job_id}`` still knows."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed to call the API from a browser (CORS is off when empty)."""
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            problem = token_problem(value.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin[:100]!r} is not an origin: write scheme://host[:port] with no "
+                    "path or trailing slash, as http://localhost:3000 (no wildcard)"
+                )
+        return value
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be the HTTP API's token, or None. The message never shows it."""
+    if not token.strip():
+        return "the HTTP token is empty; set a non-empty token or none at all"
+    if not _TOKEN_CHARS.fullmatch(token):
+        return (
+            "the HTTP token may hold only visible ASCII characters (no spaces or control "
+            "characters): it travels in an HTTP header"
+        )
+    if len(token) < MIN_TOKEN:
+        return (
+            f"the HTTP token is shorter than {MIN_TOKEN} characters; make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe())'"
+        )
+    return None
 
 
 class ListenError(ValueError):
@@ -111,8 +153,9 @@ def resolve(config: HttpConfig, listen_option: str | None) -> HttpSettings:
     token = config.token.get_secret_value() if config.token is not None else None
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
-    if token is not None and not token.strip():
-        raise ListenError("the HTTP token is empty; set a non-empty token or none at all")
+        problem = None if token is None else token_problem(token)
+        if problem is not None:
+            raise ListenError(f"{TOKEN_ENV}: {problem}")
     settings = HttpSettings(
         host=host,
         port=port,
