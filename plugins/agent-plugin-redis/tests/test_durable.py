@@ -15,6 +15,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from agent_plugin_redis import bus as bus_module
+from agent_plugin_redis._settings import RedisBusSettings, SettingsError
 from agent_plugin_redis.bus import RedisBus
 from conftest import RedisServer
 from test_bus import MAY_HAVE_RUN, Proxy, bus_of, eventually, namespace_of, plain_url, run_job
@@ -316,3 +317,11 @@ async def test_a_runner_cut_off_from_redis_leaves_the_live_replicas_jobs_alone(
                 assert len(answered_by_b) == len(ran_on_b), (results, runs)
                 first_on_b = {job_id for job_id, runner, n in runs if runner == "b" and n == 1}
                 assert not [job_id for job_id, _r, n in runs if n > 1 and job_id in first_on_b]
+
+
+def test_idempotency_ttl_is_a_url_parameter_checked_like_the_others() -> None:
+    assert RedisBusSettings.from_url("redis://h/0").idempotency_ttl == 24 * 3600
+    assert RedisBusSettings.from_url("redis://h/0?idempotency_ttl=60").idempotency_ttl == 60
+    for bad in ("0", "1.5", "abc", "99999999999"):
+        with pytest.raises(SettingsError, match=f"idempotency_ttl='{bad}'"):
+            RedisBusSettings.from_url(f"redis://h/0?idempotency_ttl={bad}")
