@@ -166,7 +166,7 @@ def test_a_url_where_nothing_serves_is_a_clear_failure() -> None:
     assert result.returncode == 1
     assert f"cannot reach a runner at http://127.0.0.1:{port}" in result.stderr
     bad = _framework("run", "--job", "tools", "--url", "ftp://x")
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "is not an HTTP URL" in bad.stderr
 
 
@@ -235,3 +235,71 @@ def test_a_blank_token_is_a_configuration_error() -> None:
     result = _framework("run", "--http", "127.0.0.1:0", env={**ENV, "FRAMEWORK_HTTP_TOKEN": "  "})
     assert result.returncode == 2
     assert "token is empty" in result.stderr
+
+
+def test_a_runner_that_dies_mid_job_is_reported_with_an_unknown_outcome() -> None:
+    with _serving() as (url, _):
+        client = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "framework",
+                "-p",
+                "http_plugin",
+                "run",
+                "--job",
+                "tools",
+                "--name",
+                "sleep",
+                "--url",
+                url,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+            cwd=TESTS,
+        )
+        try:
+            assert client.stdout is not None and client.stderr is not None
+            health = httpx.get(f"{url}/v1/health", timeout=5).json()
+            assert health["status"] == "ok"
+            # Wait for the job to run, then kill the runner under it.
+            deadline = time.monotonic() + 20
+            while "framework_jobs_in_flight 1.0" not in httpx.get(f"{url}/metrics").text:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            runner_pid = int(
+                subprocess.run(
+                    ["pgrep", "-f", "--", f"--http 127.0.0.1:{url.rsplit(':', 1)[1]}"],
+                    capture_output=True,
+                    text=True,
+                ).stdout.split()[0]
+            )
+            os.kill(runner_pid, signal.SIGKILL)
+            _, err = client.communicate(timeout=20)
+        finally:
+            client.kill()
+    assert client.returncode == 1, err
+    assert "went away before the job's response" in err
+    assert "outcome is unknown" in err
+    assert "Traceback" not in err
+
+
+def test_a_missing_or_wrong_token_says_which_variable_to_set() -> None:
+    token_env = {**ENV, "FRAMEWORK_HTTP_TOKEN": "right-token-0123456789"}
+    with _serving(env=token_env) as (url, _):
+        missing = _framework("run", "--job", "tools", "--url", url)
+        wrong = _framework(
+            "run",
+            "--job",
+            "tools",
+            "--url",
+            url,
+            env={**ENV, "FRAMEWORK_HTTP_TOKEN": "wrong-token-0123456789"},
+        )
+        right = _framework("run", "--job", "tools", "--url", url, env=token_env)
+    assert missing.returncode == wrong.returncode == 1
+    assert "set FRAMEWORK_HTTP_TOKEN" in missing.stderr
+    assert "is not the runner's" in wrong.stderr
+    assert right.returncode == 0, right.stderr

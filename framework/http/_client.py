@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from framework._run_command import JobRequest
 
 CONNECT_SECONDS = 10.0
+SILENCE_SECONDS = 3 * _sse.KEEPALIVE_SECONDS
+"""A runner that sends nothing for this long (it sends a keepalive every
+``KEEPALIVE_SECONDS``) is taken for stopped."""
 
 
 class SubmitFailed(Exception):
@@ -58,7 +61,8 @@ def check_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SubmitFailed(
             f"--url {url!r} is not an HTTP URL; give the address a runner serves at, as "
-            "http://127.0.0.1:8765"
+            "http://127.0.0.1:8765",
+            EXIT_USAGE,
         )
     return url.rstrip("/")
 
@@ -80,28 +84,40 @@ def submit(url: str, request: JobRequest) -> int:
     printer = JobPrinter(request.as_json, request.worker)
     state: dict[str, str] = {}
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    timeout = httpx.Timeout(CONNECT_SECONDS, read=SILENCE_SECONDS)
     try:
-        with httpx.Client(
-            base_url=base, headers=headers, timeout=httpx.Timeout(CONNECT_SECONDS, read=None)
-        ) as client:
-            try:
-                return _follow(client, body, printer, state, base, request.timeout)
-            except (_Interrupted, KeyboardInterrupt) as exc:
-                name = exc.name if isinstance(exc, _Interrupted) else "SIGINT"
-                printer.end()
-                job_id = state.get("job_id")
-                if job_id is not None:
-                    with contextlib.suppress(httpx.HTTPError):
-                        client.delete(f"/v1/jobs/{job_id}", timeout=CONNECT_SECONDS)
-                print(
-                    f"framework: {name} received; the job to worker {request.worker!r} was "
-                    "cancelled",
-                    file=sys.stderr,
-                )
-                return EXIT_INTERRUPTED
+        with httpx.Client(base_url=base, headers=headers, timeout=timeout) as client:
+            return _follow(client, body, printer, state, base, request.timeout)
+    except (_Interrupted, KeyboardInterrupt) as exc:
+        name = exc.name if isinstance(exc, _Interrupted) else "SIGINT"
+        printer.end()
+        job_id = state.get("job_id")
+        if job_id is not None:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.delete(f"{base}/v1/jobs/{job_id}", headers=headers, timeout=CONNECT_SECONDS)
+        print(
+            f"framework: {name} received; the job to worker {request.worker!r} was cancelled",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except httpx.ConnectError as exc:
         raise SubmitFailed(
             f"cannot reach a runner at {base}: {exc}; is 'framework run' serving there?"
+        ) from None
+    except httpx.ReadTimeout:
+        raise SubmitFailed(
+            f"the runner at {base} sent nothing for {SILENCE_SECONDS:g} s, not even a "
+            "keepalive: it may be stopped or overloaded"
+            + (f"; the job {state['job_id']}'s outcome is unknown" if "job_id" in state else "")
+        ) from None
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        if "job_id" in state:
+            raise SubmitFailed(
+                f"the runner at {base} went away before the job's response (did it stop?); "
+                f"the job {state['job_id']}'s outcome is unknown"
+            ) from None
+        raise SubmitFailed(
+            f"the connection to {base} failed: {type(exc).__name__}: {exc}"
         ) from None
     except httpx.HTTPError as exc:
         raise SubmitFailed(
@@ -129,6 +145,13 @@ def _follow(
             value = json.loads(data)
             if event == "job":
                 state["job_id"] = value["job_id"]
+            elif event == "skipped":
+                printer.end()
+                print(
+                    f"framework: warning: {value.get('skipped')} of the job's events were lost "
+                    "(this terminal read too slowly for the runner's patience)",
+                    file=sys.stderr,
+                )
             elif event == "response":
                 status = JobStatus(value["status"])
                 response = value["response"] or {}
@@ -176,6 +199,12 @@ def _check_names(client: httpx.Client, worker: str, name: str | None, base: str)
 
 
 def _error_text(answer: httpx.Response) -> str:
+    if answer.status_code == 401:
+        return (
+            "401: the runner needs its token: set FRAMEWORK_HTTP_TOKEN to it"
+            if "authorization" not in answer.request.headers
+            else "401: the token in FRAMEWORK_HTTP_TOKEN is not the runner's"
+        )
     try:
         error = answer.json().get("error")
     except ValueError:
