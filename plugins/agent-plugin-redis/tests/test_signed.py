@@ -232,3 +232,45 @@ async def test_a_short_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="shorter than the 16 required"):
         RedisBus("redis://127.0.0.1:6379/0", secret="short")
     assert not RedisBus("redis://127.0.0.1:6379/0", secret=[]).signed
+
+
+async def test_a_stranger_in_the_group_takes_no_job_for_good(redis_url: str) -> None:
+    """A raw client joins the group of a worker hosted twice (its jobs go through the
+    worker's stream) and takes an entry as consumer "evil". The payload is signed, not
+    encrypted: it can read it, but not answer it. Its requester is answered (ERROR,
+    outcome unknown: a stranger may be a runner that died) once the stranger has been
+    silent for longer than a live runner can be; the other jobs complete."""
+    ns = namespace_of(redis_url)
+    client = aioredis.Redis.from_url(plain_url(redis_url))
+    stream = f"{ns}:worker:echo"
+    try:
+        with anyio.fail_after(30):
+            async with signed_runners(redis_url, "a", "b", "c") as (a, b, c):
+                await b.add_worker(Echo("echo"))
+                await c.add_worker(Echo("echo"))
+                await eventually(lambda: bus_of(a)._peers.hosts("echo") == {"b", "c"})
+                taken: list[Any] = []
+
+                async def steal() -> None:
+                    taken.extend(
+                        await client.xreadgroup(
+                            "workers", "evil", {stream: ">"}, count=1, block=5000
+                        )
+                        or []
+                    )
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(steal)
+                    await anyio.sleep(1.3)  # b and c block again behind evil
+                    status, response = await run_job(a, "echo", payload={"i": 0}, timeout=25)
+                ((_, entries),) = taken
+                ((_, fields),) = entries
+                assert fields[b"m"][:1] == b"\x01"  # signed: readable, not actionable
+                assert status is JobStatus.ERROR, response
+                assert response is not None and response["outcome"] == "unknown"
+                for i in range(1, 5):
+                    status, response = await run_job(a, "echo", payload={"i": i}, timeout=5)
+                    assert status is JobStatus.COMPLETED, response
+                assert await client.xlen(stream) == 0
+    finally:
+        await client.aclose()
