@@ -46,6 +46,7 @@ def _host(ctx: click.Context, extra_p: tuple[str, ...] = (), strict: bool = Fals
         options = (*root.params.get("plugin_options", ()), *extra_p)
         strict = strict or bool(root.params.get("strict_plugins")) or _STRICT_KEY in root.meta
         host = PluginHost(PluginSelection.from_options(options, strict=strict))
+        host.verbose = _verbose(ctx)
         root.meta[_HOST_KEY] = host
     return host
 
@@ -205,11 +206,14 @@ def plugins_command(
     ctx: click.Context, as_json: bool, requirements: bool, extra_plugin_options: tuple[str, ...]
 ) -> None:
     """List plugins: distribution and version, hooks, what each registered, load errors."""
+    from framework.plugins import remedy
+
     host = _host(ctx, extra_plugin_options)
     _load(host, registrations=True)
     root = ctx.find_root().command
     if isinstance(root, FrameworkGroup):
         root.ensure_plugin_commands(ctx)  # so that "registered" shows plugin commands too
+    broken = host.check_workers()  # a worker registered by path that does not import
     infos = host.plugin_infos()
     if requirements:
         seen: set[str] = set()
@@ -226,7 +230,8 @@ def plugins_command(
         click.echo(json.dumps([info.to_dict() for info in infos], indent=2))
         return
     for info in infos:
-        where = info.distribution or ("(not loaded)" if info.error else "(registered in code)")
+        loaded = not info.error or bool(info.hooks)
+        where = info.distribution or ("(registered in code)" if loaded else "(not loaded)")
         version = f" {info.version}" if info.version else ""
         tag = " [built-in]" if info.builtin else ""
         click.echo(f"{info.name}: {where}{version}{tag}")
@@ -234,9 +239,12 @@ def plugins_command(
             click.echo(f"  module: {info.module}")
         click.echo(f"  hooks: {', '.join(info.hooks) or '-'}")
         for kind, names in info.registered.items():
-            click.echo(f"  {kind.replace('_', ' ')}: {', '.join(names)}")
+            shown = [f"{n} (broken)" if kind == "workers" and n in broken else n for n in names]
+            click.echo(f"  {kind.replace('_', ' ')}: {', '.join(shown)}")
         if info.error:
             click.echo(f"  error: {info.error}")
+            if remedy(info):
+                click.echo(f"  hint: {remedy(info).removeprefix('; ')}")
 
 
 @cli.command("backends")

@@ -32,6 +32,7 @@ from framework._hooks import (
     env_flag,
     hook_impls,
 )
+from framework._tracebacks import format_traceback, where
 from framework.registrars import BackendRegistrar, BusRegistrar, RouteRegistrar, WorkerRegistrar
 
 if TYPE_CHECKING:
@@ -358,6 +359,8 @@ class PluginHost:
         self.pm = create_plugin_manager(blocked=self.selection.blocked)
         self.report = report
         """Print one line on stderr per plugin that fails to load."""
+        self.verbose = False
+        """Print the traceback of each failure too (``framework -v``)."""
         self.infos: dict[str, PluginInfo] = {}
         self.workers = WorkerRegistrar()
         self.buses = BusRegistrar()
@@ -442,7 +445,7 @@ class PluginHost:
                 with _stdout_to_stderr():
                     module = entry_point.load()
             except (Exception, SystemExit) as exc:  # a plugin that exits costs only itself
-                self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
+                self._fail(info, f"import failed: {type(exc).__name__}: {exc}{where(exc)}", exc)
                 continue
             self._register_loaded(info, module)
 
@@ -458,10 +461,15 @@ class PluginHost:
                 with _stdout_to_stderr():
                     module = importlib.import_module(name)
             except (Exception, SystemExit) as exc:
+                found = not isinstance(exc, ModuleNotFoundError) or exc.name != name
                 self._fail(
                     info,
-                    f"-p {name}: no installed plugin or importable module of that name "
+                    f"-p {name}: the module {name!r} failed to import: "
+                    f"{type(exc).__name__}: {exc}{where(exc)}"
+                    if found
+                    else f"-p {name}: no installed plugin or importable module of that name "
                     f"({type(exc).__name__}: {exc})",
+                    exc if found else None,
                 )
                 continue
             self._register_loaded(info, module)
@@ -487,13 +495,18 @@ class PluginHost:
                 continue
             return
 
-    def _fail(self, info: PluginInfo, error: str) -> None:
+    def _fail(self, info: PluginInfo, error: str, exc: BaseException | None = None) -> None:
         error = " ".join(error.split())  # one line (pluggy's signature errors span three)
         info.error = error
         self._load_failed.append(info)
-        where = f" ({info.distribution} {info.version})" if info.distribution else ""
+        dist = f" ({info.distribution} {info.version})" if info.distribution else ""
         if self.report:
-            print(f"framework: plugin {info.name!r}{where} not loaded: {error}", file=sys.stderr)
+            print(
+                f"framework: plugin {info.name!r}{dist} not loaded: {error}{remedy(info)}",
+                file=sys.stderr,
+            )
+            if self.verbose and exc is not None:
+                print(format_traceback(exc), file=sys.stderr)
 
     @property
     def load_errors(self) -> list[PluginInfo]:
@@ -564,6 +577,26 @@ class PluginHost:
         self._command_cache = commands
         return commands
 
+    def check_workers(self) -> dict[str, str]:
+        """Import every worker registered by its import path (``framework plugins`` does,
+        so that a worker whose module cannot be imported shows as broken before a runner
+        needs it). Returns the broken ones: name -> error, also noted on their plugin."""
+        from framework.registrars import RegistrationError
+
+        broken: dict[str, str] = {}
+        for name, entry in list(self.workers.entries.items()):
+            if not isinstance(entry.value, str):
+                continue
+            try:
+                with _stdout_to_stderr():
+                    self.workers.resolve(name)
+            except RegistrationError as exc:
+                broken[name] = str(exc)
+                self._note_error(entry.plugin, f"worker {name!r} is broken: {exc}")
+                if self.report and self.verbose and exc.__cause__ is not None:
+                    print(format_traceback(exc.__cause__), file=sys.stderr)
+        return broken
+
     def _note_error(self, plugin: str, error: str) -> None:
         info = self.infos.get(plugin)
         if info is not None:
@@ -589,6 +622,19 @@ class PluginHost:
             }
             info.registered = {k: v for k, v in registered.items() if v}
         return list(self.infos.values())
+
+
+def remedy(info: PluginInfo) -> str:
+    """How to get rid of a broken plugin: block it, or uninstall its distribution."""
+    if info.builtin:
+        return ""
+    name = info.name.split(" ", 1)[0]
+    if info.distribution:
+        return (
+            f"; to run without it: -p no:{name}, or remove it: framework uninstall "
+            f"{info.distribution}"
+        )
+    return f"; to run without it: drop -p {name}"
 
 
 def _name_and_version(dist: Any) -> tuple[str | None, str | None]:

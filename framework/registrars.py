@@ -151,10 +151,12 @@ def _import_path(path: str, plugin: str, what: str) -> Any:
     try:
         return getattr(importlib.import_module(module_name), attribute)
     except Exception as exc:
+        from framework._tracebacks import where
+
         raise RegistrationError(
             f"plugin {plugin!r} registered {what} as {path!r}, which cannot be imported: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+            f"{type(exc).__name__}: {exc}{where(exc)}"
+        ) from exc
 
 
 def _check_worker_class(worker_class: object, plugin: str) -> None:

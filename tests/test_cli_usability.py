@@ -321,3 +321,42 @@ def test_uninstall_without_yes_and_without_a_terminal_says_to_add_y(
     assert result.exit_code == 2
     assert "add -y (framework uninstall -y agent-plugin-echo)" in result.stderr
     assert calls == []  # pip was not started to fail on EOF
+
+
+# ----------------------------------------------------------------- plugin failures
+
+
+def test_an_import_failure_names_file_and_line_and_verbose_prints_the_traceback() -> None:
+    quiet = invoke("-p", "misbehaving.needs_env", "plugins")
+    line = next(x for x in quiet.stderr.splitlines() if "misbehaving.needs_env" in x)
+    assert "KeyError: 'BROKEN_API_KEY'" in line
+    assert f"(at {TESTS / 'misbehaving' / 'needs_env.py'}, line 5)" in line
+    assert "Traceback" not in quiet.stderr
+    loud = invoke("-p", "misbehaving.needs_env", "plugins", "-v")
+    assert "Traceback (most recent call last):" in loud.stderr
+    assert 'needs_env.py", line 5, in <module>' in loud.stderr
+
+
+def test_a_lazily_registered_worker_that_does_not_import_is_shown_broken() -> None:
+    result = invoke("-p", "misbehaving.lazy_broken", "plugins")
+    assert result.exit_code == 0
+    block = result.stdout.split("misbehaving.lazy_broken: ", 1)[1]
+    assert block.startswith("(registered in code)\n")
+    assert "  workers: broken (broken)\n" in block
+    assert "error: worker 'broken' is broken: " in block
+    assert "KeyError: 'BROKEN_WORKER_SETTING'" in block
+    assert "lazy_broken_workers.py, line 5)" in block
+    assert "hint: to run without it: drop -p misbehaving.lazy_broken" in block
+    data = json.loads(invoke("-p", "misbehaving.lazy_broken", "plugins", "--json").stdout)
+    info = next(p for p in data if p["name"] == "misbehaving.lazy_broken")
+    assert "worker 'broken' is broken" in info["error"]
+
+
+def test_the_remedy_names_p_no_and_uninstall_for_an_installed_plugin() -> None:
+    from framework.plugins import PluginInfo, remedy
+
+    installed = PluginInfo("redis", distribution="agent-plugin-redis", version="0.1.0")
+    assert remedy(installed) == (
+        "; to run without it: -p no:redis, or remove it: framework uninstall agent-plugin-redis"
+    )
+    assert remedy(PluginInfo("local", builtin=True)) == ""

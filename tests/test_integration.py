@@ -203,6 +203,18 @@ def test_plugins_lists_echo_and_reports_broken_plugins(venv: Venv) -> None:
     for name in BUILTINS:
         assert f"{name}: agent-plugin-framework " in out
     _assert_reports_broken(result.stderr)
+    broken = next(line for line in result.stderr.splitlines() if "'broken-import'" in line)
+    assert "agent_plugin_broken_import.py, line 3)" in broken  # where it raised
+    assert "-p no:broken-import" in broken
+    assert "framework uninstall agent-plugin-broken-import" in broken
+    assert "hint: to run without it: -p no:broken-import" in _blocks(out)["broken-import"]
+
+
+def test_verbose_plugins_prints_the_traceback_of_an_import_failure(venv: Venv) -> None:
+    result = venv.framework("plugins", "-v")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback (most recent call last):" in result.stderr
+    assert 'agent_plugin_broken_import.py", line 3, in <module>' in result.stderr
 
 
 def test_plugins_json(venv: Venv) -> None:
@@ -291,12 +303,12 @@ def test_run_job_count_text(venv: Venv) -> None:
         "run", "--job", "count", "--payload", '{"n": 2}', env={"FRAMEWORK_PLUGINS": "echo"}
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        '{"n": 1}',
+    assert result.stdout.splitlines() == ['{"chunks": 2}']  # stdout: only the response
+    assert result.stderr.splitlines() == [
+        'stream: {"n": 1}',
         'update: {"done": 1, "of": 2}',
-        '{"n": 2}',
+        'stream: {"n": 2}',
         'update: {"done": 2, "of": 2}',
-        '{"chunks": 2}',
     ]
 
 
