@@ -31,6 +31,7 @@ NOTIFICATION_HOOKS = (
     "on_job_completed",
     "on_worker_failed",
     "on_job_started",
+    "on_job_progress",
     "add_request_headers",
     "on_request_completed",
     "on_model_call",
@@ -43,6 +44,7 @@ NOTIFICATION_HOOKS = (
 
 SYNC_ONLY_HOOKS = (
     "on_job_started",
+    "on_job_progress",
     "add_request_headers",
     "on_request_completed",
     "on_model_call",
@@ -118,6 +120,8 @@ class RuntimeHooks:
         """Whether any plugin implements ``on_job_completed``."""
         self.wants_job_started = bool(self._impls["on_job_started"])
         """Whether any plugin implements ``on_job_started``."""
+        self.wants_job_progress = bool(self._impls["on_job_progress"])
+        """Whether any plugin implements ``on_job_progress``."""
         self.wants_request_headers = bool(self._impls["add_request_headers"])
         """Whether any plugin implements ``add_request_headers``."""
         self.wants_request_completed = bool(self._impls["on_request_completed"])
@@ -141,6 +145,15 @@ class RuntimeHooks:
     def on_job_started(self, job: Job, worker: BaseWorker) -> None:
         """Call every ``on_job_started`` impl, in the job's own task (sync)."""
         self._notify_sync("on_job_started", {"job": job, "worker": worker})
+
+    def on_job_progress(
+        self, job: Job, worker: BaseWorker, kind: str, index: int, data: Any
+    ) -> None:
+        """Call every ``on_job_progress`` impl, in the job's own task (sync)."""
+        self._notify_sync(
+            "on_job_progress",
+            {"job": job, "worker": worker, "kind": kind, "index": index, "data": data},
+        )
 
     def add_request_headers(self, headers: dict[str, str], target: str) -> None:
         """Call every ``add_request_headers`` impl with the request's mutable headers (sync).

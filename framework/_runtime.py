@@ -51,6 +51,8 @@ class Runtime:
         hooks: the typed facade over the plugins' hooks.
         grace_period: seconds running jobs get when a worker ends gracefully.
         events_enabled: whether any publisher listens (no event is built otherwise).
+        wants_job_progress: whether any plugin implements ``on_job_progress`` (read on
+            the streaming path: nothing is called per update or chunk otherwise).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Runtime:
         self.grace_period = runner.grace_period
         self.run_id = run_id
         self.events_enabled = publisher.enabled
+        self.wants_job_progress = hooks.wants_job_progress
         self._publisher = publisher
         self._sequence = 0
         self._waiting_index = waiting_index
@@ -133,6 +136,11 @@ class Runtime:
         """A handler is about to run, in the job's own task: ``on_job_started``."""
         if self.hooks.wants_job_started:
             self.hooks.on_job_started(job, worker)
+
+    def job_progress(self, job: Job, worker: BaseWorker, kind: str, index: int, data: Any) -> None:
+        """An update or a stream chunk was sent (call only when ``wants_job_progress``):
+        ``on_job_progress``, in the job's own task."""
+        self.hooks.on_job_progress(job, worker, kind, index, data)
 
     def job_updated(self, worker: str, job_id: str, data: dict[str, Any]) -> None:
         """``job.update(data)`` was sent (call only when ``events_enabled``)."""

@@ -430,6 +430,8 @@ class Serving:
                 await runtime.bus.send(message)
         if runtime.events_enabled:
             runtime.stream_chunk(self.name, job.job_id, item, index)
+        if runtime.wants_job_progress:
+            runtime.job_progress(job, self.worker, "stream_chunk", index, item)
         job._chunks = index = index + 1
         if FULL:
             await job._wait_for_room()
@@ -447,6 +449,10 @@ class Serving:
         )
         if runtime.events_enabled:
             runtime.job_updated(self.name, job.job_id, data)
+        index = job._updates
+        job._updates = index + 1
+        if runtime.wants_job_progress:
+            runtime.job_progress(job, self.worker, "update", index, data)
 
     # ----------------------------------------------------------------- a job ends
 

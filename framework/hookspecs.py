@@ -114,6 +114,29 @@ def on_job_started(job: Job, worker: BaseWorker) -> None:
 
 
 @hookspec
+def on_job_progress(job: Job, worker: BaseWorker, kind: str, index: int, data: Any) -> None:
+    """A local worker's job sent a progress update or a stream chunk.
+
+    Called in the job's own task, right after the update (``job.update(data)``) or the
+    chunk (``job.stream(item)``, or an item a streaming handler yielded) was sent. Only
+    when some plugin implements it: otherwise nothing is called per update or chunk, so
+    a runner's jobs pay nothing for the hook existing. Sync only, and keep it very quick:
+    for a stream it runs once per chunk (count, sample, hand off; never block).
+
+    Args:
+        job: the ``Job`` (``job_id``, ``name``, ``requester``, ``headers``...).
+        worker: the ``BaseWorker`` running it.
+        kind: ``"update"`` or ``"stream_chunk"``.
+        index: the update's or the chunk's number within the job, from 0 (updates and
+            chunks are counted apart).
+        data: the update's dict, or the chunk as sent (a ``str``, or JSON-compatible
+            data); do not change it.
+
+    The return value is ignored. Raising is logged and changes nothing else.
+    """
+
+
+@hookspec
 def add_request_headers(headers: dict[str, str], target: str) -> None:
     """A job request is about to be sent: add headers to it.
 

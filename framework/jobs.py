@@ -193,6 +193,7 @@ class Job:
         "_headers",
         "_serving",
         "_sink",
+        "_updates",
         "attempt",
         "job_id",
         "name",
@@ -225,6 +226,8 @@ class Job:
         self._answered = False
         self._chunks = -1
         """Stream chunks sent so far; -1 while the job has not started streaming."""
+        self._updates = 0
+        """Updates sent so far."""
         self._sink: StreamSink | None = None
         """Where its stream chunks go without a message each, once it streams to a
         requester in this process (see ``framework.bus.base.StreamSink``)."""

@@ -1,6 +1,6 @@
 """The seams for plugins: headers, typed payloads and descriptions, the same values on every
 bus, ``start_soon``, ``add_plugin``, and the hooks ``on_job_started``,
-``add_request_headers``, ``on_request_completed``, ``runner_service`` and
+``on_job_progress``, ``add_request_headers``, ``on_request_completed``, ``runner_service`` and
 ``register_routes``."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from framework import (
     BaseWorker,
     Job,
     JobError,
+    JobEvent,
     JobStatus,
     WorkerRunner,
     hookimpl,
@@ -166,6 +167,84 @@ async def test_hook_on_job_started() -> None:
         ("inner-2", "t/outer"),
         ("outer", "t"),
     ]
+
+
+class Progress:
+    """Records ``on_job_progress`` calls, and the context ``on_job_started`` set, which
+    they see because they run in the job's own task."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, int, Any, str]] = []
+        self.job_ids: set[str] = set()
+
+    @hookimpl
+    def on_job_started(self, job: Job, worker: BaseWorker) -> None:
+        TRACE.set(f"in {worker.name}")
+
+    @hookimpl
+    def on_job_progress(
+        self, job: Job, worker: BaseWorker, kind: str, index: int, data: Any
+    ) -> None:
+        self.job_ids.add(job.job_id)
+        self.calls.append((worker.name, kind, index, data, TRACE.get()))
+
+
+class Chatty(BaseWorker):
+    @job_handler
+    async def chatty(self, job: Job) -> dict[str, Any]:
+        await job.update({"step": 1})
+        await job.stream("a")
+        await job.update({"step": 2})
+        await job.stream({"b": 2})
+        return {}
+
+
+class Yielder(BaseWorker):
+    @job_handler
+    async def count(self, job: Job) -> AsyncIterator[str]:
+        for number in range(3):
+            yield str(number)
+
+
+async def test_hook_on_job_progress() -> None:
+    progress = Progress()
+    with anyio.fail_after(10):
+        async with WorkerRunner(plugins=[progress]) as runner:
+            await runner.add_worker(Chatty("chatty"))
+            await runner.add_worker(Yielder("yielder"))
+            async with runner.job("chatty") as j:
+                chunks = [e.data async for e in j if e.type == JobEvent.STREAM_DATA]
+            async with runner.job("yielder") as y:
+                pass
+    assert chunks == ["a", {"b": 2}]
+    assert y.status is JobStatus.COMPLETED
+    assert progress.calls == [
+        ("chatty", "update", 0, {"step": 1}, "in chatty"),
+        ("chatty", "stream_chunk", 0, "a", "in chatty"),
+        ("chatty", "update", 1, {"step": 2}, "in chatty"),
+        ("chatty", "stream_chunk", 1, {"b": 2}, "in chatty"),
+        ("yielder", "stream_chunk", 0, "0", "in yielder"),
+        ("yielder", "stream_chunk", 1, "1", "in yielder"),
+        ("yielder", "stream_chunk", 2, "2", "in yielder"),
+    ]
+    assert progress.job_ids == {j.job_id, y.job_id}
+
+
+async def test_a_raising_on_job_progress_is_logged_and_the_stream_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        @hookimpl
+        def on_job_progress(self, kind: str) -> None:
+            raise RuntimeError(f"boom in {kind}")
+
+    with anyio.fail_after(10), caplog.at_level(logging.ERROR):
+        async with WorkerRunner(plugins=[Broken()]) as runner:
+            await runner.add_worker(Chatty("chatty"))
+            async with runner.job("chatty") as j:
+                chunks = [e.data async for e in j if e.type == JobEvent.STREAM_DATA]
+    assert chunks == ["a", {"b": 2}] and j.status is JobStatus.COMPLETED
+    assert "'Broken'" in caplog.text and "on_job_progress raised" in caplog.text
 
 
 async def test_hook_add_request_headers() -> None:
@@ -389,6 +468,10 @@ def test_async_impls_of_sync_only_hooks_and_sync_services_are_refused() -> None:
         @hookimpl
         async def add_request_headers(self, headers: dict[str, str]) -> None: ...
 
+    class AsyncProgress:
+        @hookimpl
+        async def on_job_progress(self, job: Job) -> None: ...
+
     class SyncService:
         @hookimpl
         def runner_service(self, runner: WorkerRunner) -> None: ...
@@ -396,6 +479,7 @@ def test_async_impls_of_sync_only_hooks_and_sync_services_are_refused() -> None:
     runner = WorkerRunner()
     for plugin, hook in (
         (AsyncStarted(), "on_job_started"),
+        (AsyncProgress(), "on_job_progress"),
         (AsyncHeaders(), "add_request_headers"),
         (SyncService(), "runner_service"),
     ):
