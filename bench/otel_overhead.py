@@ -7,7 +7,8 @@ measured in one run.
   ``configure_runner`` called) with ``OTEL_SDK_DISABLED=true``; goal at most 1.05x off;
 - on: the plugin tracing every job (the SDK's batch span processor and OTLP/HTTP exporter
   sending to a receiver on 127.0.0.1 that answers 200, and the job metrics); goal at most
-  1.3x off.
+  1.3x off;
+- traces: the same with ``metrics = false`` (spans only), to tell the two costs apart.
 
 The three are measured interleaved, in blocks, inside one event loop, so a drift of the
 machine's speed moves all of them alike (the exporter is flushed between rounds of blocks,
@@ -78,8 +79,9 @@ async def make(kind: str) -> WorkerRunner:
         agent_plugin_otel.configure_runner(runner, RunConfig())
         del os.environ["OTEL_SDK_DISABLED"]
     else:
+        config = RunConfig.model_validate({"plugins": {"otel": {"metrics": kind == "on"}}})
         runner = WorkerRunner("bench", plugins=[agent_plugin_otel])
-        agent_plugin_otel.configure_runner(runner, RunConfig())  # providers from OTEL_*
+        agent_plugin_otel.configure_runner(runner, config)  # providers from OTEL_*
     await runner.add_worker(Echo("echo"))
     return runner
 
@@ -95,10 +97,10 @@ async def main(quick: bool) -> None:
     os.environ.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", start_receiver())
     os.environ.setdefault("OTEL_SERVICE_NAME", "otel-bench")
     blocks, rounds, warmup = (4, 500, 200) if quick else (10, 1000, 500)
-    kinds = ("off", "disabled", "on")
+    kinds = ("off", "disabled", "on", "traces")
     times: dict[str, list[float]] = {kind: [] for kind in kinds}
     runners = {kind: await make(kind) for kind in kinds}
-    async with runners["off"], runners["disabled"], runners["on"]:
+    async with runners["off"], runners["disabled"], runners["on"], runners["traces"]:
         for kind in kinds:
             await block(runners[kind], warmup)
         for _ in range(blocks):
@@ -110,7 +112,7 @@ async def main(quick: bool) -> None:
     medians = {kind: statistics.median(values) * 1e6 for kind, values in times.items()}
     floor = medians["off"]
     print(f"job round trip, median of {blocks * rounds} each (us):")
-    for kind, goal in (("off", None), ("disabled", 1.05), ("on", 1.3)):
+    for kind, goal in (("off", None), ("disabled", 1.05), ("on", 1.3), ("traces", None)):
         ratio = medians[kind] / floor
         mark = "" if goal is None else f"  goal <= {goal}x: {'PASS' if ratio <= goal else 'MISS'}"
         print(f"  {kind:9} {medians[kind]:8.1f}  {ratio:5.2f}x{mark}")

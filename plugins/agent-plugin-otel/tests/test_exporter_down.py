@@ -1,9 +1,13 @@
 """A collector that is down, or slow, costs no job anything: jobs complete at their usual
-pace, and the spans that could not be sent are counted as lost."""
+pace, the spans that could not be sent are counted as lost, and a one-shot ``framework run
+--job`` still exits promptly."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -12,6 +16,7 @@ from agent_plugin_otel import OtelPlugin
 from agent_plugin_otel._setup import SpanCounts, build_tracer_provider
 from conftest import Receiver, free_port
 from opentelemetry.sdk.metrics import MeterProvider
+from test_processes import FRAMEWORK, TESTS
 
 from framework import BaseWorker, Job, WorkerRunner, job
 
@@ -63,3 +68,38 @@ async def test_a_collector_down_or_slow_costs_jobs_nothing(
     assert stats["ended"] == 500
     assert stats["exported"] < 500 and stats["lost"] == 500 - stats["exported"]
     provider.shutdown()
+
+
+def test_a_one_shot_command_exits_promptly_with_no_collector_listening(tmp_path: Path) -> None:
+    # The SDK's exporters retry an unreachable collector for OTEL_EXPORTER_OTLP_TIMEOUT
+    # whatever their caller asks, and its own shutdown at exit waits for them: the
+    # runner's end and the exit must not.
+    (tmp_path / "framework.toml").write_text(
+        '[[workers]]\ntype = "leaf"\nname = "leaf"\n\n[plugins.otel]\nflush_timeout = 0.5\n'
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FRAMEWORK_", "OTEL_")) and k not in ("PYTHONPATH", "PYTHONHOME")
+    }
+    env.update(
+        PYTHONPATH=str(TESTS),
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}",  # refused
+        OTEL_EXPORTER_OTLP_TIMEOUT="30",
+    )
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [FRAMEWORK, "-p", "otel_workers", "run", "--job", "leaf", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=25,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("framework run --job waited for the unreachable collector (over 25 s)")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert '"runner"' in result.stdout
+    assert elapsed < 15, f"framework run --job took {elapsed:.1f} s with no collector"

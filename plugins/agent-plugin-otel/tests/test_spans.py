@@ -143,6 +143,60 @@ async def test_content_is_recorded_only_when_opted_in(
     assert [a["framework.event.content"] for _, a in span["events"]] == ["chunk 0", "chunk 1"]
 
 
+async def test_jobs_that_neither_update_nor_stream_build_no_runtime_events(
+    providers: Providers, receiver: Receiver
+) -> None:
+    # Updates and chunks come from on_job_progress: the plugin listens to no runtime
+    # events, so the runner builds none (an event per happening costs every job).
+    tracer_provider, meter_provider = providers
+    plugin = OtelPlugin(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    with anyio.fail_after(10):
+        async with WorkerRunner("main", plugins=[plugin]) as runner:
+            await runner.add_worker(Streamer("stream"))
+            for _ in range(3):  # the runner's services are running by now
+                async with runner.job("stream", payload={"n": 2}):
+                    pass
+            assert not runner.events_enabled
+    spans = receiver.wait_for(lambda spans: len(spans) == 3)
+    assert [span["attributes"]["framework.job.stream_chunks"] for span in spans] == [2, 2, 2]
+
+
+async def test_jobs_in_flight_is_read_when_metrics_are_collected(
+    providers: Providers, receiver: Receiver
+) -> None:
+    tracer_provider, meter_provider = providers
+    plugin = OtelPlugin(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    started, release = anyio.Event(), anyio.Event()
+
+    class Holder(BaseWorker):
+        @job
+        async def hold(self, job: Job) -> dict[str, Any]:
+            started.set()
+            await release.wait()
+            return {}
+
+    def in_flight() -> dict[str, int]:
+        with receiver.lock:
+            receiver.metrics.clear()
+        meter_provider.force_flush()
+        return {
+            p["attributes"]["framework.worker"]: p["value"]
+            for p in receiver.metrics["framework.jobs.in_flight"]
+        }
+
+    with anyio.fail_after(10):
+        async with WorkerRunner("main", plugins=[plugin]) as runner:
+            await runner.add_worker(Holder("holder"))
+            await runner.add_worker(Leaf("a"))
+            async with runner.job("a"):
+                pass
+            async with runner.job("holder"):
+                await started.wait()
+                assert await anyio.to_thread.run_sync(in_flight) == {"holder": 1, "a": 0}
+                release.set()
+            assert await anyio.to_thread.run_sync(in_flight) == {"holder": 0, "a": 0}
+
+
 async def test_job_metrics(providers: Providers, receiver: Receiver) -> None:
     tracer_provider, meter_provider = providers
     plugin = OtelPlugin(tracer_provider=tracer_provider, meter_provider=meter_provider)

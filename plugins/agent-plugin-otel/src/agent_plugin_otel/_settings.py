@@ -24,11 +24,12 @@ class OtelSettings(BaseModel):
             span events one by one; past that only those whose number is a power of two
             do (so a 100,000-chunk stream makes about 27 events, not 100,000), and the
             span's ``framework.job.updates`` / ``framework.job.stream_chunks`` give the
-            totals. 0 records none and makes no runtime events at all.
+            totals. 0 records none (the totals are still counted).
         content_limit: characters of captured content kept per attribute or event.
         metrics: record the job and token metrics.
         flush_timeout: seconds the runner's end waits for the exporters to send what is
-            still queued (a collector that is down never holds the end up longer).
+            still queued, and the process's exit for their last export (a collector that
+            is down or slow never holds either up longer).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -12,27 +12,59 @@ global one (``opentelemetry-instrument``, an application's own setup) is used as
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from framework.config import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from opentelemetry.context import Context
     from opentelemetry.metrics import MeterProvider
-    from opentelemetry.sdk.trace import Span
     from opentelemetry.trace import TracerProvider
 
 HTTP = "http/protobuf"
 GRPC = "grpc"
 _lock = threading.Lock()
 _made: dict[str, Any] = {}
+_exit_timeout = [2.0]
+"""Seconds the process's exit waits for the providers this module built to shut down."""
+
+
+def run_bounded(work: Callable[[], object], timeout: float, name: str) -> bool:
+    """Run ``work`` in a daemon thread and wait at most ``timeout`` seconds for it; whether
+    it finished. A thread still waiting for a collector then never holds the process up:
+    the OTLP exporters retry for up to ``OTEL_EXPORTER_OTLP_TIMEOUT`` (10 s by default)
+    whatever timeout their callers pass."""
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
+def set_exit_timeout(seconds: float) -> None:
+    """How long the process's exit waits for the providers this module built."""
+    _exit_timeout[0] = seconds
+
+
+def _shutdown_at_exit(*providers: Any) -> None:
+    """At exit, shut the providers this module built down (a last export), waiting at
+    most the exit timeout: with a collector that is down the process still ends promptly,
+    and what was not sent by then is lost."""
+
+    def shutdown() -> None:
+        for provider in providers:
+            with contextlib.suppress(Exception):  # at exit: the SDK logged what failed
+                provider.shutdown()
+
+    run_bounded(shutdown, _exit_timeout[0], "agent-plugin-otel shutdown")
 
 
 def _exporters(variable: str) -> list[str]:
@@ -158,47 +190,45 @@ class CountingExporter(SpanExporter):
         return self._exporter.force_flush(timeout_millis)
 
 
-class CountingProcessor(SpanProcessor):
-    """Counts spans as they end, then hands them to the batch processor."""
+class CountingBatchProcessor(BatchSpanProcessor):
+    """The SDK's batch span processor, counting the sampled spans that end (the count
+    ``lost`` is measured against)."""
 
-    def __init__(self, processor: SpanProcessor, counts: SpanCounts) -> None:
-        self._processor = processor
+    def __init__(self, exporter: SpanExporter, counts: SpanCounts, **options: Any) -> None:
+        super().__init__(exporter, **options)
         self._counts = counts
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self._processor.on_start(span, parent_context=parent_context)
-
     def on_end(self, span: ReadableSpan) -> None:
-        if span.context is not None and span.context.trace_flags.sampled:
+        context = span.context
+        if context is not None and context.trace_flags.sampled:
             self._counts.ended += 1
-        self._processor.on_end(span)
-
-    def shutdown(self) -> None:
-        self._processor.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._processor.force_flush(timeout_millis)
+        super().on_end(span)
 
 
 def build_tracer_provider(
-    counts: SpanCounts, meter_provider: MeterProvider | None = None
+    counts: SpanCounts,
+    meter_provider: MeterProvider | None = None,
+    *,
+    shutdown_on_exit: bool = True,
 ) -> TracerProvider:
     """A new SDK tracer provider configured from the environment, each exporter behind a
-    batch processor whose spans ``counts`` counts."""
+    batch processor whose spans ``counts`` counts (``shutdown_on_exit``: the SDK's own,
+    unbounded, shutdown at exit)."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = SDKTracerProvider(resource=Resource.create())
+    provider = SDKTracerProvider(resource=Resource.create(), shutdown_on_exit=shutdown_on_exit)
     for name in _exporters("OTEL_TRACES_EXPORTER"):
         exporter = CountingExporter(_span_exporter(name), counts)
-        batch = BatchSpanProcessor(exporter, meter_provider=meter_provider)
-        provider.add_span_processor(CountingProcessor(batch, counts))
+        provider.add_span_processor(
+            CountingBatchProcessor(exporter, counts, meter_provider=meter_provider)
+        )
     return provider
 
 
-def build_meter_provider() -> MeterProvider:
-    """A new SDK meter provider configured from the environment."""
+def build_meter_provider(*, shutdown_on_exit: bool = True) -> MeterProvider:
+    """A new SDK meter provider configured from the environment (``shutdown_on_exit``: the
+    SDK's own, unbounded, shutdown at exit)."""
     from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
@@ -207,7 +237,9 @@ def build_meter_provider() -> MeterProvider:
         PeriodicExportingMetricReader(_metric_exporter(name))
         for name in _exporters("OTEL_METRICS_EXPORTER")
     ]
-    return SDKMeterProvider(resource=Resource.create(), metric_readers=readers)
+    return SDKMeterProvider(
+        resource=Resource.create(), metric_readers=readers, shutdown_on_exit=shutdown_on_exit
+    )
 
 
 def global_providers() -> tuple[TracerProvider, MeterProvider, SpanCounts | None]:
@@ -221,15 +253,22 @@ def global_providers() -> tuple[TracerProvider, MeterProvider, SpanCounts | None
 
     with _lock:
         if not _made:
+            built: list[Any] = []
             meter_provider = metrics.get_meter_provider()
             if not isinstance(meter_provider, SDKMeterProvider):
-                meter_provider = build_meter_provider()
+                meter_provider = build_meter_provider(shutdown_on_exit=False)
                 metrics.set_meter_provider(meter_provider)
+                built.append(meter_provider)
             tracer_provider = trace.get_tracer_provider()
             counts = None
             if not isinstance(tracer_provider, SDKTracerProvider):
                 counts = SpanCounts()
-                tracer_provider = build_tracer_provider(counts, meter_provider)
+                tracer_provider = build_tracer_provider(
+                    counts, meter_provider, shutdown_on_exit=False
+                )
                 trace.set_tracer_provider(tracer_provider)
+                built.insert(0, tracer_provider)
+            if built:
+                atexit.register(_shutdown_at_exit, *built)
             _made.update(tracer=tracer_provider, meter=meter_provider, counts=counts)
         return _made["tracer"], _made["meter"], _made["counts"]

@@ -8,9 +8,16 @@
 - Context travels in the W3C ``traceparent`` header that ``add_request_headers`` writes
   and ``on_job_started`` reads (through the global propagator, so ``OTEL_PROPAGATORS``
   applies).
-- Updates and stream chunks are span events, sampled (``stream_events``), read from the
-  runner's events (``WorkerRunner.listen_events``) while the runner runs.
-- Job duration, jobs in flight and token usage are metrics.
+- Updates and stream chunks are span events, sampled (``stream_events``), from the
+  ``on_job_progress`` hook: a job that neither updates nor streams pays nothing for them,
+  and the runner builds no runtime events for this plugin.
+- Job duration, jobs in flight and token usage are metrics. Jobs in flight is an
+  asynchronous instrument read from a per-worker count when the metrics are collected, so
+  a job costs one histogram measurement.
+
+On the job path the work per job is kept to the SDK's own: the span's attributes start
+from a dict made once per worker, and the metric attributes are dicts made once per worker
+and status.
 """
 
 from __future__ import annotations
@@ -18,19 +25,20 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from agent_plugin_otel import __version__
 from agent_plugin_otel import _semconv as sc
 from agent_plugin_otel._settings import OtelSettings
-from agent_plugin_otel._setup import SpanCounts, global_providers
+from agent_plugin_otel._setup import SpanCounts, global_providers, run_bounded, set_exit_timeout
 from framework import hookimpl
-from framework.events import Event, EventType
 from framework.types import JobStatus
 
 if TYPE_CHECKING:
@@ -39,7 +47,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, TracerProvider
 
-    from framework import BaseWorker, EventModel, Job, WorkerRunner
+    from framework import BaseWorker, Job, WorkerRunner
     from framework.bus.messages import JobResponseMessage
     from framework.llm import ModelCall, ToolCall
     from framework.registry import WorkerRegistry
@@ -48,6 +56,10 @@ logger = logging.getLogger("agent_plugin_otel")
 
 _ERRORS = (JobStatus.FAILED, JobStatus.ERROR)
 _TRACEPARENT = "traceparent"
+_UPDATE_EVENT = "framework.job.update"
+_CHUNK_EVENT = "framework.job.stream_chunk"
+_EVENT_INDEX = "framework.event.index"
+_EVENT_CONTENT = "framework.event.content"
 
 
 class _JobSpan:
@@ -55,12 +67,32 @@ class _JobSpan:
 
     __slots__ = ("chunks", "span", "started", "updates", "worker")
 
-    def __init__(self, span: Span, worker: str) -> None:
+    def __init__(self, span: Span, worker: _Worker) -> None:
         self.span = span
         self.worker = worker
         self.started = time.perf_counter()
         self.updates = 0
         self.chunks = 0
+
+
+class _Worker:
+    """What is the same for every job of one worker, made once: the span's name and base
+    attributes, the metric attributes by status, and its jobs in flight."""
+
+    __slots__ = ("attributes", "by_status", "in_flight", "metric_attributes", "span_name")
+
+    def __init__(self, name: str, runner: str) -> None:
+        self.span_name = f"{sc.INVOKE_AGENT} {name}"
+        self.attributes: dict[str, Any] = {
+            sc.OPERATION_NAME: sc.INVOKE_AGENT,
+            sc.AGENT_NAME: name,
+            sc.RUNNER: runner,
+        }
+        self.metric_attributes = {sc.WORKER: name}
+        self.by_status = {
+            status: {sc.WORKER: name, sc.JOB_STATUS: str(status)} for status in JobStatus
+        }
+        self.in_flight = 0
 
 
 def _sampled(count: int, first: int) -> bool:
@@ -98,6 +130,7 @@ class OtelPlugin:
         self.span_counts: SpanCounts | None = None
         """Spans ended, exported and lost, for providers this plugin built (else None)."""
         if tracer_provider is None or meter_provider is None:
+            set_exit_timeout(self.settings.flush_timeout)
             global_tracer, global_meter, counts = global_providers()
             if tracer_provider is None:
                 tracer_provider, self.span_counts = global_tracer, counts
@@ -111,6 +144,7 @@ class OtelPlugin:
         self._runner: WorkerRunner | None = None
         self._registry: WorkerRegistry | None = None
         self._unknown_is_local = True
+        self._all_local = False
         if runner is not None:
             self._attach(runner)
         self._jobs: dict[tuple[str, str], _JobSpan] = {}
@@ -118,7 +152,7 @@ class OtelPlugin:
         self._tools: dict[int, tuple[Span, object]] = {}
         self._capture = self.settings.capture_content
         self._first_events = self.settings.stream_events
-        self._worker_attributes: dict[str, dict[str, str]] = {}
+        self._workers: dict[str, _Worker] = {}
         self._metrics = self.settings.metrics
         if self._metrics:
             meter = meter_provider.get_meter(
@@ -127,8 +161,11 @@ class OtelPlugin:
             self._job_duration = meter.create_histogram(
                 sc.JOB_DURATION, unit="s", description="Duration of jobs, by worker and status."
             )
-            self._in_flight = meter.create_up_down_counter(
-                sc.JOBS_IN_FLIGHT, unit="{job}", description="Jobs running now, by worker."
+            meter.create_observable_up_down_counter(
+                sc.JOBS_IN_FLIGHT,
+                callbacks=[self._observe_in_flight],
+                unit="{job}",
+                description="Jobs running now, by worker.",
             )
             self._token_usage = meter.create_histogram(
                 sc.TOKEN_USAGE,
@@ -143,15 +180,12 @@ class OtelPlugin:
 
     @hookimpl
     async def runner_service(self, runner: WorkerRunner) -> None:
-        """Read updates and stream chunks from the runner's events while it runs; flush
-        the exporters when it ends (at most ``flush_timeout`` seconds)."""
+        """Flush the exporters when the runner ends (waiting at most ``flush_timeout``
+        seconds)."""
         self._attach(runner)
-        remove = runner.listen_events(self._on_event) if self._first_events else None
         try:
             await anyio.sleep_forever()
         finally:
-            if remove is not None:
-                remove()
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.flush)
 
@@ -161,12 +195,24 @@ class OtelPlugin:
 
             self._runner = runner
             self._registry = runner.registry
-            # A worker the registry does not know yet: on the in-process bus it can only be
-            # one of ours; on a network bus it most likely runs elsewhere.
-            self._unknown_is_local = isinstance(runner.bus, LocalBus)
+            # On the in-process bus every worker is one of ours; on a network bus one the
+            # registry does not know yet most likely runs elsewhere.
+            self._unknown_is_local = self._all_local = isinstance(runner.bus, LocalBus)
 
-    def flush(self) -> None:
-        """Send what the providers hold, waiting at most ``flush_timeout`` seconds each."""
+    def flush(self) -> bool:
+        """Send what the providers hold, waiting at most ``flush_timeout`` seconds in all;
+        whether they were done by then. The flush goes on in a daemon thread past that (an
+        exporter retries an unreachable collector for up to its own timeout), so neither
+        the runner's end nor the process's exit waits for it; the exit then waits for no
+        last export either."""
+        timeout = self.settings.flush_timeout
+        done = run_bounded(self._flush, timeout, "agent-plugin-otel flush")
+        # A collector that did not take the flush will not take a last export at exit
+        # either: then the exit does not wait for one.
+        set_exit_timeout(timeout if done else 0.0)
+        return done
+
+    def _flush(self) -> None:
         millis = int(self.settings.flush_timeout * 1000)
         for provider in (self.tracer_provider, self.meter_provider):
             force_flush = getattr(provider, "force_flush", None)
@@ -178,37 +224,68 @@ class OtelPlugin:
 
     # ----------------------------------------------------------------- the worker's side
 
-    def _attributes_for(self, worker: str) -> dict[str, str]:
-        attributes = self._worker_attributes.get(worker)
-        if attributes is None:
-            attributes = self._worker_attributes[worker] = {sc.WORKER: worker}
-        return attributes
+    def _worker(self, name: str, runner: str) -> _Worker:
+        worker = self._workers.get(name)
+        if worker is None:
+            worker = self._workers[name] = _Worker(name, runner)
+        return worker
+
+    def _observe_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
+        """Jobs in flight by worker, read when the metrics are collected (in the reader's
+        thread: the tuple is taken at once, under the GIL)."""
+        return [
+            Observation(worker.in_flight, worker.metric_attributes)
+            for worker in tuple(self._workers.values())
+        ]
 
     @hookimpl
     def on_job_started(self, job: Job, worker: BaseWorker) -> None:
         """Start the job's span (SERVER when its requester is on another runner, else
         INTERNAL) and make it current in the job's task."""
         registry = worker.registry
-        parent = self._propagator.extract(job.headers) if job.headers else None
+        runner = registry.runner_name
+        headers = job.headers
+        parent = self._propagator.extract(headers) if headers else None
+        requester = job.requester
         # A requester the registry does not know is another runner submitting jobs itself.
-        local = _is_local(job.requester, registry, unknown=False)
-        kind = SpanKind.INTERNAL if local else SpanKind.SERVER
-        attributes = {
-            sc.OPERATION_NAME: sc.INVOKE_AGENT,
-            sc.AGENT_NAME: worker.name,
-            sc.JOB_ID: job.job_id,
-            sc.RUNNER: registry.runner_name,
-            sc.JOB_REQUESTER: job.requester,
-        }
+        local = requester == runner or _is_local(requester, registry, unknown=False)
+        this = self._worker(worker.name, runner)
+        attributes = {**this.attributes, sc.JOB_ID: job.job_id, sc.JOB_REQUESTER: requester}
         if job.name is not None:
             attributes[sc.JOB_NAME] = job.name
         span = self._tracer.start_span(
-            f"invoke_agent {worker.name}", context=parent, kind=kind, attributes=attributes
+            this.span_name,
+            context=parent,
+            kind=SpanKind.INTERNAL if local else SpanKind.SERVER,
+            attributes=attributes,
         )
-        self._jobs[(worker.name, job.job_id)] = _JobSpan(span, worker.name)
+        self._jobs[(worker.name, job.job_id)] = _JobSpan(span, this)
         otel_context.attach(trace.set_span_in_context(span, parent))
-        if self._metrics:
-            self._in_flight.add(1, self._attributes_for(worker.name))
+        this.in_flight += 1
+
+    @hookimpl
+    def on_job_progress(
+        self, job: Job, worker: BaseWorker, kind: str, index: int, data: Any
+    ) -> None:
+        """An update or a stream chunk: counted on the job's span, and a span event for the
+        first ``stream_events`` of each kind, then those whose number is a power of two."""
+        record = self._jobs.get((worker.name, job.job_id))
+        if record is None:
+            return
+        count = index + 1
+        if kind == "stream_chunk":
+            record.chunks = count
+            name = _CHUNK_EVENT
+        else:
+            record.updates = count
+            name = _UPDATE_EVENT
+        if count > self._first_events and count & index:  # not a power of two
+            return
+        attributes: dict[str, Any] = {_EVENT_INDEX: index}
+        if self._capture:
+            content = data if isinstance(data, str) else json.dumps(data, default=str)
+            attributes[_EVENT_CONTENT] = content[: self.settings.content_limit]
+        record.span.add_event(name, attributes)
 
     @hookimpl
     def on_job_completed(self, response: JobResponseMessage, worker: BaseWorker) -> None:
@@ -217,16 +294,15 @@ class OtelPlugin:
         record = self._jobs.pop((worker.name, response.job_id), None)
         if record is None:  # refused before its handler ran: a span of its own
             registry = worker.registry
+            this = self._worker(worker.name, registry.runner_name)
             span = self._tracer.start_span(
-                f"invoke_agent {worker.name}",
+                this.span_name,
                 kind=SpanKind.INTERNAL
                 if _is_local(response.target, registry, unknown=False)
                 else SpanKind.SERVER,
                 attributes={
-                    sc.OPERATION_NAME: sc.INVOKE_AGENT,
-                    sc.AGENT_NAME: worker.name,
+                    **this.attributes,
                     sc.JOB_ID: response.job_id,
-                    sc.RUNNER: registry.runner_name,
                     sc.JOB_REQUESTER: response.target,
                 },
             )
@@ -234,39 +310,15 @@ class OtelPlugin:
         else:
             span = record.span
             duration = time.perf_counter() - record.started
+            this = record.worker
+            this.in_flight -= 1
             if record.updates:
                 span.set_attribute(sc.JOB_UPDATES, record.updates)
             if record.chunks:
                 span.set_attribute(sc.JOB_STREAM_CHUNKS, record.chunks)
-            if self._metrics:
-                self._in_flight.add(-1, self._attributes_for(worker.name))
         _finish(span, status, response.response)
         if self._metrics:
-            self._job_duration.record(duration, {sc.WORKER: worker.name, sc.JOB_STATUS: status})
-
-    def _on_event(self, event: EventModel) -> None:
-        """A runtime event, inline: updates and stream chunks become sampled span events."""
-        kind = event.event
-        if kind is Event.STREAMING:
-            name = "framework.job.stream_chunk"
-        elif kind is Event.NODE_EXECUTION and event.event_type is EventType.UPDATE:
-            name = "framework.job.update"
-        else:
-            return
-        record = self._jobs.get((event.node_name, str(event.thread_id)))
-        if record is None:
-            return
-        if kind is Event.STREAMING:
-            record.chunks = count = record.chunks + 1
-        else:
-            record.updates = count = record.updates + 1
-        if not _sampled(count, self._first_events):
-            return
-        attributes: dict[str, Any] = {"framework.event.index": count - 1}
-        if self._capture:
-            content = event.content if event.content else json.dumps(event.data, default=str)
-            attributes["framework.event.content"] = content[: self.settings.content_limit]
-        record.span.add_event(name, attributes, timestamp=int(event.timestamp * 1e9))
+            self._job_duration.record(duration, this.by_status[status])
 
     # ----------------------------------------------------------------- the requester's side
 
@@ -275,8 +327,13 @@ class OtelPlugin:
         """Carry the current context to the worker: through a CLIENT span of our own when
         the worker is on another runner, as it is otherwise."""
         registry = self._registry
-        if registry is None or _is_local(target, registry, unknown=self._unknown_is_local):
-            self._propagator.inject(headers)
+        if (
+            self._all_local
+            or registry is None
+            or _is_local(target, registry, unknown=self._unknown_is_local)
+        ):
+            if otel_context.get_current():  # an empty context has nothing to carry
+                self._propagator.inject(headers)
             return
         runner_name = registry.runner_name
         span = self._tracer.start_span(
@@ -418,7 +475,7 @@ def _is_local(name: str, registry: WorkerRegistry, *, unknown: bool) -> bool:
 
 def _finish(span: Span, status: JobStatus, response: Mapping[str, Any]) -> None:
     """Set the job's status on its span (an error status for FAILED and ERROR) and end it."""
-    span.set_attribute(sc.JOB_STATUS, str(status))
+    span.set_attribute(sc.JOB_STATUS, status.value)
     if status in _ERRORS:
         error = response.get("error") if isinstance(response, dict) else None
         span.set_attribute(sc.ERROR_TYPE, str(status))
