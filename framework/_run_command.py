@@ -36,10 +36,13 @@ from framework.plugins import PluginHost
 from framework.registrars import RegistrationError
 from framework.runner import WorkerRunner
 from framework.types import JobStatus
-from framework.urls import redact_url
+from framework.urls import docs_url, redact_url
 from framework.worker import BaseWorker, sole_cause
 
 logger = logging.getLogger("framework.run")
+
+INSTALLING_URL = docs_url("configuration.md#installing-plugins")
+"""Where a message about a missing plugin sends a pip user."""
 
 READY_TIMEOUT = 10.0
 """Seconds ``--job`` waits for its worker to appear on a network bus without ``--timeout``."""
@@ -191,7 +194,7 @@ def check_llm_config(
             source,
             "llm.backend",
             f"no LLM backend named {name!r} (registered: {known}); install the plugin that "
-            "provides it (e.g. agent-plugin-openai for 'openai')",
+            f"provides it (agent-plugin-openai for 'openai'; how: {INSTALLING_URL})",
         )
     try:
         backend = host.llm_backends.resolve(name)
@@ -272,7 +275,8 @@ def make_bus(url: str, host: PluginHost, source: str, secret: Sequence[SecretStr
         hint = (
             "the built-in plugin 'local' provides it: remove -p no:local"
             if scheme == "local"
-            else "install the plugin that provides it (e.g. agent-plugin-redis for redis://)"
+            else "install the plugin that provides it (agent-plugin-redis for redis://; how: "
+            f"{INSTALLING_URL})"
         )
         raise ConfigError(
             source,

@@ -34,6 +34,7 @@ from framework._hooks import (
 )
 from framework._tracebacks import format_traceback, where
 from framework.registrars import BackendRegistrar, BusRegistrar, RouteRegistrar, WorkerRegistrar
+from framework.urls import docs_url
 
 if TYPE_CHECKING:
     import click
@@ -161,7 +162,7 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
             raise pluggy.PluginValidationError(
                 impl.plugin,
                 f"plugin {impl.plugin_name!r} implements unknown hook {hook_name!r}{hint}; "
-                f"the hooks are: {', '.join(specs)} (see docs/hooks.md)",
+                f"the hooks are: {', '.join(specs)} (see {docs_url('hooks.md')})",
             )
 
 

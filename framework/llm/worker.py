@@ -40,6 +40,7 @@ from framework.llm.calls import ModelCall, ToolCall
 from framework.llm.tools import ToolSpec, method_tool, tool_name
 from framework.registrars import RegistrationError
 from framework.types import JobDescription, LLMWorkerActivationArgs, WorkerActivationArgs
+from framework.urls import docs_url
 from framework.worker import BaseWorker, job
 
 if TYPE_CHECKING:
@@ -173,8 +174,9 @@ class LLMWorker(BaseWorker):
             known = ", ".join(sorted(backends.entries)) or "none"
             raise LLMError(
                 f"worker {self.name!r}: no LLM backend named {name!r} (registered: {known}); "
-                "install the plugin that provides it (e.g. agent-plugin-openai for 'openai') "
-                "and, in code, load it: WorkerRunner(plugins=[agent_plugin_openai])"
+                "install the plugin that provides it (agent-plugin-openai for 'openai'; how: "
+                f"{docs_url('configuration.md#installing-plugins')}) and, in code, load it: "
+                "WorkerRunner(plugins=[agent_plugin_openai])"
             )
         try:
             backend = backends.resolve(name)
