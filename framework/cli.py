@@ -197,7 +197,9 @@ def _print_version(ctx: click.Context) -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
 @click.option(
-    "--requirements", is_flag=True, help="name==version lines of the plugin distributions."
+    "--requirements",
+    is_flag=True,
+    help="Lines pip installs the plugin distributions from (name==version, a path or a URL).",
 )
 @_plugin_option
 @_group_flags
@@ -216,13 +218,15 @@ def plugins_command(
     broken = host.check_workers()  # a worker registered by path that does not import
     infos = host.plugin_infos()
     if requirements:
-        seen: set[str] = set()
-        for info in infos:
+        from framework._install import requirement_line
+
+        core = requirement_line("agent-plugin-framework", None)
+        lines = [] if "==" in core or core == "agent-plugin-framework" else [core]
+        for info in infos:  # the core first when no index has it: the plugins depend on it
             if info.distribution and info.version and not info.builtin:
-                line = f"{info.distribution}=={info.version}"
-                if line not in seen:
-                    seen.add(line)
-                    click.echo(line)
+                lines.append(requirement_line(info.distribution, info.version))
+        for line in dict.fromkeys(lines):
+            click.echo(line)
         return
     if as_json:
         import json
@@ -620,9 +624,9 @@ def install_command(names: tuple[str, ...]) -> None:
 
     Options other than --help go to pip (or uv): framework install -U agent-plugin-echo.
     """
-    import subprocess
+    from framework._install import run_installer
 
-    raise SystemExit(subprocess.call(_installer("install", names)))
+    raise SystemExit(run_installer(_installer("install", names)))
 
 
 @cli.command("uninstall", context_settings={"ignore_unknown_options": True})
@@ -642,6 +646,32 @@ def uninstall_command(names: tuple[str, ...], yes: bool) -> None:
             f"add -y (framework uninstall -y {' '.join(names)})"
         )
     raise SystemExit(subprocess.call(command))
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option(
+    "--directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(),
+    show_default=True,
+    help="Where to create the plugin's folder.",
+)
+def new_plugin_command(name: str, directory: Path) -> None:
+    """Create a plugin to start from: agent-plugin-NAME with a worker NAME, its hookimpl,
+    tests through framework.testing, a README and a pyproject.toml."""
+    from framework._new_plugin import ScaffoldError, names, new_plugin
+
+    try:
+        target = new_plugin(name, directory)
+    except ScaffoldError as exc:
+        raise click.UsageError(str(exc)) from None
+    values = names(name)
+    click.echo(f"created {target}: the plugin {name!r} ({values['distribution']}). Next:")
+    click.echo(f"  cd {target}")
+    click.echo("  framework install -e '.[test]'")
+    click.echo("  python -m pytest")
+    click.echo(f'  framework run --job {name} --payload \'{{"name": "you"}}\'')
 
 
 def main() -> None:

@@ -193,8 +193,11 @@ def test_a_registration_clash_stops_run_naming_both_plugins() -> None:
 
 
 def test_install_and_uninstall_use_pip_of_this_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import framework._install
+
     calls: list[list[str]] = []
     monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(framework._install, "run_installer", lambda cmd: calls.append(cmd) or 0)
     assert invoke("install", "agent-plugin-echo").exit_code == 0
     assert invoke("uninstall", "-y", "agent-plugin-echo").exit_code == 0
     assert calls == [
@@ -212,7 +215,9 @@ def test_install_falls_back_to_uv_without_pip(monkeypatch: pytest.MonkeyPatch) -
         importlib.util, "find_spec", lambda name: None if name == "pip" else real_find_spec(name)
     )
     monkeypatch.setattr(shutil, "which", lambda name: "/opt/uv" if name == "uv" else None)
-    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    import framework._install
+
+    monkeypatch.setattr(framework._install, "run_installer", lambda cmd: calls.append(cmd) or 0)
     assert invoke("install", "agent-plugin-echo").exit_code == 0
     assert calls == [["/opt/uv", "pip", "install", "--python", sys.executable, "agent-plugin-echo"]]
     monkeypatch.setattr(shutil, "which", lambda name: None)

@@ -360,3 +360,46 @@ def test_the_remedy_names_p_no_and_uninstall_for_an_installed_plugin() -> None:
         "; to run without it: -p no:redis, or remove it: framework uninstall agent-plugin-redis"
     )
     assert remedy(PluginInfo("local", builtin=True)) == ""
+
+
+# ----------------------------------------------------------------- installing, scaffolding
+
+
+def test_install_of_a_name_no_index_has_says_how_to_install_it_instead(tmp_path: Path) -> None:
+    index = tmp_path / "empty-index"
+    index.mkdir()
+    result = invoke(
+        "install",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--index-url",
+        index.as_uri(),
+        "agent-plugin-unpublished",
+    )
+    assert result.exit_code != 0
+    assert "No matching distribution found for agent-plugin-unpublished" in result.stderr  # pip's
+    assert "framework: 'agent-plugin-unpublished' is not on your package index" in result.stderr
+    assert "framework install ./plugins/agent-plugin-unpublished" in result.stderr
+    assert "git+https://github.com/" in result.stderr
+    assert "#subdirectory=plugins/agent-plugin-unpublished'" in result.stderr
+    assert "configuration.md#installing-plugins" in result.stderr
+
+
+def test_new_plugin_writes_a_plugin_and_refuses_bad_names_and_existing_folders(
+    tmp_path: Path,
+) -> None:
+    result = invoke("new-plugin", "web-search", "--directory", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "agent-plugin-web-search"
+    assert "framework install -e '.[test]'" in result.stdout
+    package = root / "src" / "agent_plugin_web_search"
+    assert sorted(p.name for p in package.iterdir()) == ["__init__.py", "py.typed", "workers.py"]
+    assert 'web-search = "agent_plugin_web_search"' in (root / "pyproject.toml").read_text()
+    assert "class WebSearch(BaseWorker):" in (package / "workers.py").read_text()
+    assert (root / "tests" / "test_workers.py").is_file()
+    again = invoke("new-plugin", "web-search", "--directory", str(tmp_path))
+    assert again.exit_code == 2
+    assert "exists already" in again.stderr
+    bad = invoke("new-plugin", "Web_Search")
+    assert bad.exit_code == 2
+    assert "cannot be a plugin name" in bad.stderr

@@ -244,11 +244,24 @@ def test_plugins_requirements(venv: Venv) -> None:
     result = venv.framework("plugins", "--requirements")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+", x) for x in lines)
-    assert f"agent-plugin-echo=={ECHO_VERSION}" in lines
+    # Installed from folders, not from an index: direct references pip can install again,
+    # the core first (the plugins depend on it, and no index has it).
+    assert lines[0].startswith("agent-plugin-framework @ file:///"), lines
+    assert any(re.fullmatch(r"agent-plugin-echo @ file:///\S+/echo", x) for x in lines), lines
     assert len(lines) == len(set(lines))
-    # The built-ins come with the core: the list is of plugin distributions only.
-    assert not any(line.startswith("agent-plugin-framework==") for line in lines)
+    requirements = venv.workdir / "requirements.txt"
+    requirements.write_text(result.stdout)
+    dry_run = subprocess.run(
+        [
+            *(str(venv.bin / "python"), "-m", "pip", "install", "--dry-run", "--no-deps"),
+            *("--quiet", "--disable-pip-version-check", "-r", str(requirements)),
+        ],
+        capture_output=True,
+        text=True,
+        env=venv.environ(),
+        timeout=INSTALL_TIMEOUT,
+    )
+    assert dry_run.returncode == 0, dry_run.stderr
 
 
 def test_help_works_despite_broken_plugins(venv: Venv) -> None:
@@ -611,3 +624,33 @@ def test_a_plugin_whose_name_a_builtin_holds_is_listed_with_its_error(
         assert infos["memory"]["builtin"] is True
     finally:
         venv.framework("uninstall", "-y", "agent-plugin-taken")
+
+
+def test_new_plugin_installs_passes_its_tests_and_runs_its_worker(
+    venv: Venv, tmp_path: Path
+) -> None:
+    """The scaffold end to end: generate it, pip install it into the virtualenv built from
+    the checkout, run its tests, run its worker."""
+    made = venv.framework("new-plugin", "demo", "--directory", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    root = tmp_path / "agent-plugin-demo"
+    installed = venv.framework("install", "--quiet", "-e", f"{root}[test]", timeout=INSTALL_TIMEOUT)
+    assert installed.returncode == 0, installed.stderr
+    try:
+        tests = subprocess.run(
+            [str(venv.bin / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+            capture_output=True,
+            text=True,
+            env=venv.environ(),
+            cwd=root,
+            timeout=120,
+        )
+        assert tests.returncode == 0, tests.stdout + tests.stderr
+        assert "4 passed" in tests.stdout
+        job = venv.framework("run", "--job", "demo", "--payload", '{"name": "you"}')
+        assert job.returncode == 0, job.stderr
+        assert job.stdout == '{"greeting": "hello you"}\n'
+        listed = venv.framework("plugins", "--requirements").stdout.splitlines()
+        assert f"-e {root}" in listed
+    finally:
+        venv.framework("uninstall", "-y", "agent-plugin-demo")

@@ -73,3 +73,26 @@ def test_a_missing_bus_plugin_names_where_to_read_how_to_install_it() -> None:
     assert result.exit_code == 2
     assert "agent-plugin-redis for redis://; how: https://" in result.stderr
     assert "configuration.md#installing-plugins" in result.stderr
+
+
+def test_the_release_workflow_builds_every_distribution_and_publishes_with_trusted_publishing() -> (
+    None
+):
+    yaml = pytest.importorskip("yaml")
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "release.yml").read_text())
+    build, publish = workflow["jobs"]["build"], workflow["jobs"]["publish"]
+    projects = build["strategy"]["matrix"]["project"]
+    expected = ["."] + [
+        f"plugins/{p.name}"
+        for p in sorted((REPO / "plugins").iterdir())
+        if (p / "pyproject.toml").is_file()
+    ]
+    assert sorted(projects) == sorted(expected)
+    assert publish["permissions"] == {"id-token": "write"}
+    uploads = [
+        step for step in publish["steps"] if "gh-action-pypi-publish" in step.get("uses", "")
+    ]
+    assert uploads
+    for step in uploads:  # trusted publishing: no password or token is passed
+        assert not {"password", "user"} & set(step.get("with", {}))
+    assert "release" in workflow[True]  # `on:` (YAML 1.1 reads the key as True)
