@@ -818,3 +818,42 @@ def test_response_format_shapes() -> None:
     whole = {"type": "json_schema", "json_schema": strict}
     assert response_format(whole) == whole
     assert response_format("json_object") == {"type": "json_object"}
+
+
+@pytest.mark.anyio
+async def test_a_refusal_is_the_answer_not_an_empty_reply(server: OpenAIServer) -> None:
+    no = "I'm sorry, I cannot help with that."
+    refused = {"choices": [{"index": 0, "delta": {"content": None, "refusal": no}}]}
+    whole = {
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "refusal": no},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    part = {"type": "refusal", "refusal": no}
+    response = {"status": "completed", "output": [{"type": "message", "content": [part]}]}
+    streamed = [
+        {"type": "response.refusal.delta", "output_index": 0, "delta": no},
+        {"type": "response.completed", "response": response},
+    ]
+    with anyio.fail_after(TIMEOUT):
+        server.script(
+            Reply(parts=[event(refused), event(delta(finish="stop")), event("[DONE]")]),
+            Reply(headers={"Content-Type": "application/json"}, parts=[json.dumps(whole).encode()]),
+            Reply(parts=[event(e) for e in streamed]),
+            Reply(
+                headers={"Content-Type": "application/json"}, parts=[json.dumps(response).encode()]
+            ),
+        )
+        ways: list[dict[str, Any]] = [
+            {},
+            {"stream": False},
+            {"api": "responses"},
+            {"api": "responses", "stream": False},
+        ]
+        for settings in ways:
+            assert await collect(options(server, **settings)) == [TextDelta(no), Finish("stop")]

@@ -3,8 +3,9 @@ options, and the reply (streamed ``chat.completion.chunk`` events, or one
 ``chat.completion``) made into chunks.
 
 Servers differ in small ways, all understood: tool calls without ``index``, arguments sent
-as an object, ``content: null``, reasoning as ``reasoning_content`` or ``reasoning``, no
-usage, finish reasons in other words (``eos``, ``max_tokens``).
+as an object, ``content: null`` (with a ``refusal`` instead, which is the answer's text),
+reasoning as ``reasoning_content`` or ``reasoning``, no usage, finish reasons in other words
+(``eos``, ``max_tokens``).
 """
 
 from __future__ import annotations
@@ -209,9 +210,12 @@ class ChatParser:
                 if isinstance(thinking, str) and thinking:
                     chunks.append(ReasoningDelta(thinking))
                     break
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                chunks.append(TextDelta(content))
+            # A refusal (structured output the model declines to give) is the answer's text:
+            # dropped, the job would complete with an empty answer.
+            for field in ("content", "refusal"):
+                said = delta.get(field)
+                if isinstance(said, str) and said:
+                    chunks.append(TextDelta(said))
             for position, tool_call in enumerate(delta.get("tool_calls") or ()):
                 function = tool_call.get("function") or {}
                 arguments = function.get("arguments") or ""

@@ -20,6 +20,9 @@ from framework.llm.backend import Chunk, Finish, ReasoningDelta, TextDelta, Tool
 
 PATH = "/responses"
 
+_TEXT_FIELDS = {"output_text": "text", "refusal": "refusal"}
+"""A message's content parts that are the answer's text, and the field holding it (a
+refusal, structured output the model declines to give, is the answer too)."""
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
@@ -148,7 +151,7 @@ class ResponsesParser:
         if not kind.startswith("response."):
             return []
         self.seen = True
-        if kind == "response.output_text.delta":
+        if kind in ("response.output_text.delta", "response.refusal.delta"):
             return [TextDelta(event["delta"])] if event.get("delta") else []
         if kind in ("response.reasoning_text.delta", "response.reasoning_summary_text.delta"):
             return [ReasoningDelta(event["delta"])] if event.get("delta") else []
@@ -216,8 +219,10 @@ class ResponsesParser:
                 kind = item.get("type")
                 if kind == "message":
                     for part in item.get("content") or ():
-                        if part.get("type") == "output_text" and part.get("text"):
-                            chunks.append(TextDelta(part["text"]))
+                        field = _TEXT_FIELDS.get(part.get("type"))
+                        said = part.get(field) if field else None
+                        if isinstance(said, str) and said:
+                            chunks.append(TextDelta(said))
                 elif kind == "reasoning":
                     for part in [*(item.get("summary") or ()), *(item.get("content") or ())]:
                         if part.get("text"):
