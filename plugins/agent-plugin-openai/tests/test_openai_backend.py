@@ -672,6 +672,63 @@ async def test_azure_deployment_url_api_version_and_api_key_header(
 
 
 @pytest.mark.anyio
+async def test_azure_responses_api_goes_to_the_v1_api_naming_the_deployment(
+    server: OpenAIServer,
+) -> None:
+    done = {"type": "response.completed", "response": {"status": "completed", "output": []}}
+    streamed = [{"type": "response.output_text.delta", "delta": "hi"}, done]
+    with anyio.fail_after(TIMEOUT):
+        server.script(Reply(parts=[event(e) for e in streamed]))
+        endpoint = server.base_url.removesuffix("/v1")
+        opts = OpenAIOptions(
+            azure_endpoint=endpoint,
+            model="gpt-4o",
+            azure_deployment="prod-4o",
+            api="responses",
+            api_key=KEY,
+        )
+        assert await collect(opts) == [TextDelta("hi"), Finish("stop")]
+        [request] = server.requests
+        # Azure has the Responses API in its v1 API only: no deployment URL, no api-version.
+        assert request.path == "/openai/v1/responses"
+        assert request.body["model"] == "prod-4o"
+        assert request.headers["api-key"] == KEY
+
+
+def test_a_pasted_endpoint_url_is_refused_saying_what_to_write() -> None:
+    portal = (
+        "https://r.openai.azure.com/openai/deployments/gpt4/chat/completions"
+        "?api-version=2025-01-01-preview"
+    )
+    for bad, says in (
+        (
+            {"azure_endpoint": portal},
+            'write azure_endpoint = "https://r.openai.azure.com" and azure_deployment = "gpt4"'
+            ' and api_version = "2025-01-01-preview"',
+        ),
+        (
+            {"azure_endpoint": "https://r.openai.azure.com/openai/v1/"},
+            'base_url = "https://r.openai.azure.com/openai/v1"',
+        ),
+        (
+            {"base_url": "http://localhost:8000/v1/chat/completions"},
+            'base_url is the API root, without the endpoint: write base_url = "http://localhost:8000/v1"',
+        ),
+        (
+            {"base_url": "https://x.example/v1/responses?tenant=a"},
+            'write base_url = "https://x.example/v1\\?tenant=a"',
+        ),
+    ):
+        with pytest.raises(ValidationError, match=says):
+            OpenAIOptions(**bad)
+    # A gateway in front of Azure may have a path of its own.
+    gateway = OpenAIOptions(azure_endpoint="https://gw.example/team-a", model="m", api_key="k")
+    assert gateway.url("/chat/completions") == (
+        "https://gw.example/team-a/openai/deployments/m/chat/completions?api-version=2024-10-21"
+    )
+
+
+@pytest.mark.anyio
 async def test_request_options_headers_and_extra_body_are_sent(server: OpenAIServer) -> None:
     class Answer(BaseModel):
         city: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from pydantic import (
     BaseModel,
@@ -28,8 +28,11 @@ BASE_URL_VARIABLE = "OPENAI_BASE_URL"
 """The environment variable ``base_url`` comes from when the options give none."""
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
-"""The Azure OpenAI ``api-version`` sent when ``azure_endpoint`` is set and none is given."""
+"""The Azure OpenAI ``api-version`` sent to a deployment (``azure_endpoint`` set, chat
+completions) when none is given."""
 
+_ENDPOINTS = ("/chat/completions", "/responses", "/completions")
+"""Endpoint paths a ``base_url`` must not end with: it is the root they go under."""
 _ENVIRONMENT = {
     "organization": "OPENAI_ORG_ID",
     "project": "OPENAI_PROJECT_ID",
@@ -101,7 +104,7 @@ class OpenAIOptions(BaseModel):
         default=None,
         description=(
             "Azure OpenAI: the resource's endpoint (https://NAME.openai.azure.com); requests "
-            "go to its deployment, with api-version and the api-key header"
+            "go to its deployment (the Responses API: its v1 API), with the api-key header"
         ),
     )
     azure_deployment: str | None = Field(
@@ -110,7 +113,8 @@ class OpenAIOptions(BaseModel):
     api_version: str | None = Field(
         default=None,
         description=(
-            f"sent as the api-version query parameter (Azure: default {DEFAULT_AZURE_API_VERSION})"
+            "sent as the api-version query parameter (Azure chat completions: default "
+            f"{DEFAULT_AZURE_API_VERSION})"
         ),
     )
     # ------------------------------------------------------------------ the connection
@@ -194,12 +198,43 @@ class OpenAIOptions(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
-        return _check_url(value, "base_url")
+        value = _check_url(value, "base_url")
+        path, mark, query = value.partition("?")
+        for endpoint in _ENDPOINTS:
+            if path.endswith(endpoint):
+                # A pasted endpoint URL would be answered 404, blamed on the model.
+                raise ValueError(
+                    f"base_url is the API root, without the endpoint: write base_url = "
+                    f'"{path.removesuffix(endpoint) + mark + query}" (got {value[:200]!r})'
+                )
+        return value
 
     @field_validator("azure_endpoint")
     @classmethod
     def _check_azure_endpoint(cls, value: str | None) -> str | None:
-        return None if value is None else _check_url(value, "azure_endpoint")
+        if value is None:
+            return None
+        value = _check_url(value, "azure_endpoint")
+        path = value.partition("?")[0]
+        scheme, _, rest = path.partition("://")
+        segments = rest.split("/")
+        if "openai" in segments[1:]:
+            # A deployment's URL pasted from the portal would get a second /openai/... path.
+            root = f"{scheme}://{'/'.join(segments[: segments.index('openai', 1)])}"
+            after = segments[segments.index("openai", 1) + 1 :]
+            fix = f'write azure_endpoint = "{root}"'
+            if len(after) >= 2 and after[0] == "deployments":
+                fix += f' and azure_deployment = "{after[1]}"'
+            version = parse_qs(value.partition("?")[2]).get("api-version")
+            if version:
+                fix += f' and api_version = "{version[0]}"'
+            if after[:1] == ["v1"]:
+                fix += f' (or, for chat completions on Azure\'s v1 API, base_url = "{path}")'
+            raise ValueError(
+                "azure_endpoint is the resource's address, without /openai/...: "
+                f"{fix} (got {value[:200]!r})"
+            )
+        return value
 
     @field_validator("proxy")
     @classmethod
@@ -275,7 +310,8 @@ class OpenAIOptions(BaseModel):
         # Filled in through __dict__: model_fields_set keeps saying what the user gave.
         if self.api_key is None:
             self.__dict__["api_key"] = SecretStr(os.environ.get(self.variable, "").strip())
-        if self.azure_endpoint and self.api_version is None:
+        if self.azure_endpoint and self.api == "chat" and self.api_version is None:
+            # Azure's Responses API is its v1 API, which takes no api-version.
             self.__dict__["api_version"] = DEFAULT_AZURE_API_VERSION
         return self
 
@@ -298,11 +334,27 @@ class OpenAIOptions(BaseModel):
 
     @property
     def root(self) -> str:
-        """The API root requests are made under (Azure: the deployment's), without query."""
+        """The API root requests are made under, without query. Azure: the deployment's for
+        chat completions; its v1 API for the Responses API, which has no deployment URLs."""
         if self.azure_endpoint:
             endpoint = self.azure_endpoint.partition("?")[0]
-            return f"{endpoint}/openai/deployments/{self.azure_deployment or self.model}"
+            if self.api == "responses":
+                return f"{endpoint}/openai/v1"
+            return f"{endpoint}/openai/deployments/{self.deployment}"
         return self.base_url.partition("?")[0]
+
+    @property
+    def deployment(self) -> str:
+        """Azure OpenAI: the deployment's name (``azure_deployment``, else ``model``)."""
+        return self.azure_deployment or self.model
+
+    @property
+    def body_model(self) -> str:
+        """The ``model`` of the request body: Azure's Responses API names the deployment
+        there."""
+        if self.azure_endpoint and self.api == "responses":
+            return self.deployment
+        return self.model
 
     def url(self, path: str) -> str:
         """The URL of an endpoint (``/chat/completions``): under ``root``, with the query

@@ -81,7 +81,11 @@ def body(
     messages: list[dict[str, Any]], tools: list[dict[str, Any]], opts: OpenAIOptions
 ) -> dict[str, Any]:
     """The request body: the conversation as items, the tools and the options set."""
-    request: dict[str, Any] = {"model": opts.model, "input": items(messages, opts), "store": False}
+    request: dict[str, Any] = {
+        "model": opts.body_model,
+        "input": items(messages, opts),
+        "store": False,
+    }
     if opts.stream:
         request["stream"] = True
     if tools:
