@@ -414,15 +414,22 @@ class LLMWorker(BaseWorker):
             raise JobFailed(
                 f"worker {self.name!r}: the reply was cut by the token limit in the middle of "
                 f"a tool call ({names}; finish_reason 'length'), so no tool was run; raise the "
-                "backend's max_tokens option, or shorten the conversation"
+                f"backend's {self._limit_option()} option, or shorten the conversation"
             )
+
+    def _limit_option(self) -> str:
+        """The backend's token-limit option to raise, for messages: the one its options set
+        (``max_completion_tokens``, ``max_output_tokens``), else ``max_tokens``."""
+        given = getattr(self._options, "model_fields_set", ())
+        return next((name for name in _LIMIT_OPTIONS if name in given), "max_tokens")
 
     async def _warn_cut(self, job: Job | None, thread: str) -> None:
         """A text reply cut by the token limit still completes, with a warning: an update
         to the job's requester (and its event), or an event for an activation run."""
         warning = {
             "warning": f"worker {self.name!r}: the reply was cut by the token limit "
-            "(finish_reason 'length'); raise the backend's max_tokens option for a whole answer",
+            f"(finish_reason 'length'); raise the backend's {self._limit_option()} option for a "
+            "whole answer",
             "finish_reason": "length",
         }
         logger.warning("%s", warning["warning"])
@@ -610,6 +617,10 @@ async def _closing(
         if aclose is not None:
             with anyio.CancelScope(shield=True):
                 await aclose()
+
+
+_LIMIT_OPTIONS = ("max_completion_tokens", "max_output_tokens", "max_tokens")
+"""Names backends give their reply's token limit, the most specific first."""
 
 
 class _UsageSum:

@@ -125,6 +125,21 @@ async def test_llmock_a_tool_call_cut_by_the_limit_is_not_run(llmock: Any) -> No
 
 
 @pytest.mark.anyio
+async def test_llmock_a_cut_reply_names_the_limit_option_that_was_set(llmock: Any) -> None:
+    # Told to raise max_tokens, a user of max_completion_tokens would set both: refused.
+    with anyio.fail_after(TIMEOUT):
+        call = ToolCall("weather", {"city": "Paris"})
+        llmock.add(Reply(text="Once upon", finish_reason="length"))
+        llmock.add(Reply(tool_calls=(call,), finish_reason="length"))
+        job, _ = await ask(llmock.base_url(), "a story", max_completion_tokens=4)
+        [update] = [e.data for e in job.events if e.type == JobEvent.UPDATE]
+        assert "raise the backend's max_completion_tokens option" in update["warning"]
+        error, _ = await ask(llmock.base_url(), "weather in Paris?", max_completion_tokens=4)
+        assert isinstance(error, JobError) and error.status is JobStatus.FAILED
+        assert "raise the backend's max_completion_tokens option" in error.response["error"]
+
+
+@pytest.mark.anyio
 async def test_llmock_content_filter_fails_the_job(llmock: Any) -> None:
     with anyio.fail_after(TIMEOUT):
         llmock.add(Reply(text="", finish_reason="content_filter"))
