@@ -201,11 +201,20 @@ def _print_version(ctx: click.Context) -> None:
     is_flag=True,
     help="Lines pip installs the plugin distributions from (name==version, a path or a URL).",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Import every worker registered by its import path, to show the broken ones.",
+)
 @_plugin_option
 @_group_flags
 @click.pass_context
 def plugins_command(
-    ctx: click.Context, as_json: bool, requirements: bool, extra_plugin_options: tuple[str, ...]
+    ctx: click.Context,
+    as_json: bool,
+    requirements: bool,
+    check: bool,
+    extra_plugin_options: tuple[str, ...],
 ) -> None:
     """List plugins: distribution and version, hooks, what each registered, load errors."""
     from framework.plugins import remedy
@@ -215,7 +224,8 @@ def plugins_command(
     root = ctx.find_root().command
     if isinstance(root, FrameworkGroup):
         root.ensure_plugin_commands(ctx)  # so that "registered" shows plugin commands too
-    broken = host.check_workers()  # a worker registered by path that does not import
+    # Workers registered by path: found (cheap), or imported with --check or -v.
+    broken = host.check_workers(import_them=check or _verbose(ctx))
     infos = host.plugin_infos()
     if requirements:
         from framework._install import requirement_line

@@ -578,24 +578,39 @@ class PluginHost:
         self._command_cache = commands
         return commands
 
-    def check_workers(self) -> dict[str, str]:
-        """Import every worker registered by its import path (``framework plugins`` does,
-        so that a worker whose module cannot be imported shows as broken before a runner
-        needs it). Returns the broken ones: name -> error, also noted on their plugin."""
+    def check_workers(self, *, import_them: bool = False) -> dict[str, str]:
+        """Check the workers registered by import path (``framework plugins`` does): that
+        each module can be found, cheaply, or, with ``import_them``, that each imports
+        and holds a worker class (``framework plugins --check``: slower, since worker
+        modules import the runtime). Returns the broken ones: name -> error, also noted on
+        their plugin."""
         from framework.registrars import RegistrationError
 
         broken: dict[str, str] = {}
         for name, entry in list(self.workers.entries.items()):
             if not isinstance(entry.value, str):
                 continue
-            try:
-                with _stdout_to_stderr():
-                    self.workers.resolve(name)
-            except RegistrationError as exc:
-                broken[name] = str(exc)
-                self._note_error(entry.plugin, f"worker {name!r} is broken: {exc}")
-                if self.report and self.verbose and exc.__cause__ is not None:
-                    print(format_traceback(exc.__cause__), file=sys.stderr)
+            error: str | None = None
+            cause: BaseException | None = None
+            if import_them:
+                try:
+                    with _stdout_to_stderr():
+                        self.workers.resolve(name)
+                except RegistrationError as exc:
+                    error, cause = str(exc), exc.__cause__
+            else:
+                module = entry.value.partition(":")[0]
+                if not _module_exists(module):
+                    error = (
+                        f"plugin {entry.plugin!r} registered worker {name!r} as "
+                        f"{entry.value!r}, and no module {module!r} can be found"
+                    )
+            if error is None:
+                continue
+            broken[name] = error
+            self._note_error(entry.plugin, f"worker {name!r} is broken: {error}")
+            if self.report and self.verbose and cause is not None:
+                print(format_traceback(cause), file=sys.stderr)
         return broken
 
     def _note_error(self, plugin: str, error: str) -> None:
@@ -623,6 +638,37 @@ class PluginHost:
             }
             info.registered = {k: v for k, v in registered.items() if v}
         return list(self.infos.values())
+
+
+def _module_exists(dotted: str) -> bool:
+    """Whether the module ``dotted`` can be found, without importing it or its packages
+    (``importlib.util.find_spec`` imports the parent packages, whose ``__init__`` may be
+    heavy): packages already imported are looked into, the others found on their path."""
+    import importlib.machinery
+    import importlib.util
+
+    parts = dotted.split(".")
+    search: list[str] | None = None
+    for index in range(len(parts)):
+        name = ".".join(parts[: index + 1])
+        module = sys.modules.get(name)
+        try:
+            if module is not None:
+                spec = module.__spec__
+            elif index == 0:
+                spec = importlib.util.find_spec(name)
+            else:
+                spec = importlib.machinery.PathFinder.find_spec(name, search)
+        except (ImportError, ValueError):
+            return False
+        if spec is None:
+            return module is not None  # a module imported without a spec: it exists
+        if index < len(parts) - 1:
+            locations = spec.submodule_search_locations
+            if locations is None:
+                return False  # not a package: it has no submodules
+            search = list(locations)
+    return True
 
 
 def remedy(info: PluginInfo) -> str:

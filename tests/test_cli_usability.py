@@ -338,18 +338,27 @@ def test_an_import_failure_names_file_and_line_and_verbose_prints_the_traceback(
 
 
 def test_a_lazily_registered_worker_that_does_not_import_is_shown_broken() -> None:
-    result = invoke("-p", "misbehaving.lazy_broken", "plugins")
-    assert result.exit_code == 0
-    block = result.stdout.split("misbehaving.lazy_broken: ", 1)[1]
+    cheap = invoke("-p", "misbehaving.lazy_broken", "plugins")
+    assert cheap.exit_code == 0
+    block = cheap.stdout.split("misbehaving.lazy_broken: ", 1)[1]
     assert block.startswith("(registered in code)\n")
-    assert "  workers: broken (broken)\n" in block
+    assert "  workers: broken, missing (broken)\n" in block  # found or not, without importing
+    assert "no module 'misbehaving.not_there' can be found" in block
+    checked = invoke("-p", "misbehaving.lazy_broken", "plugins", "--check")
+    block = checked.stdout.split("misbehaving.lazy_broken: ", 1)[1]
+    assert "  workers: broken (broken), missing (broken)\n" in block
     assert "error: worker 'broken' is broken: " in block
     assert "KeyError: 'BROKEN_WORKER_SETTING'" in block
     assert "lazy_broken_workers.py, line 5)" in block
     assert "hint: to run without it: drop -p misbehaving.lazy_broken" in block
-    data = json.loads(invoke("-p", "misbehaving.lazy_broken", "plugins", "--json").stdout)
+    data = json.loads(
+        invoke("-p", "misbehaving.lazy_broken", "plugins", "--check", "--json").stdout
+    )
     info = next(p for p in data if p["name"] == "misbehaving.lazy_broken")
     assert "worker 'broken' is broken" in info["error"]
+    loud = invoke("-p", "misbehaving.lazy_broken", "plugins", "-v")  # -v imports them too
+    assert "Traceback (most recent call last):" in loud.stderr
+    assert "workers: broken (broken), missing (broken)" in loud.stdout
 
 
 def test_the_remedy_names_p_no_and_uninstall_for_an_installed_plugin() -> None:

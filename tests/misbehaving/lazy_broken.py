@@ -1,4 +1,5 @@
-"""A plugin that registers a worker by import path, whose module fails to import."""
+"""A plugin that registers workers by import path: one whose module fails to import, one
+whose module does not exist."""
 
 from typing import Any
 
@@ -8,3 +9,4 @@ from framework import hookimpl
 @hookimpl
 def register_workers(register: Any) -> None:
     register("misbehaving.lazy_broken_workers:Broken", name="broken")
+    register("misbehaving.not_there:Missing", name="missing")
