@@ -378,7 +378,22 @@ async def test_401_says_to_set_the_key(server: OpenAIServer) -> None:
         assert error.status == 401
         assert str(error) == (
             f"the server at {server.base_url} refused the API key (HTTP 401; the key came "
-            "from [llm] options api_key): set OPENAI_API_KEY or [llm] options api_key"
+            "from [llm] options api_key): check api_key there (it is used instead of "
+            "OPENAI_API_KEY)"
+        )
+
+
+@pytest.mark.anyio
+async def test_401_with_the_key_from_the_environment_says_to_check_it(
+    server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        server.script(error_reply(401, "Incorrect API key provided"))
+        error = await failure(options(server))
+        assert str(error).endswith(
+            "(HTTP 401; the key came from OPENAI_API_KEY): check OPENAI_API_KEY, or set "
+            "[llm] options api_key"
         )
 
 

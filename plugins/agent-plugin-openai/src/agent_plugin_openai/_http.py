@@ -269,8 +269,13 @@ class Call:
         if status == 401:  # the body is left out: servers quote (part of) the key there
             variable = opts.variable
             fix = f"set {variable} or [llm] options api_key"
-            if self._key:
-                hint = f"the key came from {opts.key_source}"
+            if self._key and "api_key" in opts.model_fields_set:
+                # Setting the variable would change nothing: the option wins over it.
+                hint = "the key came from [llm] options api_key"
+                fix = f"check api_key there (it is used instead of {variable})"
+            elif self._key:
+                hint = f"the key came from {variable}"
+                fix = f"check {variable}, or set [llm] options api_key"
             elif "api_key" in opts.model_fields_set:
                 hint = 'none was sent: [llm] options api_key is ""'
                 fix = f"set api_key, or leave it out to use {variable}"
