@@ -864,6 +864,31 @@ async def test_the_http_debug_log(server: OpenAIServer, caplog: pytest.LogCaptur
         assert KEY not in caplog.text
 
 
+@pytest.mark.anyio
+async def test_openai_log_debug_turns_the_http_log_on(
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What framework run -v sets up: INFO at the root; the variable adds the HTTP log.
+    http_log, root = logging.getLogger("agent_plugin_openai.http"), logging.getLogger()
+    levels = http_log.level, root.level
+    http_log.setLevel(logging.NOTSET)  # setLevel, not the attribute: it clears the cache
+    root.setLevel(logging.INFO)  # a handler of any level, as logging.basicConfig adds
+    try:
+        with anyio.fail_after(TIMEOUT):
+            server.script(text_reply("hi"), text_reply("hi"))
+            await collect(options(server, api_key=KEY))
+            assert not [r for r in caplog.records if r.name == http_log.name]
+            monkeypatch.setenv("OPENAI_LOG", "debug")
+            await collect(options(server, api_key=KEY))
+            logged = "\n".join(r.getMessage() for r in caplog.records if r.name == http_log.name)
+            assert f"POST {server.base_url}/chat/completions" in logged
+            assert "answered HTTP 200 in" in logged and "request id None" not in logged
+            assert KEY not in caplog.text
+    finally:
+        http_log.setLevel(levels[0])
+        root.setLevel(levels[1])
+
+
 def test_a_ca_bundle_is_what_tls_trusts(tmp_path: Any) -> None:
     import certifi
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import ssl
 import time
@@ -29,6 +30,10 @@ from framework.llm.backend import Chunk
 logger = logging.getLogger("agent_plugin_openai")
 http_log = logging.getLogger("agent_plugin_openai.http")
 """The HTTP debug log: each request and answer at DEBUG (never the key)."""
+
+LOG_VARIABLE = "OPENAI_LOG"
+"""``OPENAI_LOG=debug`` (as for the official SDK) turns the HTTP debug log on, for users of
+``framework run`` who configure no logging."""
 
 MAX_RETRY_AFTER = 60.0
 """The longest wait (seconds) a server may ask for; a longer one fails the call at once."""
@@ -171,6 +176,8 @@ class Call:
         opts, where = self.opts, self.where
         request = client.build_request("POST", self.url, json=body, headers=self.headers(stream))
         started = time.monotonic()
+        if os.environ.get(LOG_VARIABLE, "").strip().lower() == "debug":
+            http_log.setLevel(logging.DEBUG)
         if http_log.isEnabledFor(logging.DEBUG):
             http_log.debug("POST %s %s", self.scrub(self.url), self.scrub(json.dumps(body)))
         try:
@@ -205,11 +212,11 @@ class Call:
             ) from None
         request_id = _errors.request_id(response)
         http_log.debug(
-            "%s answered HTTP %d in %.3f s (request id %s)",
+            "%s answered HTTP %d in %.3f s%s",
             where,
             response.status_code,
             time.monotonic() - started,
-            request_id,
+            f" (request id {request_id})" if request_id else "",
         )
         if response.is_success:
             return response
