@@ -806,6 +806,11 @@ def test_new_options_are_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Any)
         ({"reasoning_effort": "max"}, "reasoning_effort"),
         ({"api": "assistants"}, "api"),
         ({"top_p": 2}, "top_p"),
+        (
+            {"azure_endpoint": "https://r.openai.azure.com", "base_url": "http://x/v1"},
+            "give base_url or azure_endpoint, not both",
+        ),
+        ({"azure_deployment": "prod"}, "azure_deployment is for Azure OpenAI: set azure_endpoint"),
     ):
         with pytest.raises(ValidationError, match=says):
             OpenAIOptions(**bad)

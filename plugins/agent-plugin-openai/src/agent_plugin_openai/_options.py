@@ -296,6 +296,16 @@ class OpenAIOptions(BaseModel):
             raise ValueError(
                 "give max_tokens or max_completion_tokens, not both (they are the same limit)"
             )
+        if self.azure_endpoint and "base_url" in self.model_fields_set:
+            raise ValueError(
+                "give base_url or azure_endpoint, not both: azure_endpoint builds the URL (for "
+                "Azure's v1 API, give base_url alone: https://NAME.openai.azure.com/openai/v1)"
+            )
+        if self.azure_deployment and not self.azure_endpoint:
+            raise ValueError(
+                "azure_deployment is for Azure OpenAI: set azure_endpoint too (elsewhere the "
+                "model option names the model)"
+            )
         if self.api == "responses":
             chat_only = [
                 name
