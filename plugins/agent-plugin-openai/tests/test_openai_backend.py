@@ -497,6 +497,16 @@ async def test_malformed_json(server: OpenAIServer) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_broken_chunk_of_the_api_is_not_blamed_on_base_url(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        broken = b'data: {"id": "c1", "object": "chat.completion.chunk", "choices": [{"del\n\n'
+        server.script(Reply(parts=[event(delta("ok")), broken]))
+        error = await failure(options(server))
+        assert "sent a malformed reply (not JSON)" in str(error)
+        assert str(error).endswith("; try again, or check the server's logs")
+
+
+@pytest.mark.anyio
 async def test_not_a_chunk(server: OpenAIServer) -> None:
     with anyio.fail_after(TIMEOUT):
         server.script(Reply(parts=[event({"choices": "nope"}), event("[DONE]")]))

@@ -35,6 +35,9 @@ LOG_VARIABLE = "OPENAI_LOG"
 """``OPENAI_LOG=debug`` (as for the official SDK) turns the HTTP debug log on, for users of
 ``framework run`` who configure no logging."""
 
+_OWN_EVENTS = ('"object":"chat.completion', '"type":"response.')
+"""What an event of the chat completions or Responses API holds, even when broken."""
+
 MAX_RETRY_AFTER = 60.0
 """The longest wait (seconds) a server may ask for; a longer one fails the call at once."""
 
@@ -102,9 +105,14 @@ class Call:
 
     def malformed(self, data: str, what: str) -> OpenAIBackendError:
         quoted = f": {self.quote(data)!r}" if data else ""
+        compact = data.replace(" ", "")
+        if any(mark in compact for mark in _OWN_EVENTS):
+            # The API's own event, broken: the server speaks the protocol, badly this once.
+            hint = "try again, or check the server's logs"
+        else:
+            hint = "is base_url an OpenAI-compatible API?"
         return self.error(
-            f"the server at {self.where} sent a malformed reply ({what}){quoted}; "
-            "is base_url an OpenAI-compatible API?"
+            f"the server at {self.where} sent a malformed reply ({what}){quoted}; {hint}"
         )
 
     def reported(
