@@ -969,3 +969,15 @@ async def test_a_refusal_is_the_answer_not_an_empty_reply(server: OpenAIServer) 
         ]
         for settings in ways:
             assert await collect(options(server, **settings)) == [TextDelta(no), Finish("stop")]
+
+
+@pytest.mark.anyio
+async def test_a_server_refusing_stream_options_is_asked_without(server: OpenAIServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        refusal = "Unrecognized request argument supplied: stream_options"
+        server.script(error_reply(400, refusal), text_reply("hi"))
+        chunks = await collect(options(server, max_retries=0))
+        assert TextDelta("hi") in chunks
+        first, second = server.requests
+        assert "stream_options" in first.body and "stream_options" not in second.body
+        assert second.body["stream"] is True

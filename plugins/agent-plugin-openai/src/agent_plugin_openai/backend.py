@@ -106,6 +106,16 @@ class OpenAIBackend:
                             await response.aclose()
                     return
                 except OpenAIBackendError as error:
+                    if not yielded and _refuses_stream_options(error, body):
+                        # Older servers (Azure before api-version 2024-09-01-preview, some
+                        # proxies) refuse the key that asks for usage: ask without it.
+                        del body["stream_options"]
+                        logger.warning(
+                            "LLM backend openai: %s refuses stream_options; asking without "
+                            "(the token counts will be unknown)",
+                            call.where,
+                        )
+                        continue
                     if yielded or not error.retryable or attempt >= opts.max_retries:
                         raise error.after(attempt + 1) from None
                     wait = error.retry_after
@@ -123,6 +133,15 @@ class OpenAIBackend:
         finally:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
+
+
+def _refuses_stream_options(error: OpenAIBackendError, body: dict[str, Any]) -> bool:
+    """Whether the server refused the request (HTTP 400) over ``stream_options``."""
+    return (
+        error.status in (400, 422)
+        and "stream_options" in body
+        and "stream_options" in str(error.after(1))
+    )
 
 
 __all__ = [
