@@ -981,3 +981,25 @@ async def test_a_server_refusing_stream_options_is_asked_without(server: OpenAIS
         first, second = server.requests
         assert "stream_options" in first.body and "stream_options" not in second.body
         assert second.body["stream"] is True
+
+
+@pytest.mark.anyio
+async def test_azure_filtering_the_prompt_is_the_finish_reason_content_filter(
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Azure answers 400 with code content_filter: the worker then fails the job saying so.
+    said = "The response was filtered due to the prompt triggering the content policy."
+    body = {"error": {"message": said, "code": "content_filter", "param": "prompt"}}
+    with anyio.fail_after(TIMEOUT):
+        server.script(
+            Reply(
+                status=400,
+                headers={"Content-Type": "application/json"},
+                parts=[json.dumps(body).encode()],
+                chunked=False,
+            )
+        )
+        with caplog.at_level(logging.WARNING, logger="agent_plugin_openai"):
+            assert await collect(options(server)) == [Finish("content_filter")]
+        assert len(server.requests) == 1
+        assert said in caplog.text

@@ -32,6 +32,8 @@ class OpenAIBackendError(RuntimeError):
         request_id: the server's id of the request (``x-request-id``), if it sent one.
         retryable: waiting and trying again may help (and nothing was streamed yet).
         retry_after: seconds the server asked to wait, if it did.
+        filtered: the server's content filter refused the request (it is no failure of
+            the call: the reply's finish reason is ``content_filter``).
     """
 
     def __init__(
@@ -43,8 +45,10 @@ class OpenAIBackendError(RuntimeError):
         retryable: bool = False,
         retry_after: float | None = None,
         final: Callable[[int], OpenAIBackendError] | None = None,
+        filtered: bool = False,
     ) -> None:
         super().__init__(message)
+        self.filtered = filtered
         self.status = status
         self.request_id = request_id
         self.retryable = retryable
@@ -156,6 +160,18 @@ def detail(response: httpx.Response) -> str:
     return text.strip()
 
 
+def content_filtered(response: httpx.Response) -> bool:
+    """Azure OpenAI's HTTP 400 for a prompt its content filter stopped
+    (``error.code == "content_filter"``)."""
+    if response.status_code != 400:
+        return False
+    try:
+        error = json.loads(_text(response)).get("error")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(error, dict) and error.get("code") == "content_filter"
+
+
 def out_of_quota(response: httpx.Response) -> bool:
     """OpenAI's 429 for an account without credit: waiting does not help."""
     return response.status_code == 429 and "insufficient_quota" in _text(response)
@@ -189,6 +205,7 @@ __all__ = [
     "RETRY_STATUSES",
     "OpenAIBackendError",
     "blames_request",
+    "content_filtered",
     "detail",
     "error_message",
     "no_password",

@@ -273,6 +273,7 @@ class Call:
             retryable=retryable,
             retry_after=wait,
             final=final,
+            filtered=_errors.content_filtered(response),
         )
 
     def status_message(self, response: httpx.Response, attempts: int) -> str:

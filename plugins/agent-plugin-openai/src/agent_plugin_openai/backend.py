@@ -35,7 +35,7 @@ from agent_plugin_openai import _chat, _responses
 from agent_plugin_openai._errors import request_id
 from agent_plugin_openai._http import MAX_RETRY_AFTER, Call, OpenAIBackendError, Parser
 from agent_plugin_openai._options import API_KEY_VARIABLE, OpenAIOptions
-from framework.llm.backend import Chunk
+from framework.llm.backend import Chunk, Finish
 
 logger = logging.getLogger("agent_plugin_openai")
 
@@ -106,6 +106,12 @@ class OpenAIBackend:
                             await response.aclose()
                     return
                 except OpenAIBackendError as error:
+                    if error.filtered:
+                        # Azure's filter stopped the prompt: the reply's end, as when it
+                        # stops a reply, so that the job fails saying so.
+                        logger.warning("LLM backend openai: %s", error.after(1))
+                        yield Finish("content_filter")
+                        return
                     if not yielded and _refuses_stream_options(error, body):
                         # Older servers (Azure before api-version 2024-09-01-preview, some
                         # proxies) refuse the key that asks for usage: ask without it.
