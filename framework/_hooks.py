@@ -111,7 +111,10 @@ class RuntimeHooks:
     """
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
+        from framework._values import check_headers  # pydantic: not for `import framework`
+
         self.pm = pm
+        self._check_headers = check_headers
         self._impls: dict[str, tuple[HookImpl, ...]] = {}
         for hook_name in NOTIFICATION_HOOKS[:-1]:
             self._impls[hook_name] = self.impls(hook_name)
@@ -162,8 +165,7 @@ class RuntimeHooks:
         sizes, the reserved prefix): an impl that breaks them, or raises, has its changes
         undone and is logged with its plugin's name, so every bus carries the same headers.
         """
-        from framework._values import check_headers
-
+        check_headers = self._check_headers
         kwargs = {"headers": headers, "target": target}
         for impl in self._impls["add_request_headers"]:
             before = dict(headers)
@@ -247,7 +249,7 @@ class RuntimeHooks:
         for impl in self._impls[hook_name]:
             try:
                 result = impl.call(kwargs)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     await result
             except Exception:
                 _log_failure(impl, "ignored (the other plugins still run)")
