@@ -746,6 +746,14 @@ def test_a_pasted_endpoint_url_is_refused_saying_what_to_write() -> None:
     ):
         with pytest.raises(ValidationError, match=says):
             OpenAIOptions(**bad)
+    # From the environment, the message says so: the options do not name base_url.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENAI_BASE_URL", "http://localhost:8000/v1/chat/completions")
+        with pytest.raises(ValidationError, match=r"\(it came from \$OPENAI_BASE_URL\)"):
+            OpenAIOptions()
+        patch.setenv("OPENAI_BASE_URL", "localhost:8000/v1")
+        with pytest.raises(ValidationError, match=r"http:// .*\$OPENAI_BASE_URL"):
+            OpenAIOptions()
     # A gateway in front of Azure may have a path of its own.
     gateway = OpenAIOptions(azure_endpoint="https://gw.example/team-a", model="m", api_key="k")
     assert gateway.url("/chat/completions") == (

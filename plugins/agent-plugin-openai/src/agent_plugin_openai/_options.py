@@ -51,6 +51,19 @@ def _check_url(value: str, option: str) -> str:
     return path.rstrip("/") + mark + query
 
 
+def _check_base_url(value: str) -> str:
+    value = _check_url(value, "base_url")
+    path, mark, query = value.partition("?")
+    for endpoint in _ENDPOINTS:
+        if path.endswith(endpoint):
+            # A pasted endpoint URL would be answered 404, blamed on the model.
+            raise ValueError(
+                f"base_url is the API root, without the endpoint: write base_url = "
+                f'"{path.removesuffix(endpoint) + mark + query}" (got {value[:200]!r})'
+            )
+    return value
+
+
 class OpenAIOptions(BaseModel):
     """Settings of the ``openai`` backend (``[llm.options]``, or ``backend_options``)."""
 
@@ -198,16 +211,12 @@ class OpenAIOptions(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
-        value = _check_url(value, "base_url")
-        path, mark, query = value.partition("?")
-        for endpoint in _ENDPOINTS:
-            if path.endswith(endpoint):
-                # A pasted endpoint URL would be answered 404, blamed on the model.
-                raise ValueError(
-                    f"base_url is the API root, without the endpoint: write base_url = "
-                    f'"{path.removesuffix(endpoint) + mark + query}" (got {value[:200]!r})'
-                )
-        return value
+        try:
+            return _check_base_url(value)
+        except ValueError as exc:
+            if value.strip() == _environment(BASE_URL_VARIABLE):
+                raise ValueError(f"{exc} (it came from ${BASE_URL_VARIABLE})") from None
+            raise
 
     @field_validator("azure_endpoint")
     @classmethod
