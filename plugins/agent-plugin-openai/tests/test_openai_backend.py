@@ -1011,3 +1011,30 @@ async def test_azure_filtering_the_prompt_is_the_finish_reason_content_filter(
             assert await collect(options(server)) == [Finish("content_filter")]
         assert len(server.requests) == 1
         assert said in caplog.text
+
+
+@pytest.mark.anyio
+async def test_responses_tool_call_arguments_are_taken_once_whatever_events_carry_them(
+    server: OpenAIServer,
+) -> None:
+    args = '{"city": "Oslo"}'
+
+    def added(arguments: str) -> dict[str, Any]:
+        item = {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": arguments}
+        return {"type": "response.output_item.added", "output_index": 0, "item": item}
+
+    done_item = {**added(args), "type": "response.output_item.done"}
+    end = {"type": "response.completed", "response": {"status": "completed", "output": []}}
+    args_done = {"type": "response.function_call_arguments.done", "output_index": 0}
+    with anyio.fail_after(TIMEOUT):
+        server.script(
+            # Whole in the added item, then again when done.
+            Reply(parts=[event(e) for e in (added(args), {**args_done, "arguments": args}, end)]),
+            # Only in the item that is done (no argument events at all).
+            Reply(parts=[event(e) for e in (added(""), done_item, end)]),
+        )
+        for _ in range(2):
+            chunks = await collect(options(server, api="responses"), [WEATHER_TOOL])
+            sent = "".join(c.arguments for c in chunks if isinstance(c, ToolCallDelta))
+            assert sent == args
+            assert chunks[-1] == Finish("tool_calls")

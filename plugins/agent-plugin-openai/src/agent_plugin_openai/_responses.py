@@ -131,7 +131,7 @@ class ResponsesParser:
         self.finish: str | None = None
         self.usage: Usage | None = None
         self._calls: dict[int, bool] = {}
-        """Output index of each function call, and whether its arguments came in deltas."""
+        """Output index of each function call, and whether its arguments came yet."""
 
     def event(self, data: str) -> list[Chunk]:
         call = self.call
@@ -164,7 +164,7 @@ class ResponsesParser:
             if item.get("type") != "function_call":
                 return []
             index = int(event.get("output_index", len(self._calls)))
-            self._calls[index] = False
+            self._calls[index] = bool(item.get("arguments"))
             return [
                 ToolCallDelta(
                     index,
@@ -177,11 +177,17 @@ class ResponsesParser:
             index = int(event.get("output_index", 0))
             self._calls[index] = True
             return [ToolCallDelta(index, arguments=event.get("delta") or "")]
-        if kind == "response.function_call_arguments.done":
+        if kind in ("response.function_call_arguments.done", "response.output_item.done"):
+            # The whole arguments again: taken only when none came before (a server that
+            # sends no deltas), else the call would carry them twice.
             index = int(event.get("output_index", 0))
-            if not self._calls.get(index, True):  # none came in deltas: all at once here
+            item = event.get("item") or {}
+            if kind == "response.output_item.done" and item.get("type") != "function_call":
+                return []
+            arguments = event.get("arguments") or item.get("arguments") or ""
+            if not self._calls.get(index, True) and arguments:
                 self._calls[index] = True
-                return [ToolCallDelta(index, arguments=event.get("arguments") or "")]
+                return [ToolCallDelta(index, arguments=arguments)]
             return []
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             return self.close(event.get("response") or {})
