@@ -1038,3 +1038,19 @@ async def test_responses_tool_call_arguments_are_taken_once_whatever_events_carr
             sent = "".join(c.arguments for c in chunks if isinstance(c, ToolCallDelta))
             assert sent == args
             assert chunks[-1] == Finish("tool_calls")
+
+
+@pytest.mark.anyio
+async def test_responses_stream_without_deltas_takes_the_completed_output(
+    server: OpenAIServer,
+) -> None:
+    message = {"type": "message", "content": [{"type": "output_text", "text": "Four."}]}
+    response = {"status": "completed", "output": [message]}
+    streamed = [
+        {"type": "response.created", "response": {"status": "in_progress", "output": []}},
+        {"type": "response.completed", "response": response},
+    ]
+    with anyio.fail_after(TIMEOUT):
+        server.script(Reply(parts=[event(e) for e in streamed]))
+        chunks = await collect(options(server, api="responses"))
+        assert chunks == [TextDelta("Four."), Finish("stop")]

@@ -193,10 +193,15 @@ class ResponsesParser:
             return self.close(event.get("response") or {})
         return []
 
-    def close(self, response: dict[str, Any]) -> list[Chunk]:
-        """The end of the reply: its status, finish reason and usage."""
+    def close(self, response: dict[str, Any], streamed: bool = True) -> list[Chunk]:
+        """The end of the reply: its status, finish reason and usage; and, when a stream
+        carried nothing before it, the output it holds (a server that streams no deltas)."""
         if response.get("status") == "failed" or response.get("error"):
             raise self.call.reported(response.get("error") or response, not self.produced)
+        chunks: list[Chunk] = []
+        output = response.get("output")
+        if streamed and not self.produced and isinstance(output, list):
+            chunks = self.output(output)
         figures = response.get("usage")
         if isinstance(figures, dict) and figures:
             self.usage = usage(figures, "input_tokens", "output_tokens")
@@ -206,7 +211,7 @@ class ResponsesParser:
         else:
             self.finish = "tool_calls" if self._calls else "stop"
         self.finished = True
-        return []
+        return chunks
 
     def whole(self, text: str) -> list[Chunk]:
         """The chunks of a ``response`` object that came whole (``stream = false``)."""
@@ -223,33 +228,38 @@ class ResponsesParser:
         if not isinstance(output, list):
             raise call.malformed(text, "not a response: no output")
         self.seen = True
-        chunks: list[Chunk] = []
         try:
-            for index, item in enumerate(output):
-                kind = item.get("type")
-                if kind == "message":
-                    for part in item.get("content") or ():
-                        field = _TEXT_FIELDS.get(part.get("type"))
-                        said = part.get(field) if field else None
-                        if isinstance(said, str) and said:
-                            chunks.append(TextDelta(said))
-                elif kind == "reasoning":
-                    for part in [*(item.get("summary") or ()), *(item.get("content") or ())]:
-                        if part.get("text"):
-                            chunks.append(ReasoningDelta(part["text"]))
-                elif kind == "function_call":
-                    self._calls[index] = True
-                    chunks.append(
-                        ToolCallDelta(
-                            index,
-                            id=item.get("call_id") or item.get("id") or None,
-                            name=item.get("name") or None,
-                            arguments=item.get("arguments") or "",
-                        )
-                    )
+            chunks = self.output(output)
         except (AttributeError, TypeError):
             raise call.malformed(text, "not a response") from None
-        self.close(response)
+        self.close(response, streamed=False)
+        return chunks
+
+    def output(self, output: list[Any]) -> list[Chunk]:
+        """The chunks of a response's ``output`` items: text, reasoning, function calls."""
+        chunks: list[Chunk] = []
+        for index, item in enumerate(output):
+            kind = item.get("type")
+            if kind == "message":
+                for part in item.get("content") or ():
+                    field = _TEXT_FIELDS.get(part.get("type"))
+                    said = part.get(field) if field else None
+                    if isinstance(said, str) and said:
+                        chunks.append(TextDelta(said))
+            elif kind == "reasoning":
+                for part in [*(item.get("summary") or ()), *(item.get("content") or ())]:
+                    if part.get("text"):
+                        chunks.append(ReasoningDelta(part["text"]))
+            elif kind == "function_call":
+                self._calls[index] = True
+                chunks.append(
+                    ToolCallDelta(
+                        index,
+                        id=item.get("call_id") or item.get("id") or None,
+                        name=item.get("name") or None,
+                        arguments=item.get("arguments") or "",
+                    )
+                )
         return chunks
 
     def end(self) -> list[Chunk]:
