@@ -140,6 +140,21 @@ async def test_llmock_a_cut_reply_names_the_limit_option_that_was_set(llmock: An
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("api", ["chat", "responses"])
+async def test_llmock_a_forced_tool_choice_lets_the_model_answer_after_the_tools(
+    llmock: Any, api: str
+) -> None:
+    # Forced every round, the model could only call tools until max_rounds.
+    with anyio.fail_after(TIMEOUT):
+        job, worker = await ask(
+            llmock.base_url(), "weather in Paris?", tool_choice="required", api=api
+        )
+        assert job.status is JobStatus.COMPLETED and worker.asked
+        choices = [r.body.get("tool_choice") for r in llmock.requests]
+        assert choices == ["required", "auto"]
+
+
+@pytest.mark.anyio
 async def test_llmock_content_filter_fails_the_job(llmock: Any) -> None:
     with anyio.fail_after(TIMEOUT):
         llmock.add(Reply(text="", finish_reason="content_filter"))

@@ -43,7 +43,7 @@ def body(
     if tools:
         request["tools"] = tools
         if opts.tool_choice is not None:
-            request["tool_choice"] = tool_choice(opts.tool_choice, chat=True)
+            request["tool_choice"] = tool_choice(opts.tool_choice, messages, chat=True)
         if opts.parallel_tool_calls is not None:
             request["parallel_tool_calls"] = opts.parallel_tool_calls
     for name in (
@@ -74,8 +74,12 @@ def with_system_role(messages: list[dict[str, Any]], opts: OpenAIOptions) -> lis
     return [{**m, "role": "developer"} if m.get("role") == "system" else m for m in messages]
 
 
-def tool_choice(value: str, *, chat: bool) -> Any:
-    """``auto``/``none``/``required`` as they are; a tool's name forces that tool."""
+def tool_choice(value: str, messages: list[dict[str, Any]], *, chat: bool) -> Any:
+    """``auto``/``none``/``required`` as they are; a tool's name forces that tool. Once the
+    tools have answered (the last message is a tool result), a forced choice is ``auto``:
+    forced again, the model could never give its answer and the tool loop would not end."""
+    if value not in ("auto", "none") and messages and messages[-1].get("role") == "tool":
+        return "auto"
     if value in ("auto", "none", "required"):
         return value
     if chat:

@@ -91,7 +91,7 @@ def body(
     if tools:
         request["tools"] = [{"type": "function", **tool["function"]} for tool in tools]
         if opts.tool_choice is not None:
-            request["tool_choice"] = tool_choice(opts.tool_choice, chat=False)
+            request["tool_choice"] = tool_choice(opts.tool_choice, messages, chat=False)
         if opts.parallel_tool_calls is not None:
             request["parallel_tool_calls"] = opts.parallel_tool_calls
     for name in ("temperature", "top_p"):
