@@ -637,9 +637,7 @@ def test_job_to_a_worker_nobody_hosts(procs: Procs, redis_url: str) -> None:
     assert code == 1, cli.describe()
     assert time.monotonic() - started < START_TIMEOUT
     bus = redis_url  # no password: printed as it is
-    assert f"framework: no worker named 'nope' on {bus} within 1 s" in cli.text(), (
-        cli.describe()
-    )
+    assert f"framework: no worker named 'nope' on {bus} within 1 s" in cli.text(), cli.describe()
     assert "Traceback" not in cli.text()
 
 
