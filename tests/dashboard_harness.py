@@ -90,9 +90,11 @@ class Served:
 
 
 @contextmanager
-def serve(token: str | None = None) -> Iterator[Served]:
-    """Run ``framework -p dashboard_plugin run --http 127.0.0.1:PORT`` until the block ends;
-    it is ready once ``/v1/health`` answers."""
+def serve(
+    token: str | None = None, plugins: tuple[str, ...] = ("dashboard_plugin",)
+) -> Iterator[Served]:
+    """Run ``framework -p PLUGIN... run --http 127.0.0.1:PORT`` (plugin modules of tests/)
+    until the block ends; it is ready once ``/v1/health`` answers."""
     port = free_port()
     env = {
         **os.environ,
@@ -103,7 +105,10 @@ def serve(token: str | None = None) -> Iterator[Served]:
     env.pop("FRAMEWORK_HTTP_TOKEN", None)
     if token is not None:
         env["FRAMEWORK_HTTP_TOKEN"] = token
-    command = [sys.executable, "-m", "framework", "-p", "dashboard_plugin", "run"]
+    command = [sys.executable, "-m", "framework"]
+    for plugin in plugins:
+        command += ["-p", plugin]
+    command += ["run"]
     command += ["--http", f"127.0.0.1:{port}"]
     # In a directory of its own: no framework.toml around; stderr to a file, which never
     # fills up and blocks the runner the way an unread pipe would.
@@ -148,7 +153,13 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 class CuttableProxy:
     """A TCP proxy on a free port in front of ``target_port``: ``cut()`` closes every
-    connection through it, as a network blip would (new connections still pass)."""
+    connection through it, as a network blip would (new connections still pass);
+    ``stall()`` stops passing data until ``resume()``, as a client too slow to read would.
+
+    Its connections to the target have a small receive buffer, so that a stall fills the
+    target's side after a few hundred kilobytes, not the megabytes a kernel may buffer."""
+
+    RECEIVE_BUFFER = 32 * 1024
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -156,6 +167,8 @@ class CuttableProxy:
         self.port: int = self.listener.getsockname()[1]
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
+        self._flowing = threading.Event()
+        self._flowing.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -168,16 +181,17 @@ class CuttableProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return  # closed
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            upstream = socket.socket()
+            upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RECEIVE_BUFFER)
+            upstream.connect(("127.0.0.1", self.target_port))
             with self._lock:
                 self._open += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
-            while data := source.recv(65536):
+            while self._flowing.wait() and (data := source.recv(65536)):
                 sink.sendall(data)
         except OSError:
             pass
@@ -195,6 +209,15 @@ class CuttableProxy:
                 end.shutdown(socket.SHUT_RDWR)
             end.close()
 
+    def stall(self) -> None:
+        """Stop reading from either side (what is in flight still arrives)."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Pass data again."""
+        self._flowing.set()
+
     def close(self) -> None:
         self.listener.close()
+        self.resume()
         self.cut()

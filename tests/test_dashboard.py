@@ -1,7 +1,9 @@
 """The dashboard at ``/``, in a real headless Chromium (Debian's ``chromium`` and
 ``chromium-driver``, driven by Selenium) against a real ``framework run --http``.
 
-One browser and one runner per module; the runner hosts tests/dashboard_plugin.py's workers.
+One browser and one runner per module; the runner hosts the workers of
+tests/dashboard_plugin.py and tests/dashboard_extremes_plugin.py (a flood, a worker that
+failed to start, a 5,000-character name).
 Without the browser the tests are skipped, except under CI (``CI=true``), where they fail.
 """
 
@@ -10,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+from dashboard_extremes_plugin import LONG_NAME
 from dashboard_harness import Browser, CuttableProxy, Served, find_browser, new_driver, serve
 
 if TYPE_CHECKING:
@@ -54,9 +58,12 @@ def driver(browser: Browser) -> Iterator[WebDriver]:
         chrome.quit()
 
 
+PLUGINS = ("dashboard_plugin", "dashboard_extremes_plugin")
+
+
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    with serve() as running:
+    with serve(plugins=PLUGINS) as running:
         yield running
 
 
@@ -169,7 +176,7 @@ def seconds(duration: str) -> float:
 
 def test_the_page_shows_the_workers_with_their_jobs_and_input_schemas(page: WebDriver) -> None:
     wait_for(page, lambda c: css(c, '#workers [data-worker="narrator"]'), what="narrator")
-    names = [li["worker"] for li in snapshot(page, "#workers > li")]
+    names = [li["worker"] for li in snapshot(page, "#workers > li:not([data-failed])")]
     assert names == sorted(names) and {"echo", "narrator"} <= set(names)
     (narrator,) = snapshot(page, '#workers [data-worker="narrator"]')
     assert narrator["local"] == "true" and narrator["active"] == "true"
@@ -185,6 +192,80 @@ def test_the_page_shows_the_workers_with_their_jobs_and_input_schemas(page: WebD
     # The form offers the same workers and jobs.
     options = [o["value"] for o in snapshot(page, "#submit-worker option")]
     assert options == names
+
+
+def test_a_worker_that_failed_to_start_is_listed_and_the_views_still_fill(
+    page: WebDriver, served: Served
+) -> None:
+    """A failed worker's entry has no running-jobs badge: the jobs view, and the event view
+    rendered after it, must not depend on one."""
+    (failed,) = snapshot(page, '#workers [data-worker="unready"]')
+    assert failed["failed"] == "true"
+    assert "cannot reach the database at db.internal:5432" in failed["text"]
+    assert not css(page, '#submit-worker option[value="unready"]')
+    job_id = run_job(served, "echo", n=2)
+    row = f'#events-body .event-row[data-job-id="{job_id}"]'
+    wait_for(page, lambda c: css(c, f'{row}[data-kind="response"]'), what="the job's events")
+    assert [r["kind"] for r in snapshot(page, row)] == ["request", "response"]
+    wait_for_response_row(page, job_id)
+
+
+def test_descriptions_are_plain_text_in_paragraphs(page: WebDriver) -> None:
+    """A docstring's backquotes and angle brackets stay as written; its hard-wrapped lines
+    join into one paragraph, and a blank line starts the next."""
+    described = f'#workers [data-worker="{LONG_NAME}"] .description'
+    paragraphs = [p["text"] for p in wait_for(page, lambda c: snapshot(c, f"{described} p"))]
+    assert paragraphs == [
+        'Answer with `{"said": ...}`: the `text` field of the payload, ``verbatim``, and '
+        "`*not*` markdown; a <b>tag</b> stays text too.",
+        "A second paragraph.",
+    ]
+    assert not css(page, f"{described} b")
+    choose(page, "#submit-worker", LONG_NAME)
+    form_paragraphs = [p["text"] for p in snapshot(page, "#submit-job-description p")]
+    assert form_paragraphs == paragraphs
+
+
+PAGE_FITS = """
+const panels = [...document.querySelectorAll(".layout > .panel, .layout > .center > .panel")];
+const boxes = panels.map((p) => p.getBoundingClientRect());
+const overlaps = [];
+boxes.forEach((a, i) => boxes.forEach((b, j) => {
+  if (i < j && a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1
+      && b.top < a.bottom - 1) overlaps.push([panels[i].id, panels[j].id]);
+}));
+return {
+  page: document.documentElement.scrollWidth,
+  viewport: document.documentElement.clientWidth,
+  overflowing: panels.filter((p) => p.scrollWidth > p.clientWidth + 1).map((p) => p.id),
+  overlaps,
+  nameHeight: document.querySelector(arguments[0]).getBoundingClientRect().height,
+};
+"""
+
+
+def test_a_very_long_worker_name_wraps_or_is_clipped_within_the_page(
+    page: WebDriver, served: Served
+) -> None:
+    worker = f'#workers [data-worker="{LONG_NAME}"]'
+    wait_for(page, lambda c: css(c, worker), what="the long-named worker")
+    job_id = submit_from_form(page, LONG_NAME, "y" * 300, {"text": "z" * 3000})
+    wait_for(page, lambda c: text(c, "#result-status") == "completed", what="the response")
+    wait_for_response_row(page, job_id)
+    choose(page, "#event-filter-worker", LONG_NAME)
+    wait_for(page, lambda c: css(c, f'#events-body .event-row[data-job-id="{job_id}"]'))
+    size = page.get_window_size()
+    try:
+        for width in (1400, 1000, 640):
+            page.set_window_size(width, size["height"])
+            fits = page.execute_script(PAGE_FITS, f"{worker} .worker-name")
+            assert fits["page"] <= fits["viewport"], (width, fits)
+            assert fits["overflowing"] == [] and fits["overlaps"] == [], (width, fits)
+            assert fits["nameHeight"] < 80, (width, fits)  # clamped to a few lines
+    finally:
+        page.set_window_size(size["width"], size["height"])
+    # The name is whole where the page has room for it: in the element's title.
+    assert one(page, f"{worker} .worker-name").get_attribute("title") == LONG_NAME
 
 
 # ----------------------------------------------------------------------------- the form
@@ -221,6 +302,113 @@ def test_a_job_submitted_from_the_form_shows_its_updates_stream_and_response(
     (row,) = wait_for(page, lambda c: snapshot(c, f'#jobs-recent tr[data-job-id="{job_id}"]'))
     assert row["status"] == "completed"
     assert 1.0 <= seconds(row["duration"]) < 10
+
+
+def watch_latency(chrome: WebDriver, until: Callable[[WebDriver], bool], timeout: float) -> float:
+    """Poll the page until ``until`` holds; return the longest a WebDriver call took (one
+    waits while the page's scripts hold its main thread)."""
+    deadline = time.monotonic() + timeout
+    longest = 0.0
+    while True:
+        started = time.monotonic()
+        done = until(chrome)
+        longest = max(longest, time.monotonic() - started)
+        if done:
+            return longest
+        assert time.monotonic() < deadline, f"not done within {timeout} s"
+        time.sleep(0.02)
+
+
+def server_duration(served: Served, job_id: str) -> float:
+    with served.client() as client:
+        duration: float = client.get(f"/v1/jobs/{job_id}").json()["duration"]
+    return duration
+
+
+def test_a_long_fast_stream_renders_at_once_and_the_page_stays_responsive(
+    page: WebDriver, served: Served
+) -> None:
+    """20,000 chunks and 5,000 updates in about a second: the page draws them once per
+    frame, keeps the last 200 KB of the stream, and answers all the while."""
+    started = time.monotonic()
+    job_id = submit_from_form(page, "flood", "stream", {"chunks": 20_000, "every": 4})
+    stream_end = "chunk-19999 "
+
+    def rendered(c: WebDriver) -> bool:
+        return text(c, "#result-status") == "completed" and text(c, "#result-stream").endswith(
+            stream_end
+        )
+
+    longest = watch_latency(page, rendered, timeout=15)
+    elapsed = time.monotonic() - started
+    assert elapsed < 6, elapsed
+    assert longest < 1.0, longest
+    shown = text(page, "#result-stream")
+    total = sum(len(f"chunk-{i} ") for i in range(20_000))
+    assert len(shown) <= 200_000 and total - len(shown) > 0
+    assert shown == "".join(f"chunk-{i} " for i in range(20_000))[-len(shown) :]
+    assert text(page, "#result-stream-elided") == (
+        f"the first {total - len(shown):,} characters are not shown"
+    )
+    assert text(page, "#result-updates-count") == "5000"
+    updates = [json.loads(li["text"]) for li in snapshot(page, "#result-updates li")]
+    assert len(updates) == 200 and updates[-1] == {"chunk": 19_996}
+    # The time shown is the job's, not the time the page took to draw it.
+    assert seconds(text(page, "#result-duration")) <= server_duration(served, job_id) + 0.5
+
+
+def test_a_response_of_megabytes_does_not_freeze_the_page(page: WebDriver, served: Served) -> None:
+    started = time.monotonic()
+    job_id = submit_from_form(page, "flood", "big", {"megabytes": 5})
+
+    def rendered(c: WebDriver) -> bool:
+        return text(c, "#result-status") == "completed" and bool(text(c, "#result-response"))
+
+    longest = watch_latency(page, rendered, timeout=15)
+    assert time.monotonic() - started < 5
+    assert longest < 1.5, longest
+    shown = text(page, "#result-response")
+    assert shown.startswith('{\n  "text": "0123456789') and len(shown) <= 200_000
+    note = text(page, "#result-response-elided")
+    assert re.fullmatch(r"the first [\d,]+ of [\d,]+ characters are shown; download all", note)
+    link = one(page, "#result-response-elided a[download]")
+    assert str(link.get_attribute("href")).startswith("blob:")
+    assert seconds(text(page, "#result-duration")) <= server_duration(served, job_id) + 0.5
+    wait_for_response_row(page, job_id)  # the jobs view and the event view take it too
+    row = f'#events-body .event-row[data-job-id="{job_id}"][data-kind="response"] .details'
+    (details,) = wait_for(page, lambda c: snapshot(c, row))
+    assert details["text"].startswith('completed {"text":"0123456789')
+
+
+SPLIT_LINES = """
+const done = arguments[arguments.length - 1];
+import("/static/sse.js").then(({ LineSplitter }) => {
+  const lines = new LineSplitter();
+  const out = [];
+  for (const piece of arguments[0]) out.push(...lines.push(piece));
+  out.push(lines.end());
+  done(out);
+}, (error) => done(String(error)));
+"""
+
+
+@pytest.mark.parametrize(
+    ("pieces", "lines"),
+    [
+        (
+            ["data: a", "bc\n", "\nid: 1\r", "\ndata: x\r\r"],
+            ["data: abc", "", "id: 1", "data: x", "", ""],
+        ),
+        (["a\r", "b\n\r\n", "c"], ["a", "b", "", "c"]),
+        (["x" * 10_000] * 30 + ["\n"], ["x" * 300_000, ""]),
+    ],
+)
+def test_event_stream_lines_are_split_as_they_arrive(
+    page: WebDriver, pieces: list[str], lines: list[str]
+) -> None:
+    """Each piece is scanned once; a line end split between pieces ("\\r" then "\\n") ends
+    one line."""
+    assert page.execute_async_script(SPLIT_LINES, pieces) == lines
 
 
 def test_the_cancel_button_cancels_the_submitted_job(page: WebDriver) -> None:
@@ -374,15 +562,54 @@ def test_a_job_whose_response_event_was_lost_still_gets_its_outcome(
             wait_for(driver, lambda c: css(c, f'#jobs-inflight tr[data-job-id="{job_id}"]'))
             proxy.cut()
             assert client.delete(f"/v1/jobs/{job_id}").status_code == 202
-        run_job(served, "narrator", "tell", topic="after", words=400, delay=0)  # 600 events
+        # More events than the server keeps for a client that resumes (4,096).
+        run_job(served, "flood", "stream", chunks=5000)
         wait_for(driver, lambda c: one(c, "#events-missed").is_displayed(), what="a gap")
         assert re.fullmatch(
-            r"\d+ events missed \(the page fell behind\)", text(driver, "#events-missed")
+            r"\d+ events missed \(\d+ lost while the page was disconnected\)",
+            text(driver, "#events-missed"),
         )
         (row,) = wait_for(driver, lambda c: snapshot(c, f'#jobs-recent tr[data-job-id="{job_id}"]'))
         assert row["status"] == "cancelled"
         assert row["source"] == "server"  # not from its response event, which was lost
         assert not css(driver, f'#jobs-inflight tr[data-job-id="{job_id}"]')
+    finally:
+        proxy.close()
+
+
+def dropped_total(served: Served) -> float:
+    """The runner's ``framework_events_dropped_total``."""
+    with served.client() as client:
+        metrics = client.get("/metrics").text
+    found = re.search(r"^framework_events_dropped_total (\S+)$", metrics, re.MULTILINE)
+    assert found, metrics
+    return float(found[1])
+
+
+def test_events_the_runner_dropped_for_a_page_that_fell_behind_are_counted_once(
+    driver: WebDriver, served: Served
+) -> None:
+    """The page's connection stalls while a job sends more events than the runner keeps:
+    the runner skips the page ahead with a ``dropped`` event, which the page counts (and
+    not again as the gap in the sequence ids that follows it)."""
+    proxy = CuttableProxy(int(served.url.rsplit(":", 1)[1]))
+    try:
+        open_dashboard(driver, proxy.url + "/")
+        before = dropped_total(served)
+        proxy.stall()
+        run_job(served, "flood", "stream", chunks=12_000)
+        assert dropped_total(served) > before, "the stalled page lost nothing"
+        proxy.resume()
+        wait_for(driver, lambda c: one(c, "#events-missed").is_displayed(), what="the notice")
+        wait_for(
+            driver,
+            lambda c: text(c, "#events-body .event-row:last-child .kind") == "response",
+            what="the page caught up",
+        )
+        lost = round(dropped_total(served) - before)
+        assert text(driver, "#events-missed") == (
+            f"{lost:,} events missed ({lost:,} dropped by the runner: the page fell behind)"
+        )
     finally:
         proxy.close()
 

@@ -13,12 +13,17 @@ const MAX_EVENT_BUFFER = 2000; // events kept to re-filter the table
 const MAX_RECENT_JOBS = 50; // outcomes kept in "Recent outcomes"
 const MAX_TRACKED_JOBS = 1000; // jobs in flight remembered (a lost response must not leak)
 const MAX_UPDATES_SHOWN = 200; // updates listed for the submitted job
-const MAX_STREAM_CHARS = 200_000; // characters of the submitted job's stream kept
+const MAX_STREAM_CHARS = 200_000; // characters of the submitted job's stream shown (the last)
+const MAX_RESPONSE_CHARS = 200_000; // characters of the submitted job's response shown (the first)
+const STREAM_BLOCK_CHARS = 4_096; // the stream is drawn in blocks of about this many characters
+const PREVIEW_CHARS = 2_000; // characters of JSON made for an event's details or a tooltip
 const WORKERS_POLL_MS = 15_000; // remote workers can leave without an event
 const RECONCILE_MS = 500; // after events were lost: ask the server how the jobs in flight are
 const RECONCILE_MAX = 50; // jobs asked about at a time
 const QUIET_MS = 2_000; // a job in flight this long without an event: ask about it too
 const RECONNECT_MS = 3_000;
+const FLOOD_EVENTS = 100; // events in one frame that make a flood: the view is then drawn...
+const FLOOD_DRAW_MS = 500; // ...at most this often (the jobs and the counts still are each frame)
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -51,6 +56,58 @@ function json(value, indent) {
 
 function clip(text, max) {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** Compact JSON of a value, cut at `max` characters (ending with "…"), made without
+ *  serialising all of a large value: a response of megabytes costs a preview's length. */
+function preview(value, max = PREVIEW_CHARS) {
+  const out = [];
+  let size = 0;
+  const put = (text) => {
+    out.push(text);
+    size += text.length;
+    return size <= max;
+  };
+  const walk = (v) => {
+    if (v === null || typeof v !== "object") {
+      const text = typeof v === "string" && v.length > max ? `${JSON.stringify(v.slice(0, max))}` : JSON.stringify(v);
+      return put(text === undefined ? "null" : text);
+    }
+    if (Array.isArray(v)) {
+      if (!put("[")) return false;
+      for (let i = 0; i < v.length; i += 1) {
+        if ((i && !put(",")) || !walk(v[i])) return false;
+      }
+      return put("]");
+    }
+    if (!put("{")) return false;
+    let first = true;
+    for (const key in v) {
+      if (!Object.hasOwn(v, key)) continue;
+      if ((!first && !put(",")) || !put(`${JSON.stringify(key)}:`) || !walk(v[key])) return false;
+      first = false;
+    }
+    return put("}");
+  };
+  walk(value);
+  return clip(out.join(""), max);
+}
+
+function count(n) {
+  return n.toLocaleString("en-US");
+}
+
+/** A description (a docstring) as plain-text paragraphs: a blank line starts a paragraph,
+ *  a hard-wrapped line joins the one before, a list item keeps its own line. */
+function describe(text, className = "hint") {
+  const box = h("div", { class: "description" });
+  for (const paragraph of String(text ?? "").trim().split(/\n\s*\n/)) {
+    if (!paragraph.trim()) continue;
+    const lines = paragraph.split("\n").map((line) => line.trim());
+    const joined = lines.reduce((acc, line) => (!acc ? line : /^([-*•]|\d+[.)])\s/.test(line) ? `${acc}\n${line}` : `${acc} ${line}`), "");
+    box.append(h("p", { class: className }, joined));
+  }
+  return box;
 }
 
 /** A job id short enough for a table cell (ids share a per-runner prefix: keep the end). */
@@ -213,7 +270,7 @@ function renderWorkers() {
         h(
           "div",
           { class: "worker-head" },
-          h("span", { class: "worker-name" }, worker.name),
+          h("span", { class: "worker-name", title: worker.name }, worker.name),
           h("span", { class: `badge ${worker.local ? "local" : "remote"}` }, worker.local ? "local" : `remote · ${worker.runner}`),
           h("span", { class: `badge ${worker.active ? "active" : "inactive"}` }, worker.active ? "active" : "inactive"),
           h("span", { class: "badge busy", dataset: { busy: String(busy) }, hidden: busy === 0 }, `${busy} running`),
@@ -225,7 +282,7 @@ function renderWorkers() {
       h(
         "li",
         { class: "worker failed", dataset: { worker: failed.name, failed: "true" } },
-        h("div", { class: "worker-head" }, h("span", { class: "worker-name" }, failed.name), h("span", { class: "badge failed" }, "failed to start")),
+        h("div", { class: "worker-head" }, h("span", { class: "worker-name", title: failed.name }, failed.name), h("span", { class: "badge failed" }, "failed to start")),
         h("p", { class: "hint error-text" }, failed.error),
       ),
     ),
@@ -254,7 +311,7 @@ function renderDescribedJob(worker, described) {
     h(
       "div",
       { class: "job-line" },
-      h("code", { class: "job-name" }, name),
+      h("code", { class: "job-name", title: name }, name),
       described.streaming ? h("span", { class: "badge stream" }, "streams") : null,
       h(
         "button",
@@ -267,7 +324,7 @@ function renderDescribedJob(worker, described) {
         "try it",
       ),
     ),
-    described.description ? h("p", { class: "hint" }, described.description) : null,
+    described.description ? describe(described.description) : null,
     ...schemas,
   );
 }
@@ -276,7 +333,8 @@ function renderDescribedJob(worker, described) {
 
 const form = {
   payloadEdited: false,
-  run: null, // {controller, jobId, started}
+  run: null, // the job watched: see newRun
+  download: null, // the object URL of the last response's download link
 };
 
 function renderWorkerChoices() {
@@ -320,7 +378,7 @@ function onJobChosen() {
   const other = $("#submit-job").value === "\u0000other";
   $("#submit-job-other").hidden = !other;
   const described = selectedDescription();
-  $("#submit-job-description").textContent = described?.description ?? "";
+  $("#submit-job-description").replaceChildren(...(described?.description ? [describe(described.description)] : []));
   if (!form.payloadEdited) {
     const example = described?.input_schema ? skeleton(described.input_schema) : {};
     $("#submit-payload").value = json(example && typeof example === "object" ? example : {}, 2);
@@ -371,6 +429,8 @@ function buildRequest() {
 }
 
 function resetResult() {
+  if (form.download) URL.revokeObjectURL(form.download);
+  form.download = null;
   const result = $("#result");
   result.hidden = false;
   result.dataset.status = "sending";
@@ -384,8 +444,10 @@ function resetResult() {
   $("#result-updates-block").hidden = true;
   $("#result-stream").textContent = "";
   $("#result-stream-state").textContent = "";
+  $("#result-stream-elided").hidden = true;
   $("#result-stream-block").hidden = true;
   $("#result-response").textContent = "";
+  $("#result-response-elided").hidden = true;
   $("#result-response-block").hidden = true;
 }
 
@@ -414,7 +476,7 @@ async function submitJob(event) {
     return;
   }
   form.run?.controller.abort(); // one job watched at a time (browsers allow few connections)
-  const run = { controller: new AbortController(), jobId: null, started: performance.now() };
+  const run = newRun();
   form.run = run;
   resetResult();
   $("#cancel-button").disabled = true;
@@ -444,10 +506,138 @@ async function submitJob(event) {
     showResultError(error);
   } finally {
     if (form.run === run) {
+      drawRun(run);
       $("#cancel-button").disabled = true;
-      $("#result-duration").textContent = duration((performance.now() - run.started) / 1000);
+      $("#result-duration").textContent = duration(((run.ended ?? performance.now()) - run.started) / 1000);
     }
   }
+}
+
+/** The job the form watches. What arrives is gathered here and drawn once per animation
+ *  frame: a stream of thousands of chunks a second costs a few DOM changes a frame. */
+function newRun() {
+  return {
+    controller: new AbortController(),
+    jobId: null,
+    started: performance.now(),
+    ended: null, // when its response arrived (the time shown is the job's, not the drawing's)
+    frame: 0, // a requested animation frame, 0 when none
+    stream: [], // chunks not drawn yet
+    streamPending: 0, // their characters
+    streamTotal: 0, // characters received in all
+    streamShown: 0, // characters in the stream's blocks
+    updates: [], // updates not drawn yet (the last MAX_UPDATES_SHOWN at most)
+    updatesTotal: 0,
+  };
+}
+
+function drawSoon(run) {
+  if (!run.frame) run.frame = requestAnimationFrame(() => drawRun(run));
+}
+
+/** Draw what arrived since the last frame: new updates, and the stream's new text. */
+function drawRun(run) {
+  if (run.frame) cancelAnimationFrame(run.frame);
+  run.frame = 0;
+  if (form.run !== run) return;
+  if (run.updates.length) {
+    const list = $("#result-updates");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 24;
+    list.append(...run.updates.map((update) => h("li", { dataset: { id: update.id } }, update.text)));
+    run.updates = [];
+    while (list.childElementCount > MAX_UPDATES_SHOWN) list.firstElementChild.remove();
+    $("#result-updates-count").textContent = String(run.updatesTotal);
+    $("#result-updates-block").hidden = false;
+    if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+  if (run.stream.length) {
+    const pre = $("#result-stream");
+    const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;
+    appendStream(run, pre, run.stream.join(""));
+    run.stream = [];
+    run.streamPending = 0;
+    const elided = run.streamTotal - run.streamShown;
+    if (elided > 0) {
+      $("#result-stream-elided").textContent = `the first ${count(elided)} characters are not shown`;
+      $("#result-stream-elided").hidden = false;
+    }
+    $("#result-stream-block").hidden = false;
+    if (atBottom) pre.scrollTop = pre.scrollHeight;
+  }
+}
+
+/** Add text to the stream's view, which holds it in blocks of about STREAM_BLOCK_CHARS:
+ *  laying out a block costs its own length, where one text of MAX_STREAM_CHARS would be
+ *  laid out again whole at each frame. A block ends after a line end when there is one
+ *  near its end, else after a space, so that blocks rarely end a line early. Only the
+ *  last MAX_STREAM_CHARS are kept. */
+function appendStream(run, pre, text) {
+  let rest = text;
+  while (rest) {
+    let block = pre.lastElementChild;
+    if (!block || block.dataset.full) {
+      block = pre.appendChild(h("span", { class: "block" }));
+      block.append(document.createTextNode(""));
+    }
+    const node = block.firstChild;
+    const room = STREAM_BLOCK_CHARS - node.length;
+    const take = rest.length <= room ? rest.length : breakAt(rest, room);
+    if (take < rest.length) block.dataset.full = "true";
+    node.appendData(rest.slice(0, take));
+    run.streamShown += take;
+    rest = rest.slice(take);
+  }
+  while (run.streamShown > MAX_STREAM_CHARS) {
+    const first = pre.firstElementChild.firstChild;
+    const over = run.streamShown - MAX_STREAM_CHARS;
+    if (first.length <= over) {
+      run.streamShown -= first.length;
+      pre.firstElementChild.remove();
+    } else {
+      const at = isLowSurrogate(first.substringData(over, 1)) ? over + 1 : over;
+      first.deleteData(0, at);
+      run.streamShown -= at;
+    }
+  }
+}
+
+/** How much of `text` to put in a block with `room` characters left: up to a line end in
+ *  its last quarter, else up to a space, else `room` (never between a surrogate pair). */
+function breakAt(text, room) {
+  if (room <= 0) return 0;
+  const from = Math.floor((room * 3) / 4);
+  const newline = text.lastIndexOf("\n", room - 1);
+  if (newline >= from) return newline + 1;
+  const space = text.lastIndexOf(" ", room - 1);
+  if (space >= from) return space + 1;
+  return isLowSurrogate(text.slice(room, room + 1)) ? room + 1 : room;
+}
+
+/** Whether a text starts with the second half of a surrogate pair (not a place to cut). */
+function isLowSurrogate(text) {
+  const code = text.charCodeAt(0);
+  return code >= 0xdc00 && code <= 0xdfff;
+}
+
+/** Where to cut a text near `at`: not between the halves of a surrogate pair. */
+function cutAt(text, at) {
+  return isLowSurrogate(text.slice(at, at + 1)) ? at + 1 : at;
+}
+
+/** Show the response: the first MAX_RESPONSE_CHARS of it, and a link to all of it. */
+function showResponse(response) {
+  const full = json(response, 2) ?? "null";
+  $("#result-response").textContent = full.length > MAX_RESPONSE_CHARS ? full.slice(0, cutAt(full, MAX_RESPONSE_CHARS)) : full;
+  const note = $("#result-response-elided");
+  if (full.length > MAX_RESPONSE_CHARS) {
+    form.download = URL.createObjectURL(new Blob([full], { type: "application/json" }));
+    note.replaceChildren(
+      `the first ${count($("#result-response").textContent.length)} of ${count(full.length)} characters are shown; `,
+      h("a", { href: form.download, download: `response-${form.run?.jobId ?? "job"}.json` }, "download all"),
+    );
+    note.hidden = false;
+  }
+  $("#result-response-block").hidden = false;
 }
 
 /** Show one event of the submitted job's stream; true for its response. */
@@ -464,34 +654,38 @@ function onJobMessage(run, message) {
       $("#result-job-id").textContent = data.job_id;
       $("#cancel-button").disabled = false;
       return false;
-    case "update": {
-      const list = $("#result-updates");
-      list.append(h("li", { dataset: { id: message.id ?? "" } }, json(data)));
-      while (list.childElementCount > MAX_UPDATES_SHOWN) list.firstElementChild.remove();
-      list.scrollTop = list.scrollHeight;
-      $("#result-updates-count").textContent = String(Number($("#result-updates-count").textContent || 0) + 1);
-      $("#result-updates-block").hidden = false;
+    case "update":
+      run.updates.push({ id: message.id ?? "", text: json(data) });
+      if (run.updates.length > 2 * MAX_UPDATES_SHOWN) run.updates.splice(0, run.updates.length - MAX_UPDATES_SHOWN);
+      run.updatesTotal += 1;
+      drawSoon(run);
       return false;
-    }
     case "stream_start":
       $("#result-stream-block").hidden = false;
       $("#result-stream-state").textContent = "streaming…";
       return false;
     case "stream_data": {
-      $("#result-stream-block").hidden = false;
-      const pre = $("#result-stream");
-      pre.append(typeof data === "string" ? data : `${json(data)}\n`);
-      if (pre.textContent.length > MAX_STREAM_CHARS) pre.textContent = pre.textContent.slice(-MAX_STREAM_CHARS);
-      pre.scrollTop = pre.scrollHeight;
+      const chunk = typeof data === "string" ? data : `${json(data)}\n`;
+      run.stream.push(chunk);
+      run.streamPending += chunk.length;
+      run.streamTotal += chunk.length;
+      if (run.streamPending > 2 * MAX_STREAM_CHARS) {
+        // Not drawn for a while (a hidden tab has no animation frames): keep the end only.
+        const kept = run.stream.join("");
+        run.stream = [kept.slice(cutAt(kept, kept.length - MAX_STREAM_CHARS))];
+        run.streamPending = run.stream[0].length;
+      }
+      drawSoon(run);
       return false;
     }
     case "stream_end":
       $("#result-stream-state").textContent = "ended";
       return false;
     case "response":
+      run.ended = performance.now();
+      drawRun(run);
       setResultStatus(data.status);
-      $("#result-response").textContent = json(data.response, 2);
-      $("#result-response-block").hidden = false;
+      showResponse(data.response);
       $("#cancel-button").disabled = true;
       return true;
     case "error":
@@ -566,7 +760,7 @@ function trackJob(event, kind) {
     job.status = event.data?.status ?? (kind === "cancelled" ? "cancelled" : event.is_error ? "error" : "completed");
     job.source = "event";
     job.end = event.timestamp;
-    job.response = event.data?.response;
+    job.summary = preview(event.data?.response ?? null, 500);
     jobs.recent.unshift(job);
     jobs.recent.length = Math.min(jobs.recent.length, MAX_RECENT_JOBS);
   } else {
@@ -582,8 +776,8 @@ function renderJobs() {
       h(
         "tr",
         { dataset: { jobId: job.jobId, worker: job.worker, status: "running" } },
-        h("td", {}, job.worker),
-        h("td", {}, h("code", {}, jobLabel(job.name))),
+        h("td", { class: "clamp", title: job.worker }, job.worker),
+        h("td", { class: "clamp", title: jobLabel(job.name) }, h("code", {}, jobLabel(job.name))),
         h("td", {}, jobIdButton(job.jobId)),
         h("td", { class: "elapsed num", dataset: { start: String(job.start) } }, duration(Date.now() / 1000 - job.start)),
         h("td", { class: "num" }, job.updates),
@@ -601,10 +795,10 @@ function renderJobs() {
     ...jobs.recent.map((job) =>
       h(
         "tr",
-        { dataset: { jobId: job.jobId, worker: job.worker, status: job.status, source: job.source }, title: clip(json(job.response) ?? "", 500) },
+        { dataset: { jobId: job.jobId, worker: job.worker, status: job.status, source: job.source }, title: job.summary },
         h("td", {}, h("span", { class: "status", dataset: { status: job.status } }, job.status)),
-        h("td", {}, job.worker),
-        h("td", {}, h("code", {}, jobLabel(job.name))),
+        h("td", { class: "clamp", title: job.worker }, job.worker),
+        h("td", { class: "clamp", title: jobLabel(job.name) }, h("code", {}, jobLabel(job.name))),
         h("td", {}, jobIdButton(job.jobId)),
         h("td", { class: "num duration" }, job.start === null ? "—" : duration(job.end - job.start)),
         h("td", { class: "num", title: clock(job.end) }, clock(job.end, false)),
@@ -616,21 +810,18 @@ function renderJobs() {
   recent.closest(".table-x").hidden = jobs.recent.length === 0;
 
   const running = runningByWorker();
-  for (const badge of document.querySelectorAll("#workers .worker")) {
-    const busy = running.get(badge.dataset.worker) ?? 0;
-    const el = badge.querySelector(".badge.busy");
+  for (const el of document.querySelectorAll("#workers .worker .badge.busy")) {
+    const busy = running.get(el.closest(".worker").dataset.worker) ?? 0;
     el.dataset.busy = String(busy);
     el.textContent = `${busy} running`;
     el.hidden = busy === 0;
   }
 }
 
+/** A job id that shows only that job's events when clicked (one listener for the page:
+ *  see wire). */
 function jobIdButton(jobId) {
-  return h(
-    "button",
-    { type: "button", class: "link mono", title: `Show only the events of job ${jobId}`, onclick: () => filterByJob(jobId) },
-    shortId(jobId),
-  );
+  return h("button", { type: "button", class: "link mono", title: `Show only the events of job ${jobId}`, dataset: { filterJob: jobId } }, shortId(jobId));
 }
 
 function tickDurations() {
@@ -690,27 +881,34 @@ function details(event, kind) {
   const data = event.data ?? {};
   switch (kind) {
     case "request":
-      return `${jobLabel(data.name)} from ${data.requester ?? "?"} ${json(data.payload ?? {})}`;
+      return `${jobLabel(data.name)} from ${data.requester ?? "?"} ${preview(data.payload ?? {})}`;
     case "response":
     case "cancelled":
-      return `${data.status ?? kind} ${json(data.response ?? {})}`;
+      return `${data.status ?? kind} ${preview(data.response ?? {})}`;
     case "stream":
-      return event.content !== "" ? event.content : json(data);
+      return event.content !== "" ? clip(event.content, PREVIEW_CHARS) : preview(data);
     case "runner-stop":
     case "worker-failed":
       return event.content;
     default:
-      return event.content || (Object.keys(data).length ? json(data) : "");
+      return event.content ? clip(event.content, PREVIEW_CHARS) : Object.keys(data).length ? preview(data) : "";
   }
 }
 
 const events = {
   buffer: [], // {event, kind}, the last MAX_EVENT_BUFFER
   queue: [], // received, not yet rendered (rendered once per animation frame)
+  frame: 0, // the animation frame requested to render them, 0 when none
+  rowsDue: 0, // performance.now() before which the table is not drawn again (a flood)
+  drawTimer: 0, // the timer that draws the held-back rows once rowsDue has passed
+  unshown: [], // events held back from the table until rowsDue
+  follow: true, // the table is scrolled to its end: keep it there as rows arrive
   paused: false,
   held: 0, // events received while paused
   total: 0,
-  missed: 0, // events the server dropped for this page (gaps in sequence_id)
+  dropped: 0, // events the runner dropped for this page (its "dropped" events)
+  gaps: 0, // other events missing from the sequence (lost while disconnected)
+  dropCredit: 0, // dropped events whose gap in the sequence is still to come
   source: null,
   lastSeq: new Map(), // run_id -> the last sequence_id seen
 };
@@ -724,25 +922,46 @@ function matches(item) {
   return true;
 }
 
+/** An empty event row, cloned for each event (cheaper than building one: a flood of
+ *  events draws hundreds of rows at a time). */
+const EVENT_ROW = h(
+  "div",
+  { class: "event-row", role: "row" },
+  h("span", { role: "cell", class: "num time" }),
+  h("span", { role: "cell", class: "num seq" }),
+  h("span", { role: "cell" }, h("span", { class: "kind" })),
+  h("span", { role: "cell", class: "worker-cell" }),
+  h("span", { role: "cell" }, h("button", { type: "button", class: "link mono" })),
+  h("span", { role: "cell", class: "details" }),
+);
+
 function eventRow(item) {
   const { event, kind } = item;
   const jobId = String(event.thread_id ?? "");
   const text = details(event, kind);
   const isError = event.is_error || kind === "worker-failed" || (kind === "response" && event.data?.status && event.data.status !== "completed");
-  return h(
-    "div",
-    {
-      class: `event-row kind-${kind}${isError ? " is-error" : ""}`,
-      role: "row",
-      dataset: { seq: String(event.sequence_id), kind, worker: event.node_name, jobId, status: event.data?.status },
-    },
-    h("span", { role: "cell", class: "num time" }, clock(event.timestamp)),
-    h("span", { role: "cell", class: "num seq" }, event.sequence_id),
-    h("span", { role: "cell" }, h("span", { class: `kind ${kind}` }, KIND_LABELS[kind] ?? kind)),
-    h("span", { role: "cell", class: "worker-cell", title: event.node_name }, event.node_name),
-    h("span", { role: "cell" }, jobId ? jobIdButton(jobId) : ""),
-    h("span", { role: "cell", class: "details", title: clip(text, 2000) }, clip(text, 300)),
-  );
+  const row = EVENT_ROW.cloneNode(true);
+  row.className = `event-row kind-${kind}${isError ? " is-error" : ""}`;
+  Object.assign(row.dataset, { seq: String(event.sequence_id), kind, worker: event.node_name, jobId });
+  if (event.data?.status) row.dataset.status = event.data.status;
+  const [time, seq, what, worker, job, detail] = row.children;
+  time.textContent = clock(event.timestamp);
+  seq.textContent = String(event.sequence_id);
+  what.firstChild.className = `kind ${kind}`;
+  what.firstChild.textContent = KIND_LABELS[kind] ?? kind;
+  worker.textContent = event.node_name;
+  worker.title = event.node_name;
+  if (jobId) {
+    const button = job.firstChild;
+    button.dataset.filterJob = jobId;
+    button.title = `Show only the events of job ${jobId}`;
+    button.textContent = shortId(jobId);
+  } else {
+    job.firstChild.remove();
+  }
+  detail.textContent = clip(text, 300);
+  detail.title = clip(text, 2000);
+  return row;
 }
 
 function onEvent(message) {
@@ -757,20 +976,55 @@ function onEvent(message) {
   events.total += 1;
   noteSequence(event);
   events.queue.push({ event, kind });
-  if (events.queue.length === 1) requestAnimationFrame(flushEvents);
+  if (!events.frame) events.frame = requestAnimationFrame(flushEvents);
 }
 
-/** Count the events the server dropped for this page: sequence ids go up by one per event
- *  within a run, so a gap is a loss. A response may be among them: ask about the jobs. */
+/** Count the events this page missed. The runner says how many it dropped when the page
+ *  fell behind (a "dropped" event); sequence ids go up by one per event within a run, so a
+ *  gap is a loss too: one the runner announced (counted once, as dropped), or one from a
+ *  reconnection beyond what the runner keeps. A response may be among them: ask about the
+ *  jobs in flight. */
 function noteSequence(event) {
   const last = events.lastSeq.get(event.run_id);
   events.lastSeq.set(event.run_id, event.sequence_id);
   if (last === undefined || event.sequence_id <= last + 1) return;
-  events.missed += event.sequence_id - last - 1;
-  const note = $("#events-missed");
-  note.textContent = `${events.missed} event${events.missed === 1 ? "" : "s"} missed (the page fell behind)`;
-  note.hidden = false;
+  const gap = event.sequence_id - last - 1;
+  const announced = Math.min(gap, events.dropCredit);
+  events.dropCredit -= announced;
+  if (gap > announced) {
+    events.gaps += gap - announced;
+    showMissed();
+  }
   reconcileSoon();
+}
+
+function onDropped(message) {
+  let lost;
+  try {
+    lost = JSON.parse(message.data).dropped;
+  } catch {
+    lost = null;
+  }
+  if (!Number.isSafeInteger(lost) || lost <= 0) {
+    console.warn("not a dropped event:", message.data);
+    return;
+  }
+  events.dropped += lost;
+  events.dropCredit += lost;
+  showMissed();
+  reconcileSoon();
+}
+
+function showMissed() {
+  const missed = events.dropped + events.gaps;
+  const why = [];
+  if (events.dropped) why.push(`${count(events.dropped)} dropped by the runner: the page fell behind`);
+  if (events.gaps) why.push(`${count(events.gaps)} lost while the page was disconnected`);
+  const note = $("#events-missed");
+  note.textContent = `${count(missed)} event${missed === 1 ? "" : "s"} missed (${why.join("; ")})`;
+  note.dataset.dropped = String(events.dropped);
+  note.dataset.gaps = String(events.gaps);
+  note.hidden = false;
 }
 
 let reconcileTimer = null;
@@ -808,7 +1062,7 @@ async function reconcileJobs(onlyQuiet = false) {
       jobs.running.delete(key);
       job.status = summary.status;
       job.source = "server"; // its response event was lost
-      job.response = summary.response;
+      job.summary = preview(summary.response ?? null, 500);
       job.end = summary.duration === null || summary.duration === undefined ? Date.now() / 1000 : job.start + summary.duration;
       jobs.recent.unshift(job);
       jobs.recent.length = Math.min(jobs.recent.length, MAX_RECENT_JOBS);
@@ -821,8 +1075,11 @@ async function reconcileJobs(onlyQuiet = false) {
   }
 }
 
-/** Apply what arrived since the last frame: jobs, workers, then the table. */
+/** Apply what arrived since the last frame: jobs, workers, then the table. In a flood (a
+ *  fast stream sends thousands of events a second) the table is drawn a few times a
+ *  second, from the last MAX_EVENT_ROWS events, so that the page keeps answering. */
 function flushEvents() {
+  events.frame = 0;
   const batch = events.queue;
   events.queue = [];
   for (const item of batch) {
@@ -844,7 +1101,20 @@ function flushEvents() {
     events.held += batch.length;
     $("#events-pending").textContent = `paused: ${events.held} new event${events.held === 1 ? "" : "s"} held`;
   } else {
-    appendRows(batch.filter(matches));
+    for (const item of batch) if (matches(item)) events.unshown.push(item);
+    if (events.unshown.length > MAX_EVENT_ROWS) events.unshown.splice(0, events.unshown.length - MAX_EVENT_ROWS);
+    const now = performance.now();
+    if (now >= events.rowsDue) {
+      const rows = events.unshown;
+      events.unshown = [];
+      appendRows(rows);
+      events.rowsDue = rows.length > FLOOD_EVENTS ? now + FLOOD_DRAW_MS : 0;
+    } else if (events.unshown.length && !events.drawTimer) {
+      events.drawTimer = setTimeout(() => {
+        events.drawTimer = 0;
+        if (!events.frame) events.frame = requestAnimationFrame(flushEvents);
+      }, events.rowsDue - now);
+    }
   }
   $("#event-rate").textContent = `${events.total} event${events.total === 1 ? "" : "s"}`;
 }
@@ -853,14 +1123,25 @@ function appendRows(items) {
   const body = $("#events-body");
   const rows = items.slice(-MAX_EVENT_ROWS).map(eventRow);
   const scroller = body.closest(".events-scroll");
-  const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
-  body.append(...rows);
-  while (body.childElementCount > MAX_EVENT_ROWS) body.firstElementChild.remove();
+  const excess = body.childElementCount + rows.length - MAX_EVENT_ROWS;
+  if (rows.length >= MAX_EVENT_ROWS) {
+    body.replaceChildren(...rows);
+  } else {
+    if (excess > 0) {
+      const old = document.createRange(); // the oldest rows, removed at once
+      old.setStartBefore(body.firstElementChild);
+      old.setEndAfter(body.children[excess - 1]);
+      old.deleteContents();
+    }
+    body.append(...rows);
+  }
   $("#events-empty").hidden = body.childElementCount > 0;
-  if (atBottom) scroller.scrollTop = scroller.scrollHeight;
+  if (events.follow) scroller.scrollTop = scroller.scrollHeight;
 }
 
 function rerenderEvents() {
+  events.unshown = [];
+  events.rowsDue = 0;
   $("#events-body").replaceChildren();
   appendRows(events.buffer.filter(matches));
   $("#events-empty").hidden = $("#events-body").childElementCount > 0;
@@ -906,12 +1187,14 @@ function connectEvents() {
   events.source = source;
   setConnection("connecting", "connecting…");
   source.onopen = () => {
+    events.dropCredit = 0; // a new connection: the runner announces its own drops again
     setConnection("live", "live");
     hideNotice("auth");
     loadHealth(); // the runner may have been restarted under another name
     refreshWorkers();
   };
   source.onmessage = onEvent;
+  source.addEventListener("dropped", onDropped);
   source.onerror = async () => {
     if (events.source !== source) return;
     if (source.readyState === EventSource.CLOSED) {
@@ -991,6 +1274,14 @@ function wire() {
     const cell = e.target.closest(".details");
     if (cell) cell.classList.toggle("expanded");
   });
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-filter-job]");
+    if (button) filterByJob(button.dataset.filterJob);
+  });
+  const scroller = $(".events-scroll");
+  scroller.addEventListener("scroll", () => {
+    events.follow = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  }, { passive: true });
   $("#events-pause").addEventListener("click", () => setPaused(!events.paused));
   $("#events-clear").addEventListener("click", () => {
     events.buffer = [];
