@@ -781,3 +781,20 @@ def test_finding_a_serving_runner_sends_no_token(monkeypatch: pytest.MonkeyPatch
         thread.join(5)
     assert b"super-secret" not in received[0]
     assert b"authorization" not in received[0].lower()
+
+
+async def test_an_event_too_large_for_the_live_view_goes_out_truncated() -> None:
+    big = {"blob": "x" * 200_000}
+    with anyio.fail_after(20):
+        async with (
+            serving() as served,
+            served.client() as client,
+            client.stream("GET", "/v1/events") as answer,
+        ):
+            done = await client.post("/v1/jobs", json={"worker": "tools", "payload": big})
+            async for _, data, _ in sse_events(answer):
+                if data["event_type"] in ("result", "end") and data["node_name"] == "tools":
+                    break
+    assert data["data"] == {"truncated": data["data"]["truncated"]}
+    assert data["data"]["truncated"] > 200_000
+    assert done.json()["response"] == {"echo": big}

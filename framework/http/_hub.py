@@ -28,6 +28,8 @@ Listen = Callable[[Callable[[EventModel], None]], Callable[[], None]]
 
 RING = 4096
 """Events kept for the clients: one further behind than this loses what it missed."""
+MAX_EVENT_BYTES = 64 * 1024
+"""The largest event sent whole to ``/v1/events`` clients, as JSON."""
 LINGER = 30.0
 """Seconds the hub keeps listening after its last client left, for one that reconnects."""
 BATCH_PER_CLIENT = 0.001
@@ -69,9 +71,18 @@ class _Item:
         self._sse: bytes | None = None
 
     def sse(self) -> bytes:
-        """The event as one SSE message (``id`` = its sequence id, no event name)."""
+        """The event as one SSE message (``id`` = its sequence id, no event name); one
+        larger than ``MAX_EVENT_BYTES`` goes out without its ``data`` and ``content``,
+        marked ``"truncated"`` with its size (``GET /v1/jobs/{job_id}`` has a response in
+        full)."""
         if self._sse is None:
-            self._sse = encode(None, self.event.model_dump_json(), self.sequence_id)
+            text = self.event.model_dump_json()
+            if len(text) > MAX_EVENT_BYTES:
+                cut = self.event.model_copy(
+                    update={"data": {"truncated": len(text)}, "content": "", "content_blocks": None}
+                )
+                text = cut.model_dump_json()
+            self._sse = encode(None, text, self.sequence_id)
         return self._sse
 
 
