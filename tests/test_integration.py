@@ -588,7 +588,8 @@ def test_install_and_uninstall_a_plugin_into_the_framework_environment(
     installed = venv.framework("install", "--quiet", str(source), timeout=INSTALL_TIMEOUT)
     assert installed.returncode == 0, installed.stderr
     listing = venv.framework("plugins", "--requirements")
-    assert "agent-plugin-hello==1.2.3" in listing.stdout
+    # Installed from a folder, it is listed as a direct reference pip can install again.
+    assert f"agent-plugin-hello @ {source.resolve().as_uri()}" in listing.stdout, listing.stdout
     ran = venv.framework("run", "--job", "hello", "--payload", '{"name": "you"}')
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout) == {"hello": "you"}
