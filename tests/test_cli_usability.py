@@ -183,12 +183,24 @@ def test_config_check_reports_a_good_configuration_without_starting_anything(
     assert "no bus is registered for 'nope://x'" in bad_bus.stderr
 
 
-def test_version_lists_the_plugins_versions() -> None:
-    result = invoke("-p", "sample_plugin", "-p", "agent-plugin-echo", "--version")
+def test_version_lists_the_plugins_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An installed distribution, as importlib.metadata finds one on sys.path.
+    (tmp_path / "agent_plugin_fakever").mkdir()
+    (tmp_path / "agent_plugin_fakever" / "__init__.py").write_text("")
+    info = tmp_path / "agent_plugin_fakever-2.5.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: agent-plugin-fakever\nVersion: 2.5.0\n"
+    )
+    (info / "entry_points.txt").write_text("[framework]\nfakever = agent_plugin_fakever\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = invoke("-p", "sample_plugin", "-p", "fakever", "--version")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].startswith("framework (agent-plugin-framework) ")
-    assert "  echo: agent-plugin-echo 0.1.0" in lines
+    assert "  fakever: agent-plugin-fakever 2.5.0" in lines
     assert "  sample_plugin: (registered in code)" in lines
 
 
