@@ -377,7 +377,8 @@ def test_a_response_of_megabytes_does_not_freeze_the_page(page: WebDriver, serve
     wait_for_response_row(page, job_id)  # the jobs view and the event view take it too
     row = f'#events-body .event-row[data-job-id="{job_id}"][data-kind="response"] .details'
     (details,) = wait_for(page, lambda c: snapshot(c, row))
-    assert details["text"].startswith('completed {"text":"0123456789')
+    # The live view gets events over 64 KiB without their large fields.
+    assert details["text"].startswith("completed {}")
 
 
 SPLIT_LINES = """

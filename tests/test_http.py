@@ -795,6 +795,6 @@ async def test_an_event_too_large_for_the_live_view_goes_out_truncated() -> None
             async for _, data, _ in sse_events(answer):
                 if data["event_type"] in ("result", "end") and data["node_name"] == "tools":
                     break
-    assert data["data"] == {"truncated": data["data"]["truncated"]}
+    assert data["data"] == {"status": "completed", "truncated": data["data"]["truncated"]}
     assert data["data"]["truncated"] > 200_000
     assert done.json()["response"] == {"echo": big}

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -214,18 +213,18 @@ def _error_text(answer: httpx.Response) -> str:
 
 def serving_runner(url: str = "http://" + DEFAULT_LISTEN) -> str | None:
     """The name of the runner serving HTTP at ``url`` on this machine, or None; quick and
-    quiet (a refused connection costs microseconds and nothing is imported for it)."""
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=0.2):
-            pass
-    except OSError:
-        return None
-    import httpx
+    light: a refused connection costs microseconds, and the standard library's
+    ``http.client`` asks ``/v1/health`` (which needs no token: none is sent)."""
+    import http.client
 
-    try:  # /v1/health needs no token: none is sent to whatever listens there
-        answer = httpx.get(f"{url}/v1/health", timeout=0.5)
-        name = answer.json().get("runner")
-    except (httpx.HTTPError, ValueError, AttributeError):
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=0.5)
+    try:
+        connection.request("GET", "/v1/health")
+        answer = connection.getresponse()
+        name = json.loads(answer.read(65536)).get("runner") if answer.status == 200 else None
+    except (OSError, ValueError, AttributeError, http.client.HTTPException):
         return None
+    finally:
+        connection.close()
     return name if isinstance(name, str) else None

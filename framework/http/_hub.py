@@ -30,6 +30,8 @@ RING = 4096
 """Events kept for the clients: one further behind than this loses what it missed."""
 MAX_EVENT_BYTES = 64 * 1024
 """The largest event sent whole to ``/v1/events`` clients, as JSON."""
+SMALL_VALUE_BYTES = 1024
+"""What a value of a truncated event's ``data`` may take, as JSON, to be kept."""
 LINGER = 30.0
 """Seconds the hub keeps listening after its last client left, for one that reconnects."""
 BATCH_PER_CLIENT = 0.001
@@ -71,15 +73,26 @@ class _Item:
         self._sse: bytes | None = None
 
     def sse(self) -> bytes:
-        """The event as one SSE message (``id`` = its sequence id, no event name); one
-        larger than ``MAX_EVENT_BYTES`` goes out without its ``data`` and ``content``,
-        marked ``"truncated"`` with its size (``GET /v1/jobs/{job_id}`` has a response in
+        """The event as one SSE message (``id`` = its sequence id, no event name). One
+        larger than ``MAX_EVENT_BYTES`` goes out without its large fields: ``content`` is
+        cut, ``data`` keeps its small values (a response's ``status``) and gains
+        ``"truncated"``, the event's size (``GET /v1/jobs/{job_id}`` has a response in
         full)."""
         if self._sse is None:
             text = self.event.model_dump_json()
             if len(text) > MAX_EVENT_BYTES:
+                kept = {
+                    key: value
+                    for key, value in self.event.data.items()
+                    if len(to_json(value)) <= SMALL_VALUE_BYTES
+                }
+                kept["truncated"] = len(text)
                 cut = self.event.model_copy(
-                    update={"data": {"truncated": len(text)}, "content": "", "content_blocks": None}
+                    update={
+                        "data": kept,
+                        "content": self.event.content[:1000],
+                        "content_blocks": None,
+                    }
                 )
                 text = cut.model_dump_json()
             self._sse = encode(None, text, self.sequence_id)
