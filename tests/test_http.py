@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from framework import hookimpl
+from framework import WorkerRunner, hookimpl
 from framework.registrars import RouteRegistrar
 
 pytestmark = pytest.mark.anyio
@@ -798,3 +798,20 @@ async def test_an_event_too_large_for_the_live_view_goes_out_truncated() -> None
     assert data["data"] == {"status": "completed", "truncated": data["data"]["truncated"]}
     assert data["data"]["truncated"] > 200_000
     assert done.json()["response"] == {"echo": big}
+
+
+async def test_a_runner_ended_while_the_server_starts_ends_promptly() -> None:
+    from framework.http._service import HttpService, bind
+    from framework.http._settings import HttpConfig, resolve
+
+    for _ in range(3):
+        settings = resolve(HttpConfig(), "127.0.0.1:0")
+        sock, settings = bind(settings)
+        service = HttpService(settings, sock, lambda: [])
+        runner = WorkerRunner("ending-early")
+        await runner.add_worker(Tools("tools"))
+        runner.add_plugin(service, name="http")
+        with anyio.fail_after(10):
+            async with runner:
+                await runner.end("ended at once")  # uvicorn has not started yet
+        assert sock.fileno() == -1  # the service closed its socket

@@ -142,11 +142,11 @@ class HttpService:
             async with anyio.create_task_group() as tg:
                 api.task_group = tg
                 tg.start_soon(serve)
-                while not server.started and not done.is_set():
-                    await anyio.sleep(0.01)
-                if server.started:
-                    self.serving.set()
-                try:
+                try:  # a cancellation from here on must stop uvicorn, which is shielded
+                    while not server.started and not done.is_set():
+                        await anyio.sleep(0.01)
+                    if server.started:
+                        self.serving.set()
                     await done.wait()
                 finally:
                     api.task_group = None
