@@ -248,14 +248,26 @@ _PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 
 
 class RouteRegistrar(_Registrar[Any]):
-    """``register(prefix, app)`` in ``register_routes``: an ASGI app mounted under ``prefix``
-    in the HTTP API (``"/mcp"``, ``"/a2a"``)."""
+    """``register(prefix, app, public=False)`` in ``register_routes``: an ASGI app mounted
+    under ``prefix`` in the HTTP API (``"/mcp"``, ``"/a2a"``).
+
+    ``public=True`` lets requests under the prefix through without the API's token: for
+    discovery documents that clients read before they authenticate (an A2A agent card at
+    ``/.well-known/agent-card.json``). Everything else stays behind the token.
+    """
 
     kind = "route prefix"
 
-    def __call__(self, prefix: str, app: Any) -> None:
+    def __init__(self) -> None:
+        super().__init__()
+        self.public: set[str] = set()
+        """The prefixes registered with ``public=True``."""
+
+    def __call__(self, prefix: str, app: Any, *, public: bool = False) -> None:
         with self._recording():
             self._register(prefix, app)
+            if public:
+                self.public.add(prefix)
 
     def _register(self, prefix: str, app: Any) -> None:
         plugin = self.current_plugin

@@ -423,6 +423,40 @@ async def test_mounted_plugin_apps_are_served_and_guarded_by_the_token() -> None
     assert answer.json() == {"hello": "/hello/there"}
 
 
+async def test_a_mounted_app_answers_at_its_prefix_itself_and_a_public_one_needs_no_token() -> None:
+    async def root(request: Any) -> JSONResponse:
+        return JSONResponse({"method": request.method, "path": request.url.path})
+
+    app = Starlette(routes=[Route("/", root, methods=["GET", "POST"])])
+
+    class Plugin:
+        @hookimpl
+        def register_routes(self, register: RouteRegistrar) -> None:
+            register("/.well-known/card.json", app, public=True)
+            register("/rpc", app)
+
+    token = "t0ken-t0ken-t0ken-t0ken"
+    auth = {"Authorization": f"Bearer {token}"}
+    with anyio.fail_after(20):
+        async with (
+            serving(plugins=[Plugin()], token=token) as served,
+            served.client() as client,
+        ):
+            card = await client.get("/.well-known/card.json")
+            posted = await client.post("/rpc", headers=auth)
+            guarded = await client.post("/rpc")
+            inner_guarded = await client.get("/rpc/")
+            lookalike = await client.get("/.well-known/card.jsonx")
+    # The prefix itself reaches the app (as its root), not a redirect to "prefix/".
+    assert card.status_code == 200, card.text
+    assert card.json()["method"] == "GET"
+    assert posted.status_code == 200, posted.text
+    assert posted.json()["method"] == "POST"
+    assert guarded.status_code == 401
+    assert inner_guarded.status_code == 401
+    assert lookalike.status_code == 401  # public is the prefix and what is under it only
+
+
 # ----------------------------------------------------------------- ending
 
 

@@ -588,6 +588,20 @@ def test_hook_register_routes() -> None:
     assert by_name["Clash"].registered["routes"] == ["/a2a"]
     # A runner built in code collects its own plugins' routes.
     assert list(WorkerRunner(plugins=[Routes()]).routes.entries) == ["/mcp"]
+    assert host.routes.public == set()
+
+
+def test_register_routes_public_marks_a_prefix_that_needs_no_token() -> None:
+    class Card:
+        @hookimpl
+        def register_routes(self, register: RouteRegistrar) -> None:
+            register("/.well-known/agent-card.json", _asgi_app, public=True)
+            register("/a2a", _asgi_app)
+            register("/v1/card", _asgi_app, public=True)  # refused: not made public
+
+    routes = WorkerRunner(plugins=[Card()]).routes
+    assert sorted(routes.entries) == ["/.well-known/agent-card.json", "/a2a"]
+    assert routes.public == {"/.well-known/agent-card.json"}
 
 
 def test_framework_plugins_lists_the_routes_a_plugin_mounted(

@@ -14,8 +14,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from framework.http._api import Api
 from framework.http._auth import TokenAuth
@@ -60,8 +61,28 @@ async def _crash(request: Request, exc: Exception) -> Response:
     )
 
 
-def build_app(api: Api, mounts: dict[str, Any]) -> Starlette:
-    """The whole application; ``mounts`` maps a prefix to a plugin's ASGI app."""
+class PluginMount(Mount):
+    """A plugin's app under its prefix. The prefix itself, without a trailing slash
+    (``/a2a``, ``/.well-known/agent-card.json``), reaches the app as its root ``/`` instead
+    of answering a redirect to ``prefix/``, which a client that POSTs, or that does not
+    follow redirects, would not take."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        root, path = scope.get("root_path", ""), scope.get("path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        if scope["type"] in ("http", "websocket") and path == self.path:
+            path = scope["path"] + "/"
+            match, child = super().matches({**scope, "path": path})
+            if match is Match.FULL:
+                child["path"] = path
+            return match, child
+        return super().matches(scope)
+
+
+def build_app(api: Api, mounts: dict[str, Any], public: frozenset[str] = frozenset()) -> Starlette:
+    """The whole application; ``mounts`` maps a prefix to a plugin's ASGI app, ``public``
+    lists the prefixes that need no token."""
     routes: list[BaseRoute] = [
         Route("/v1/health", api.health, methods=["GET"]),
         Route("/v1/workers", api.workers, methods=["GET"]),
@@ -77,7 +98,7 @@ def build_app(api: Api, mounts: dict[str, Any]) -> Starlette:
         Route("/", _dashboard, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC, check_dir=False), name="static"),
     ]
-    routes.extend(Mount(prefix, app=app) for prefix, app in sorted(mounts.items()))
+    routes.extend(PluginMount(prefix, app=app) for prefix, app in sorted(mounts.items()))
     middleware = []
     if api.settings.cors_origins:
         middleware.append(
@@ -93,7 +114,7 @@ def build_app(api: Api, mounts: dict[str, Any]) -> Starlette:
         Middleware(BrowserGuard, loopback=api.settings.loopback, origins=api.settings.cors_origins)
     )
     if api.settings.token is not None:
-        middleware.append(Middleware(TokenAuth, token=api.settings.token))
+        middleware.append(Middleware(TokenAuth, token=api.settings.token, public=public))
     return Starlette(
         routes=routes,
         middleware=middleware,

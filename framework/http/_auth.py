@@ -1,4 +1,5 @@
-"""Token authentication for every path but ``/v1/health``, mounted apps included.
+"""Token authentication for every path but ``/v1/health``, mounted apps included (but for
+the prefixes a plugin registered as public).
 
 Clients send ``Authorization: Bearer TOKEN``. A browser opens ``/?token=TOKEN`` once: the
 answer sets an HttpOnly, SameSite=Strict cookie and sends it to ``/`` without the token in
@@ -22,12 +23,22 @@ OPEN_PATHS = frozenset({"/v1/health"})
 
 
 class TokenAuth:
-    """ASGI middleware: answer 401 unless the request carries the token."""
+    """ASGI middleware: answer 401 unless the request carries the token.
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    ``public`` prefixes (a plugin's ``register(prefix, app, public=True)``) and the paths
+    under them need no token.
+    """
+
+    def __init__(self, app: ASGIApp, token: str, public: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self._public = tuple(public)
         self._token = token.encode()
         self._session = hmac.new(self._token, b"framework dashboard cookie", "sha256").hexdigest()
+
+    def _open(self, path: str) -> bool:
+        return path in OPEN_PATHS or any(
+            path == prefix or path.startswith(prefix + "/") for prefix in self._public
+        )
 
     def _valid(self, presented: str | None) -> bool:
         if not presented:
@@ -40,7 +51,7 @@ class TokenAuth:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket") or self._open(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

@@ -115,7 +115,7 @@ class HttpService:
         self._runner = runner
         api = Api(runner, self.settings, self.plugins, self.hub, self.tracker, self.metrics)
         mounts = {prefix: entry.value for prefix, entry in runner.routes.entries.items()}
-        app = build_app(api, mounts)
+        app = build_app(api, mounts, frozenset(runner.routes.public))
         config = uvicorn.Config(
             app,
             log_level="warning",
