@@ -10,7 +10,6 @@ Importing this module imports click only; the bus and its plugin load when a com
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -70,6 +69,8 @@ def list_command(
     store = _store(ctx, bus_url, config_path, extra_plugin_options)
     found = _call(ctx, store.durable_jobs)
     if as_json:
+        import json  # only here: `framework --help` imports this module
+
         click.echo(json.dumps([job.to_dict() for job in found], indent=2))
         return
     if not found:

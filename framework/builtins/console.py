@@ -11,7 +11,6 @@ deltas from one node, with ``"deltas": N``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
@@ -46,6 +45,8 @@ def event_record(event: EventModel) -> dict[str, Any]:
 
 def format_event(event: EventModel) -> str:
     """One event as one JSON line (without the newline)."""
+    import json  # here, not at the top: `framework --help` loads this plugin
+
     return json.dumps(event_record(event), default=str, ensure_ascii=False)
 
 
@@ -59,6 +60,8 @@ class ConsolePublisher:
         self._gathered_key: tuple[Any, ...] | None = None
 
     def _write(self, record: dict[str, Any]) -> None:
+        import json
+
         stream = self.stream or sys.stderr
         stream.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
         stream.flush()
