@@ -40,6 +40,7 @@ import anyio
 import redis.asyncio as aioredis
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from agent_plugin_redis._durable import (
@@ -53,6 +54,7 @@ from agent_plugin_redis._durable import (
     stored_response,
 )
 from agent_plugin_redis._logsafe import logger
+from agent_plugin_redis._publish_line import PublishLine
 from agent_plugin_redis._session import Reconnecting
 from agent_plugin_redis._settings import (
     CONNECTION_ERRORS,
@@ -247,6 +249,8 @@ class RedisBus:
         self._tg: TaskGroup | None = None
         self._serve_done = anyio.Event()
         self._link: Reconnecting | None = None
+        self._line: PublishLine | None = None
+        """The session's connection for PUBLISH commands (see ``PublishLine``)."""
         self._gate = asyncio.Semaphore(SENDS_AT_ONCE)
         """Bounds the connections senders hold, instead of redis-py's own bounded pool,
         which costs a condition and a timeout per command."""
@@ -387,6 +391,7 @@ class RedisBus:
                     setup=self._open,
                     loops=(
                         self._read_channels,
+                        self._read_publish_replies,
                         self._read_streams,
                         self._heartbeat,
                         self._retry_groups,
@@ -540,8 +545,7 @@ class RedisBus:
             (runner,) = hosts
             self._routes[key] = _Route(message.source, runner)
             try:
-                async with self._gate:
-                    await client.publish(self._channel(runner), data)
+                await self._publish_on_line(self._channel(runner), data)
             except CONNECTION_ERRORS as exc:
                 self._fail_route(
                     key,
@@ -618,12 +622,13 @@ class RedisBus:
             )
             return
         try:
-            async with self._gate:
-                if is_response and (served.consumer or served.idempotency):
+            if is_response and (served.consumer or served.idempotency):
+                async with self._gate:
                     await self._finish(client, served, message, data)
-                else:
-                    await client.publish(self._channel(served.origin), data)
-                    if is_response and served.entry is not None and served.stream is not None:
+            else:
+                await self._publish_on_line(self._channel(served.origin), data)
+                if is_response and served.entry is not None and served.stream is not None:
+                    async with self._gate:
                         await self._streams.finish(client, served.stream, served.entry)
         except CONNECTION_ERRORS as exc:
             logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
@@ -702,13 +707,24 @@ class RedisBus:
             )
             return
         try:
-            async with self._gate:
-                await client.publish(channel, data)
+            await self._publish_on_line(channel, data)
         except CONNECTION_ERRORS as exc:
             logger.warning(
                 "%s: %s to %s dropped: %s", self._name, message.type, message.target, exc
             )
             self._break_session(exc)
+
+    async def _publish_on_line(self, channel: str, data: bytes) -> None:
+        """PUBLISH through this session's ``PublishLine`` (pipelined with the others').
+
+        Raises:
+            ConnectionError: no session is open, or its line broke.
+            ResponseError: Redis refused the command.
+        """
+        line = self._line
+        if line is None:
+            raise RedisConnectionError(self._offline_reason())
+        await line.publish(channel, data)
 
     def _offline_reason(self) -> str:
         return f"the bus is not connected to Redis at {redact_url(self.settings.url)}"
@@ -1530,6 +1546,12 @@ class RedisBus:
         self._instance = uuid.uuid4().hex
         self._opened_at = time.monotonic()
         await client.ping()
+        if self._line is not None:
+            await self._line.close()
+        self._line = None
+        line = PublishLine(client)
+        await line.open()
+        self._line = line
         for name in list(self._announced):
             if await self._ensure_stream(client, name) and name not in self._leaving:
                 self._reading.add(name)
@@ -1582,6 +1604,19 @@ class RedisBus:
             if not isinstance(data, bytes):
                 continue
             self._receive(data, where, None, None)
+
+    async def _read_publish_replies(self, _pubsub: Any) -> None:
+        """Hand the replies of this session's PUBLISH commands to their senders; a broken
+        line ends the session (its ``ConnectionError``)."""
+        line = self._line
+        assert line is not None
+        try:
+            await line.read_replies()
+        finally:
+            if self._line is line:
+                self._line = None
+            with anyio.CancelScope(shield=True):
+                await line.close()
 
     async def _read_streams(self, _pubsub: Any) -> None:
         client = self._client

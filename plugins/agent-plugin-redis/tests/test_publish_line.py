@@ -1,0 +1,148 @@
+"""``PublishLine``: many senders' PUBLISH commands pipelined on one connection, each sender
+getting its own reply or error, against a real redis-server."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from agent_plugin_redis._publish_line import PublishLine
+from conftest import RedisServer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+pytestmark = pytest.mark.anyio
+
+
+async def _received(pubsub: aioredis.client.PubSub, count: int) -> list[bytes]:
+    got: list[bytes] = []
+    while len(got) < count:
+        item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+        if item is not None and item["type"] == "message":
+            got.append(item["data"])
+    return got
+
+
+async def test_concurrent_senders_each_get_their_reply_and_keep_their_order(
+    redis_server: RedisServer,
+) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe("line-order")
+    line = PublishLine(client)
+    await line.open()
+    replies: dict[int, list[int]] = {}
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.read_replies)
+
+                async def sender(number: int) -> None:
+                    replies[number] = [
+                        await line.publish("line-order", f"{number}:{i}".encode())
+                        for i in range(20)
+                    ]
+
+                async with anyio.create_task_group() as senders:
+                    for number in range(50):
+                        senders.start_soon(sender, number)
+                got = await _received(pubsub, 50 * 20)
+                tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+    # Every PUBLISH was answered with its own subscriber count (one subscriber)...
+    assert replies == {number: [1] * 20 for number in range(50)}
+    # ...and each sender's messages arrived in the order it sent them.
+    for number in range(50):
+        mine = [int(m.split(b":")[1]) for m in got if m.split(b":")[0] == str(number).encode()]
+        assert mine == list(range(20))
+
+
+async def test_a_refused_command_fails_only_its_own_sender(redis_server: RedisServer) -> None:
+    admin = aioredis.Redis.from_url(redis_server.url)
+    user = f"line-{os.getpid()}"
+    await admin.acl_setuser(
+        user, enabled=True, passwords=["+line-password"], keys=["*"], commands=["+@all"]
+    )
+    await admin.execute_command("ACL", "SETUSER", user, "resetchannels", "&allowed-*")
+    url = f"redis://{user}:line-password@127.0.0.1:{redis_server.port}/0"
+    client = aioredis.Redis.from_url(url)
+    line = PublishLine(client)
+    await line.open()
+    outcomes: dict[str, object] = {}
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.read_replies)
+
+                async def send(channel: str) -> None:
+                    try:
+                        outcomes[channel] = await line.publish(channel, b"x")
+                    except ResponseError as exc:
+                        outcomes[channel] = exc
+
+                async with anyio.create_task_group() as senders:
+                    for channel in ("allowed-1", "denied", "allowed-2"):
+                        senders.start_soon(send, channel)
+                # The line goes on after the refusal.
+                outcomes["after"] = await line.publish("allowed-3", b"x")
+                tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await client.aclose()
+        await admin.acl_deluser(user)
+        await admin.aclose()
+    assert outcomes["allowed-1"] == 0 and outcomes["allowed-2"] == 0
+    assert outcomes["after"] == 0
+    assert isinstance(outcomes["denied"], ResponseError)
+    assert "no permissions" in str(outcomes["denied"])
+
+
+async def test_a_broken_connection_fails_every_waiting_sender_and_never_reconnects(
+    own_redis_server: RedisServer,
+) -> None:
+    client = aioredis.Redis.from_url(own_redis_server.url)
+    line = PublishLine(client)
+    await line.open()
+    process = own_redis_server.process
+    assert process is not None
+    errors: list[BaseException] = []
+    reader_error: list[BaseException] = []
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+
+                async def read() -> None:
+                    try:
+                        await line.read_replies()
+                    except RedisConnectionError as exc:
+                        reader_error.append(exc)
+
+                tg.start_soon(read)
+                os.kill(process.pid, signal.SIGSTOP)  # the commands go out, no reply comes
+
+                async def send(number: int) -> None:
+                    try:
+                        await line.publish("c", str(number).encode())
+                    except RedisConnectionError as exc:
+                        errors.append(exc)
+
+                for number in range(5):
+                    tg.start_soon(send, number)
+                await anyio.sleep(0.2)
+                assert not errors  # still waiting for their replies
+                os.kill(process.pid, signal.SIGKILL)  # the socket closes
+                process.wait(5)
+    finally:
+        own_redis_server.process = None
+        await line.close()
+        await client.aclose()
+    assert len(errors) == 5
+    assert reader_error, "the reader must raise, so that the bus's session ends"
+    with pytest.raises(RedisConnectionError, match="broke"):
+        await line.publish("c", b"after")
