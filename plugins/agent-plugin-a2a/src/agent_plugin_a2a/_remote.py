@@ -30,6 +30,7 @@ from a2a.types import (
     AgentCard,
     Artifact,
     CancelTaskRequest,
+    GetExtendedAgentCardRequest,
     Message,
     Part,
     Role,
@@ -245,6 +246,13 @@ class RemoteAgent(BaseWorker):
             )
         except ValueError as exc:
             raise self._error(f"its agent card at {card_url} offers no usable interface: {exc}") from None
+        if card.capabilities.extended_agent_card:
+            # The skills may be kept for clients that authenticate (a runner with a token
+            # lists them only there); without it, the public card describes the worker.
+            try:
+                card = await client.get_extended_agent_card(GetExtendedAgentCardRequest())
+            except Exception as exc:
+                logger.info("%s", self._error(f"no extended agent card: {_text(exc)}"))
         self._card, self._client = card, client
         return client
 
