@@ -20,12 +20,6 @@ from typing import Any
 
 import anyio
 import uvicorn
-from google.protobuf.json_format import MessageToDict
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
-
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
@@ -44,6 +38,11 @@ from a2a.types import (
     TaskStatus,
 )
 from agent_plugin_a2a._parts import data_part, data_values, texts
+from google.protobuf.json_format import MessageToDict
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
 
 @dataclass
@@ -125,7 +124,9 @@ def good_agent(base: str, seen: Seen) -> list[Any]:
         description="A test agent that echoes.",
         version="1.0",
         supported_interfaces=[
-            AgentInterface(url=base + "/good/rpc", protocol_binding="JSONRPC", protocol_version="1.0")
+            AgentInterface(
+                url=base + "/good/rpc", protocol_binding="JSONRPC", protocol_version="1.0"
+            )
         ],
         capabilities=AgentCapabilities(streaming=True),
         default_input_modes=["text/plain"],

@@ -15,11 +15,11 @@ from typing import Any
 
 import anyio
 import pytest
+from agent_plugin_a2a import RemoteAgent
+from agent_plugin_a2a._settings import A2ASettings
 from conftest import FRAMEWORK, TOKEN, Runner, environment
 from remote_agents import Agents, serving_agents
 
-from agent_plugin_a2a import RemoteAgent
-from agent_plugin_a2a._settings import A2ASettings
 from framework import JobError, JobStatus, WorkerRunner
 from framework.config import ConfigError
 

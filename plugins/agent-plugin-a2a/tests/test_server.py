@@ -18,9 +18,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from conftest import TOKEN, Runner
-from google.protobuf.json_format import MessageToDict
-
 from a2a.client import Client, ClientConfig, create_client
 from a2a.client.card_resolver import parse_agent_card
 from a2a.types import (
@@ -38,6 +35,8 @@ from a2a.types import (
 )
 from a2a.utils.errors import A2AError
 from agent_plugin_a2a._parts import data_part, part_value
+from conftest import TOKEN, Runner
+from google.protobuf.json_format import MessageToDict
 
 pytestmark = pytest.mark.anyio
 
@@ -57,7 +56,9 @@ async def a2a_client(
     """An a2a-sdk client made from the runner's public card, sending ``token``."""
     _, card = await public_card(served)
     http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=20)
-    client = await create_client(card, client_config=ClientConfig(httpx_client=http, streaming=streaming))
+    client = await create_client(
+        card, client_config=ClientConfig(httpx_client=http, streaming=streaming)
+    )
     try:
         yield client
     finally:
@@ -113,11 +114,13 @@ async def test_the_card_is_public_asks_for_the_token_and_keeps_the_skills_for_cl
     assert card.description == "Workers for the A2A tests."
     scheme = card.security_schemes["bearer"].http_auth_security_scheme
     assert scheme.scheme == "Bearer"
-    assert [dict(r.schemes) for r in card.security_requirements] == [{"bearer": r.schemes["bearer"]} for r in card.security_requirements]
-    assert "bearer" in card.security_requirements[0].schemes
+    assert [list(r.schemes) for r in card.security_requirements] == [["bearer"]]
     assert card.capabilities.streaming and card.capabilities.extended_agent_card
-    assert list(card.skills) == []  # with a token, the skills are in the extended card
-    interfaces = {(i.protocol_binding, i.protocol_version): i.url for i in card.supported_interfaces}
+    assert "tools.reverse" in [skill.id for skill in card.skills]
+    assert list(card.capabilities.extensions) == []  # with a token: in the extended card
+    interfaces = {
+        (i.protocol_binding, i.protocol_version): i.url for i in card.supported_interfaces
+    }
     assert interfaces[("JSONRPC", "1.0")] == served.url + "/a2a/jsonrpc"
     assert interfaces[("HTTP+JSON", "1.0")] == served.url + "/a2a/rest"
     assert body["url"] == served.url + "/a2a/jsonrpc"  # the 0.3 fields, for 0.3 clients
@@ -155,7 +158,9 @@ async def test_send_runs_the_job_of_the_skill_and_answers_the_finished_task(
 ) -> None:
     with anyio.fail_after(20):
         async with a2a_client(served, streaming=False) as client:
-            text = final_task(await collect(client, message(Part(text="hello"), skill="tools.reverse")))
+            text = final_task(
+                await collect(client, message(Part(text="hello"), skill="tools.reverse"))
+            )
             data = final_task(
                 await collect(client, message(data_part({"text": "abc"}), skill="tools.reverse"))
             )
@@ -226,9 +231,12 @@ async def test_failed_and_error_jobs_end_the_task_failed_with_the_message(served
     ):
         assert task.status.state == TaskState.TASK_STATE_FAILED
         said = task.status.message
-        assert [part_value(p) for p in said.parts][0] == text
+        assert part_value(said.parts[0]) == text
         assert MessageToDict(said.metadata) == {"status": status}
-    assert part_value(failed.status.message.parts[1]) == {"code": 7, "error": "it failed on purpose"}
+    assert part_value(failed.status.message.parts[1]) == {
+        "code": 7,
+        "error": "it failed on purpose",
+    }
 
 
 async def test_cancel_cancels_the_job(served: Runner) -> None:
@@ -240,7 +248,9 @@ async def test_cancel_cancels_the_job(served: Runner) -> None:
             async for event in stream:
                 if event.HasField("task"):
                     task_id = event.task.id
-                if event.HasField("status_update") and event.status_update.status.HasField("message"):
+                if event.HasField("status_update") and event.status_update.status.HasField(
+                    "message"
+                ):
                     break  # {"sleeping": true}: the handler runs
             assert task_id is not None
             cancelled = await client.cancel_task(CancelTaskRequest(id=task_id))
@@ -290,8 +300,12 @@ async def test_malformed_json_rpc_is_answered_with_json_rpc_errors(served: Runne
     headers = {**AUTH, "A2A-Version": "1.0"}
     with anyio.fail_after(20):
         async with httpx.AsyncClient(timeout=10, headers=headers) as http:
-            garbage = await http.post(url, content=b"{not json", headers={"Content-Type": "application/json"})
-            method = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "Nope", "params": {}})
+            garbage = await http.post(
+                url, content=b"{not json", headers={"Content-Type": "application/json"}
+            )
+            method = await http.post(
+                url, json={"jsonrpc": "2.0", "id": 1, "method": "Nope", "params": {}}
+            )
             params = await http.post(
                 url,
                 json={"jsonrpc": "2.0", "id": 2, "method": "SendMessage", "params": {"message": 5}},

@@ -99,12 +99,14 @@ def route(table: Mapping[str, Target], *metadata: Mapping[str, Any]) -> Target:
     if "skill" in chosen:
         skill = chosen["skill"]
     elif "worker" in chosen:
-        skill = chosen["worker"] if chosen.get("job") is None else f"{chosen['worker']}.{chosen['job']}"
+        skill = (
+            chosen["worker"] if chosen.get("job") is None else f"{chosen['worker']}.{chosen['job']}"
+        )
     else:
         raise InvalidParamsError(message='metadata "job" needs "worker" too (or use "skill")')
     target = table.get(skill)
     if target is None:
-        worker = skill if "worker" not in chosen else chosen["worker"]
+        worker = chosen.get("worker", skill)
         if "worker" in chosen and any(t.worker == worker for t in table.values()):
             raise InvalidParamsError(
                 message=f"worker {worker!r} has no job {chosen.get('job')!r}; its skills: "
@@ -166,18 +168,18 @@ def build_card(
     base_url: str,
     *,
     bearer: bool,
-    with_skills: bool,
+    with_schemas: bool,
 ) -> AgentCard:
     """The card for ``runner`` served at ``base_url``.
 
     Args:
         bearer: the HTTP API needs a token: the card asks for the bearer scheme.
-        with_skills: list the skills (and their schemas). The public card of a runner with
-            a token does not: its skills are in the extended card, for clients with the
-            token.
+        with_schemas: add the skills' JSON schemas (the ``SCHEMAS_EXTENSION``). The public
+            card of a runner with a token leaves them to the extended card, for clients
+            with the token.
     """
     name = settings.name or runner.name
-    table = skills(runner) if with_skills else {}
+    table = skills(runner)
     card = AgentCard(
         name=name,
         description=settings.description
@@ -192,7 +194,7 @@ def build_card(
             streaming=True,
             push_notifications=False,
             extended_agent_card=True,
-            extensions=[_schemas(table)] if with_skills else [],
+            extensions=[_schemas(table)] if with_schemas else [],
         ),
         default_input_modes=MODES,
         default_output_modes=MODES,

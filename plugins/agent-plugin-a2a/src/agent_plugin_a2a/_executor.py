@@ -7,7 +7,7 @@ final state.
 | request | task ``SUBMITTED``, then ``WORKING`` |
 | ``job.update(data)`` | status update ``WORKING`` whose message has ``data`` as a data part |
 | stream chunk | artifact ``stream``: one part per chunk, appended |
-| ``COMPLETED`` | artifact ``response`` (the response as a data part, and its ``text`` as a text part), then ``COMPLETED`` |
+| ``COMPLETED`` | artifact ``response`` (the response; its ``text``), then ``COMPLETED`` |
 | ``FAILED`` / ``ERROR`` | ``FAILED``, the status message holding the error |
 | ``CANCELLED`` | ``CANCELED`` |
 """
@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from google.protobuf import json_format
-
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
 from a2a.types import InvalidParamsError, Message, Part, Task, TaskState, TaskStatus
+from google.protobuf import json_format
+
 from agent_plugin_a2a._card import Target, route, skills
 from agent_plugin_a2a._parts import data_part, data_values, texts, value_part
 from framework import JobError, JobEvent, JobStatus

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf import json_format, struct_pb2
-
 from a2a.types import Part
+from google.protobuf import json_format, struct_pb2
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
-
 from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
 from a2a.types import (
     AgentCard,
@@ -38,6 +37,7 @@ from a2a.types import (
     StreamResponse,
     TaskState,
 )
+
 from agent_plugin_a2a._card import SCHEMAS_EXTENSION
 from agent_plugin_a2a._parts import data_part, data_values, message_text, part_value, texts
 from agent_plugin_a2a._settings import WELL_KNOWN, RemoteConfig
@@ -79,7 +79,7 @@ class RemoteAgentError(RuntimeError):
 
 def state_name(state: int) -> str:
     """``TASK_STATE_INPUT_REQUIRED`` -> ``input_required``."""
-    return TaskState.Name(state).removeprefix("TASK_STATE_").lower()  # type: ignore[arg-type]
+    return str(TaskState.Name(state)).removeprefix("TASK_STATE_").lower()
 
 
 def parts_for(payload: dict[str, Any]) -> list[Part]:
@@ -245,7 +245,9 @@ class RemoteAgent(BaseWorker):
                 card
             )
         except ValueError as exc:
-            raise self._error(f"its agent card at {card_url} offers no usable interface: {exc}") from None
+            raise self._error(
+                f"its agent card at {card_url} offers no usable interface: {exc}"
+            ) from None
         if card.capabilities.extended_agent_card:
             # The skills may be kept for clients that authenticate (a runner with a token
             # lists them only there); without it, the public card describes the worker.
@@ -333,7 +335,8 @@ class RemoteAgent(BaseWorker):
         else:
             reason = f"the remote task ended {state_name(state)}"
         raise JobFailed(
-            f"remote A2A agent {self.name!r} at {self.url}: {reason}" + (f": {said}" if said else ""),
+            f"remote A2A agent {self.name!r} at {self.url}: {reason}"
+            + (f": {said}" if said else ""),
             response,
         )
 

@@ -8,11 +8,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf import json_format
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
@@ -23,6 +18,11 @@ from a2a.server.routes import (
 )
 from a2a.server.tasks import InMemoryTaskStore
 from a2a.types import AgentCard, SendMessageRequest, Task, TaskState
+from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
 from agent_plugin_a2a._card import build_card
 from agent_plugin_a2a._executor import JobExecutor, check
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from a2a.server.events import Event
     from a2a.types import Message
+
     from agent_plugin_a2a._plugin import A2APlugin
 
 FINISHED = frozenset(
@@ -99,7 +100,8 @@ class _Handler(DefaultRequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Message | Task:
         self._check(params)
-        return await super().on_message_send(params, context)
+        answer: Message | Task = await super().on_message_send(params, context)
+        return answer
 
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
@@ -116,7 +118,7 @@ class TasksApp:
     def __init__(self, plugin: A2APlugin) -> None:
         runner = plugin.runner
         settings = plugin.settings
-        card = build_card(runner, settings, "http://127.0.0.1", bearer=False, with_skills=False)
+        card = build_card(runner, settings, "http://127.0.0.1", bearer=False, with_schemas=False)
 
         async def extended(card: AgentCard, context: ServerCallContext) -> AgentCard:
             return build_card(
@@ -124,7 +126,7 @@ class TasksApp:
                 plugin.settings,
                 context.state.get("base_url", ""),
                 bearer=plugin.bearer,
-                with_skills=True,
+                with_schemas=True,
             )
 
         self.handler = _Handler(
@@ -155,8 +157,8 @@ class TasksApp:
 
 
 async def card_response(plugin: A2APlugin, request: Request) -> Response:
-    """``GET /.well-known/agent-card.json``: the public card. With a token, it lists no
-    skills: those are in the extended card, for clients with the token."""
+    """``GET /.well-known/agent-card.json``: the public card. With a token, the skills'
+    schemas are left to the extended card, for clients with the token."""
     if request.method not in ("GET", "HEAD"):
         return JSONResponse(
             {"error": f"{request.method} is not allowed on the agent card: GET it", "detail": None},
@@ -168,6 +170,6 @@ async def card_response(plugin: A2APlugin, request: Request) -> Response:
         plugin.settings,
         base_url(request, plugin.settings.url),
         bearer=plugin.bearer,
-        with_skills=not plugin.bearer,
+        with_schemas=not plugin.bearer,
     )
     return JSONResponse(agent_card_to_dict(card), headers={"Cache-Control": "no-cache"})
