@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -76,17 +76,20 @@ def run_or_submit(
     request: JobRequest | None,
     bus_source: str | None = None,
     http: HttpService | None = None,
+    main: Callable[[WorkerRunner], Awaitable[object]] | None = None,
 ) -> int:
     """Run the runner (or submit ``request``) and return the process exit code.
 
     ``bus_source`` names where the bus URL came from (``--bus``) when not from ``source``;
-    ``http`` serves the HTTP API while the runner serves.
+    ``http`` serves the HTTP API while the runner serves; ``main`` (a plugin's command,
+    through ``framework.cli.run_with_runner``) is awaited once the workers are ready, and
+    the runner ends when it returns.
     """
     level = logging.INFO if config.publishers.console.enabled else logging.WARNING  # -v
     logging.basicConfig(level=level, format="framework: %(name)s: %(message)s")
     bus = make_bus(config.bus, host, bus_source or source, bus_secrets(config))
     try:
-        result: int = anyio.run(_main, host, config, bus, workers, request, http)
+        result: int = anyio.run(_main, host, config, bus, workers, request, http, main)
     except* ConnectionError as group:  # the bus could not connect when it started
         raise ConfigError(bus_source or source, "bus", str(sole_cause(group))) from None
     except* ConfigError as group:  # a plugin's settings, found wrong once running
@@ -333,6 +336,7 @@ async def _main(
     workers: list[BaseWorker],
     request: JobRequest | None,
     http: HttpService | None = None,
+    main: Callable[[WorkerRunner], Awaitable[object]] | None = None,
 ) -> int:
     runner = WorkerRunner(
         config.name,
@@ -354,7 +358,15 @@ async def _main(
         runner.add_plugin(http, name="http")
     if request is None:
         async with anyio.create_task_group() as tg:
-            await tg.start(runner.run)  # returns once the workers are ready
+            main_scope = anyio.CancelScope()
+
+            async def run(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+                try:
+                    await runner.run(task_status=task_status)
+                finally:
+                    main_scope.cancel()  # the runner ended (a signal): so does ``main``
+
+            await tg.start(run)  # returns once the workers are ready
             names = ", ".join(runner.workers) or "no workers"
             print(
                 f"framework: runner {runner.name!r} on {redact_url(config.bus)} with {names}; "
@@ -370,6 +382,10 @@ async def _main(
                     file=sys.stderr,
                     flush=True,
                 )
+            if main is not None:
+                with main_scope:
+                    await main(runner)
+                await runner.end("the command is done")
         print(f"framework: runner {runner.name!r} ended", file=sys.stderr, flush=True)
         return 0
     return await _submit(runner, config, request)

@@ -15,17 +15,20 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from framework._jobs_command import jobs_group
 
 if TYPE_CHECKING:
+    from framework._run_command import JobRequest
     from framework.config import RunConfig
     from framework.http._service import HttpService
     from framework.plugins import PluginHost
+    from framework.runner import WorkerRunner
     from framework.worker import BaseWorker
 
 _HOST_KEY = "framework.host"
@@ -356,8 +359,7 @@ def run_command(
 ) -> None:
     """Start a runner with the registered (or configured) workers; serve until Ctrl-C or
     SIGTERM, or, with --job, submit one job, print what it sends, and exit."""
-    from framework._run_command import JobRequest, RunFailed, run_or_submit
-    from framework.config import ConfigError
+    from framework._run_command import JobRequest
 
     if job_worker is None and (job_name or payload or as_json):
         raise click.UsageError("--name, --payload and --json go with --job WORKER")
@@ -385,10 +387,29 @@ def run_command(
         _hint_serving_runner(config.bus)
     elif not no_http and config.http.enabled:
         http = _http_service(ctx, host, config, http_listen)
+    _run_and_exit(ctx, host, config, source, workers, bus_url, request=request, http=http)
+
+
+def _run_and_exit(
+    ctx: click.Context,
+    host: PluginHost,
+    config: RunConfig,
+    source: str,
+    workers: list[BaseWorker],
+    bus_url: str | None,
+    *,
+    request: JobRequest | None = None,
+    http: HttpService | None = None,
+    main: Callable[[WorkerRunner], Awaitable[object]] | None = None,
+) -> NoReturn:
+    """Run the runner (``run_or_submit``) and exit with its code; a configuration error
+    found once running exits 2, a ``RunFailed`` with its own code."""
+    from framework._run_command import RunFailed, run_or_submit
+    from framework.config import ConfigError
+
+    bus_source = "--bus" if bus_url is not None else None
     try:
-        code = run_or_submit(
-            host, config, source, workers, request, "--bus" if bus_url is not None else None, http
-        )
+        code = run_or_submit(host, config, source, workers, request, bus_source, http, main)
     except ConfigError as exc:
         click.echo(f"framework: configuration error: {exc}", err=True)
         ctx.exit(EXIT_CONFIG)
@@ -424,6 +445,36 @@ def _run_config(
         click.echo(f"framework: configuration error: {exc}", err=True)
         ctx.exit(EXIT_CONFIG)
     return config, source, workers
+
+
+def run_with_runner(
+    ctx: click.Context,
+    main: Callable[[WorkerRunner], Awaitable[object]],
+    *,
+    config_path: Path | None = None,
+    bus_url: str | None = None,
+) -> NoReturn:
+    """Start the runner ``framework run`` would start, await ``main(runner)``, and exit.
+
+    For a plugin's command (``register_commands``) that serves the runner's workers some
+    other way (``framework mcp`` serves them over MCP): the same plugins (``framework -p
+    NAME mcp``, ``FRAMEWORK_PLUGINS``...), the same configuration file (``config_path``,
+    else ``./framework.toml`` or ``[tool.framework]`` in ``./pyproject.toml``), bus
+    (``bus_url`` overrides the file's), workers, ``configure_runner`` hooks and checks,
+    and the same messages and exit codes for what is wrong: 1 for plugins that registered
+    conflicting things, 2 for a configuration error, both before anything starts. The
+    HTTP API is not served.
+
+    ``main`` is awaited once every configured worker is ready; when it returns the runner
+    ends gracefully and the process exits 0. SIGINT or SIGTERM end the runner, and
+    ``main`` is cancelled. Nothing is printed on stdout (the banner and logs go to
+    stderr), so ``main`` may own it.
+
+    Never returns: it exits the process (``ctx.exit``) with the exit code.
+    """
+    host = _host(ctx)
+    config, source, workers = _run_config(ctx, host, config_path, bus_url)
+    _run_and_exit(ctx, host, config, source, workers, bus_url, main=main)
 
 
 def _submit_over_http(
