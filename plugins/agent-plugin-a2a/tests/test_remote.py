@@ -15,13 +15,13 @@ from typing import Any
 
 import anyio
 import pytest
-from agent_plugin_a2a import RemoteAgent
+from agent_plugin_a2a import A2APlugin, RemoteAgent
 from agent_plugin_a2a._settings import A2ASettings
 from conftest import FRAMEWORK, TOKEN, Runner, environment
 from remote_agents import Agents, serving_agents
 
 from framework import JobError, JobStatus, WorkerRunner
-from framework.config import ConfigError
+from framework.config import ConfigError, parse_config
 
 pytestmark = pytest.mark.anyio
 
@@ -207,6 +207,16 @@ def test_remote_settings_are_checked() -> None:
     with pytest.raises(ConfigError) as caught:
         A2ASettings.from_config({"remote": {"far": {"url": "http://x", "timeout": 0}}})
     assert "plugins.a2a.remote.far.timeout" in str(caught.value)
+
+
+async def test_a_remote_named_like_another_worker_is_a_configuration_error() -> None:
+    config = parse_config({"plugins": {"a2a": {"remote": {"far": {"url": "http://x"}}}}}, "t")
+    runner = WorkerRunner()
+    await runner.add_worker(RemoteAgent("far", config={"url": "http://y"}))
+    with pytest.raises(ConfigError) as caught:
+        await A2APlugin().configure_runner(runner, config)
+    assert "plugins.a2a.remote.far: " in str(caught.value)
+    assert "far" in caught.value.reason
 
 
 def run_job(folder: Path, config: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -344,3 +345,22 @@ def test_a2a_lint_passes_the_card(served: Runner) -> None:
     assert found.returncode == 0, report
     errors = [f for f in report["findings"] if f["level"] == "error"]
     assert errors == [], report
+
+
+# ----------------------------------------------------------------- the docs' example
+
+
+def test_the_docs_client_example_runs(served: Runner) -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs" / "a2a.md"
+    (example,) = re.findall(r"```py\n(.*?)```", docs.read_text(), re.S)
+    found = subprocess.run(
+        [sys.executable, "-c", example],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "A2A_URL": served.url, "FRAMEWORK_HTTP_TOKEN": TOKEN},
+    )
+    assert found.returncode == 0, found.stderr
+    assert "test-agent skills: assistant, tools.reverse" in found.stdout
+    assert "You said: hello" in found.stdout
+    assert found.stdout.strip().endswith("TASK_STATE_COMPLETED")
