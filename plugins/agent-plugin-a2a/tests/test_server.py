@@ -179,6 +179,35 @@ async def test_send_runs_the_job_of_the_skill_and_answers_the_finished_task(
     assert answer["headers"]["a2a-context-id"] == by_worker.context_id
 
 
+async def test_http_json_and_the_0_3_forms_serve_the_same_tasks(served: Runner) -> None:
+    _, card = await public_card(served)
+    answers = {}
+    with anyio.fail_after(20):
+        async with httpx.AsyncClient(headers=AUTH, timeout=20) as http:
+            for binding, version in (
+                ("HTTP+JSON", "1.0"),
+                ("JSONRPC", "0.3"),
+                ("HTTP+JSON", "0.3"),
+            ):
+                only = AgentCard()
+                only.CopyFrom(card)
+                del only.supported_interfaces[:]
+                only.supported_interfaces.extend(
+                    i
+                    for i in card.supported_interfaces
+                    if (i.protocol_binding, i.protocol_version) == (binding, version)
+                )
+                config = ClientConfig(httpx_client=http, supported_protocol_bindings=[binding])
+                client = await create_client(only, client_config=config)
+                events = await collect(client, message(Part(text="abc"), skill="tools.reverse"))
+                task = await client.get_task(GetTaskRequest(id=events[0].task.id))
+                answers[binding, version] = (type(client._transport).__name__, task)
+    for (binding, version), (transport, task) in answers.items():
+        assert ("Compat" in transport) == (version == "0.3"), transport
+        assert task.status.state == TaskState.TASK_STATE_COMPLETED, (binding, version)
+        assert artifact(task, "response") == ["cba", {"text": "cba"}]
+
+
 async def test_stream_sends_updates_and_chunks_as_they_come_and_get_finds_the_task(
     served: Runner,
 ) -> None:

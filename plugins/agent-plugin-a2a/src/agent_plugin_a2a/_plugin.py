@@ -149,17 +149,15 @@ class A2APlugin:
         """ASGI: the task endpoints, built on the first request."""
         if scope["type"] != "http":
             return
-        try:
-            runner = self.runner
-        except NotServing as exc:
-            await _unavailable(str(exc))(scope, receive, send)
-            return
         tasks = self._tasks
         if tasks is None:
             from agent_plugin_a2a._server import TasksApp
 
-            tasks = self._tasks = TasksApp(self)
-        del runner
+            try:
+                tasks = self._tasks = TasksApp(self)
+            except NotServing as exc:
+                await _unavailable(str(exc))(scope, receive, send)
+                return
         await tasks.app(scope, receive, send)
 
 
