@@ -106,15 +106,23 @@ class HttpService:
 
     @hookimpl
     async def runner_service(self, runner: WorkerRunner) -> None:
-        """Serve until the runner ends."""
+        """Serve until the runner ends: the mounted apps' lifespans around uvicorn."""
+        from framework.http._lifespan import mounted_apps
+
+        self._runner = runner
+        try:
+            async with mounted_apps(runner.routes.entries, runner) as mounts:
+                await self._serve(runner, mounts)
+        finally:
+            self.sock.close()
+
+    async def _serve(self, runner: WorkerRunner, mounts: dict[str, Any]) -> None:
         import uvicorn
 
         from framework.http._api import Api
         from framework.http._app import build_app
 
-        self._runner = runner
         api = Api(runner, self.settings, self.plugins, self.hub, self.tracker, self.metrics)
-        mounts = {prefix: entry.value for prefix, entry in runner.routes.entries.items()}
         app = build_app(api, mounts, frozenset(runner.routes.public))
         config = uvicorn.Config(
             app,
@@ -138,26 +146,23 @@ class HttpService:
             finally:
                 done.set()
 
-        try:
-            async with anyio.create_task_group() as tg:
-                api.task_group = tg
-                tg.start_soon(serve)
-                try:  # a cancellation from here on must stop uvicorn, which is shielded
-                    while not server.started and not done.is_set():
-                        await anyio.sleep(0.01)
-                    if server.started:
-                        self.serving.set()
+        async with anyio.create_task_group() as tg:
+            api.task_group = tg
+            tg.start_soon(serve)
+            try:  # a cancellation from here on must stop uvicorn, which is shielded
+                while not server.started and not done.is_set():
+                    await anyio.sleep(0.01)
+                if server.started:
+                    self.serving.set()
+                await done.wait()
+            finally:
+                api.task_group = None
+                server.should_exit = True
+                self.hub.close()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_SECONDS + 1):
                     await done.wait()
-                finally:
-                    api.task_group = None
-                    server.should_exit = True
-                    self.hub.close()
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_SECONDS + 1):
-                        await done.wait()
-                    scope.cancel()
-                    tg.cancel_scope.cancel()
-        finally:
-            self.sock.close()
+                scope.cancel()
+                tg.cancel_scope.cancel()
 
     @hookimpl
     def on_job_started(self, job: Job, worker: BaseWorker) -> None:
