@@ -5,6 +5,7 @@ uvicorn in a thread on a free port of 127.0.0.1:
   message, then text and data artifacts in chunks), ``fail``, ``input`` (asks for input),
   ``reply`` (a message, no task), ``hang`` (works until cancelled), anything else (echoes
   the text and data it got).
+- ``/plain``: the same agent, saying it does not stream.
 - ``/garbage-card``: a card that is not JSON.
 - ``/garbage-rpc``: a valid card whose JSON-RPC endpoint answers JSON that is not JSON-RPC.
 """
@@ -118,17 +119,17 @@ class TestAgent(AgentExecutor):
         await updater.cancel()
 
 
-def good_agent(base: str, seen: Seen) -> list[Any]:
+def good_agent(base: str, seen: Seen, path: str = "/good", streaming: bool = True) -> list[Any]:
     card = AgentCard(
         name="good",
         description="A test agent that echoes.",
         version="1.0",
         supported_interfaces=[
             AgentInterface(
-                url=base + "/good/rpc", protocol_binding="JSONRPC", protocol_version="1.0"
+                url=base + path + "/rpc", protocol_binding="JSONRPC", protocol_version="1.0"
             )
         ],
-        capabilities=AgentCapabilities(streaming=True),
+        capabilities=AgentCapabilities(streaming=streaming),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
         skills=[AgentSkill(id="echo", name="echo", description="Echo the text.", tags=["t"])],
@@ -137,8 +138,8 @@ def good_agent(base: str, seen: Seen) -> list[Any]:
         agent_executor=TestAgent(seen), task_store=InMemoryTaskStore(), agent_card=card
     )
     return [
-        *create_agent_card_routes(card, card_url="/good/.well-known/agent-card.json"),
-        *create_jsonrpc_routes(handler, "/good/rpc"),
+        *create_agent_card_routes(card, card_url=path + "/.well-known/agent-card.json"),
+        *create_jsonrpc_routes(handler, path + "/rpc"),
     ]
 
 
@@ -196,7 +197,12 @@ def serving_agents() -> Iterator[Agents]:
     sock.listen(128)
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     seen = Seen()
-    app = Starlette(routes=[*good_agent(base, seen), *garbage(base)])
+    routes = [
+        *good_agent(base, seen),
+        *good_agent(base, seen, "/plain", streaming=False),
+        *garbage(base),
+    ]
+    app = Starlette(routes=routes)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

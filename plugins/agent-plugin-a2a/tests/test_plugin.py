@@ -42,3 +42,24 @@ async def test_before_a_runner_serves_the_apps_answer_503() -> None:
                 answer = await client.get(path)
             assert answer.status_code == 503
             assert "not serving A2A yet" in answer.json()["error"]
+
+
+async def test_the_task_store_forgets_the_oldest_finished_tasks() -> None:
+    from a2a.server.context import ServerCallContext
+    from a2a.types import Task, TaskState, TaskStatus
+    from agent_plugin_a2a._server import BoundedTaskStore
+
+    store = BoundedTaskStore(2)
+    context = ServerCallContext()
+    with anyio.fail_after(10):
+        await store.save(
+            Task(id="running", status=TaskStatus(state=TaskState.TASK_STATE_WORKING)), context
+        )
+        for name in ("a", "b", "c"):
+            done = Task(id=name, status=TaskStatus(state=TaskState.TASK_STATE_COMPLETED))
+            await store.save(done, context)
+            await store.save(done, context)  # saved again: counted once
+        kept = {
+            name: await store.get(name, context) is not None for name in ("running", "a", "b", "c")
+        }
+    assert kept == {"running": True, "a": False, "b": True, "c": True}

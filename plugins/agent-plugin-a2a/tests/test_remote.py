@@ -91,6 +91,19 @@ async def test_a_remote_agents_stream_comes_through_as_updates_and_chunks(agents
     assert jobs["echo"].description == "Echo the text."
 
 
+async def test_an_agent_that_does_not_stream_answers_the_same(agents: Agents) -> None:
+    with anyio.fail_after(20):
+        async with remote(agents.base + "/plain") as runner:
+            events, status, response = await ask(runner, {"text": "stream"})
+    assert status == JobStatus.COMPLETED
+    assert [data for kind, data in events if kind == "stream_data"] == [
+        "Hello",
+        " world",
+        {"k": 1},
+    ]
+    assert response["text"] == "Hello world" and response["data"] == [{"k": 1}]
+
+
 async def test_the_payload_and_job_name_become_the_message(agents: Agents) -> None:
     with anyio.fail_after(20):
         async with remote(agents.good, headers={"x-trace": "t1"}, token="remote-token") as runner:
@@ -175,6 +188,7 @@ async def test_a_runner_serving_a2a_is_a_remote_agent_for_another(served: Runner
         async with remote(served.url, token=TOKEN) as runner:
             _, status, response = await ask(runner, {"text": "stressed"}, name="tools.reverse")
             events, _, counted = await ask(runner, {"n": 2}, name="tools.count")
+            _, refused, unknown = await ask(runner, {"text": "x"}, name="tools.nope")
             described = runner.registry.get("far")
     assert status == JobStatus.COMPLETED
     assert response["text"] == "desserts"
@@ -187,6 +201,11 @@ async def test_a_runner_serving_a2a_is_a_remote_agent_for_another(served: Runner
         {"chunks": 2},
     ]
     assert counted["data"] == [{"i": 1}, {"chunks": 2}]
+    assert refused == JobStatus.FAILED  # the remote refused the message: bad input
+    assert unknown["error"].startswith(
+        f"remote A2A agent 'far' at {served.url} refused the message: InvalidParamsError: "
+        "unknown skill 'tools.nope'"
+    )
     assert described is not None
     jobs = {job.name: job for job in described.jobs}  # from the extended card
     assert jobs["tools.reverse"].input_schema is not None

@@ -9,8 +9,9 @@ a2a-sdk client (streaming when the agent's card says it can).
   part).
 - ``COMPLETED`` (or a direct message reply) answers ``{"text", "data", "task_id",
   "context_id", "state"}``: the artifacts' text and data values (the reply's, for a
-  message). ``FAILED``, ``REJECTED``, ``CANCELED`` and a task waiting for input or
-  authorization end the job ``FAILED`` with the agent's message. A remote that is down,
+  message). ``FAILED``, ``REJECTED``, ``CANCELED``, a task waiting for input or
+  authorization, and an A2A error answered instead of a task (the agent refused the
+  message) end the job ``FAILED`` with the agent's message. A remote that is down,
   answers garbage, or takes longer than ``timeout`` ends it ``ERROR``, naming the remote
   and its URL; a job cancelled here cancels the remote task.
 """
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
-from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
+from a2a.client import A2ACardResolver, A2AClientError, Client, ClientConfig, ClientFactory
 from a2a.types import (
     AgentCard,
     Artifact,
@@ -37,6 +38,7 @@ from a2a.types import (
     StreamResponse,
     TaskState,
 )
+from a2a.utils.errors import A2AError
 
 from agent_plugin_a2a._card import SCHEMAS_EXTENSION
 from agent_plugin_a2a._parts import data_part, data_values, message_text, part_value, texts
@@ -272,6 +274,15 @@ class RemoteAgent(BaseWorker):
                     return
         except (JobFailed, RemoteAgentError):
             raise
+        except A2AClientError as exc:  # transport, HTTP status, or an answer that is not A2A
+            self._client = None  # read the card again next time: the remote may have moved
+            raise self._error(_text(exc)) from None
+        except A2AError as exc:  # the agent answered with an A2A error: it refused the message
+            raise JobFailed(
+                f"remote A2A agent {self.name!r} at {self.url} refused the message: "
+                f"{type(exc).__name__}: {exc.message}",
+                {"state": "refused"},
+            ) from None
         except Exception as exc:
             self._client = None  # read the card again next time: the remote may have moved
             raise self._error(_text(exc)) from None
@@ -291,8 +302,11 @@ class RemoteAgent(BaseWorker):
         if kind == "task":
             task = event.task
             exchange.task_id, exchange.context_id = task.id, task.context_id
-            for artifact in task.artifacts:
-                exchange.take_artifact(artifact, append=False)
+            for artifact in task.artifacts:  # all of them when the agent does not stream
+                if artifact.artifact_id not in exchange.artifacts:
+                    exchange.take_artifact(artifact, append=False)
+                    for part in artifact.parts:
+                        await job.stream(part_value(part))
             return self._status(exchange, task.status.state, task.status)
         if kind == "status_update":
             update = event.status_update
