@@ -126,12 +126,53 @@ def _configured_workers(config: RunConfig, source: str, host: PluginHost) -> lis
             )
         names.add(name)
         try:
-            workers.append(_configured_worker(spec, name, f"workers.{index}", source, host))
+            worker = _configured_worker(spec, name, f"workers.{index}", source, host)
         except ConfigError as exc:  # every worker is checked: all the problems at once
             errors.append(exc)
+            continue
+        workers.append(worker)
+        errors.extend(
+            _tool_ref_errors(worker, f"workers.{index}.config.tools", config, source, host)
+        )
     if errors:
         raise ConfigError.combine(errors)
     return workers
+
+
+def _tool_ref_errors(
+    worker: BaseWorker, key: str, config: RunConfig, source: str, host: PluginHost
+) -> list[ConfigError]:
+    """An LLM worker's ``tools`` entries name installed tool sources, and each source
+    accepts its entry with this configuration (``ToolSource.check``)."""
+    refs: list[str] = getattr(worker, "tool_refs", [])
+    if not refs:
+        return []
+    from framework.llm.worker import check_tool_ref, unknown_tool_source
+
+    errors = []
+    for index, ref in enumerate(refs):
+        where = f"{key}.{index}"
+        prefix, name = check_tool_ref(ref)
+        if prefix not in host.tool_sources:
+            errors.append(
+                ConfigError(source, where, unknown_tool_source(prefix, host.tool_sources))
+            )
+            continue
+        try:
+            host.tool_sources.resolve(prefix).check(name, config)
+        except (RegistrationError, ValueError) as exc:
+            errors.append(ConfigError(source, where, f"{ref!r}: {exc}"))
+        except Exception as exc:  # a broken source costs a clear message, not a traceback
+            plugin = host.tool_sources.entries[prefix].plugin
+            errors.append(
+                ConfigError(
+                    source,
+                    where,
+                    f"{ref!r}: the tool source of plugin {plugin!r} failed to check it: "
+                    f"{type(exc).__name__}: {exc}",
+                )
+            )
+    return errors
 
 
 def _configured_worker(
@@ -345,6 +386,7 @@ async def _main(
         grace_period=config.grace_period,
         llm_backends=host.llm_backends,
         routes=host.routes,
+        tool_sources=host.tool_sources,
     )
     runner.llm_config = config.llm
     if request is not None and config.workers is None and not isinstance(bus, LocalBus):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         BackendRegistrar,
         BusRegistrar,
         RouteRegistrar,
+        ToolSourceRegistrar,
         WorkerRegistrar,
     )
     from framework.runner import WorkerRunner
@@ -330,6 +331,24 @@ def register_llm_backends(register: BackendRegistrar) -> None:
 
     Args:
         register: the registrar; a duplicate name is an error naming both plugins.
+    """
+
+
+@hookspec
+def register_tool_sources(register: ToolSourceRegistrar) -> None:
+    """Register where LLM workers' tools from outside come from, by prefix.
+
+    Called once per process (and by a runner, for its LLM workers). Call
+    ``register("prefix", source)``: an LLM worker whose ``tools`` setting lists
+    ``"prefix:NAME"`` (``[workers.config] tools = ["mcp:time"]``) asks ``source`` for the
+    tools ``NAME`` stands for (``source.tools(NAME, worker)``, a list of ``ToolSpec``) each
+    time it runs the model, and ``framework run`` checks each entry before anything starts
+    (``source.check(NAME, config)``). ``source`` follows ``framework.llm.ToolSource``; it
+    may be an import path (``"pkg.module:Source"``, an object or a class instantiated
+    without arguments), imported only when needed. Plain function only.
+
+    Args:
+        register: the registrar; a duplicate prefix is an error naming both plugins.
     """
 
 

@@ -33,7 +33,13 @@ from framework._hooks import (
     hook_impls,
 )
 from framework._tracebacks import format_traceback, where
-from framework.registrars import BackendRegistrar, BusRegistrar, RouteRegistrar, WorkerRegistrar
+from framework.registrars import (
+    BackendRegistrar,
+    BusRegistrar,
+    RouteRegistrar,
+    ToolSourceRegistrar,
+    WorkerRegistrar,
+)
 from framework.urls import docs_url
 
 if TYPE_CHECKING:
@@ -172,6 +178,7 @@ REGISTRATION_HOOKS = (
     "register_buses",
     "register_commands",
     "register_routes",
+    "register_tool_sources",
 )
 """Hooks whose impls must be plain functions (``configure_runner`` may be async)."""
 
@@ -367,6 +374,7 @@ class PluginHost:
         self.buses = BusRegistrar()
         self.llm_backends = BackendRegistrar()
         self.routes = RouteRegistrar()
+        self.tool_sources = ToolSourceRegistrar()
         self.registration_errors: list[str] = []
         self._commands: dict[str, list[str]] = {}
         self._load_failed: list[PluginInfo] = []
@@ -517,8 +525,8 @@ class PluginHost:
     # ----------------------------------------------------------------- registrations
 
     def collect_registrations(self) -> None:
-        """Run ``register_workers``, ``register_buses``, ``register_llm_backends`` and
-        ``register_routes`` once."""
+        """Run ``register_workers``, ``register_buses``, ``register_llm_backends``,
+        ``register_routes`` and ``register_tool_sources`` once."""
         if self._registered:
             return
         self._registered = True
@@ -527,6 +535,7 @@ class PluginHost:
             ("register_workers", self.workers),
             ("register_llm_backends", self.llm_backends),
             ("register_routes", self.routes),
+            ("register_tool_sources", self.tool_sources),
         ):
             before = len(registrar.errors)
             done = self._collected.setdefault(hook_name, set())  # a later plugin re-runs it
@@ -634,6 +643,7 @@ class PluginHost:
                 "buses": self.buses.names_by_plugin(name),
                 "llm_backends": self.llm_backends.names_by_plugin(name),
                 "routes": self.routes.names_by_plugin(name),
+                "tool_sources": self.tool_sources.names_by_plugin(name),
                 "commands": self._commands.get(name, []),
             }
             info.registered = {k: v for k, v in registered.items() if v}

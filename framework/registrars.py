@@ -24,6 +24,7 @@ __all__ = [
     "Registration",
     "RegistrationError",
     "RouteRegistrar",
+    "ToolSourceRegistrar",
     "WorkerRegistrar",
 ]
 
@@ -295,3 +296,50 @@ class RouteRegistrar(_Registrar[Any]):
                 "must be an ASGI application (a callable such as a Starlette app)"
             )
         self._add(prefix, app)
+
+
+_SOURCE_PREFIX = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+class ToolSourceRegistrar(_Registrar[Any]):
+    """``register(prefix, source)`` in ``register_tool_sources``: where an LLM worker's
+    ``tools = ["PREFIX:NAME"]`` entries come from (``framework.llm.ToolSource``).
+
+    ``source`` may also be an import path, ``register("mcp", "pkg.tools:Source")``, of an
+    object or a class (instantiated without arguments), imported only when a worker or
+    ``framework run``'s checks need it; ``resolve`` returns the source.
+    """
+
+    kind = "tool source"
+
+    def __call__(self, prefix: str, source: Any) -> None:
+        with self._recording():
+            self._register(prefix, source)
+
+    def _register(self, prefix: str, source: Any) -> None:
+        plugin = self.current_plugin
+        if not isinstance(prefix, str) or not _SOURCE_PREFIX.fullmatch(prefix):
+            raise RegistrationError(
+                f"plugin {plugin!r} registered the tool source prefix {prefix!r}; a prefix is "
+                "lower-case letters, digits, '_' or '-', starting with a letter (like 'mcp')"
+            )
+        if isinstance(source, str):
+            _check_path(source, prefix, plugin, "tool source")
+        elif not callable(getattr(source, "tools", None)):
+            raise RegistrationError(
+                f"plugin {plugin!r} registered {source!r} as the tool source {prefix!r}; a "
+                "tool source has the methods of framework.llm.ToolSource (check, tools)"
+            )
+        self._add(prefix, source)
+
+    def resolve(self, prefix: str) -> Any:
+        """The source registered as ``prefix``, imported (and instantiated) when registered
+        by path. Raises ``KeyError`` or ``RegistrationError`` (naming the plugin)."""
+        entry = self.entries[prefix]
+        value = entry.value
+        if isinstance(value, str):
+            value = _import_path(value, entry.plugin, f"tool source {prefix!r}")
+            if isinstance(value, type):
+                value = value()
+            self.entries[prefix] = Registration(prefix, value, entry.plugin)
+        return value

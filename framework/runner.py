@@ -41,7 +41,7 @@ from framework.plugins import (
     register_plugin,
     run_registration_hook,
 )
-from framework.registrars import BackendRegistrar, RouteRegistrar
+from framework.registrars import BackendRegistrar, RouteRegistrar, ToolSourceRegistrar
 from framework.registry import WorkerRegistry
 from framework.types import JobStatus, WorkerErrorData, WorkerReadyData
 from framework.worker import BaseWorker, sole_cause
@@ -75,10 +75,11 @@ class WorkerRunner(RequestsJobs):
         event_buffer_size: events each publisher may have waiting before it loses new ones.
         event_drain_timeout: seconds the publishers get, once the workers have ended, to
             deliver what is still buffered.
-        llm_backends: the LLM backends (``register_llm_backends``) and
-        routes: the ASGI apps (``register_routes``) that a plugin host collected (the
-            ``framework`` command hands its own over); None collects them from this
-            runner's plugins when first asked.
+        llm_backends: the LLM backends (``register_llm_backends``),
+        routes: the ASGI apps (``register_routes``) and
+        tool_sources: the LLM workers' tool sources (``register_tool_sources``) that a
+            plugin host collected (the ``framework`` command hands its own over); None
+            collects them from this runner's plugins when first asked.
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class WorkerRunner(RequestsJobs):
         event_drain_timeout: float = 1.0,
         llm_backends: BackendRegistrar | None = None,
         routes: RouteRegistrar | None = None,
+        tool_sources: ToolSourceRegistrar | None = None,
     ) -> None:
         if grace_period < 0:
             raise ValueError(f"grace_period must be >= 0 seconds, got {grace_period}")
@@ -132,6 +134,7 @@ class WorkerRunner(RequestsJobs):
         self._failed: dict[str, WorkerErrorData] = {}
         self._routes = routes
         self._llm_backends = llm_backends
+        self._tool_sources = tool_sources
         self._services: anyio.CancelScope | None = None
         self.registry.add_gone_listener(self._on_worker_gone)
 
@@ -203,6 +206,17 @@ class WorkerRunner(RequestsJobs):
                 self.plugin_manager, "register_llm_backends", self._llm_backends, set()
             )
         return self._llm_backends
+
+    @property
+    def tool_sources(self) -> ToolSourceRegistrar:
+        """Where this runner's LLM workers get their ``tools = ["PREFIX:NAME"]`` from
+        (``register_tool_sources``), by prefix."""
+        if self._tool_sources is None:
+            self._tool_sources = ToolSourceRegistrar()
+            run_registration_hook(
+                self.plugin_manager, "register_tool_sources", self._tool_sources, set()
+            )
+        return self._tool_sources
 
     # ----------------------------------------------------------------- workers
 

@@ -79,6 +79,7 @@ async def build_runner(host: PluginHost, *plugins: object) -> WorkerRunner:
         grace_period=1.0,
         llm_backends=host.llm_backends,
         routes=host.routes,
+        tool_sources=host.tool_sources,
     )
     for worker in every_registered_worker(host):
         await runner.add_worker(worker)

@@ -11,7 +11,7 @@ from framework.llm.backend import (
     Usage,
 )
 from framework.llm.calls import ModelCall, ToolCall
-from framework.llm.tools import ToolSpec, tool
+from framework.llm.tools import ToolSource, ToolSpec, tool
 from framework.llm.worker import LLMError, LLMWorker
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "TextDelta",
     "ToolCall",
     "ToolCallDelta",
+    "ToolSource",
     "ToolSpec",
     "Usage",
     "tool",

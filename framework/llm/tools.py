@@ -11,9 +11,13 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, get_type_hints, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+if TYPE_CHECKING:
+    from framework.config import RunConfig
+    from framework.llm.worker import LLMWorker
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +47,42 @@ class ToolSpec:
                 "parameters": self.parameters,
             },
         }
+
+
+TOOL_REF = re.compile(r"^([a-z][a-z0-9_-]*):(.+)$")
+"""An LLM worker's ``tools`` entry: ``PREFIX:NAME`` (``mcp:time``)."""
+
+
+@runtime_checkable
+class ToolSource(Protocol):
+    """Tools from outside a worker's code, for the LLM workers that ask for them.
+
+    A plugin registers a source under a prefix (``register_tool_sources``); an LLM worker
+    whose ``tools`` setting lists ``"PREFIX:NAME"`` gets the tools ``NAME`` stands for
+    there (agent-plugin-mcp's ``mcp:NAME``: the tools of the MCP server ``NAME``).
+    """
+
+    def check(self, name: str, config: RunConfig) -> None:
+        """Whether ``NAME`` can be served with this run configuration; called by ``framework
+        run`` (and ``framework config check``) before anything starts.
+
+        Raises:
+            ValueError: saying what is wrong and what to do; it is reported as a
+                configuration error on the worker's ``tools`` entry.
+        """
+        ...
+
+    async def tools(self, name: str, worker: LLMWorker) -> list[ToolSpec]:
+        """The tools ``NAME`` offers ``worker`` now, called each time the worker runs its
+        model (each job). Tool names should match ``^[A-Za-z0-9_-]{1,64}$`` (what
+        OpenAI-compatible servers accept); a tool's ``call`` that raises gives the model the
+        error, and the run goes on.
+
+        Raises:
+            Exception: the tools cannot be had now (a server that is down): the run goes on
+                without them, and the job's requester gets an update with a warning.
+        """
+        ...
 
 
 def tool(func: F | None = None, /, *, name: str | None = None) -> Any:

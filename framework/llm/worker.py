@@ -18,12 +18,12 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import anyio
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from framework.events import ContentType, Event, EventType
 from framework.jobs import Job, JobFailed
@@ -37,7 +37,7 @@ from framework.llm.backend import (
     Usage,
 )
 from framework.llm.calls import ModelCall, ToolCall
-from framework.llm.tools import ToolSpec, method_tool, tool_name
+from framework.llm.tools import TOOL_REF, ToolSource, ToolSpec, method_tool, tool_name
 from framework.registrars import RegistrationError
 from framework.types import JobDescription, LLMWorkerActivationArgs, WorkerActivationArgs
 from framework.urls import docs_url
@@ -57,6 +57,38 @@ DEFAULT_MAX_ROUNDS = 10
 
 class LLMError(RuntimeError):
     """The LLM worker cannot run: no such backend, bad options..."""
+
+
+class LLMWorkerConfig(BaseModel):
+    """The settings of an LLM worker from the run configuration (``[workers.config]``).
+
+    A subclass with settings of its own derives its ``config_model`` from this one to keep
+    them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: list[Annotated[str, AfterValidator(lambda ref: _valid_tool_ref(ref))]] = Field(
+        default_factory=list,
+        description="tools from tool sources, 'PREFIX:NAME' (mcp:time: the tools of the MCP "
+        "server 'time' of agent-plugin-mcp)",
+    )
+
+
+def _valid_tool_ref(ref: str) -> str:
+    check_tool_ref(ref)
+    return ref
+
+
+def check_tool_ref(ref: str) -> tuple[str, str]:
+    """``PREFIX:NAME`` split in two; ``ValueError`` for anything else."""
+    match = TOOL_REF.match(ref) if isinstance(ref, str) else None
+    if match is None:
+        raise ValueError(
+            f"{ref!r} is not a tool source entry: write 'PREFIX:NAME', like 'mcp:time' (the "
+            "MCP server 'time' of agent-plugin-mcp)"
+        )
+    return match.group(1), match.group(2)
 
 
 CHAT_INPUT_SCHEMA: dict[str, Any] = {
@@ -97,10 +129,14 @@ class LLMWorker(BaseWorker):
             configured one).
         max_rounds: how many model calls one run may make (each round that ends in tool
             calls leads to another); past it the job ends ``FAILED``.
-        active, bridged, config: as for ``BaseWorker``.
+        tools: tools from tool sources (``register_tool_sources``), as ``"PREFIX:NAME"``
+            entries (``"mcp:time"``); default: the ``tools`` of ``config``.
+        active, bridged, config: as for ``BaseWorker``; ``config`` is validated by
+            ``config_model`` (``LLMWorkerConfig``: ``tools``).
     """
 
     activation_args_type = LLMWorkerActivationArgs
+    config_model: ClassVar[type[BaseModel] | None] = LLMWorkerConfig
     default_instructions: ClassVar[str] = "You are a helpful assistant."
     """The instructions when none are given to the constructor; override in a subclass."""
 
@@ -133,6 +169,7 @@ class LLMWorker(BaseWorker):
         backend: str | None = None,
         backend_options: dict[str, Any] | BaseModel | None = None,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
+        tools: Sequence[str] | None = None,
         active: bool = True,
         bridged: bool = False,
         config: BaseModel | dict[str, Any] | None = None,
@@ -140,6 +177,13 @@ class LLMWorker(BaseWorker):
         super().__init__(name, active=active, bridged=bridged, config=config)
         if max_rounds < 1:
             raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
+        if tools is None:
+            tools = getattr(self.config, "tools", None) or ()
+        self.tool_refs: list[str] = list(tools)
+        """The ``"PREFIX:NAME"`` entries whose tools the model is offered too."""
+        for ref in self.tool_refs:
+            check_tool_ref(ref)
+        self._sources: list[tuple[str, str, ToolSource]] = []
         self.instructions = (
             instructions if instructions is not None else type(self).default_instructions
         )
@@ -206,8 +250,47 @@ class LLMWorker(BaseWorker):
         return backend, options
 
     async def on_ready(self) -> None:
-        """Resolve the backend now, so a missing one fails the worker at start."""
+        """Resolve the backend and the tool sources now, so a missing one fails the worker
+        at start."""
         self._backend, self._options = self._resolve_backend(self.runner)
+        self._sources = self._resolve_sources(self.runner)
+
+    def _resolve_sources(self, runner: WorkerRunner) -> list[tuple[str, str, ToolSource]]:
+        """``(entry, NAME, source)`` for each ``tools`` entry."""
+        registered = runner.tool_sources
+        sources = []
+        for ref in self.tool_refs:
+            prefix, name = check_tool_ref(ref)
+            if prefix not in registered:
+                why = unknown_tool_source(prefix, registered)
+                raise LLMError(f"worker {self.name!r}: tools entry {ref!r}: {why}")
+            try:
+                source = registered.resolve(prefix)
+            except RegistrationError as exc:
+                raise LLMError(f"worker {self.name!r}: tools entry {ref!r}: {exc}") from None
+            sources.append((ref, name, source))
+        return sources
+
+    async def _source_tools(self, job: Job | None, thread: str) -> list[ToolSpec]:
+        """The tools of the ``tools`` entries, asked for now; an entry whose source fails
+        is left out of this run, with a warning to the requester."""
+        if self.tool_refs and not self._sources:  # started without on_ready (a subclass)
+            self._sources = self._resolve_sources(self.runner)
+        specs: list[ToolSpec] = []
+        for ref, name, source in self._sources:
+            try:
+                specs.extend(await source.tools(name, self))
+            except Exception as exc:
+                await self._warn(
+                    job,
+                    thread,
+                    {
+                        "warning": f"worker {self.name!r}: the tools of {ref!r} are left out of "
+                        f"this run: {type(exc).__name__}: {exc}",
+                        "tools": ref,
+                    },
+                )
+        return specs
 
     # ----------------------------------------------------------------- tools
 
@@ -293,9 +376,12 @@ class LLMWorker(BaseWorker):
                 a tool call, or the model still called tools after ``max_rounds``.
         """
         backend = self.backend
-        tools = {spec.name: spec for spec in self.tools()}
-        schemas = [spec.schema() for spec in tools.values()]
         thread = job.job_id if job is not None else ""
+        tools = {spec.name: spec for spec in self.tools()}
+        if self.tool_refs:
+            for spec in await self._source_tools(job, thread):
+                tools.setdefault(spec.name, spec)  # the worker's own tools keep their names
+        schemas = [spec.schema() for spec in tools.values()]
         usage = _UsageSum()
         reasoning: list[str] = []
         streamed_text = False
@@ -424,14 +510,18 @@ class LLMWorker(BaseWorker):
         return next((name for name in _LIMIT_OPTIONS if name in given), "max_tokens")
 
     async def _warn_cut(self, job: Job | None, thread: str) -> None:
-        """A text reply cut by the token limit still completes, with a warning: an update
-        to the job's requester (and its event), or an event for an activation run."""
+        """A text reply cut by the token limit still completes, with a warning."""
         warning = {
             "warning": f"worker {self.name!r}: the reply was cut by the token limit "
             f"(finish_reason 'length'); raise the backend's {self._limit_option()} option for a "
             "whole answer",
             "finish_reason": "length",
         }
+        await self._warn(job, thread, warning)
+
+    async def _warn(self, job: Job | None, thread: str, warning: dict[str, Any]) -> None:
+        """A warning the run goes on after: logged, and an update to the job's requester
+        (and its event), or an event for an activation run."""
         logger.warning("%s", warning["warning"])
         if job is not None:
             await job.update(warning)
@@ -687,4 +777,14 @@ def _json(value: Any) -> str:
         return json.dumps(str(value))
 
 
-__all__ = ["DEFAULT_BACKEND", "LLMError", "LLMWorker"]
+def unknown_tool_source(prefix: str, registered: Any) -> str:
+    """What to say about a ``tools`` entry whose prefix no plugin registered."""
+    known = ", ".join(f"'{p}:'" for p in sorted(registered.entries)) or "none"
+    return (
+        f"no tool source {prefix!r} is installed (installed: {known}); install the plugin "
+        "that provides it (agent-plugin-mcp provides 'mcp:'; how: "
+        f"{docs_url('configuration.md#installing-plugins')})"
+    )
+
+
+__all__ = ["DEFAULT_BACKEND", "LLMError", "LLMWorker", "LLMWorkerConfig"]
