@@ -83,7 +83,7 @@ def run_or_submit(
     ``bus_source`` names where the bus URL came from (``--bus``) when not from ``source``;
     ``http`` serves the HTTP API while the runner serves; ``main`` (a plugin's command,
     through ``framework.cli.run_with_runner``) is awaited once the workers are ready, and
-    the runner ends when it returns.
+    the runner ends when it returns; an int it returns is the exit code.
     """
     level = logging.INFO if config.publishers.console.enabled else logging.WARNING  # -v
     logging.basicConfig(level=level, format="framework: %(name)s: %(message)s")
@@ -424,12 +424,13 @@ async def _main(
                     file=sys.stderr,
                     flush=True,
                 )
+            outcome: object = None
             if main is not None:
                 with main_scope:
-                    await main(runner)
+                    outcome = await main(runner)
                 await runner.end("the command is done")
         print(f"framework: runner {runner.name!r} ended", file=sys.stderr, flush=True)
-        return 0
+        return outcome if isinstance(outcome, int) and not isinstance(outcome, bool) else 0
     return await _submit(runner, config, request)
 
 

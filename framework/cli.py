@@ -466,7 +466,8 @@ def run_with_runner(
     HTTP API is not served.
 
     ``main`` is awaited once every configured worker is ready; when it returns the runner
-    ends gracefully and the process exits 0. SIGINT or SIGTERM end the runner, and
+    ends gracefully and the process exits with the int ``main`` returned (0 for anything
+    else). SIGINT or SIGTERM end the runner, and
     ``main`` is cancelled. Nothing is printed on stdout (the banner and logs go to
     stderr), so ``main`` may own it.
 

@@ -22,9 +22,12 @@ def register_commands(cli: click.Group) -> None:
     @click.argument("worker")
     @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
     @click.option("--wait", is_flag=True, help="Wait for a signal instead of sending a job.")
+    @click.option("--code", type=int, help="Return this exit code from main.")
     @click.pass_context
-    def ask(ctx: click.Context, worker: str, config_path: Path | None, wait: bool) -> None:
-        async def main(runner: WorkerRunner) -> None:
+    def ask(
+        ctx: click.Context, worker: str, config_path: Path | None, wait: bool, code: int | None
+    ) -> None:
+        async def main(runner: WorkerRunner) -> int | None:
             if wait:
                 print("waiting", file=sys.stderr, flush=True)
                 try:
@@ -37,5 +40,6 @@ def register_commands(cli: click.Group) -> None:
                     pass
                 response = job.response
             print(json.dumps({"workers": sorted(runner.workers), "response": response}))
+            return code
 
         run_with_runner(ctx, main, config_path=config_path)

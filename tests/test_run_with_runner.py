@@ -40,6 +40,12 @@ def test_main_runs_with_the_workers_framework_run_starts_then_the_runner_ends() 
     assert "ended" in result.stderr  # the runner ended when main returned
 
 
+def test_an_int_main_returns_is_the_exit_code() -> None:
+    result = invoke(*PLUGINS, "ask", "greeter-worker", "--code", "3")
+    assert result.exit_code == 3, result.output
+    assert json.loads(result.stdout)["response"] == {"greeting": "hello you"}
+
+
 def test_the_configuration_file_and_configure_runner_pick_the_workers(tmp_path: Path) -> None:
     config = tmp_path / "mine.toml"
     config.write_text('[[workers]]\ntype = "greeter-worker"\nname = "greeter"\n')
