@@ -1,0 +1,105 @@
+"""``[plugins.mcp]``: the MCP servers whose tools LLM workers may use.
+
+```toml
+[plugins.mcp.servers.time]            # stdio: a command the plugin starts
+command = ["uvx", "mcp-server-time"]
+env = { TZ = "Europe/Paris" }         # added to a minimal environment (PATH, HOME...)
+cwd = "/srv"
+
+[plugins.mcp.servers.docs]            # streamable HTTP
+url = "https://example.com/mcp"
+headers = { Authorization = { env = "DOCS_TOKEN" } }
+```
+
+A bad key or value is a ``ConfigError`` naming ``plugins.mcp...``, before anything starts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from framework.config import validation_error
+
+SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ServerSettings(BaseModel):
+    """One MCP server: ``command`` (stdio) or ``url`` (streamable HTTP)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: list[str] | None = Field(default=None, min_length=1)
+    """The program and its arguments, started as a child process speaking MCP on stdio."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Environment variables for the command, on top of PATH, HOME, USER, SHELL..."""
+    cwd: Path | None = None
+    """The command's working directory."""
+    url: str | None = None
+    """The server's streamable HTTP endpoint (``http://`` or ``https://``)."""
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """HTTP headers sent with every request (``Authorization``...); never printed."""
+    startup_timeout: float = Field(default=10.0, gt=0)
+    """Seconds the server gets to start and answer the handshake and ``tools/list``."""
+    timeout: float = Field(default=60.0, gt=0)
+    """Seconds a tool call may take before it fails."""
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> Self:
+        if (self.command is None) == (self.url is None):
+            raise ValueError(
+                'give either command = ["program", "arg"...] (stdio) or url = "http://..." '
+                "(streamable HTTP)"
+            )
+        if self.url is not None:
+            if self.env or self.cwd is not None:
+                raise ValueError("env and cwd go with command, not with url")
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"url must be http://HOST/... or https://..., got {self.url!r}")
+        elif self.headers:
+            raise ValueError("headers go with url, not with command")
+        elif self.command is not None and not self.command[0]:
+            raise ValueError("command starts with an empty program name")
+        return self
+
+    def describe(self) -> str:
+        """What the server is, for messages (never a header's value)."""
+        if self.command is not None:
+            return "command " + " ".join(self.command)
+        return f"url {self.url}"
+
+
+class McpSettings(BaseModel):
+    """``[plugins.mcp]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    servers: dict[str, ServerSettings] = Field(default_factory=dict)
+    """The MCP servers, by the name LLM workers use (``tools = ["mcp:NAME"]``)."""
+
+    @model_validator(mode="after")
+    def _names(self) -> Self:
+        for name in self.servers:
+            if not SERVER_NAME.match(name):
+                raise ValueError(
+                    f"the server name {name!r} must be 1-64 letters, digits, '_' or '-' "
+                    "(it starts the names of its tools)"
+                )
+        return self
+
+    @classmethod
+    def from_config(cls, table: Any) -> McpSettings:
+        """Validate ``[plugins.mcp]``.
+
+        Raises:
+            ConfigError: what is wrong, with its key (``plugins.mcp.servers.NAME.url``).
+        """
+        try:
+            return cls.model_validate(table)
+        except ValidationError as exc:
+            raise validation_error(exc, "the run configuration", "plugins.mcp") from None
