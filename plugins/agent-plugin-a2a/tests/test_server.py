@@ -349,6 +349,37 @@ async def test_malformed_json_rpc_is_answered_with_json_rpc_errors(served: Runne
     assert task.json()["error"]["code"] == -32001  # task not found
 
 
+async def test_a_clients_bad_requests_leave_no_traceback_in_the_runners_console(
+    served: Runner,
+) -> None:
+    jsonrpc, rest = served.url + "/a2a/jsonrpc", served.url + "/a2a/rest"
+    v1 = {**AUTH, "A2A-Version": "1.0"}
+    send = {"message": {"role": "ROLE_USER", "messageId": "m", "parts": [{"text": "hi"}]}}
+    with anyio.fail_after(20):
+        async with httpx.AsyncClient(timeout=10) as http:
+            for body, headers in (
+                ({}, v1),  # not a JSON-RPC request
+                ([], v1),
+                ({"jsonrpc": "2.0", "id": 1, "method": "Nope"}, v1),
+                ({"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": [1]}, v1),
+                ({"jsonrpc": "2.0", "id": 3, "method": "SendMessage", "params": send}, AUTH),
+                ({"jsonrpc": "2.0", "id": 4, "method": "message/send", "params": {}}, AUTH),
+                (
+                    {"jsonrpc": "2.0", "id": 5, "method": "SendStreamingMessage", "params": send},
+                    v1,
+                ),
+            ):
+                answer = await http.post(jsonrpc, json=body, headers=headers)
+                assert "error" in answer.json()
+            assert (await http.get(rest + "/tasks/nope", headers=v1)).status_code == 404
+            assert (await http.post(rest + "/message:send", json=send, headers=AUTH)).is_error
+            bad = await http.post(rest + "/message:send", content=b"{", headers=v1)
+            assert bad.status_code == 400
+    output = served.output()
+    assert "Traceback" not in output, output
+    assert not re.findall(r"^framework: a2a\.", output, re.M), output
+
+
 async def test_a_wrong_token_is_refused(served: Runner) -> None:
     with anyio.fail_after(20):
         async with a2a_client(served, token="wrong-token-0123456789") as client:

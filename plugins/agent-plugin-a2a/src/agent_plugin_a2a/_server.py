@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from agent_plugin_a2a._card import build_card
 from agent_plugin_a2a._executor import JobExecutor, check
+from agent_plugin_a2a._logs import quiet_client_errors
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -118,6 +119,7 @@ class TasksApp:
     def __init__(self, plugin: A2APlugin) -> None:
         runner = plugin.runner
         settings = plugin.settings
+        quiet_client_errors()
         card = build_card(runner, settings, "http://127.0.0.1", bearer=False, with_schemas=False)
 
         async def extended(card: AgentCard, context: ServerCallContext) -> AgentCard:
