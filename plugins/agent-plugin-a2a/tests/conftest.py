@@ -102,6 +102,9 @@ type = "assistant"
 [llm]
 options = { delay = 0 }
 
+[http]
+max_body = 100000
+
 [plugins.a2a]
 name = "test-agent"
 description = "Workers for the A2A tests."

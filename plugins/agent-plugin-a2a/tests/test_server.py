@@ -380,6 +380,27 @@ async def test_a_clients_bad_requests_leave_no_traceback_in_the_runners_console(
     assert not re.findall(r"^framework: a2a\.", output, re.M), output
 
 
+async def test_a_body_over_max_body_is_refused_before_the_sdk_reads_it(served: Runner) -> None:
+    big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "x": "y" * 100_001})
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 10_000):
+            yield big[start : start + 10_000].encode()
+
+    with anyio.fail_after(20):
+        async with httpx.AsyncClient(timeout=10, headers={**AUTH, "A2A-Version": "1.0"}) as http:
+            declared = await http.post(served.url + "/a2a/jsonrpc", content=big.encode())
+            streamed = await http.post(served.url + "/a2a/rest/message:send", content=chunked())
+            small = await http.post(
+                served.url + "/a2a/jsonrpc",
+                json={"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": "nope"}},
+            )
+    for answer in (declared, streamed):
+        assert answer.status_code == 413
+        assert answer.json()["error"] == "the body is larger than 100000 bytes ([http] max_body)"
+    assert small.json()["error"]["code"] == -32001
+
+
 async def test_a_wrong_token_is_refused(served: Runner) -> None:
     with anyio.fail_after(20):
         async with a2a_client(served, token="wrong-token-0123456789") as client:
