@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -445,3 +446,22 @@ def test_the_docs_client_example_runs(served: Runner) -> None:
     assert "test-agent skills: assistant, tools.reverse" in found.stdout
     assert "You said: hello" in found.stdout
     assert found.stdout.strip().endswith("TASK_STATE_COMPLETED")
+
+
+async def test_the_docs_curl_example_runs(served: Runner) -> None:
+    docs = anyio.Path(__file__).parents[3] / "docs" / "a2a.md"
+    section = (await docs.read_text()).split("## Example: curl", 1)[1]
+    (command,) = re.findall(r"```console\n\$ (curl .*?)\n(?!    )", section, re.S)
+    words = shlex.split(command.replace("$FRAMEWORK_HTTP_TOKEN", TOKEN))
+    url = next(w for w in words if w.startswith("http://"))
+    headers = dict(words[i + 1].split(": ", 1) for i, word in enumerate(words) if word == "-H")
+    body = json.loads(words[words.index("-d") + 1])
+    body["params"]["message"]["metadata"]["skill"] = "tools.reverse"  # the echo plugin's
+    with anyio.fail_after(20):
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.post(
+                url.replace("http://127.0.0.1:8765", served.url), json=body, headers=headers
+            )
+    task = answer.json()["result"]["task"]
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert task["artifacts"][0]["parts"][0] == {"text": "olleh"}
