@@ -212,6 +212,17 @@ async def test_a_runner_serving_a2a_is_a_remote_agent_for_another(served: Runner
     assert jobs["tools.reverse"].input_schema["properties"]["text"]["type"] == "string"
 
 
+async def test_a_wrong_token_says_to_check_the_remotes_token(served: Runner) -> None:
+    with anyio.fail_after(20):
+        async with remote(served.url, token="wrong-token-0123456789") as runner:
+            _, status, response = await ask(runner, {"text": "x"}, name="tools.reverse")
+    assert status == JobStatus.ERROR
+    assert response["error"] == (
+        f"RemoteAgentError: remote A2A agent 'far' at {served.url}: it refused the credentials "
+        "(HTTP 401): check the token and headers of [plugins.a2a.remote.far]"
+    )
+
+
 # ----------------------------------------------------------------- configured remotes
 
 

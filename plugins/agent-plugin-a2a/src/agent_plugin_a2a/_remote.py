@@ -276,6 +276,16 @@ class RemoteAgent(BaseWorker):
             raise
         except A2AClientError as exc:  # transport, HTTP status, or an answer that is not A2A
             self._client = None  # read the card again next time: the remote may have moved
+            status = (
+                exc.__cause__.response.status_code
+                if isinstance(exc.__cause__, httpx.HTTPStatusError)
+                else None
+            )
+            if status in (401, 403):
+                raise self._error(
+                    f"it refused the credentials (HTTP {status}): check the token and headers "
+                    f"of [plugins.a2a.remote.{self.name}]"
+                ) from None
             raise self._error(_text(exc)) from None
         except A2AError as exc:  # the agent answered with an A2A error: it refused the message
             raise JobFailed(
