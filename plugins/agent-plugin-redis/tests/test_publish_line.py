@@ -38,7 +38,7 @@ async def test_concurrent_senders_each_get_their_reply_and_keep_their_order(
     try:
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(line.read_replies)
+                tg.start_soon(line.run)
 
                 async def sender(number: int) -> None:
                     replies[number] = [
@@ -78,7 +78,7 @@ async def test_a_refused_command_fails_only_its_own_sender(redis_server: RedisSe
     try:
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(line.read_replies)
+                tg.start_soon(line.run)
 
                 async def send(channel: str) -> None:
                     try:
@@ -119,7 +119,7 @@ async def test_a_broken_connection_fails_every_waiting_sender_and_never_reconnec
 
                 async def read() -> None:
                     try:
-                        await line.read_replies()
+                        await line.run()
                     except RedisConnectionError as exc:
                         reader_error.append(exc)
 

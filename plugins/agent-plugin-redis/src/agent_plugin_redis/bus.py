@@ -1611,7 +1611,7 @@ class RedisBus:
         line = self._line
         assert line is not None
         try:
-            await line.read_replies()
+            await line.run()
         finally:
             if self._line is line:
                 self._line = None
