@@ -146,3 +146,40 @@ async def test_a_broken_connection_fails_every_waiting_sender_and_never_reconnec
     assert reader_error, "the reader must raise, so that the bus's session ends"
     with pytest.raises(RedisConnectionError, match="broke"):
         await line.publish("c", b"after")
+
+
+async def test_senders_cancelled_while_waiting_leave_the_replies_in_step(
+    own_redis_server: RedisServer,
+) -> None:
+    """Senders cancelled before their replies came: each later sender still gets its own
+    reply (subscriber counts that differ by channel show a reply handed to the wrong one)."""
+    client = aioredis.Redis.from_url(own_redis_server.url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe("watched")
+    line = PublishLine(client)
+    await line.open()
+    process = own_redis_server.process
+    assert process is not None
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.run)
+                os.kill(process.pid, signal.SIGSTOP)
+                try:
+                    async with anyio.create_task_group() as doomed:
+                        for number in range(5):
+                            doomed.start_soon(line.publish, "watched", str(number).encode())
+                        await anyio.sleep(0.2)
+                        doomed.cancel_scope.cancel()
+                finally:
+                    os.kill(process.pid, signal.SIGCONT)
+                replies = [
+                    await line.publish(channel, b"x")
+                    for channel in ("watched", "nobody", "watched", "nobody")
+                ]
+                tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+    assert replies == [1, 0, 1, 0]
