@@ -19,7 +19,7 @@ with a PASS or MISS marker each, and the figure of pipecat-ai-subagents for scal
   that credits the bus's tuning to the floor;
 - rt: median sequential ``async with runner.job("echo", payload={"n": i})`` round trip
   from a ``WorkerRunner`` on ``RedisBus(url)`` in P to an ``Echo`` worker (returns its
-  payload) on a ``WorkerRunner`` on ``RedisBus(url)`` in Q; goal at most 1.5x the floor;
+  payload) on a ``WorkerRunner`` on ``RedisBus(url)`` in Q; goal at most 1.2x the floor;
 - rt signed: the same round trip between two more runners (one in P, one in Q, in a
   namespace of their own) whose buses share a secret (``RedisBus(url, secret=...)``), so
   every message is signed and verified; measured in the same rounds as rt, interleaved;
@@ -34,11 +34,12 @@ with a PASS or MISS marker each, and the figure of pipecat-ai-subagents for scal
   system of many runners mostly carries: each request goes straight to its host runner's
   channel, the same path as rt, so the figure is the capacity of that path under
   concurrency (a name hosted by several runners takes the replicas' stream path instead,
-  XADD / XREADGROUP / XACK / XDEL: another figure). No goal; it is printed against the
-  sequential rate (1 / rt) for scale, with the CPU the driver, the 4 runners and the
-  redis-server used meanwhile: on a machine with few CPUs they share them, which bounds
-  this figure more than the bus does; and how many connections the redis-server has open
-  after (a bus's connection pool grows with the sends it has in progress at once).
+  XADD / XREADGROUP / XACK / XDEL: another figure). Goal at least 12,000 jobs/s on a
+  2-CPU machine; it is printed against the sequential rate (1 / rt) for scale, with the
+  CPU the driver, the 4 runners and the redis-server used meanwhile: on a machine with
+  few CPUs they share them, which bounds this figure more than the bus does; and how many
+  connections the redis-server has open after (a bus's connection pool grows with the
+  sends it has in progress at once).
 
 P and Q host both sides of both measurements: P a raw client and the requesting runner, Q a
 raw echo task and the echo runner, each idle while the other one is measured. So floor and
@@ -108,8 +109,11 @@ TP_WORKERS = 10
 TP_IN_FLIGHT = 200
 
 # Goals.
-GOAL_RT_FLOOR = 1.5
+GOAL_RT_FLOOR = 1.2
 GOAL_CROWD_RT = 1.2
+GOAL_THROUGHPUT = 12_000
+"""Jobs per second, an absolute figure as the goal was set (4 runner processes, a driver
+and the redis-server sharing a 2-CPU machine)."""
 GOAL_SIGNED_RT = 1.1
 BENCH_SECRET = "bench-secret-of-32-characters-00"
 
@@ -806,6 +810,8 @@ def main() -> None:
         f"throughput: {TP_RUNNERS} runners x {TP_WORKERS} workers",
         f"{rate:,.0f} jobs/s",
         f"{rate * rt:.1f}x 1/rt",
+        f">= {GOAL_THROUGHPUT:,} jobs/s",
+        rate >= GOAL_THROUGHPUT,
     )
     detail(
         f"{settings.tp_jobs:,} jobs, {TP_IN_FLIGHT} in flight, round-robin over "
