@@ -72,9 +72,15 @@ def add_servers(runner: WorkerRunner, servers: Mapping[str, Any]) -> None:
 
     Raises:
         framework.config.ConfigError: a server's settings do not validate.
+        RuntimeError: the runner has started already.
     """
     from agent_plugin_mcp._clients import ensure_clients
     from agent_plugin_mcp._settings import McpSettings
 
+    if runner.run_id:
+        raise RuntimeError(
+            f"runner {runner.name!r} has started: add its MCP servers before it starts "
+            "(before 'async with runner')"
+        )
     settings = McpSettings.from_config({"servers": dict(servers)})
     ensure_clients(runner).add(settings.servers)

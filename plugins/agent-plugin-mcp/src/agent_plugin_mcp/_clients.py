@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -171,7 +172,7 @@ class Connection:
                 self._drop(client)
                 raise ServerUnavailable(
                     f"{what} closed the connection during the call of {tool!r} (did it "
-                    f"crash?); {again}"
+                    f"crash, or stop?); {again}"
                 ) from None
             raise ToolCallFailed(f"{what} refused the call of {tool!r}: {exc.message}") from None
         except Exception as exc:
@@ -217,18 +218,24 @@ class Connection:
         started = False
         client: Client | None = None
         try:
+            # One scope for the connection's whole life: a deadline while it starts (the
+            # SDK's client opens task groups that stay open, so no narrower timeout fits),
+            # none once it has, and cancelled when the connection is dropped.
             with anyio.CancelScope() as scope:
                 self._scope = scope
+                scope.deadline = anyio.current_time() + self.settings.startup_timeout
                 async with contextlib.AsyncExitStack() as stack:
-                    with anyio.fail_after(self.settings.startup_timeout):
-                        transport = await self._transport(stack)
-                        client = await stack.enter_async_context(Client(transport))
-                        listed = await _list_all(client)
+                    transport = await self._transport(stack)
+                    client = await stack.enter_async_context(Client(transport))
+                    listed = await _list_all(client)
+                    scope.deadline = math.inf
                     self.listed = listed
                     self._client = client
                     started = True
                     task_status.started(client)
                     await anyio.sleep_forever()
+            if not started:
+                raise TimeoutError("the server did not start in time")
         except Exception as exc:
             if not started:
                 raise

@@ -17,6 +17,7 @@ A bad key or value is a ``ConfigError`` naming ``plugins.mcp...``, before anythi
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -70,7 +71,8 @@ class ServerSettings(BaseModel):
     def describe(self) -> str:
         """What the server is, for messages (never a header's value)."""
         if self.command is not None:
-            return "command " + " ".join(self.command)
+            shown = shlex.join(self.command)
+            return "command " + (shown if len(shown) <= 120 else shown[:117] + "...")
         return f"url {self.url}"
 
 
