@@ -457,6 +457,45 @@ async def test_a_mounted_app_answers_at_its_prefix_itself_and_a_public_one_needs
     assert lookalike.status_code == 401  # public is the prefix and what is under it only
 
 
+async def test_a_mounted_app_gets_no_body_over_max_body() -> None:
+    read: list[int] = []
+
+    async def size(request: Any) -> JSONResponse:
+        body = await request.body()
+        read.append(len(body))
+        return JSONResponse({"size": len(body)})
+
+    class Plugin:
+        @hookimpl
+        def register_routes(self, register: RouteRegistrar) -> None:
+            register("/upload", Starlette(routes=[Route("/", size, methods=["POST"])]))
+
+    async def chunks(count: int) -> Any:
+        for _ in range(count):
+            yield b"x" * 100
+
+    with anyio.fail_after(20):
+        async with (
+            serving(plugins=[Plugin()], max_body=1000) as served,
+            served.client() as client,
+        ):
+            declared = await client.post("/upload", content=b"x" * 1001)
+            chunked = await client.post("/upload", content=chunks(20))
+            within = await client.post("/upload", content=b"x" * 1000)
+            within_chunked = await client.post("/upload", content=chunks(10))
+            after = await client.get("/v1/health")
+    for answer in (declared, chunked):
+        assert answer.status_code == 413, answer.text
+        assert answer.json() == {
+            "error": "the body is larger than 1000 bytes ([http] max_body)",
+            "detail": None,
+        }
+    assert within.json() == {"size": 1000}
+    assert within_chunked.json() == {"size": 1000}
+    assert read == [1000, 1000]  # the app never had the larger bodies
+    assert after.status_code == 200
+
+
 # ----------------------------------------------------------------- ending
 
 

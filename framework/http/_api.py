@@ -19,6 +19,7 @@ from framework._values import NotJSONError, check_headers, jsonable
 from framework.http import _openapi, _sse
 from framework.http._errors import ApiError, invalid_body
 from framework.http._hub import EventFilter, EventHub
+from framework.http._limit import too_large
 from framework.http._metrics import CONTENT_TYPE, JobMetrics
 from framework.http._models import JobGroupSubmission, JobSubmission
 from framework.http._settings import HttpSettings
@@ -58,13 +59,13 @@ class Api:
         limit = self.settings.max_body
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, f"the body is larger than {limit} bytes ([http] max_body)")
+            raise ApiError(413, too_large(limit))
         chunks = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, f"the body is larger than {limit} bytes ([http] max_body)")
+                raise ApiError(413, too_large(limit))
             chunks.append(chunk)
         try:
             return json.loads(b"".join(chunks), parse_constant=_refuse_constant)

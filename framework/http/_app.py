@@ -1,6 +1,7 @@
 """The Starlette application: the ``/v1`` endpoints, ``/metrics``, ``/openapi.json``, the
 dashboard at ``/`` with its files under ``/static``, and the apps plugins mount with
-``register_routes``; token authentication and CORS around all of it."""
+``register_routes`` (each behind ``[http] max_body``); token authentication and CORS around
+all of it."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from framework.http._api import Api
 from framework.http._auth import TokenAuth
 from framework.http._errors import ApiError, error_response
 from framework.http._guard import BrowserGuard
+from framework.http._limit import BodyLimit
 
 STATIC = Path(__file__).parent / "static"
 logger = logging.getLogger("framework.http")
@@ -81,8 +83,8 @@ class PluginMount(Mount):
 
 
 def build_app(api: Api, mounts: dict[str, Any], public: frozenset[str] = frozenset()) -> Starlette:
-    """The whole application; ``mounts`` maps a prefix to a plugin's ASGI app, ``public``
-    lists the prefixes that need no token."""
+    """The whole application; ``mounts`` maps a prefix to a plugin's ASGI app (its request
+    bodies held to ``[http] max_body``), ``public`` lists the prefixes that need no token."""
     routes: list[BaseRoute] = [
         Route("/v1/health", api.health, methods=["GET"]),
         Route("/v1/workers", api.workers, methods=["GET"]),
@@ -98,7 +100,10 @@ def build_app(api: Api, mounts: dict[str, Any], public: frozenset[str] = frozens
         Route("/", _dashboard, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC, check_dir=False), name="static"),
     ]
-    routes.extend(PluginMount(prefix, app=app) for prefix, app in sorted(mounts.items()))
+    limit = api.settings.max_body
+    routes.extend(
+        PluginMount(prefix, app=BodyLimit(app, limit)) for prefix, app in sorted(mounts.items())
+    )
     middleware = []
     if api.settings.cors_origins:
         middleware.append(
