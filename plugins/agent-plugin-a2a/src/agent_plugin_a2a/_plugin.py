@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 CARD_PATH = "/.well-known/agent-card.json"
 PREFIX = "/a2a"
 TOKEN_ENV = "FRAMEWORK_HTTP_TOKEN"
-MAX_BODY = 1024 * 1024
-"""The largest request body the task endpoints read when no ``[http] max_body`` is given
-(the HTTP API's default)."""
 
 
 class NotServing(RuntimeError):
@@ -45,8 +42,8 @@ class A2APlugin:
             replaces it with the run configuration's.
         bearer: whether the HTTP API needs a token, so the card asks for it;
             ``configure_runner`` reads it from ``[http] token`` / ``FRAMEWORK_HTTP_TOKEN``.
-        max_body: the largest request body the task endpoints read, in bytes (larger:
-            413); ``configure_runner`` reads it from ``[http] max_body``.
+
+    The HTTP service holds the task endpoints' request bodies to ``[http] max_body``.
     """
 
     def __init__(
@@ -54,12 +51,10 @@ class A2APlugin:
         settings: A2ASettings | Mapping[str, Any] | None = None,
         *,
         bearer: bool = False,
-        max_body: int = MAX_BODY,
     ) -> None:
         self._settings_in = settings
         self._settings: A2ASettings | None = None
         self.bearer = bearer
-        self.max_body = max_body
         self._runner: WorkerRunner | None = None
         self._tasks: TasksApp | None = None
 
@@ -112,7 +107,6 @@ class A2APlugin:
 
         self._settings = A2ASettings.from_config(config.plugins.get("a2a", {}))
         self.bearer = config.http.token is not None or bool(os.environ.get(TOKEN_ENV))
-        self.max_body = config.http.max_body
         self.attach(runner)
         if self._settings.remote:
             from agent_plugin_a2a._remote import RemoteAgent
@@ -157,8 +151,7 @@ class A2APlugin:
         await response(scope, receive, send)
 
     async def tasks_app(self, scope: Any, receive: Any, send: Any) -> None:
-        """ASGI: the task endpoints, built on the first request; a body over ``max_body``
-        is answered 413."""
+        """ASGI: the task endpoints, built on the first request."""
         if scope["type"] != "http":
             return
         tasks = self._tasks
@@ -170,9 +163,7 @@ class A2APlugin:
             except NotServing as exc:
                 await _unavailable(str(exc))(scope, receive, send)
                 return
-        from agent_plugin_a2a._body import limit_body
-
-        await limit_body(tasks.app, self.max_body, scope, receive, send)
+        await tasks.app(scope, receive, send)
 
 
 def _unavailable(reason: str) -> Any:
