@@ -6,6 +6,8 @@ that such a bus is transport code only.
   size-limited when received, checked when sent.
 - Signed messages (``signing``): ``SigningKeys``, ``Signer``, ``Verifier``.
 - Peers and liveness (``peers``): the bounded table of the other runners and their workers.
+- Routes (``routes``): the requests sent to other runners until answered, and the ending of
+  those whose runner or link is lost.
 """
 
 from framework.bus.network.base import NetworkBus
@@ -21,6 +23,7 @@ from framework.bus.network.peers import (
     Peer,
     Peers,
 )
+from framework.bus.network.routes import Route, RouteKey, Routes
 from framework.bus.network.signing import (
     MAX_AGE,
     MAX_AHEAD,
@@ -78,8 +81,11 @@ __all__ = [
     "Peer",
     "Peers",
     "Rejection",
+    "Route",
+    "RouteKey",
     "Routed",
     "RoutedEncoder",
+    "Routes",
     "Secret",
     "Signer",
     "SigningKeys",

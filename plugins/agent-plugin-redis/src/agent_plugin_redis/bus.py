@@ -81,6 +81,7 @@ from framework.bus.messages import (
 )
 from framework.bus.network.durable import DurableJob
 from framework.bus.network.peers import MAX_PEERS, MAX_REMOTE_WORKERS, Peers
+from framework.bus.network.routes import Route, Routes
 from framework.bus.network.signing import (
     MAX_AGE,
     MAX_AHEAD,
@@ -162,19 +163,6 @@ class RedisUnavailableError(ConnectionError):
 
 
 @dataclass(slots=True)
-class _Route:
-    """A job request this process sent to a remote worker, until its response arrives."""
-
-    requester: str
-    runner: str | None
-    """The runner that has it (a direct send), or None when it went to the worker's stream."""
-    entry: bytes | None = None
-    """Its stream entry, once added."""
-    durable: bool = False
-    """A durable job: a replica runs it again when the runner running it is lost."""
-
-
-@dataclass(slots=True)
 class _Served:
     """A job request from another runner that a local worker is running."""
 
@@ -240,7 +228,7 @@ class RedisBus:
         self._no_group: set[str] = set()
         """Announced workers whose stream group Redis refused to make (out of memory, a key
         of another type...): tried again every ``_GROUP_RETRY`` seconds."""
-        self._routes: dict[tuple[str, str], _Route] = {}
+        self._routes = Routes(self._local)
         """(job id, target) -> where a request from here went."""
         self._served: dict[tuple[str, str, str], _Served] = {}
         """(job id, requester, worker) -> where a request served here came from."""
@@ -523,12 +511,12 @@ class RedisBus:
             data = self._encoder.encode(message)
         except WireError as exc:
             reason = f"the job request cannot be sent through Redis: {exc}"
-            self._end_job_here(message.source, target, message.job_id, reason)
+            self._routes.end_here(message.source, target, message.job_id, reason)
             return
         key = (message.job_id, target)
         limit = self._peers.limit(hosts, self.settings.max_message_size)
         if len(data) > limit:
-            self._end_job_here(
+            self._routes.end_here(
                 message.source,
                 target,
                 message.job_id,
@@ -538,29 +526,29 @@ class RedisBus:
             return
         client = self._client
         if not self._connected or client is None:
-            self._end_job_here(message.source, target, message.job_id, self._offline_reason())
+            self._routes.end_here(message.source, target, message.job_id, self._offline_reason())
             return
         attempts = self._max_attempts(hosts, target, message.name)
         if len(hosts) == 1 and not attempts:
             (runner,) = hosts
-            self._routes[key] = _Route(message.source, runner)
+            self._routes.open(key, Route(message.source, runner))
             try:
                 await self._publish_on_line(self._channel(runner), data)
             except CONNECTION_ERRORS as exc:
-                self._fail_route(
+                self._routes.fail(
                     key,
                     f"could not send the job through Redis: {exc}",
                     unknown=not isinstance(exc, ResponseError),  # (refused: never sent)
                 )
                 self._break_session(exc)
             return
-        route = self._routes[key] = _Route(message.source, None, durable=attempts > 0)
+        route = self._routes.open(key, Route(message.source, None, durable=attempts > 0))
         extra = durable_fields(attempts, message.name) if attempts else None
         try:
             async with self._gate:
                 route.entry = await self._streams.add(client, target, message.job_id, data, extra)
         except CONNECTION_ERRORS as exc:
-            self._fail_route(
+            self._routes.fail(
                 key,
                 f"could not send the job through Redis: {exc}",
                 unknown=not isinstance(exc, ResponseError),
@@ -728,36 +716,6 @@ class RedisBus:
 
     def _offline_reason(self) -> str:
         return f"the bus is not connected to Redis at {redact_url(self.settings.url)}"
-
-    # ----------------------------------------------------------------- ending jobs here
-
-    def _end_job_here(
-        self, requester: str, worker: str, job_id: str, reason: str, *, unknown: bool = False
-    ) -> None:
-        """Give a local requester an ERROR response for its job at ``worker``: with
-        ``unknown``, one that says the job may or may not have run (its request had left)."""
-        response = JobResponseMessage.build(
-            source=worker,
-            target=requester,
-            job_id=job_id,
-            status=JobStatus.ERROR,
-            response=unknown_outcome(reason) if unknown else {"error": reason},
-        )
-        with contextlib.suppress(UndeliverableError):
-            self._local.send_nowait(response)
-
-    def _fail_route(self, key: tuple[str, str], reason: str, *, unknown: bool = True) -> None:
-        """End a job sent from here ERROR: by default with an unknown outcome, since its
-        request was sent and its worker, or the link to it, is gone."""
-        route = self._routes.pop(key, None)
-        if route is not None:
-            self._end_job_here(route.requester, key[1], key[0], reason, unknown=unknown)
-
-    def _fail_routes(self, reason: str, match: Callable[[tuple[str, str], _Route], bool]) -> int:
-        keys = [key for key, route in self._routes.items() if match(key, route)]
-        for key in keys:
-            self._fail_route(key, reason)
-        return len(keys)
 
     # ----------------------------------------------------------------- receiving
 
@@ -933,7 +891,7 @@ class RedisBus:
             reason = (
                 f"runner {self._name!r} could not read the job's response from {origin}: {error}"
             )
-            self._fail_route((job_id, worker), reason, unknown=False)
+            self._routes.fail((job_id, worker), reason, unknown=False)
 
     def _receive_routed(self, envelope: Routed, stream: str | None, entry: bytes | None) -> None:
         message: BusMessage = envelope.message
@@ -943,7 +901,7 @@ class RedisBus:
             return
         if kind is JobResponseMessage:
             route_key = (message.job_id, message.source)  # type: ignore[attr-defined]
-            if self._routes.pop(route_key, None) is None:
+            if not self._routes.answered(route_key):
                 # Already answered here (it ended ERROR when its runner was lost, say): the
                 # requester gets one terminal response, never a second.
                 logger.debug("%s: a second response for job %s dropped", self._name, route_key[0])
@@ -1145,7 +1103,7 @@ class RedisBus:
                 reason,
                 ", ".join(sorted(workers)) or "none",
             )
-        failed_jobs = self._fail_routes(reason, lambda _key, route: route.runner == runner)
+        failed_jobs = self._routes.fail_runner(runner, reason)
         if failed_jobs:
             logger.warning("%s: %d job(s) at %s ended ERROR", self._name, failed_jobs, runner)
         for name in sorted(workers):
@@ -1162,7 +1120,9 @@ class RedisBus:
     ) -> None:
         """Worker ``name`` is no longer on ``runner``."""
         if not forgotten:
-            self._fail_routes(reason, lambda key, route: key[1] == name and route.runner == runner)
+            self._routes.fail_where(
+                reason, lambda key, route: key[1] == name and route.runner == runner
+            )
         hosts = self._peers.hosts(name)
         if hosts:
             registry = self._registry
@@ -1175,10 +1135,10 @@ class RedisBus:
         # (A durable job's entry stays, for the worker when it returns.)
         stale = [
             (self._streams.key(name), route.entry)
-            for key, route in self._routes.items()
+            for key, route in self._routes
             if key[1] == name and route.entry is not None and not route.durable
         ]
-        self._fail_routes(reason, lambda key, _route: key[1] == name)
+        self._routes.fail_where(reason, lambda key, _route: key[1] == name)
         if stale:
             self._spawn(self._delete_entries, stale)
         self._queue(self._remote_gone, name, reason, failed)
@@ -1199,7 +1159,7 @@ class RedisBus:
         for name in workers:
             waiting = {
                 key[0]
-                for key, r in self._routes.items()
+                for key, r in self._routes
                 if key[1] == name and not r.runner and not r.durable  # a replica claims those
             }
             if not waiting:
@@ -1208,7 +1168,7 @@ class RedisBus:
                 taken = []
                 for entry, job_id in await self._streams.taken_by(client, name, consumer):
                     if job_id in waiting:
-                        self._fail_route((job_id, name), reason)
+                        self._routes.fail((job_id, name), reason)
                         taken.append(entry)
                 if taken:
                     logger.warning(
@@ -1586,7 +1546,7 @@ class RedisBus:
             reason,
         )
         why = f"the connection to Redis was lost ({reason})"
-        self._fail_routes(why, lambda _key, _route: True)
+        self._routes.fail_where(why, lambda _key, _route: True)
         for runner in self._peers.names():
             self._runner_gone(runner, why, failed=True, session_gone=False)
 
