@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -463,6 +464,53 @@ async def test_timeout_waiting_for_a_worker_no_runner_hosts(redis_url: str) -> N
                 async with a.job("ghost", timeout=0.3):
                     pass
             assert caught.value.timed_out and "ghost" in str(caught.value)
+
+
+async def test_the_bus_settles_one_interval_after_connecting_knowing_the_others(
+    redis_url: str,
+) -> None:
+    """``wait_settled`` returns once the newcomer has heard the runners already there (one
+    heartbeat interval, 0.2 s here): their workers are in its registry by then."""
+    with anyio.fail_after(10):
+        async with runners(redis_url, "a") as (a,):
+            await a.add_worker(Echo("echo"))
+            await anyio.sleep(0.3)
+            start = time.monotonic()
+            async with runners(redis_url, "b") as (b,):
+                await bus_of(b).wait_settled()
+                assert 0.15 <= time.monotonic() - start < 2.0
+                assert "echo" in b.registry
+
+
+async def test_framework_run_job_for_a_worker_nobody_hosts_fails_fast(
+    redis_url: str, tmp_path: Any
+) -> None:
+    """``framework run --job`` on the Redis bus: a worker no runner hosts is an error as
+    soon as the bus has settled, naming the workers on the bus, not after a 10 s wait."""
+    with anyio.fail_after(30):
+        async with runners(redis_url, "a") as (a,):
+            await a.add_worker(Echo("remote-echo"))
+            start = time.monotonic()
+            result = await anyio.run_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "framework",
+                    "run",
+                    "--bus",
+                    redis_url,
+                    "--job",
+                    "remote-ech",
+                ],
+                cwd=tmp_path,
+                check=False,
+            )
+            elapsed = time.monotonic() - start
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert elapsed < 6, f"took {elapsed:.1f} s: it waited for the worker instead"
+    assert "no worker named 'remote-ech'" in stderr, stderr
+    assert "did you mean 'remote-echo'?" in stderr, stderr
 
 
 # --------------------------------------------------------------------------- registry

@@ -247,6 +247,8 @@ class RedisBus:
         self._announce = anyio.Event()
         self._streams_changed = anyio.Event()
         self._hello = True
+        self._settled = anyio.Event()
+        """Set one heartbeat interval after the first session opened (``wait_settled``)."""
         self._described: set[str] = set()
         """Local workers whose descriptions this session has sent to every runner."""
         self._describe_to: set[str] = set()
@@ -483,6 +485,14 @@ class RedisBus:
                 return
             for runner in sorted(hosts):
                 await self._publish(self._channel(runner), data, message)
+
+    async def wait_settled(self) -> None:
+        """Return once this bus has heard from every runner that was on Redis when it
+        connected: one heartbeat interval (its own ``heartbeat``) after its first session
+        opened. Each of those runners answers a newcomer's hello with its heartbeat at
+        once, and sends one every interval anyway; ``framework run --job WORKER`` then
+        says at once that nobody hosts WORKER, instead of waiting for it."""
+        await self._settled.wait()
 
     # ----------------------------------------------------------------- sending
 
@@ -1636,6 +1646,8 @@ class RedisBus:
             with anyio.move_on_after(interval):
                 await self._announce.wait()
             self._announce = anyio.Event()
+            if time.monotonic() - self._opened_at >= interval:
+                self._settled.set()
             workers = sorted(self._announced)
             beat = Heartbeat(
                 runner=self._name,
