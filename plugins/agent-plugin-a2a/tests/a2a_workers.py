@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from framework import BaseWorker, Job, JobFailed, hookimpl, job
 from framework.registrars import WorkerRegistrar
@@ -22,6 +22,11 @@ class ReverseIn(BaseModel):
 
 class ReverseOut(BaseModel):
     text: str
+
+
+class RepeatIn(BaseModel):
+    text: str
+    times: int = Field(default=2, ge=0, le=10)
 
 
 class Tools(BaseWorker):
@@ -70,6 +75,11 @@ class Tools(BaseWorker):
     async def headers(self, job: Job) -> dict[str, Any]:
         """The job's headers and payload."""
         return {"headers": dict(job.headers), "payload": job.payload}
+
+    @job(name="repeat")
+    async def repeat(self, job: Job, data: RepeatIn) -> dict[str, Any]:
+        """Repeat a text (a schema with numbers in it)."""
+        return {"text": data.text * data.times}
 
 
 @hookimpl

@@ -17,7 +17,7 @@ import anyio
 import pytest
 from agent_plugin_a2a import A2APlugin, RemoteAgent
 from agent_plugin_a2a._settings import A2ASettings
-from conftest import FRAMEWORK, TOKEN, Runner, environment
+from conftest import FRAMEWORK, TOKEN, Runner, environment, start_runner, stop
 from remote_agents import Agents, serving_agents
 
 from framework import JobError, JobStatus, WorkerRunner
@@ -186,21 +186,20 @@ async def test_a_remote_that_is_down_or_answers_garbage_ends_the_job_error(agent
 async def test_a_runner_serving_a2a_is_a_remote_agent_for_another(served: Runner) -> None:
     with anyio.fail_after(20):
         async with remote(served.url, token=TOKEN) as runner:
-            _, status, response = await ask(runner, {"text": "stressed"}, name="tools.reverse")
+            reversed_, status, response = await ask(
+                runner, {"text": "stressed"}, name="tools.reverse"
+            )
             events, _, counted = await ask(runner, {"n": 2}, name="tools.count")
             _, refused, unknown = await ask(runner, {"text": "x"}, name="tools.nope")
             described = runner.registry.get("far")
     assert status == JobStatus.COMPLETED
     assert response["text"] == "desserts"
     assert response["data"] == [{"text": "desserts"}]
+    # The remote's response artifact is the job's response, not chunks too.
+    assert not [kind for kind, _ in reversed_ if kind == "stream_data"]
     assert events[0] == ("update", {"state": "working", "data": [{"counting": 2}]})
-    # Every artifact part is a chunk: the stream's, then the response's.
-    assert [data for kind, data in events if kind == "stream_data"] == [
-        "word 0",
-        {"i": 1},
-        {"chunks": 2},
-    ]
-    assert counted["data"] == [{"i": 1}, {"chunks": 2}]
+    assert [data for kind, data in events if kind == "stream_data"] == ["word 0", {"i": 1}]
+    assert counted["data"] == [{"chunks": 2}]
     assert refused == JobStatus.FAILED  # the remote refused the message: bad input
     assert unknown["error"].startswith(
         f"remote A2A agent 'far' at {served.url} refused the message: InvalidParamsError: "
@@ -210,6 +209,59 @@ async def test_a_runner_serving_a2a_is_a_remote_agent_for_another(served: Runner
     jobs = {job.name: job for job in described.jobs}  # from the extended card
     assert jobs["tools.reverse"].input_schema is not None
     assert jobs["tools.reverse"].input_schema["properties"]["text"]["type"] == "string"
+    # Numbers in the schemas come back as they were (protocol buffers made them doubles).
+    assert jobs["tools.repeat"].input_schema is not None
+    times = jobs["tools.repeat"].input_schema["properties"]["times"]
+    assert json.dumps(times, sort_keys=True) == json.dumps(
+        {"default": 2, "maximum": 10, "minimum": 0, "title": "Times", "type": "integer"},
+        sort_keys=True,
+    )
+
+
+async def test_a_job_without_a_name_to_a_runner_says_to_name_a_skill(
+    served: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with anyio.fail_after(20):
+        async with remote(served.url, token=TOKEN) as runner:
+            _, status, response = await ask(runner, {"text": "x"})
+            # A runner whose card does not say so (no skill-schemas extension): the remote
+            # refuses the message, and the error says what to pass.
+            monkeypatch.setattr(RemoteAgent, "is_runner", property(lambda self: False))
+            _, refused, refusal = await ask(runner, {"text": "x"})
+    assert status == JobStatus.FAILED
+    assert response["error"].startswith(
+        f"remote A2A agent 'far' at {served.url} is a runner with several skills (assistant, "
+        "tools.reverse, "
+    )
+    assert response["error"].endswith(
+        "and a job to it must name one: pass the skill as the job's name "
+        "(framework run --job far --name SKILL; name=SKILL in code)"
+    )
+    assert "tools.repeat" in response["skills"]
+    assert refused == JobStatus.FAILED
+    assert refusal["error"].startswith(
+        f"remote A2A agent 'far' at {served.url} refused the message: InvalidParamsError: "
+        'the message names no skill: set "skill" in its metadata'
+    )
+    assert refusal["error"].endswith(
+        " (the job had no name, so the message named no skill: pass the skill as the job's "
+        "name, framework run --job far --name SKILL)"
+    )
+
+
+async def test_a_job_without_a_name_to_a_runner_with_one_skill_goes_to_it(
+    tmp_path: Path,
+) -> None:
+    single = start_runner(tmp_path, 'name = "single"\n\n[[workers]]\ntype = "echo"\n')
+    try:
+        with anyio.fail_after(20):
+            async with remote(single.url) as runner:
+                events, status, response = await ask(runner, {"text": "hello"})
+    finally:
+        stop(single.process)
+    assert status == JobStatus.COMPLETED, response
+    assert not [kind for kind, _ in events if kind == "stream_data"]
+    assert response["data"] == [{"text": "hello"}]  # the echo worker's answer
 
 
 async def test_a_wrong_token_says_to_check_the_remotes_token(served: Runner) -> None:

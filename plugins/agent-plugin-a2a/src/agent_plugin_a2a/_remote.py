@@ -3,13 +3,17 @@ a2a-sdk client (streaming when the agent's card says it can).
 
 - The payload becomes the message: its ``text`` (a string) as a text part, and the whole
   payload as a data part unless it holds nothing but ``text``. The job's name, when given,
-  goes in the message's metadata as ``skill`` (how a runner serving A2A picks the job).
+  goes in the message's metadata as ``skill`` (how a runner serving A2A picks the job). A
+  job without a name to a runner (its card carries the skill-schemas extension) goes to
+  its only skill; with several, it fails before anything is sent, listing them.
 - The task's status messages become updates ``{"state", "text", "data"}``; every part of
   every artifact becomes a stream chunk (a string for a text part, the value of a data
-  part).
+  part), but for a runner's final ``response`` artifact (the remote is a runner, or the
+  task also sent a ``stream`` artifact): that one is the job's response, not chunks.
 - ``COMPLETED`` (or a direct message reply) answers ``{"text", "data", "task_id",
   "context_id", "state"}``: the artifacts' text and data values (the reply's, for a
-  message). ``FAILED``, ``REJECTED``, ``CANCELED``, a task waiting for input or
+  message; the ``response`` artifact's alone, when it was held back from the chunks).
+  ``FAILED``, ``REJECTED``, ``CANCELED``, a task waiting for input or
   authorization, and an A2A error answered instead of a task (the agent refused the
   message) end the job ``FAILED`` with the agent's message. A remote that is down,
   answers garbage, or takes longer than ``timeout`` ends it ``ERROR``, naming the remote
@@ -41,7 +45,14 @@ from a2a.types import (
 from a2a.utils.errors import A2AError
 
 from agent_plugin_a2a._card import SCHEMAS_EXTENSION
-from agent_plugin_a2a._parts import data_part, data_values, message_text, part_value, texts
+from agent_plugin_a2a._parts import (
+    data_part,
+    data_values,
+    message_text,
+    part_value,
+    texts,
+    whole_numbers,
+)
 from agent_plugin_a2a._settings import WELL_KNOWN, RemoteConfig
 from framework import BaseWorker, Job, JobFailed, job
 from framework.types import JobDescription
@@ -73,6 +84,10 @@ FINISHED = {
     TaskState.TASK_STATE_REJECTED,
 }
 WAITING = {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
+RESPONSE_ARTIFACT = "response"
+"""The artifact a runner serving A2A ends a completed task with: the job's response."""
+STREAM_ARTIFACT = "stream"
+"""The artifact a runner serving A2A sends a job's stream chunks in."""
 
 
 class RemoteAgentError(RuntimeError):
@@ -102,18 +117,30 @@ class _Exchange:
     state: int = TaskState.TASK_STATE_UNSPECIFIED
     final: Message | None = None
     artifacts: dict[str, Artifact] = field(default_factory=dict)
+    response_id: str | None = None
+    """The runner's ``response`` artifact, held back from the chunks: the job's response."""
 
-    def take_artifact(self, artifact: Artifact, append: bool) -> None:
+    def take_artifact(self, artifact: Artifact, append: bool, runner: bool) -> bool:
+        """Hold the artifact (or what it appends); True when its parts are stream chunks,
+        False for a runner's ``response`` artifact (``runner``: the remote is one)."""
         held = self.artifacts.get(artifact.artifact_id)
         if append and held is not None:
             held.parts.extend(artifact.parts)
         else:
-            copy = Artifact()
-            copy.CopyFrom(artifact)
-            self.artifacts[artifact.artifact_id] = copy
+            held = Artifact()
+            held.CopyFrom(artifact)
+            self.artifacts[artifact.artifact_id] = held
+        if held.name == RESPONSE_ARTIFACT and (
+            runner or any(a.name == STREAM_ARTIFACT for a in self.artifacts.values())
+        ):
+            self.response_id = held.artifact_id
+            return False
+        return True
 
     def response(self) -> dict[str, Any]:
         artifacts = list(self.artifacts.values())
+        if self.response_id is not None:
+            artifacts = [self.artifacts[self.response_id]]
         text = "\n".join(t for t in ("".join(texts(a.parts)) for a in artifacts) if t)
         data = [value for a in artifacts for value in data_values(a.parts)]
         if self.final is not None and not artifacts:
@@ -188,7 +215,8 @@ class RemoteAgent(BaseWorker):
         schemas: dict[str, Any] = {}
         for extension in card.capabilities.extensions:
             if extension.uri == SCHEMAS_EXTENSION:
-                schemas = _to_dict(extension.params).get("skills", {})
+                # Through protocol buffers every number is a double: 0 came as 0.0.
+                schemas = whole_numbers(_to_dict(extension.params)).get("skills", {})
         jobs = [
             JobDescription(
                 description=card.description or f"The remote A2A agent {card.name!r}.",
@@ -260,13 +288,44 @@ class RemoteAgent(BaseWorker):
         self._card, self._client = card, client
         return client
 
+    @property
+    def is_runner(self) -> bool:
+        """Whether the remote is a runner serving A2A (its card carries the skill-schemas
+        extension), as far as its card has been read."""
+        card = self._card
+        return card is not None and any(
+            extension.uri == SCHEMAS_EXTENSION for extension in card.capabilities.extensions
+        )
+
+    def _skill(self, job: Job) -> str | None:
+        """The skill the message names: the job's name; for a job without one to a runner,
+        its only skill.
+
+        Raises:
+            JobFailed: a job without a name to a runner with several skills.
+        """
+        if job.name or not self.is_runner:
+            return job.name
+        assert self._card is not None
+        skills = [skill.id for skill in self._card.skills]
+        if len(skills) == 1:
+            return skills[0]
+        raise JobFailed(
+            f"remote A2A agent {self.name!r} at {self.url} is a runner with several skills "
+            f"({', '.join(skills) or 'none'}), and a job to it must name one: pass the skill as "
+            f"the job's name (framework run --job {self.name} --name SKILL; "
+            f"name=SKILL in code)",
+            {"state": "refused", "skills": skills},
+        )
+
     async def _exchange(self, job: Job, exchange: _Exchange) -> None:
         client = await self._connect()
+        skill = self._skill(job)
         message = Message(
             role=Role.ROLE_USER,
             message_id=uuid.uuid4().hex,
             parts=parts_for(job.payload),
-            metadata={"skill": job.name} if job.name else None,
+            metadata={"skill": skill} if skill else None,
         )
         try:
             async for event in client.send_message(SendMessageRequest(message=message)):
@@ -288,9 +347,15 @@ class RemoteAgent(BaseWorker):
                 ) from None
             raise self._error(_text(exc)) from None
         except A2AError as exc:  # the agent answered with an A2A error: it refused the message
+            hint = ""
+            if not skill and "skill" in exc.message:
+                hint = (
+                    f" (the job had no name, so the message named no skill: pass the skill "
+                    f"as the job's name, framework run --job {self.name} --name SKILL)"
+                )
             raise JobFailed(
                 f"remote A2A agent {self.name!r} at {self.url} refused the message: "
-                f"{type(exc).__name__}: {exc.message}",
+                f"{type(exc).__name__}: {exc.message}{hint}",
                 {"state": "refused"},
             ) from None
         except Exception as exc:
@@ -313,8 +378,9 @@ class RemoteAgent(BaseWorker):
             task = event.task
             exchange.task_id, exchange.context_id = task.id, task.context_id
             for artifact in task.artifacts:  # all of them when the agent does not stream
-                if artifact.artifact_id not in exchange.artifacts:
-                    exchange.take_artifact(artifact, append=False)
+                if artifact.artifact_id not in exchange.artifacts and exchange.take_artifact(
+                    artifact, append=False, runner=self.is_runner
+                ):
                     for part in artifact.parts:
                         await job.stream(part_value(part))
             return self._status(exchange, task.status.state, task.status)
@@ -334,9 +400,10 @@ class RemoteAgent(BaseWorker):
             return self._status(exchange, state, update.status)
         if kind == "artifact_update":
             update_a = event.artifact_update
-            exchange.take_artifact(update_a.artifact, append=update_a.append)
-            for part in update_a.artifact.parts:
-                await job.stream(part_value(part))
+            artifact = update_a.artifact
+            if exchange.take_artifact(artifact, append=update_a.append, runner=self.is_runner):
+                for part in artifact.parts:
+                    await job.stream(part_value(part))
             return False
         raise self._error(f"it sent an event of no known kind: {_to_dict(event)}")
 
