@@ -134,3 +134,13 @@ def test_a_bad_configuration_exits_2_before_serving(tmp_path: Path) -> None:
     assert "configuration error" in err
     assert "workers.0.config.tools.0" in err
     assert "plugins.mcp" in err
+
+
+def test_a_bad_plugins_mcp_table_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "framework.toml"
+    config.write_text('[plugins.mcp.servers.docs]\nurl = "ftp://example.com/mcp"\n')
+    out, err, code = converse([json.dumps(INITIALIZE)], "--config", str(config))
+    assert code == 2
+    assert out == []
+    assert "configuration error: the run configuration: plugins.mcp.servers.docs: " in err
+    assert "url must be http://HOST/... or https://..." in err
