@@ -59,22 +59,6 @@ class LLMError(RuntimeError):
     """The LLM worker cannot run: no such backend, bad options..."""
 
 
-class LLMWorkerConfig(BaseModel):
-    """The settings of an LLM worker from the run configuration (``[workers.config]``).
-
-    A subclass with settings of its own derives its ``config_model`` from this one to keep
-    them.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    tools: list[Annotated[str, AfterValidator(lambda ref: _valid_tool_ref(ref))]] = Field(
-        default_factory=list,
-        description="tools from tool sources, 'PREFIX:NAME' (mcp:time: the tools of the MCP "
-        "server 'time' of agent-plugin-mcp)",
-    )
-
-
 def _valid_tool_ref(ref: str) -> str:
     check_tool_ref(ref)
     return ref
@@ -89,6 +73,22 @@ def check_tool_ref(ref: str) -> tuple[str, str]:
             "MCP server 'time' of agent-plugin-mcp)"
         )
     return match.group(1), match.group(2)
+
+
+class LLMWorkerConfig(BaseModel):
+    """The settings of an LLM worker from the run configuration (``[workers.config]``).
+
+    A subclass with settings of its own derives its ``config_model`` from this one to keep
+    them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: list[Annotated[str, AfterValidator(_valid_tool_ref)]] = Field(
+        default_factory=list,
+        description="tools from tool sources, 'PREFIX:NAME' (mcp:time: the tools of the MCP "
+        "server 'time' of agent-plugin-mcp)",
+    )
 
 
 CHAT_INPUT_SCHEMA: dict[str, Any] = {
