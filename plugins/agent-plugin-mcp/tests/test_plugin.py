@@ -103,7 +103,17 @@ def test_names_offered_to_an_llm_are_unique_and_valid() -> None:
             "plugins.mcp.servers.x",
             "give either command",
         ),
-        ({"servers": {"x": {"url": "ftp://h/mcp"}}}, "plugins.mcp.servers.x", "url must be"),
+        ({"servers": {"x": {"url": "ftp://h/mcp"}}}, "plugins.mcp.servers.x.url", "url must be"),
+        (
+            {"servers": {"x": {"url": "127.0.0.1:8000/mcp"}}},
+            "plugins.mcp.servers.x.url",
+            "url must be http://HOST/",
+        ),
+        (
+            {"servers": {"x": {"command": "uvx mcp-server-time"}}},
+            "plugins.mcp.servers.x.command",
+            'a list of the program and its arguments: command = ["uvx", "mcp-server-time"]',
+        ),
         (
             {"servers": {"x": {"command": ["a"], "headers": {"A": "b"}}}},
             "plugins.mcp.servers.x",
@@ -120,9 +130,13 @@ def test_names_offered_to_an_llm_are_unique_and_valid() -> None:
             "plugins.mcp.servers.x.timeout",
             "greater than 0",
         ),
-        ({"servers": {"x": {"command": ["a"], "comand": 1}}}, "plugins.mcp.servers.x.comand", ""),
-        ({"server": {}}, "plugins.mcp.server", "unknown key"),
-        ({"servers": {"has space": {"command": ["a"]}}}, "plugins.mcp", "the server name"),
+        (
+            {"servers": {"x": {"command": ["a"], "comand": 1}}},
+            "plugins.mcp.servers.x.comand",
+            "unknown key (check the spelling; the keys: https://",
+        ),
+        ({"server": {}}, "plugins.mcp.server", "docs/mcp.md#using-mcp-servers-from-llm-workers"),
+        ({"servers": {"has space": {"command": ["a"]}}}, "plugins.mcp.servers", "the server name"),
     ],
 )
 def test_a_bad_table_is_a_config_error_naming_the_key(
@@ -132,6 +146,7 @@ def test_a_bad_table_is_a_config_error_naming_the_key(
         McpSettings.from_config(table)
     assert caught.value.key == key
     assert reason in caught.value.reason
+    assert "Value error" not in str(caught.value)  # pydantic's wording stays out
 
 
 def test_header_values_are_never_shown() -> None:
