@@ -91,6 +91,10 @@ class Quiet(BaseWorker):
     async def hush(self, job: Job) -> dict[str, Any]:
         return {"hushed": True}
 
+    @job(name="nap")
+    async def nap(self, job: Job) -> dict[str, Any]:
+        return {"napped": True}
+
 
 @hookimpl
 def register_workers(register: WorkerRegistrar) -> None:

@@ -65,6 +65,7 @@ async def test_every_described_job_is_a_tool_with_its_schemas(client: Client) ->
     # An untyped job takes any object; a job without a docstring says what it sends.
     assert tools["tools.fail"].input_schema == {"type": "object", "additionalProperties": True}
     assert tools["quiet"].description == "Send a job to the worker 'quiet'."
+    assert tools["quiet.nap"].description == "Send the job 'nap' to the worker 'quiet'."
     # The LLM worker's chat job, described by the worker itself.
     assert tools["assistant"].input_schema["required"] == ["messages"]
 

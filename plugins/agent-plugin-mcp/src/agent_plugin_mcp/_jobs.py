@@ -85,9 +85,14 @@ def job_tools(runner: WorkerRunner, only: Collection[str] = ()) -> dict[str, Job
 
 
 def _tool(name: str, worker: str, job: str | None, described: JobDescription | None) -> JobTool:
-    what = f"worker {worker!r}" if job is None else f"job {job!r} of worker {worker!r}"
     text = described.description.strip() if described is not None else ""
-    description = f"{text}\n\n(The {what}.)" if text else f"Send a job to the {what}."
+    if text:
+        what = f"worker {worker!r}" if job is None else f"job {job!r} of worker {worker!r}"
+        description = f"{text}\n\n(The {what}.)"
+    elif job is None:
+        description = f"Send a job to the worker {worker!r}."
+    else:
+        description = f"Send the job {job!r} to the worker {worker!r}."
     input_schema = OPEN_OBJECT
     output_schema = None
     if described is not None:
