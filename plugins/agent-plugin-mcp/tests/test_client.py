@@ -116,6 +116,7 @@ async def runner(flaky_http: FlakyHttp) -> AsyncIterator[WorkerRunner]:
             "down": {"url": f"http://127.0.0.1:{down}/mcp"},
             "missing": {"command": ["no-such-mcp-server-program"]},
             "garbage": {"command": [python, "-c", GARBAGE], "startup_timeout": 1},
+            "exits": {"command": [python, "-c", "pass"]},
         },
     )
     for name, tools in {
@@ -125,6 +126,7 @@ async def runner(flaky_http: FlakyHttp) -> AsyncIterator[WorkerRunner]:
         "http-bot": ["mcp:flakyhttp"],
         "down-bot": ["mcp:down", "mcp:missing", "mcp:time"],
         "garbage-bot": ["mcp:garbage"],
+        "exits-bot": ["mcp:exits"],
     }.items():
         await runner.add_worker(LLMWorker(name, tools=tools))
     async with runner:
@@ -223,7 +225,9 @@ async def test_servers_never_reached_cost_only_their_tools_with_a_warning(
 
 
 @pytest.mark.anyio
-async def test_a_server_that_sends_garbage_is_left_out_in_time(runner: WorkerRunner) -> None:
+async def test_a_server_that_sends_garbage_is_left_out_in_time(
+    runner: WorkerRunner, caplog: pytest.LogCaptureFixture
+) -> None:
     start = anyio.current_time()
     reply, updates = await chat(runner, "garbage-bot", "hello")
     assert anyio.current_time() - start < 10
@@ -231,6 +235,29 @@ async def test_a_server_that_sends_garbage_is_left_out_in_time(runner: WorkerRun
     (warning,) = updates
     assert warning["tools"] == "mcp:garbage"
     assert "the MCP server 'garbage'" in warning["warning"]
+    # Each line that is not JSON-RPC is one warning naming the server and the line, not
+    # the SDK's traceback.
+    records = [record for record in caplog.records if record.name == "mcp.client.stdio"]
+    assert records
+    for record in records:
+        assert record.exc_info is None and record.levelname == "WARNING"
+        assert record.getMessage().startswith(
+            "the MCP server 'garbage' wrote a line that is not JSON-RPC to its stdout"
+        )
+        assert record.getMessage().endswith(": 'garbage, not JSON-RPC'")
+
+
+@pytest.mark.anyio
+async def test_a_server_that_exits_at_once_says_so(runner: WorkerRunner) -> None:
+    reply, updates = await chat(runner, "exits-bot", "hello")
+    assert reply == "You said: hello"
+    (warning,) = updates
+    assert warning["tools"] == "mcp:exits"
+    assert "the MCP server 'exits' (command " in warning["warning"]
+    assert (
+        "closed the connection before answering its handshake (did it exit at once?"
+        in (warning["warning"])
+    )
 
 
 def test_framework_run_gives_configured_servers_to_configured_workers(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ What can go wrong stays in the call that met it:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import math
 import weakref
@@ -44,6 +45,35 @@ SERVICE_SECONDS = 10.0
 """How long a worker that needs a server waits for the runner's MCP service to start."""
 
 _RUNNERS: weakref.WeakKeyDictionary[WorkerRunner, McpClients] = weakref.WeakKeyDictionary()
+
+_SERVER: contextvars.ContextVar[str] = contextvars.ContextVar("agent_plugin_mcp.server")
+"""The server a connection's tasks (and the SDK's, started from them) talk to."""
+
+
+class _GarbageLine(logging.Filter):
+    """The SDK's stdio client logs a traceback for each line a server writes to its stdout
+    that is not JSON-RPC (a banner, a stray ``print``): make it one warning naming the
+    server and the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.getMessage().startswith("Failed to parse JSONRPC") and exc is not None:
+            errors = getattr(exc, "errors", None)
+            line = errors()[0].get("input") if callable(errors) and errors() else None
+            shown = repr(line[:100]) if isinstance(line, str) else "(unreadable)"
+            record.msg = (
+                "the MCP server %r wrote a line that is not JSON-RPC to its stdout, passed "
+                "over (an MCP server over stdio writes only MCP there; its logs go to "
+                "stderr): %s"
+            )
+            record.args = (_SERVER.get("?"), shown)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("mcp.client.stdio").addFilter(_GarbageLine())
 
 
 class ServerUnavailable(Exception):
@@ -198,6 +228,8 @@ class Connection:
             return client
 
     def _why(self, exc: BaseException) -> str:
+        from mcp_types import CONNECTION_CLOSED
+
         what = f"the MCP server {self.name!r} ({self.settings.describe()})"
         if isinstance(exc, TimeoutError):
             return (
@@ -207,6 +239,11 @@ class Connection:
         if isinstance(exc, FileNotFoundError):
             return f"{what} cannot be started: no such program {exc.filename or ''!r}".rstrip()
         detail = _first(exc)
+        if getattr(detail, "code", None) == CONNECTION_CLOSED:
+            return (
+                f"{what} closed the connection before answering its handshake (did it exit "
+                "at once? a command's error output is on the runner's stderr)"
+            )
         return f"{what} is unavailable: {type(detail).__name__}: {detail}"
 
     async def _run(
@@ -217,6 +254,7 @@ class Connection:
 
         started = False
         client: Client | None = None
+        _SERVER.set(self.name)  # this task's own context: seen by the SDK's tasks
         try:
             # One scope for the connection's whole life: a deadline while it starts (the
             # SDK's client opens task groups that stay open, so no narrower timeout fits),
