@@ -637,7 +637,10 @@ def test_job_to_a_worker_nobody_hosts(procs: Procs, redis_url: str) -> None:
     assert code == 1, cli.describe()
     assert time.monotonic() - started < START_TIMEOUT
     bus = redis_url  # no password: printed as it is
-    assert f"framework: no worker named 'nope' on {bus} within 1 s" in cli.text(), cli.describe()
+    # The bus settles (it has heard every runner on it) well within --timeout: at once.
+    assert f"framework: no worker named 'nope' on {bus} (workers: none)" in cli.text(), (
+        cli.describe()
+    )
     assert "Traceback" not in cli.text()
 
 
