@@ -225,10 +225,25 @@ def as_response(result: Any, worker: str) -> dict[str, Any]:
     )
 
 
-def describe_handler(handler: Handler, key: str) -> JobDescription:
+def class_summary(cls: type) -> str:
+    """The first paragraph of the docstring written on ``cls`` itself, on one line ("" when
+    it has none).
+
+    Only the class's own docstring counts: one inherited from a base (the framework's
+    ``BaseWorker`` or ``LLMWorker``, say) is about the base, not about this worker.
+    """
+    own = vars(cls).get("__doc__")
+    if not isinstance(own, str):
+        return ""
+    return " ".join(inspect.cleandoc(own).split("\n\n")[0].split())
+
+
+def describe_handler(handler: Handler, key: str, summary: str = "") -> JobDescription:
+    """``handler``'s record; ``summary`` describes the default job when its handler has no
+    docstring."""
     return JobDescription(
         name=None if key == DEFAULT else key,
-        description=handler.doc,
+        description=handler.doc or (summary if key == DEFAULT else ""),
         input_schema=None if handler.input_model is None else _schema(handler.input_model),
         output_schema=None if handler.output_model is None else _schema(handler.output_model),
         streaming=handler.streaming,
@@ -269,6 +284,9 @@ class HandlerTable:
     """Whether it overrides a job-side callback of the requester (``on_job_completed``...)."""
     observes_requests: bool = False
     """Whether it overrides ``on_job_request``."""
+    summary: str = ""
+    """The first paragraph of the class's own docstring (``class_summary``): the default
+    job's description when its handler has no docstring."""
     descriptions: tuple[JobDescription, ...] | None = None
     """``describe()``'s records, built on first use."""
 
@@ -281,7 +299,9 @@ class HandlerTable:
     def describe(self) -> tuple[JobDescription, ...]:
         """One ``JobDescription`` per handler (schemas built once per class)."""
         if self.descriptions is None:
-            self.descriptions = tuple(describe_handler(h, n) for n, h in self.handlers.items())
+            self.descriptions = tuple(
+                describe_handler(h, n, self.summary) for n, h in self.handlers.items()
+            )
         return self.descriptions
 
 

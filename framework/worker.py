@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import anyio
 from pydantic import BaseModel
 
-from framework._handlers import HandlerTable, job, scan_class, worker_ready
+from framework._handlers import HandlerTable, class_summary, job, scan_class, worker_ready
 from framework._requester import Requester, RequestsJobs
 from framework._serving import STOP_MARGIN, call_guarded, sole_cause
 from framework.bus.base import UndeliverableError
@@ -116,6 +116,7 @@ class BaseWorker(RequestsJobs):
                 getattr(cls, n) is not getattr(BaseWorker, n) for n in _REQUESTER_CALLBACKS
             ),
             observes_requests=cls.on_job_request is not BaseWorker.on_job_request,
+            summary=class_summary(cls),
         )
 
     def __init__(
@@ -235,7 +236,9 @@ class BaseWorker(RequestsJobs):
     def describe(self) -> list[JobDescription]:
         """The jobs this worker answers: each handler's name (None for the default one),
         docstring, and the JSON schemas of its typed payload and response (None where not
-        typed).
+        typed). A default handler without a docstring is described by the first paragraph
+        of the worker class's own docstring, so that tools and skills made from it say
+        what the worker does.
 
         The registry keeps it (``WorkerReadyData.jobs``), network buses carry it to other
         runners, and consumers such as an assistant's worker tools read it. A subclass may

@@ -697,6 +697,41 @@ async def test_describe_lists_jobs_with_docstrings_and_schemas_and_the_registry_
     assert data is not None and list(data.jobs) == worker.describe()
 
 
+def test_a_default_job_without_docstring_is_described_by_its_worker_class_own_docstring() -> None:
+    class Shouter(BaseWorker):
+        """Answers {"text": "hi"} with {"text": "HI"}:
+        the payload's text in capitals.
+
+        Details a tool's description does not need.
+        """
+
+        @job_handler
+        async def shout(self, job: Job) -> dict[str, Any]:
+            return {"text": str(job.payload.get("text", "")).upper()}
+
+        @job_handler(name="whisper")
+        async def whisper(self, job: Job) -> dict[str, Any]:
+            return {}
+
+    described = {d.name: d.description for d in Shouter("s").describe()}
+    assert described == {
+        None: 'Answers {"text": "hi"} with {"text": "HI"}: the payload\'s text in capitals.',
+        "whisper": "",  # a named job is not the worker: no class docstring for it
+    }
+
+    class Undocumented(BaseWorker):
+        @job_handler
+        async def handle(self, job: Job) -> dict[str, Any]:
+            return {}
+
+    class Loud(Shouter):
+        pass
+
+    # A docstring the class inherits (BaseWorker's, or a base worker's) does not describe it.
+    assert [d.description for d in Undocumented("u").describe()] == [""]
+    assert [d.description for d in Loud("l").describe() if d.name is None] == [""]
+
+
 def test_a_typed_payload_must_be_a_model_and_a_handler_takes_at_most_two_arguments() -> None:
     with pytest.raises(TypeError, match="must be annotated with a pydantic model"):
 

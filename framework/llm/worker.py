@@ -14,7 +14,6 @@ model on it; the reply joins the conversation.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 import anyio
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from framework._handlers import class_summary
 from framework.events import ContentType, Event, EventType
 from framework.jobs import Job, JobFailed
 from framework.llm._coalesce import Pending, try_next
@@ -315,10 +315,9 @@ class LLMWorker(BaseWorker):
     def describe(self) -> list[JobDescription]:
         """The ``chat`` job as a consumer needs it: ``{"messages": [...]}`` in, the reply's
         text streamed, the reply returned; described by the worker class's docstring when
-        it has one."""
+        it has one (``LLMWorker``'s own is about the framework, not about the worker)."""
         cls = type(self)
-        own = inspect.getdoc(cls) if cls is not LLMWorker and cls.__doc__ else None
-        text = own.split("\n\n")[0] if own else CHAT_DESCRIPTION
+        text = (cls is not LLMWorker and class_summary(cls)) or CHAT_DESCRIPTION
         return [
             d.model_copy(
                 update={"input_schema": CHAT_INPUT_SCHEMA, "streaming": True, "description": text}

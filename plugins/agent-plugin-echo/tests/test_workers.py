@@ -25,6 +25,29 @@ def test_registers_its_workers() -> None:
     assert host.workers.names_by_plugin("agent_plugin_echo") == ["echo", "reverse", "count"]
 
 
+def test_each_worker_describes_its_job_and_payload() -> None:
+    # describe() is what MCP tools, A2A skills and the assistant's tools say about a worker.
+    from agent_plugin_echo.workers import Count, Echo, Reverse
+
+    described = {
+        worker.name: [(d.name, d.description) for d in worker.describe()]
+        for worker in (Echo("echo"), Reverse("reverse"), Count("count"))
+    }
+    assert described == {
+        "echo": [(None, "Answer with the payload itself: any JSON object, under any job name.")],
+        "reverse": [
+            (None, 'Reverse a text: the payload {"text": "hi"} is answered with {"text": "ih"}.')
+        ],
+        "count": [
+            (
+                None,
+                'Count to n: for the payload {"n": 3} (n from 0 to 10000), stream {"n": 1},\n'
+                '{"n": 2}, {"n": 3}, with a progress update after each.',
+            )
+        ],
+    }
+
+
 def test_plugin_module_is_light() -> None:
     # The entry-point module is imported for every `framework` command, --help included:
     # it must not pull in the workers or the runtime.

@@ -21,6 +21,7 @@ class Echo(BaseWorker):
 
     @job  # the default handler: every request to this worker, whatever its name, lands here
     async def echo(self, job: Job) -> dict[str, Any]:
+        """Answer with the payload itself: any JSON object, under any job name."""
         # The returned dict is the response; the job ends COMPLETED.
         return job.payload
 
@@ -30,6 +31,7 @@ class Reverse(BaseWorker):
 
     @job
     async def reverse(self, job: Job) -> dict[str, Any]:
+        """Reverse a text: the payload {"text": "hi"} is answered with {"text": "ih"}."""
         text = job.payload.get("text")
         if not isinstance(text, str):
             # JobFailed ends the job FAILED with this message as response["error"]: the way to
@@ -46,6 +48,8 @@ class Count(BaseWorker):
 
     @job
     async def count(self, job: Job) -> AsyncIterator[dict[str, int]]:
+        """Count to n: for the payload {"n": 3} (n from 0 to 10000), stream {"n": 1},
+        {"n": 2}, {"n": 3}, with a progress update after each."""
         # An async generator handler streams: the requester gets a stream start, one stream
         # item per `yield`, a stream end, and then the response {"chunks": <items sent>}.
         n = job.payload.get("n")
