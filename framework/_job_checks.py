@@ -13,12 +13,16 @@ class BadJobName(Exception):
     handler to take it: a usage error (exit 2)."""
 
 
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """``"; did you mean 'echo'?"`` when ``known`` has a name close to ``name``, else ``""``."""
+def did_you_mean(name: str, known: Iterable[str], suffix: str = "") -> str:
+    """``"; did you mean 'echo'?"`` when ``known`` has a name close to ``name``, else ``""``.
+
+    ``suffix`` follows each name suggested: a tools entry's prefix is matched, and the
+    whole entry suggested (``'mcp' + ':time'``).
+    """
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
     if not close:
         return ""
-    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "; did you mean " + " or ".join(repr(c + suffix) for c in close) + "?"
 
 
 def unknown_worker(worker: str, where: str, known: Iterable[str]) -> str:

@@ -155,7 +155,7 @@ def _tool_ref_errors(
         prefix, name = check_tool_ref(ref)
         if prefix not in host.tool_sources:
             errors.append(
-                ConfigError(source, where, unknown_tool_source(prefix, host.tool_sources))
+                ConfigError(source, where, unknown_tool_source(prefix, name, host.tool_sources))
             )
             continue
         try:

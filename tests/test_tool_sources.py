@@ -104,6 +104,21 @@ async def test_an_unknown_prefix_fails_the_worker_at_start() -> None:
     assert "tools entry 'nope:x': no tool source 'nope' is installed (installed: 'toy:')" in error
 
 
+@pytest.mark.anyio
+async def test_a_misspelt_prefix_says_which_entry_was_meant() -> None:
+    with anyio.fail_after(10):
+        async with WorkerRunner(plugins=[tool_source_plugin]) as runner:
+            await runner.add_worker(LLMWorker("bot", tools=["tyo:greeter"]))
+            while "bot" not in runner.failed_workers:
+                await anyio.sleep(0.01)
+            error = runner.failed_workers["bot"].error
+    assert (
+        "tools entry 'tyo:greeter': no tool source 'tyo' is installed; "
+        "did you mean 'toy:greeter'? (installed: 'toy:')"
+    ) in error
+    assert "install the plugin" not in error
+
+
 def test_entries_that_are_not_prefix_colon_name_are_refused() -> None:
     with pytest.raises(ValueError, match="write 'PREFIX:NAME'"):
         LLMWorker("bot", tools=["time"])
@@ -130,10 +145,14 @@ def test_framework_run_checks_each_entry_before_starting(tmp_path: Path) -> None
     result = run_with(
         tmp_path,
         '[[workers]]\ntype = "assistant"\n[workers.config]\n'
-        'tools = ["toy:greeter", "nope:x", "toy:nobody"]\n',
+        'tools = ["toy:greeter", "nope:x", "toy:nobody", "tyo:greeter"]\n',
     )
     assert result.exit_code == 2, result.output
-    assert "2 problems" in result.stderr
+    assert "3 problems" in result.stderr
+    assert (
+        "workers.0.config.tools.3: no tool source 'tyo' is installed; "
+        "did you mean 'toy:greeter'? (installed: 'toy:')"
+    ) in result.stderr
     assert (
         "workers.0.config.tools.1: no tool source 'nope' is installed (installed: 'toy:')"
         in result.stderr

@@ -25,6 +25,7 @@ import anyio
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from framework._handlers import class_summary
+from framework._job_checks import did_you_mean
 from framework.events import ContentType, Event, EventType
 from framework.jobs import Job, JobFailed
 from framework.llm._coalesce import Pending, try_next
@@ -262,7 +263,7 @@ class LLMWorker(BaseWorker):
         for ref in self.tool_refs:
             prefix, name = check_tool_ref(ref)
             if prefix not in registered:
-                why = unknown_tool_source(prefix, registered)
+                why = unknown_tool_source(prefix, name, registered)
                 raise LLMError(f"worker {self.name!r}: tools entry {ref!r}: {why}")
             try:
                 source = registered.resolve(prefix)
@@ -776,9 +777,15 @@ def _json(value: Any) -> str:
         return json.dumps(str(value))
 
 
-def unknown_tool_source(prefix: str, registered: Any) -> str:
-    """What to say about a ``tools`` entry whose prefix no plugin registered."""
-    known = ", ".join(f"'{p}:'" for p in sorted(registered.entries)) or "none"
+def unknown_tool_source(prefix: str, name: str, registered: Any) -> str:
+    """What to say about a ``tools`` entry ``PREFIX:NAME`` whose prefix no plugin
+    registered: the entry it likely meant when the prefix is a typo of an installed one,
+    else which plugin to install."""
+    prefixes = sorted(registered.entries)
+    known = ", ".join(f"'{p}:'" for p in prefixes) or "none"
+    typo = did_you_mean(prefix, prefixes, f":{name}")
+    if typo:
+        return f"no tool source {prefix!r} is installed{typo} (installed: {known})"
     return (
         f"no tool source {prefix!r} is installed (installed: {known}); install the plugin "
         "that provides it (agent-plugin-mcp provides 'mcp:'; how: "
