@@ -24,6 +24,8 @@ from framework.bus.base import Bus
 from framework.bus.local import LocalBus
 from framework.config import (
     CONFIG_KEYS_URL,
+    NO_FILE,
+    RUN_CONFIGURATION,
     ConfigError,
     RunConfig,
     WorkerConfig,
@@ -93,8 +95,17 @@ def run_or_submit(
     except* ConnectionError as group:  # the bus could not connect when it started
         raise ConfigError(bus_source or source, "bus", str(sole_cause(group))) from None
     except* ConfigError as group:  # a plugin's settings, found wrong once running
-        raise sole_cause(group) from None
+        raise _in_file(sole_cause(group), source) from None
     return result
+
+
+def _in_file(error: BaseException, source: str) -> BaseException:
+    """``error`` naming the configuration file ``source`` where it says only "the run
+    configuration" (a plugin's ``configure_runner`` is not told the file); unchanged when
+    no file was loaded."""
+    if not isinstance(error, ConfigError) or error.file != RUN_CONFIGURATION or source == NO_FILE:
+        return error
+    return ConfigError(source, error.key, error.reason, error.problems[1:])
 
 
 def build_workers(config: RunConfig, source: str, host: PluginHost) -> list[BaseWorker]:

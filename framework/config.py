@@ -29,6 +29,15 @@ BUS_SECRET_VARIABLE = "FRAMEWORK_BUS_SECRET"
 """The environment variable that holds the bus secret when the configuration sets none."""
 
 
+NO_FILE = "(defaults)"
+"""``load_config``'s source when no configuration file was found: the defaults apply."""
+
+RUN_CONFIGURATION = "the run configuration"
+"""The file a plugin's ``ConfigError`` names when it does not know which file was loaded
+(``configure_runner`` is handed the parsed configuration); ``framework run`` puts the
+file's path in its place."""
+
+
 class ConfigError(Exception):
     """A configuration problem: which file, which key, and why.
 
@@ -237,7 +246,7 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> tupl
     else:
         found = find_config(directory or Path.cwd())
         if found is None:
-            return RunConfig(), "(defaults)"
+            return RunConfig(), NO_FILE
         found_path, data = found
         source = str(found_path)
     return parse_config(data, source), source

@@ -394,7 +394,9 @@ def configure_runner(runner: WorkerRunner, config: RunConfig) -> None:
     Called once per ``framework run``, after the configured workers were added and before
     the runner starts: add workers, register a plugin object (a publisher, say) with
     ``runner.add_plugin(obj)``, read your own settings from ``config.plugins["<name>"]``.
-    Sync or async.
+    Sync or async. For bad settings raise ``framework.config.ConfigError("the run
+    configuration", "plugins.<name>.<key>", reason)``: ``framework run`` exits 2, naming
+    the configuration file it loaded in place of "the run configuration".
 
     Args:
         runner: the ``WorkerRunner`` about to start.

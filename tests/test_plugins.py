@@ -656,6 +656,33 @@ def test_hook_configure_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert len(sample_plugin.configured) == 1
 
 
+def test_a_config_error_from_configure_runner_names_the_file_run_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def run() -> tuple[int, str]:
+        result = CliRunner().invoke(
+            cli, ["-p", "strict_settings_plugin", "run", "--job", "echo"], env=ISOLATED_ENV
+        )
+        return result.exit_code, result.stderr
+
+    reason = "plugins.strict.level: must be 'low' or 'high', not 'max'"
+    (tmp_path / "framework.toml").write_text('[plugins.strict]\nlevel = "max"\n')
+    assert run() == (
+        2,
+        f"framework: configuration error: {tmp_path / 'framework.toml'}: {reason}\n",
+    )
+    # No file loaded: the plugin's own words stay.
+    (tmp_path / "framework.toml").unlink()
+    code, err = run()
+    assert (code, err.splitlines()[-1]) == (
+        2,
+        "framework: configuration error: the run configuration: plugins.strict.level: "
+        "must be 'low' or 'high', not None",
+    )
+
+
 @pytest.mark.anyio
 async def test_build_runner_skips_workers_needing_settings_and_configures() -> None:
     from framework.testing import build_runner
