@@ -262,7 +262,11 @@ def parse_config(data: dict[str, Any], source: str) -> RunConfig:
 
 
 def validation_error(exc: ValidationError, source: str, prefix: str) -> ConfigError:
-    """A ``ConfigError`` listing every problem pydantic found, each with its dotted key."""
+    """A ``ConfigError`` listing every problem pydantic found, each with its dotted key.
+
+    A ``ValueError`` a validator raised is its own message, without pydantic's
+    "Value error, " before it.
+    """
     problems = exc.errors(include_url=False, include_input=False)
     # A misspelled key also makes the right one "missing": report the unknown key first.
     problems.sort(key=lambda p: p["type"] != "extra_forbidden")
@@ -278,6 +282,8 @@ def validation_error(exc: ValidationError, source: str, prefix: str) -> ConfigEr
                 else f"{CONFIG_KEYS_URL} lists the keys"
             )
             reason = f"unknown key (check the spelling; {where})"
+        elif problem["type"] == "value_error":
+            reason = reason.removeprefix("Value error, ")
         found.append((key, reason))
     (key, reason), *more = found
     return ConfigError(source, key, reason, more)

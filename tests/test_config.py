@@ -175,6 +175,28 @@ def test_an_unknown_worker_setting_points_at_the_worker_not_the_docs() -> None:
     assert "the worker's settings (its config_model)" in error.reason
 
 
+def test_a_validators_value_error_is_its_message_without_pydantics_prefix() -> None:
+    from pydantic import ValidationError, field_validator
+
+    from framework.config import validation_error
+
+    class Settings(BaseModel):
+        stop: list[str] = []
+
+        @field_validator("stop")
+        @classmethod
+        def _at_most_four(cls, value: list[str]) -> list[str]:
+            if len(value) > 4:
+                raise ValueError(f"stop takes at most 4 strings, got {len(value)}")
+            return value
+
+    with pytest.raises(ValidationError) as info:
+        Settings.model_validate({"stop": list("abcde")})
+    error = validation_error(info.value, "framework.toml", "plugins.p")
+    assert (error.key, error.reason) == ("plugins.p.stop", "stop takes at most 4 strings, got 5")
+    assert str(error) == "framework.toml: plugins.p.stop: stop takes at most 4 strings, got 5"
+
+
 SIGNING_SECRET = "a-bus-secret-nobody-may-see-0042"
 
 
