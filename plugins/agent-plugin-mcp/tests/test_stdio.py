@@ -142,5 +142,5 @@ def test_a_bad_plugins_mcp_table_exits_2_naming_the_key(tmp_path: Path) -> None:
     out, err, code = converse([json.dumps(INITIALIZE)], "--config", str(config))
     assert code == 2
     assert out == []
-    assert "configuration error: the run configuration: plugins.mcp.servers.docs.url: " in err
+    assert f"configuration error: {config}: plugins.mcp.servers.docs.url: " in err
     assert "url must be http://HOST/... or https://..." in err
