@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from framework._cli_options import runner_options
+
 if TYPE_CHECKING:
     from framework.bus.network.durable import DurableJob, DurableStore
 
@@ -33,16 +35,7 @@ def _bus_options(func: Callable[..., None]) -> Callable[..., None]:
         metavar="NAME",
         help="Load plugin NAME, or block it with no:NAME (as on the group).",
     )(func)
-    func = click.option(
-        "--bus", "bus_url", metavar="URL", help="Bus URL (default: the configuration's)."
-    )(func)
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="Configuration file (default: ./framework.toml, or [tool.framework] in "
-        "./pyproject.toml).",
-    )(func)
+    return runner_options(func)
 
 
 @click.group("jobs")

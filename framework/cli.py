@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from framework._cli_options import runner_options
 from framework._jobs_command import jobs_group
 
 if TYPE_CHECKING:
@@ -305,13 +306,7 @@ def backends_command(
 
 
 @cli.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Configuration file (default: ./framework.toml, or [tool.framework] in ./pyproject.toml).",
-)
-@click.option("--bus", "bus_url", metavar="URL", help="Bus URL, e.g. local:// (default).")
+@runner_options
 @click.option(
     "--job",
     "job_worker",
@@ -609,13 +604,7 @@ def config_group() -> None:
 
 
 @config_group.command("check")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Configuration file (default: ./framework.toml, or [tool.framework] in ./pyproject.toml).",
-)
-@click.option("--bus", "bus_url", metavar="URL", help="Bus URL, overriding the configuration's.")
+@runner_options
 @_plugin_option
 @_group_flags
 @click.pass_context

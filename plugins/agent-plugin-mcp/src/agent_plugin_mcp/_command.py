@@ -7,15 +7,11 @@ from pathlib import Path
 
 import click
 
+from framework.cli import runner_options
+
 
 @click.command("mcp")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Configuration file (default: ./framework.toml, or [tool.framework] in ./pyproject.toml).",
-)
-@click.option("--bus", "bus_url", metavar="URL", help="Bus URL, e.g. local:// (default).")
+@runner_options
 @click.option(
     "--worker",
     "workers",
