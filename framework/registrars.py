@@ -60,6 +60,18 @@ class _Registrar(Generic[T]):
         except RegistrationError as exc:
             self.errors.append((self.current_plugin, str(exc)))
 
+    def _loaded(self, name: str) -> Any:
+        """The value registered as ``name``; one registered by import path is imported
+        (a class instantiated without arguments) on first use and kept."""
+        entry = self.entries[name]
+        value = entry.value
+        if isinstance(value, str):
+            value = _import_path(value, entry.plugin, f"{self.kind} {name!r}")
+            if isinstance(value, type):
+                value = value()
+            self.entries[name] = Registration(name, value, entry.plugin)
+        return value
+
     def _add(self, name: str, value: T) -> None:
         if not isinstance(name, str) or not name:
             raise RegistrationError(
@@ -214,14 +226,7 @@ class BackendRegistrar(_Registrar[Any]):
     def resolve(self, name: str) -> Any:
         """The backend registered as ``name``, imported (and instantiated) when registered
         by path. Raises ``KeyError`` or ``RegistrationError`` (naming the plugin)."""
-        entry = self.entries[name]
-        value = entry.value
-        if isinstance(value, str):
-            value = _import_path(value, entry.plugin, f"LLM backend {name!r}")
-            if isinstance(value, type):
-                value = value()
-            self.entries[name] = Registration(name, value, entry.plugin)
-        return value
+        return self._loaded(name)
 
     kind = "LLM backend"
 
@@ -335,11 +340,4 @@ class ToolSourceRegistrar(_Registrar[Any]):
     def resolve(self, prefix: str) -> Any:
         """The source registered as ``prefix``, imported (and instantiated) when registered
         by path. Raises ``KeyError`` or ``RegistrationError`` (naming the plugin)."""
-        entry = self.entries[prefix]
-        value = entry.value
-        if isinstance(value, str):
-            value = _import_path(value, entry.plugin, f"tool source {prefix!r}")
-            if isinstance(value, type):
-                value = value()
-            self.entries[prefix] = Registration(prefix, value, entry.plugin)
-        return value
+        return self._loaded(prefix)
