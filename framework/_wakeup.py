@@ -43,6 +43,11 @@ class Wakeup:
             event = self._waiter = anyio.Event()
             await event.wait()
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a task waits now and no ``set()`` has woken it yet."""
+        return self._waiter is not None
+
     def set(self) -> None:
         """Wake the waiting task, if any."""
         waiter = self._waiter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections import Counter
 from typing import Any
@@ -239,3 +240,70 @@ async def test_an_ended_worker_cannot_request_jobs() -> None:
                 await anyio.sleep(0.01)
             with pytest.raises(RuntimeError, match="is not running"):
                 worker.job("other")
+
+
+# A job request that reaches an idle worker starts at delivery, in the sender's ``send``,
+# without a hop through the worker's inbox loop; these pin what must not change with it.
+
+_REQUESTER_SIDE: contextvars.ContextVar[str] = contextvars.ContextVar("requester_side")
+
+
+async def test_a_job_taken_at_delivery_runs_in_the_workers_context_not_the_senders() -> None:
+    seen: list[str] = []
+
+    class Reads(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            seen.append(_REQUESTER_SIDE.get("unset"))
+            _REQUESTER_SIDE.set("set by the handler")  # must not leak to the next job
+            return {}
+
+    with anyio.fail_after(5):
+        async with WorkerRunner() as runner:
+            await runner.add_worker(Reads("reads"))
+            _REQUESTER_SIDE.set("the requester's")
+            for _ in range(2):
+                async with runner.job("reads"):
+                    pass
+            assert _REQUESTER_SIDE.get() == "the requester's"
+    assert seen == ["unset", "unset"]
+
+
+async def test_a_job_sent_while_the_inbox_loop_is_busy_waits_its_turn() -> None:
+    # The inbox loop runs on_activated; a job sent meanwhile starts after it, as it would
+    # have from the queue, never beside it.
+    order: list[str] = []
+
+    class Slow(BaseWorker):
+        def __init__(self, name: str) -> None:
+            super().__init__(name)
+            self.activating = anyio.Event()
+            self.go_on = anyio.Event()
+
+        async def on_activated(self, args: Any) -> None:
+            self.activating.set()
+            await self.go_on.wait()
+            order.append("activated")
+
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            order.append("job")
+            return {}
+
+    with anyio.fail_after(5):
+        async with WorkerRunner() as runner:
+            worker, boss = Slow("slow"), Plain("boss")
+            await runner.add_worker(worker)
+            await runner.add_worker(boss)
+            await boss.activate_worker("slow")
+            await worker.activating.wait()
+            async with anyio.create_task_group() as tg:
+
+                async def ask() -> None:
+                    async with runner.job("slow"):
+                        pass
+
+                tg.start_soon(ask)
+                await anyio.sleep(0.05)
+                worker.go_on.set()
+    assert order == ["activated", "job"]

@@ -35,9 +35,10 @@ class Inbox:
     future (see ``framework._wakeup``).
 
     ``direct``, when set, is offered each data message at ``put`` time while nothing is
-    queued; returning True means it was handled there and then (a requester applying a
-    reply without a hop through its receive loop). With a queue, order wins: the message
-    waits its turn.
+    queued, control messages included; returning True means it was handled there and then
+    (a reply applied by its requester, a job request started by an idle worker, without a
+    hop through the owner's receive loop). With a queue, order wins: the message waits its
+    turn.
 
     ``sinks``, when set, gives for a job id a function that takes that job's stream items
     (source, data) the way ``direct`` takes their messages; ``stream_sink`` wraps it in a
@@ -61,11 +62,23 @@ class Inbox:
             raise anyio.ClosedResourceError
         if message.control:
             self._control.append(message)
-        elif self._data or self.direct is None or not self.direct(message):
+        elif self._data or self._control or self.direct is None or not self.direct(message):
             self._data.append(message)
         else:
             return
         self._wakeup.set()
+
+    @property
+    def reader_waiting(self) -> bool:
+        """Whether the owner's ``receive`` is waiting now: nothing is queued and no message
+        is being handled by the loop that reads this inbox (it would take the next one
+        at once)."""
+        return self._wakeup.waiting
+
+    @property
+    def control_queued(self) -> bool:
+        """Whether a control message (a cancel, an end) waits to be received."""
+        return bool(self._control)
 
     def stream_sink(self, job_id: str) -> StreamSink | None:
         """Where the stream items of ``job_id`` may go without a message each, or None when
