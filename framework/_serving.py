@@ -209,13 +209,17 @@ class Serving:
         dispatch = _DISPATCH
         inbox = self.inbox
         receive = inbox.receive
-        if self._loop is not None:
-            self._context = contextvars.copy_context()
+        loop = self._loop
+        if loop is not None:
             # ``anyio.CancelScope()`` finds the running backend's class on every call, a
             # large share of a job's own cost: look it up once.
             self._new_scope = type(anyio.CancelScope())
             inbox.direct = self._take_now
         while True:
+            if loop is not None:
+                # A job taken at delivery runs in a copy of this loop's context as it is
+                # while the loop waits (its callbacks may have set context variables).
+                self._context = contextvars.copy_context()
             try:
                 message = await receive()
             except anyio.EndOfStream:
@@ -305,16 +309,23 @@ class Serving:
         A job request starts here, its task created by the sender's ``send``, while the
         inbox loop is idle (waiting, nothing queued: it would have started the job next, the
         same way) and nothing would refuse it; anything else waits its turn in the inbox.
+        The job's task runs in a copy of the loop's context, not the sender's; if a control
+        message arrives before that task first runs, the request goes back to the head of
+        the inbox, behind it (see ``_run_job_in_scope``). Not with a custom asyncio task
+        factory, which may not take a context (or may run the task at once, in the sender).
         Replies to the worker's own requests go to its requester's ``apply_now``.
         """
         if type(message) is not JobRequestMessage:
             requester = self.requester
             return requester is not None and requester.apply_now(message)
+        loop, context = self._loop, self._context
         if (
             self.ending
-            or self._context is None
+            or loop is None
+            or context is None
             or not self.inbox.reader_waiting
             or not self.worker.active
+            or loop.get_task_factory() is not None
         ):
             return False
         assert isinstance(message, JobRequestMessage)
@@ -323,13 +334,14 @@ class Serving:
         handler = self.table.handler_for(message.name)
         if handler is None:
             return False
-        self._start_job(handler, message)
+        job = self._new_job(message)
+        coro = self._run_job_in_scope(handler, job, message)
+        self._job_tasks.add(loop.create_task(coro, context=context.copy()))
+        self.running[job.job_id] = job
         return True
 
-    def _start_job(self, handler: Handler, message: JobRequestMessage) -> None:
-        """The one place where an accepted job starts: recorded as running, announced, and
-        its handler run in a task of its own."""
-        job = Job(
+    def _new_job(self, message: JobRequestMessage) -> Job:
+        return Job(
             self,
             message.job_id,
             message.name,
@@ -339,6 +351,12 @@ class Serving:
             message.headers,
             message.attempt,
         )
+
+    def _start_job(self, handler: Handler, message: JobRequestMessage) -> None:
+        """The one place where an accepted job starts: recorded as running, announced, and
+        its handler run in a task of its own (``_take_now`` does the same for a job it
+        takes at delivery, and its task announces it)."""
+        job = self._new_job(message)
         self.running[job.job_id] = job
         if self.runtime.events_enabled:
             self.runtime.job_received(self.name, job)
@@ -347,20 +365,36 @@ class Serving:
         # cancel it and wait for it, within a bound): spawning through a task group is the
         # largest cost of a local round trip, and a task group could never be left while a
         # handler swallows its cancellation, so ``end()`` would not return.
-        loop, context = self._loop, self._context
-        if loop is not None and context is not None:
-            # The job's context is a copy of the worker's, not of the sender's (``_take_now``
-            # runs in the task that sent the request).
-            task = loop.create_task(self._run_job_in_scope(handler, job), context=context.copy())
-            self._job_tasks.add(task)
+        loop = self._loop
+        if loop is not None:
+            self._job_tasks.add(loop.create_task(self._run_job_in_scope(handler, job)))
         else:
             assert self._tg is not None
             job._handle = self._tg.start_soon(self._run_job, handler, job)
 
-    async def _run_job_in_scope(self, handler: Handler, job: Job) -> None:
+    async def _run_job_in_scope(
+        self, handler: Handler, job: Job, taken: JobRequestMessage | None = None
+    ) -> None:
         """A job in a task of its own (asyncio): its cancel scope is how it is cancelled,
-        so a handler's shielded section is respected as in any anyio task."""
+        so a handler's shielded section is respected as in any anyio task.
+
+        ``taken``: the request, when ``_take_now`` took it at delivery. A control message
+        that came in since (a cancel, a deactivation, the worker's end) would have
+        overtaken the request in the inbox: the request then goes back to the head of the
+        inbox, and the loop takes it after that message, the usual way.
+        """
         try:
+            if taken is not None and not job._answered:
+                inbox = self.inbox
+                if inbox.control_queued:
+                    self._job_done(job)
+                    if not inbox.put_back(taken):
+                        await self._refuse(
+                            taken, JobStatus.CANCELLED, f"worker {self.name!r} ended"
+                        )
+                    return
+                if self.runtime.events_enabled:
+                    self.runtime.job_received(self.name, job)
             with self._new_scope() as scope:
                 job._handle = scope
                 await self._run_job(handler, job)
@@ -374,11 +408,6 @@ class Serving:
         response: dict[str, Any] = {}
         worker = self.worker
         try:
-            if self.inbox.control_queued:
-                # A cancel (or the worker's end) came after the request was taken at
-                # delivery (``_take_now``): the inbox loop handles it first, as it would
-                # have had the request waited in the inbox.
-                await anyio.lowlevel.checkpoint()
             if job._answered:
                 return  # cancelled before it started: answered then
             if self.table.observes_requests:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 from collections import Counter
@@ -12,7 +13,14 @@ import pytest
 
 from framework import BaseWorker, Job, WorkerErrorData, WorkerReadyData, WorkerRunner, job
 from framework.bus.local import LocalBus
-from framework.bus.messages import BusMessage, JobUpdateRequestMessage
+from framework.bus.messages import (
+    BusMessage,
+    CancelMessage,
+    DeactivateMessage,
+    EndMessage,
+    JobRequestMessage,
+    JobUpdateRequestMessage,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -307,3 +315,100 @@ async def test_a_job_sent_while_the_inbox_loop_is_busy_waits_its_turn() -> None:
                 await anyio.sleep(0.05)
                 worker.go_on.set()
     assert order == ["activated", "job"]
+
+
+async def test_a_reply_reaches_a_callback_of_the_inbox_loop_while_a_control_message_waits() -> None:
+    # on_activated (run by the inbox loop) waits for a job; a deactivation queued meanwhile
+    # must not hold the reply back behind the loop that waits for it.
+    class Helper(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            await anyio.sleep(0.2)
+            return {"ok": 1}
+
+    class Asks(BaseWorker):
+        def __init__(self, name: str) -> None:
+            super().__init__(name)
+            self.got: dict[str, Any] | None = None
+
+        async def on_activated(self, args: Any) -> None:
+            async with self.job("helper") as asked:
+                pass
+            self.got = asked.response
+
+    with anyio.fail_after(5):
+        async with WorkerRunner(grace_period=0.5) as runner:
+            asks, boss = Asks("asks"), Plain("boss")
+            for worker in (Helper("helper"), asks, boss):
+                await runner.add_worker(worker)
+            await boss.activate_worker("asks")
+            await anyio.sleep(0.05)  # the loop is inside on_activated now
+            await boss.deactivate_worker("asks")
+            with anyio.fail_after(2):
+                while asks.got is None:
+                    await anyio.sleep(0.01)
+    assert asks.got == {"ok": 1}
+
+
+@pytest.mark.parametrize("control", [DeactivateMessage, EndMessage, CancelMessage])
+async def test_a_control_message_sent_right_after_a_request_still_overtakes_it(
+    control: type[BusMessage],
+) -> None:
+    ran: list[str] = []
+
+    class Records(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            ran.append(job.job_id)
+            return {}
+
+    bus = LocalBus()
+    with anyio.fail_after(5):
+        async with WorkerRunner(bus=bus, grace_period=0.5) as runner:
+            await runner.add_worker(Records("records"))
+            await anyio.sleep(0.01)
+            # No checkpoint between the two: the request reaches an idle worker first.
+            bus.send_nowait(
+                JobRequestMessage.build(source=runner.name, target="records", job_id="j1")
+            )
+            bus.send_nowait(control.build(source="someone", target="records"))
+            await anyio.sleep(0.1)
+    assert ran == []
+
+
+_SET_BY_CALLBACK: contextvars.ContextVar[str] = contextvars.ContextVar("set_by_callback")
+
+
+async def test_a_job_sees_context_variables_set_by_a_callback_of_the_inbox_loop() -> None:
+    class Tenant(BaseWorker):
+        async def on_activated(self, args: Any) -> None:
+            _SET_BY_CALLBACK.set("from on_activated")
+
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            return {"tenant": _SET_BY_CALLBACK.get("unset")}
+
+    with anyio.fail_after(5):
+        async with WorkerRunner() as runner:
+            boss = Plain("boss")
+            await runner.add_worker(Tenant("tenant"))
+            await runner.add_worker(boss)
+            await boss.activate_worker("tenant")
+            await anyio.sleep(0.05)
+            async with runner.job("tenant") as asked:
+                pass
+    assert asked.response == {"tenant": "from on_activated"}
+
+
+async def test_jobs_run_under_an_asyncio_task_factory_that_takes_no_context() -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(lambda loop, coro: asyncio.Task(coro, loop=loop))  # type: ignore[arg-type,misc]
+    try:
+        with anyio.fail_after(5):
+            async with WorkerRunner() as runner:
+                await runner.add_worker(Plain("plain"))
+                async with runner.job("plain") as asked:
+                    pass
+        assert asked.response == {}
+    finally:
+        loop.set_task_factory(None)

@@ -34,11 +34,11 @@ class Inbox:
     share of a local round trip, so the inbox keeps its own queues and waits on a bare
     future (see ``framework._wakeup``).
 
-    ``direct``, when set, is offered each data message at ``put`` time while nothing is
-    queued, control messages included; returning True means it was handled there and then
-    (a reply applied by its requester, a job request started by an idle worker, without a
-    hop through the owner's receive loop). With a queue, order wins: the message waits its
-    turn.
+    ``direct``, when set, is offered each data message at ``put`` time while no data is
+    queued; returning True means it was handled there and then (a reply applied by its
+    requester, a job request started by an idle worker, without a hop through the owner's
+    receive loop). With a queue, order wins: the message waits its turn. ``put_back``
+    returns a message ``direct`` took to the head of the queue.
 
     ``sinks``, when set, gives for a job id a function that takes that job's stream items
     (source, data) the way ``direct`` takes their messages; ``stream_sink`` wraps it in a
@@ -62,7 +62,7 @@ class Inbox:
             raise anyio.ClosedResourceError
         if message.control:
             self._control.append(message)
-        elif self._data or self._control or self.direct is None or not self.direct(message):
+        elif self._data or self.direct is None or not self.direct(message):
             self._data.append(message)
         else:
             return
@@ -79,6 +79,15 @@ class Inbox:
     def control_queued(self) -> bool:
         """Whether a control message (a cancel, an end) waits to be received."""
         return bool(self._control)
+
+    def put_back(self, message: BusMessage) -> bool:
+        """Queue a data message that ``direct`` took, ahead of the other data (control
+        messages still come first); False once the inbox is closed."""
+        if self._closed:
+            return False
+        self._data.appendleft(message)
+        self._wakeup.set()
+        return True
 
     def stream_sink(self, job_id: str) -> StreamSink | None:
         """Where the stream items of ``job_id`` may go without a message each, or None when
