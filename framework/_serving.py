@@ -103,6 +103,9 @@ class Serving:
         self._context: contextvars.Context | None = None
         """The inbox loop's context (asyncio), of which each job's task gets a copy."""
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
+        self._taken: dict[int, tuple[Job, JobRequestMessage]] = {}
+        """Jobs taken at delivery whose batch is not decided yet, by ``id(job)``, in the
+        order they came (see ``_decide_taken``)."""
         self._job_tasks: set[asyncio.Task[None]] = set()
         """Job tasks on asyncio (the loop keeps only weak references to tasks)."""
         # The in-process bus delivers without waiting; calling its synchronous send spares
@@ -311,7 +314,7 @@ class Serving:
         same way) and nothing would refuse it; anything else waits its turn in the inbox.
         The job's task runs in a copy of the loop's context, not the sender's; if a control
         message arrives before that task first runs, the request goes back to the head of
-        the inbox, behind it (see ``_run_job_in_scope``). Not with a custom asyncio task
+        the inbox, behind it (see ``_decide_taken``). Not with a custom asyncio task
         factory, which may not take a context (or may run the task at once, in the sender).
         Replies to the worker's own requests go to its requester's ``apply_now``.
         """
@@ -335,10 +338,41 @@ class Serving:
         if handler is None:
             return False
         job = self._new_job(message)
-        coro = self._run_job_in_scope(handler, job, message)
+        coro = self._run_job_in_scope(handler, job, True)
         self._job_tasks.add(loop.create_task(coro, context=context.copy()))
         self.running[job.job_id] = job
+        self._taken[id(job)] = (job, message)
         return True
+
+    async def _decide_taken(self, job: Job) -> bool:
+        """In the first step of the task of a job taken at delivery: whether it goes on.
+
+        Had its request been queued, the loop would have woken when it came and, at this
+        point of the event loop's queue, taken every message queued by then in one pass,
+        control messages first. So the decision is made here for every job taken and not
+        yet decided (a batch, in the order they came): when a control message is queued
+        now, their requests go back to the head of the inbox in that order, behind it, and
+        their tasks end; otherwise they all start (and are announced). A job of an earlier
+        batch was decided with it: a control message sent since does not overtake it.
+        """
+        taken = self._taken
+        if id(job) in taken:
+            batch = list(taken.values())
+            taken.clear()
+            inbox = self.inbox
+            if inbox.control_queued:
+                for other, message in reversed(batch):  # put_back adds at the head
+                    if other._answered:
+                        continue  # cancelled meanwhile: answered then
+                    self._job_done(other)
+                    if not inbox.put_back(message):
+                        ended = {"error": f"worker {self.name!r} ended"}
+                        await self.answer(other, JobStatus.CANCELLED, ended)
+            elif self.runtime.events_enabled:
+                for other, _ in batch:
+                    if not other._answered:
+                        self.runtime.job_received(self.name, other)
+        return self.running.get(job.job_id) is job
 
     def _new_job(self, message: JobRequestMessage) -> Job:
         return Job(
@@ -372,29 +406,16 @@ class Serving:
             assert self._tg is not None
             job._handle = self._tg.start_soon(self._run_job, handler, job)
 
-    async def _run_job_in_scope(
-        self, handler: Handler, job: Job, taken: JobRequestMessage | None = None
-    ) -> None:
+    async def _run_job_in_scope(self, handler: Handler, job: Job, taken: bool = False) -> None:
         """A job in a task of its own (asyncio): its cancel scope is how it is cancelled,
         so a handler's shielded section is respected as in any anyio task.
 
-        ``taken``: the request, when ``_take_now`` took it at delivery. A control message
-        that came in since (a cancel, a deactivation, the worker's end) would have
-        overtaken the request in the inbox: the request then goes back to the head of the
-        inbox, and the loop takes it after that message, the usual way.
+        ``taken``: whether ``_take_now`` took the request at delivery (``_decide_taken``
+        then says whether the job goes on or its request went back to the inbox).
         """
         try:
-            if taken is not None and not job._answered:
-                inbox = self.inbox
-                if inbox.control_queued:
-                    self._job_done(job)
-                    if not inbox.put_back(taken):
-                        await self._refuse(
-                            taken, JobStatus.CANCELLED, f"worker {self.name!r} ended"
-                        )
-                    return
-                if self.runtime.events_enabled:
-                    self.runtime.job_received(self.name, job)
+            if taken and not await self._decide_taken(job):
+                return
             with self._new_scope() as scope:
                 job._handle = scope
                 await self._run_job(handler, job)

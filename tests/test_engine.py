@@ -18,6 +18,7 @@ from framework.bus.messages import (
     CancelMessage,
     DeactivateMessage,
     EndMessage,
+    JobCancelMessage,
     JobRequestMessage,
     JobUpdateRequestMessage,
 )
@@ -412,3 +413,56 @@ async def test_jobs_run_under_an_asyncio_task_factory_that_takes_no_context() ->
         assert asked.response == {}
     finally:
         loop.set_task_factory(None)
+
+
+async def test_requests_a_control_message_overtakes_go_back_in_the_order_they_came() -> None:
+    ran: list[str] = []
+
+    class Records(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            ran.append(job.job_id)
+            return {}
+
+    bus = LocalBus()
+    with anyio.fail_after(5):
+        async with WorkerRunner(bus=bus) as runner:
+            await runner.add_worker(Records("records"))
+            await anyio.sleep(0.01)
+            for job_id in ("j1", "j2", "j3"):
+                bus.send_nowait(
+                    JobRequestMessage.build(source=runner.name, target="records", job_id=job_id)
+                )
+            bus.send_nowait(
+                JobCancelMessage.build(source=runner.name, target="records", job_id="another")
+            )
+            with anyio.fail_after(2):
+                while len(ran) < 3:
+                    await anyio.sleep(0.01)
+    assert ran == ["j1", "j2", "j3"]
+
+
+async def test_a_control_message_from_a_started_job_does_not_overtake_a_request_beside_it() -> None:
+    # Two requests reach the worker before either job runs: both start, as they would from
+    # the queue, even though the first one's handler ends the worker at once.
+    ran: list[str] = []
+
+    class EndsItself(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            ran.append(job.job_id)
+            if job.job_id == "j1":
+                await self.end()
+            return {}
+
+    bus = LocalBus()
+    with anyio.fail_after(5):
+        async with WorkerRunner(bus=bus, grace_period=0.5) as runner:
+            await runner.add_worker(EndsItself("ends"))
+            await anyio.sleep(0.01)
+            for job_id in ("j1", "j2"):
+                bus.send_nowait(
+                    JobRequestMessage.build(source=runner.name, target="ends", job_id=job_id)
+                )
+            await anyio.sleep(0.1)
+    assert ran == ["j1", "j2"]
