@@ -319,6 +319,8 @@ class Serving:
         Replies to the worker's own requests go to its requester's ``apply_now``.
         """
         if type(message) is not JobRequestMessage:
+            if self._taken:  # queued behind the requests taken before it (_decide_taken)
+                return False
             requester = self.requester
             return requester is not None and requester.apply_now(message)
         loop, context = self._loop, self._context
@@ -342,25 +344,29 @@ class Serving:
         self._job_tasks.add(loop.create_task(coro, context=context.copy()))
         self.running[job.job_id] = job
         self._taken[id(job)] = (job, message)
+        self.inbox.holding = True
         return True
 
     async def _decide_taken(self, job: Job) -> bool:
         """In the first step of the task of a job taken at delivery: whether it goes on.
 
         Had its request been queued, the loop would have woken when it came and, at this
-        point of the event loop's queue, taken every message queued by then in one pass,
+        point of the event loop's queue, handled every message queued by then in one pass,
         control messages first. So the decision is made here for every job taken and not
-        yet decided (a batch, in the order they came): when a control message is queued
-        now, their requests go back to the head of the inbox in that order, behind it, and
-        their tasks end; otherwise they all start (and are announced). A job of an earlier
-        batch was decided with it: a control message sent since does not overtake it.
+        yet decided (a batch, in the order they came). When nothing has come since (the
+        inbox applies nothing else at delivery meanwhile: replies and stream items wait in
+        it), they all start (and are announced): what the loop would have done. Otherwise
+        their requests go back to the head of the inbox in that order, their tasks end,
+        and the loop handles everything in order, the usual way. A job of an earlier batch
+        was decided with it: a message sent since does not overtake it.
         """
         taken = self._taken
         if id(job) in taken:
             batch = list(taken.values())
             taken.clear()
             inbox = self.inbox
-            if inbox.control_queued:
+            inbox.holding = False
+            if inbox.queued:
                 for other, message in reversed(batch):  # put_back adds at the head
                     if other._answered:
                         continue  # cancelled meanwhile: answered then

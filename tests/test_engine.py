@@ -6,12 +6,21 @@ import asyncio
 import contextvars
 import logging
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 
-from framework import BaseWorker, Job, WorkerErrorData, WorkerReadyData, WorkerRunner, job
+from framework import (
+    BaseWorker,
+    Job,
+    JobStatus,
+    WorkerErrorData,
+    WorkerReadyData,
+    WorkerRunner,
+    job,
+)
 from framework.bus.local import LocalBus
 from framework.bus.messages import (
     BusMessage,
@@ -20,6 +29,7 @@ from framework.bus.messages import (
     EndMessage,
     JobCancelMessage,
     JobRequestMessage,
+    JobResponseMessage,
     JobUpdateRequestMessage,
 )
 
@@ -466,3 +476,114 @@ async def test_a_control_message_from_a_started_job_does_not_overtake_a_request_
                 )
             await anyio.sleep(0.1)
     assert ran == ["j1", "j2"]
+
+
+@pytest.fixture(params=["taken at delivery", "queued"])
+async def delivery(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """Each test twice: with requests to idle workers taken at delivery, and with every
+    request queued (any custom asyncio task factory turns taking at delivery off)."""
+    loop = asyncio.get_running_loop()
+    if request.param == "queued":
+        loop.set_task_factory(
+            lambda loop, coro, **kwargs: asyncio.Task(coro, loop=loop, **kwargs)  # type: ignore[arg-type]
+        )
+    yield request.param
+    loop.set_task_factory(None)
+
+
+class Holds(BaseWorker):
+    """Takes jobs and never answers them (the tests answer them by hand)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.got: list[str] = []
+
+    @job
+    async def handle(self, job: Job) -> dict[str, Any]:
+        self.got.append(job.job_id)
+        await anyio.sleep_forever()
+        return {}
+
+
+async def test_a_reply_queued_after_a_request_is_handled_before_the_job_runs(
+    delivery: str,
+) -> None:
+    order: list[str] = []
+
+    class Observes(BaseWorker):
+        async def on_job_completed(self, result: Any) -> None:
+            order.append("on_job_completed")
+
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            order.append("handler")
+            return {}
+
+    bus = LocalBus()
+    with anyio.fail_after(5):
+        async with WorkerRunner(bus=bus, grace_period=0.2) as runner:
+            holds, observes = Holds("holds"), Observes("observes")
+            await runner.add_worker(holds)
+            await runner.add_worker(observes)
+            asked = await observes.request_job("holds")
+            while not holds.got:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.01)
+            bus.send_nowait(
+                JobRequestMessage.build(source=runner.name, target="observes", job_id="j1")
+            )
+            bus.send_nowait(
+                JobResponseMessage.build(
+                    source="holds", target="observes", job_id=asked, status=JobStatus.COMPLETED
+                )
+            )
+            await anyio.sleep(0.1)
+    assert order == ["on_job_completed", "handler"]
+
+
+async def test_a_reply_after_a_request_a_control_message_sends_back_keeps_its_place(
+    delivery: str,
+) -> None:
+    order: list[str] = []
+
+    class Records(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            order.append("handler")
+            return {}
+
+    bus = LocalBus()
+    with anyio.fail_after(5):
+        async with WorkerRunner(bus=bus, grace_period=0.2) as runner:
+            holds, records = Holds("holds"), Records("records")
+            await runner.add_worker(holds)
+            await runner.add_worker(records)
+
+            async def ask() -> None:
+                async with records.job("holds"):
+                    pass
+                order.append("reply")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                while not holds.got:
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.01)
+                # No checkpoint between: the request, the reply to the worker's own job,
+                # then a control message.
+                bus.send_nowait(
+                    JobRequestMessage.build(source=runner.name, target="records", job_id="j1")
+                )
+                bus.send_nowait(
+                    JobResponseMessage.build(
+                        source="holds",
+                        target="records",
+                        job_id=holds.got[0],
+                        status=JobStatus.COMPLETED,
+                    )
+                )
+                bus.send_nowait(
+                    JobCancelMessage.build(source=runner.name, target="records", job_id="other")
+                )
+                await anyio.sleep(0.1)
+    assert order == ["handler", "reply"]

@@ -45,7 +45,16 @@ class Inbox:
     ``StreamSink``, which an in-process producer uses to skip building a message per item.
     """
 
-    __slots__ = ("_closed", "_control", "_data", "_wakeup", "address", "direct", "sinks")
+    __slots__ = (
+        "_closed",
+        "_control",
+        "_data",
+        "_wakeup",
+        "address",
+        "direct",
+        "holding",
+        "sinks",
+    )
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -55,6 +64,9 @@ class Inbox:
         self._closed = False
         self.direct: Callable[[BusMessage], bool] | None = None
         self.sinks: Callable[[str], Callable[[str, Any], object] | None] | None = None
+        self.holding = False
+        """Set by the owner while what ``direct`` took is not settled yet: stream sinks
+        then take no items (each goes as a message, through ``put`` and ``direct``)."""
 
     def put(self, message: BusMessage) -> None:
         """Queue ``message``; never blocks. Raises ``anyio.ClosedResourceError`` once closed."""
@@ -76,9 +88,9 @@ class Inbox:
         return self._wakeup.waiting
 
     @property
-    def control_queued(self) -> bool:
-        """Whether a control message (a cancel, an end) waits to be received."""
-        return bool(self._control)
+    def queued(self) -> bool:
+        """Whether any message waits to be received."""
+        return bool(self._control or self._data)
 
     def put_back(self, message: BusMessage) -> bool:
         """Queue a data message that ``direct`` took, ahead of the other data (control
@@ -156,7 +168,7 @@ class StreamSink:
     def put(self, source: str, data: Any) -> bool:
         """Hand over one stream item from ``source``; False when it must go as a message."""
         inbox = self._inbox
-        if inbox._data or inbox._closed:
+        if inbox._data or inbox._closed or inbox.holding:
             return False
         self._put(source, data)
         return True
