@@ -101,7 +101,8 @@ class Serving:
         self._cancelled_early: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._loop = _asyncio_loop()
         self._context: contextvars.Context | None = None
-        """The inbox loop's context (asyncio), of which each job's task gets a copy."""
+        """The inbox loop's context while it waits (asyncio), of which the task of each job
+        taken at delivery gets a copy."""
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self._taken: dict[int, tuple[Job, JobRequestMessage]] = {}
         """Jobs taken at delivery whose batch is not decided yet, by ``id(job)``, in the
@@ -312,10 +313,11 @@ class Serving:
         A job request starts here, its task created by the sender's ``send``, while the
         inbox loop is idle (waiting, nothing queued: it would have started the job next, the
         same way) and nothing would refuse it; anything else waits its turn in the inbox.
-        The job's task runs in a copy of the loop's context, not the sender's; if a control
+        The job's task runs in a copy of the loop's context, not the sender's; if any
         message arrives before that task first runs, the request goes back to the head of
-        the inbox, behind it (see ``_decide_taken``). Not with a custom asyncio task
-        factory, which may not take a context (or may run the task at once, in the sender).
+        the inbox and the loop handles it in order (see ``_decide_taken``). Not with a
+        custom asyncio task factory, which may not take a context (or may run the task at
+        once, in the sender).
         Replies to the worker's own requests go to its requester's ``apply_now``.
         """
         if type(message) is not JobRequestMessage:
