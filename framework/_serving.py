@@ -104,9 +104,9 @@ class Serving:
         """The inbox loop's context while it waits (asyncio), of which the task of each job
         taken at delivery gets a copy."""
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
-        self._taken: dict[int, tuple[Job, JobRequestMessage]] = {}
-        """Jobs taken at delivery whose batch is not decided yet, by ``id(job)``, in the
-        order they came (see ``_decide_taken``)."""
+        self._taken: JobRequestMessage | None = None
+        """The request of the job taken at delivery whose task has not run yet (see
+        ``_decide_taken``): one at a time."""
         self._job_tasks: set[asyncio.Task[None]] = set()
         """Job tasks on asyncio (the loop keeps only weak references to tasks)."""
         # The in-process bus delivers without waiting; calling its synchronous send spares
@@ -313,16 +313,17 @@ class Serving:
         A job request starts here, its task created by the sender's ``send``, while the
         inbox loop is idle (waiting, nothing queued: it would have started the job next, the
         same way) and nothing would refuse it; anything else waits its turn in the inbox.
-        The job's task runs in a copy of the loop's context, not the sender's; if any
-        message arrives before that task first runs, the request goes back to the head of
-        the inbox and the loop handles it in order (see ``_decide_taken``). Not with a
-        custom asyncio task factory, which may not take a context (or may run the task at
-        once, in the sender).
-        Replies to the worker's own requests go to its requester's ``apply_now``.
+        The job's task runs in a copy of the loop's context, not the sender's. Until that
+        task first runs, anything else that comes waits in the inbox (a burst of requests
+        is taken by the loop, in one pass); if anything did, the request goes back to the
+        head of the inbox and the loop handles it in order (see ``_decide_taken``). Not
+        with a custom asyncio task factory, which may not take a context (or may run the
+        task at once, in the sender). Replies to the worker's own requests go to its
+        requester's ``apply_now``.
         """
+        if self._taken is not None:  # waits behind the request taken before it
+            return False
         if type(message) is not JobRequestMessage:
-            if self._taken:  # queued behind the requests taken before it (_decide_taken)
-                return False
             requester = self.requester
             return requester is not None and requester.apply_now(message)
         loop, context = self._loop, self._context
@@ -345,42 +346,36 @@ class Serving:
         coro = self._run_job_in_scope(handler, job, True)
         self._job_tasks.add(loop.create_task(coro, context=context.copy()))
         self.running[job.job_id] = job
-        self._taken[id(job)] = (job, message)
+        self._taken = message
         self.inbox.holding = True
         return True
 
     async def _decide_taken(self, job: Job) -> bool:
-        """In the first step of the task of a job taken at delivery: whether it goes on.
+        """In the first step of the task of the job taken at delivery: whether it goes on.
 
         Had its request been queued, the loop would have woken when it came and, at this
         point of the event loop's queue, handled every message queued by then in one pass,
-        control messages first. So the decision is made here for every job taken and not
-        yet decided (a batch, in the order they came). When nothing has come since (the
-        inbox applies nothing else at delivery meanwhile: replies and stream items wait in
-        it), they all start (and are announced): what the loop would have done. Otherwise
-        their requests go back to the head of the inbox in that order, their tasks end,
-        and the loop handles everything in order, the usual way. A job of an earlier batch
-        was decided with it: a message sent since does not overtake it.
+        control messages first. When nothing has come since (the inbox applies nothing at
+        delivery meanwhile: everything waits in it) and nothing else changed that would
+        refuse the job (``handoff_to`` deactivates a worker without a message), the job
+        starts, and is announced: what the loop would have done. Otherwise its request goes
+        back to the head of the inbox, its task ends, and the loop handles everything in
+        order, the usual way.
         """
-        taken = self._taken
-        if id(job) in taken:
-            batch = list(taken.values())
-            taken.clear()
-            inbox = self.inbox
-            inbox.holding = False
-            if inbox.queued:
-                for other, message in reversed(batch):  # put_back adds at the head
-                    if other._answered:
-                        continue  # cancelled meanwhile: answered then
-                    self._job_done(other)
-                    if not inbox.put_back(message):
-                        ended = {"error": f"worker {self.name!r} ended"}
-                        await self.answer(other, JobStatus.CANCELLED, ended)
-            elif self.runtime.events_enabled:
-                for other, _ in batch:
-                    if not other._answered:
-                        self.runtime.job_received(self.name, other)
-        return self.running.get(job.job_id) is job
+        message, self._taken = self._taken, None
+        inbox = self.inbox
+        inbox.holding = False
+        if job._answered:
+            return True  # cancelled meanwhile, answered then: ``_run_job`` returns at once
+        if not (inbox.queued or self.ending or not self.worker.active):
+            if self.runtime.events_enabled:
+                self.runtime.job_received(self.name, job)
+            return True
+        self._job_done(job)
+        assert message is not None
+        if not inbox.put_back(message):
+            await self.answer(job, JobStatus.CANCELLED, {"error": f"worker {self.name!r} ended"})
+        return False
 
     def _new_job(self, message: JobRequestMessage) -> Job:
         return Job(

@@ -587,3 +587,62 @@ async def test_a_reply_after_a_request_a_control_message_sends_back_keeps_its_pl
                 )
                 await anyio.sleep(0.1)
     assert order == ["handler", "reply"]
+
+
+async def test_a_request_sent_as_the_worker_hands_off_is_refused_as_from_the_queue(
+    delivery: str,
+) -> None:
+    # handoff_to deactivates the worker without a message: a request it took just before
+    # must not start on an inactive worker.
+    ran: list[str] = []
+    go_on = anyio.Event()
+
+    class HandsOff(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            ran.append(job.job_id)
+            if job.job_id == "j1":
+                await go_on.wait()
+                await self.handoff_to("other")
+            return {}
+
+    bus = LocalBus()
+    with anyio.fail_after(5):
+        async with WorkerRunner(bus=bus, grace_period=0.2) as runner:
+            await runner.add_worker(HandsOff("hands-off"))
+            await runner.add_worker(HandsOff("other"))
+            bus.send_nowait(
+                JobRequestMessage.build(source=runner.name, target="hands-off", job_id="j1")
+            )
+            while not ran:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.01)
+            go_on.set()  # j1 goes on (and hands off) before j2's task first runs
+            bus.send_nowait(
+                JobRequestMessage.build(source=runner.name, target="hands-off", job_id="j2")
+            )
+            await anyio.sleep(0.1)
+    assert ran == ["j1"]
+
+
+async def test_two_requesters_may_use_the_same_job_id(delivery: str) -> None:
+    ran: list[str] = []
+
+    class Records(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            ran.append(job.requester)
+            return {}
+
+    bus = LocalBus()
+    with anyio.fail_after(5):
+        async with WorkerRunner(bus=bus, grace_period=0.2) as runner:
+            for name in ("records", "a", "b"):
+                await runner.add_worker(Records(name))
+            await anyio.sleep(0.01)
+            for source in ("a", "b"):
+                bus.send_nowait(
+                    JobRequestMessage.build(source=source, target="records", job_id="same")
+                )
+            await anyio.sleep(0.1)
+    assert sorted(ran) == ["a", "b"]
