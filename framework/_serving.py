@@ -339,6 +339,8 @@ class Serving:
         assert isinstance(message, JobRequestMessage)
         if self._cancelled_early and (message.job_id, message.source) in self._cancelled_early:
             return False
+        if message.job_id in self.running:  # another requester's job id: the loop decides
+            return False
         handler = self.table.handler_for(message.name)
         if handler is None:
             return False

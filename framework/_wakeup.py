@@ -45,8 +45,14 @@ class Wakeup:
 
     @property
     def waiting(self) -> bool:
-        """Whether a task waits now and no ``set()`` has woken it yet."""
-        return self._waiter is not None
+        """Whether a task waits now and nothing has woken it yet: neither ``set()`` nor a
+        cancellation (on asyncio, its future is cancelled before the task resumes)."""
+        waiter = self._waiter
+        if waiter is None:
+            return False
+        if isinstance(waiter, asyncio.Future):
+            return not waiter.done()
+        return not waiter.is_set()
 
     def set(self) -> None:
         """Wake the waiting task, if any."""

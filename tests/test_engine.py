@@ -646,3 +646,65 @@ async def test_two_requesters_may_use_the_same_job_id(delivery: str) -> None:
                 )
             await anyio.sleep(0.1)
     assert sorted(ran) == ["a", "b"]
+
+
+async def test_a_request_reusing_a_running_jobs_id_leaves_that_job_alone(delivery: str) -> None:
+    # Job ids are unique per requester: b's request with a's job id, then the worker's end,
+    # must still cancel and answer a's running job.
+    started: list[str] = []
+    unwound: list[str] = []
+
+    class HoldsOn(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            started.append(job.requester)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                unwound.append(job.requester)
+            return {}
+
+    bus = LocalBus()
+    with anyio.fail_after(5):
+        async with WorkerRunner(bus=bus, grace_period=0.2) as runner:
+            inbox_a = bus.subscribe("a")
+            bus.subscribe("b")
+            await runner.add_worker(HoldsOn("holds-on"))
+            await anyio.sleep(0.01)
+            bus.send_nowait(JobRequestMessage.build(source="a", target="holds-on", job_id="same"))
+            while not started:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.01)
+            bus.send_nowait(JobRequestMessage.build(source="b", target="holds-on", job_id="same"))
+            bus.send_nowait(EndMessage.build(source="someone", target="holds-on"))
+            await anyio.sleep(0.5)
+            answers = inbox_a.drain()
+    assert started == ["a"]
+    assert unwound == ["a"]
+    assert [type(answer) for answer in answers] == [JobResponseMessage]
+
+
+async def test_a_request_that_comes_as_the_worker_is_cancelled_does_not_start(
+    delivery: str,
+) -> None:
+    ran: list[str] = []
+
+    class Records(BaseWorker):
+        @job
+        async def handle(self, job: Job) -> dict[str, Any]:
+            ran.append(job.job_id)
+            return {}
+
+    bus = LocalBus()
+    with anyio.fail_after(5):
+        with anyio.CancelScope() as outer:
+            async with WorkerRunner(bus=bus, grace_period=0.2) as runner:
+                await runner.add_worker(Records("records"))
+                await anyio.sleep(0.01)
+                outer.cancel()  # the worker's loop is cancelled while it waits, and before
+                # it resumes a request comes (no checkpoint between)
+                bus.send_nowait(
+                    JobRequestMessage.build(source=runner.name, target="records", job_id="j1")
+                )
+                await anyio.sleep(1)
+    assert ran == []
