@@ -42,6 +42,24 @@ class Plain(BaseWorker):
         return {}
 
 
+class Records(BaseWorker):
+    """Answers every job at once, keeping the ids of the jobs it ran."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.ran: list[str] = []
+
+    @job
+    async def handle(self, job: Job) -> dict[str, Any]:
+        self.ran.append(job.job_id)
+        return {}
+
+
+def send_request(bus: LocalBus, source: str, target: str, job_id: str) -> None:
+    """A job request put on ``bus`` with no checkpoint: for tests of delivery order."""
+    bus.send_nowait(JobRequestMessage.build(source=source, target=target, job_id=job_id))
+
+
 async def test_a_parent_ends_without_waiting_for_a_stranger_that_took_a_childs_name() -> None:
     with anyio.fail_after(10):
         async with WorkerRunner(grace_period=2) as runner:
@@ -365,26 +383,18 @@ async def test_a_reply_reaches_a_callback_of_the_inbox_loop_while_a_control_mess
 async def test_a_control_message_sent_right_after_a_request_still_overtakes_it(
     control: type[BusMessage],
 ) -> None:
-    ran: list[str] = []
-
-    class Records(BaseWorker):
-        @job
-        async def handle(self, job: Job) -> dict[str, Any]:
-            ran.append(job.job_id)
-            return {}
+    records = Records("records")
 
     bus = LocalBus()
     with anyio.fail_after(5):
         async with WorkerRunner(bus=bus, grace_period=0.5) as runner:
-            await runner.add_worker(Records("records"))
+            await runner.add_worker(records)
             await anyio.sleep(0.01)
             # No checkpoint between the two: the request reaches an idle worker first.
-            bus.send_nowait(
-                JobRequestMessage.build(source=runner.name, target="records", job_id="j1")
-            )
+            send_request(bus, runner.name, "records", "j1")
             bus.send_nowait(control.build(source="someone", target="records"))
             await anyio.sleep(0.1)
-    assert ran == []
+    assert records.ran == []
 
 
 _SET_BY_CALLBACK: contextvars.ContextVar[str] = contextvars.ContextVar("set_by_callback")
@@ -426,30 +436,22 @@ async def test_jobs_run_under_an_asyncio_task_factory_that_takes_no_context() ->
 
 
 async def test_requests_a_control_message_overtakes_go_back_in_the_order_they_came() -> None:
-    ran: list[str] = []
-
-    class Records(BaseWorker):
-        @job
-        async def handle(self, job: Job) -> dict[str, Any]:
-            ran.append(job.job_id)
-            return {}
+    records = Records("records")
 
     bus = LocalBus()
     with anyio.fail_after(5):
         async with WorkerRunner(bus=bus) as runner:
-            await runner.add_worker(Records("records"))
+            await runner.add_worker(records)
             await anyio.sleep(0.01)
             for job_id in ("j1", "j2", "j3"):
-                bus.send_nowait(
-                    JobRequestMessage.build(source=runner.name, target="records", job_id=job_id)
-                )
+                send_request(bus, runner.name, "records", job_id)
             bus.send_nowait(
                 JobCancelMessage.build(source=runner.name, target="records", job_id="another")
             )
             with anyio.fail_after(2):
-                while len(ran) < 3:
+                while len(records.ran) < 3:
                     await anyio.sleep(0.01)
-    assert ran == ["j1", "j2", "j3"]
+    assert records.ran == ["j1", "j2", "j3"]
 
 
 async def test_a_control_message_from_a_started_job_does_not_overtake_a_request_beside_it() -> None:
@@ -471,9 +473,7 @@ async def test_a_control_message_from_a_started_job_does_not_overtake_a_request_
             await runner.add_worker(EndsItself("ends"))
             await anyio.sleep(0.01)
             for job_id in ("j1", "j2"):
-                bus.send_nowait(
-                    JobRequestMessage.build(source=runner.name, target="ends", job_id=job_id)
-                )
+                send_request(bus, runner.name, "ends", job_id)
             await anyio.sleep(0.1)
     assert ran == ["j1", "j2"]
 
@@ -529,9 +529,7 @@ async def test_a_reply_queued_after_a_request_is_handled_before_the_job_runs(
             while not holds.got:
                 await anyio.sleep(0.01)
             await anyio.sleep(0.01)
-            bus.send_nowait(
-                JobRequestMessage.build(source=runner.name, target="observes", job_id="j1")
-            )
+            send_request(bus, runner.name, "observes", "j1")
             bus.send_nowait(
                 JobResponseMessage.build(
                     source="holds", target="observes", job_id=asked, status=JobStatus.COMPLETED
@@ -546,7 +544,7 @@ async def test_a_reply_after_a_request_a_control_message_sends_back_keeps_its_pl
 ) -> None:
     order: list[str] = []
 
-    class Records(BaseWorker):
+    class InOrder(BaseWorker):
         @job
         async def handle(self, job: Job) -> dict[str, Any]:
             order.append("handler")
@@ -555,7 +553,7 @@ async def test_a_reply_after_a_request_a_control_message_sends_back_keeps_its_pl
     bus = LocalBus()
     with anyio.fail_after(5):
         async with WorkerRunner(bus=bus, grace_period=0.2) as runner:
-            holds, records = Holds("holds"), Records("records")
+            holds, records = Holds("holds"), InOrder("records")
             await runner.add_worker(holds)
             await runner.add_worker(records)
 
@@ -571,9 +569,7 @@ async def test_a_reply_after_a_request_a_control_message_sends_back_keeps_its_pl
                 await anyio.sleep(0.01)
                 # No checkpoint between: the request, the reply to the worker's own job,
                 # then a control message.
-                bus.send_nowait(
-                    JobRequestMessage.build(source=runner.name, target="records", job_id="j1")
-                )
+                send_request(bus, runner.name, "records", "j1")
                 bus.send_nowait(
                     JobResponseMessage.build(
                         source="holds",
@@ -611,16 +607,12 @@ async def test_a_request_sent_as_the_worker_hands_off_is_refused_as_from_the_que
         async with WorkerRunner(bus=bus, grace_period=0.2) as runner:
             await runner.add_worker(HandsOff("hands-off"))
             await runner.add_worker(HandsOff("other"))
-            bus.send_nowait(
-                JobRequestMessage.build(source=runner.name, target="hands-off", job_id="j1")
-            )
+            send_request(bus, runner.name, "hands-off", "j1")
             while not ran:
                 await anyio.sleep(0.01)
             await anyio.sleep(0.01)
             go_on.set()  # j1 goes on (and hands off) before j2's task first runs
-            bus.send_nowait(
-                JobRequestMessage.build(source=runner.name, target="hands-off", job_id="j2")
-            )
+            send_request(bus, runner.name, "hands-off", "j2")
             await anyio.sleep(0.1)
     assert ran == ["j1"]
 
@@ -628,7 +620,7 @@ async def test_a_request_sent_as_the_worker_hands_off_is_refused_as_from_the_que
 async def test_two_requesters_may_use_the_same_job_id(delivery: str) -> None:
     ran: list[str] = []
 
-    class Records(BaseWorker):
+    class RecordsRequesters(BaseWorker):
         @job
         async def handle(self, job: Job) -> dict[str, Any]:
             ran.append(job.requester)
@@ -638,12 +630,10 @@ async def test_two_requesters_may_use_the_same_job_id(delivery: str) -> None:
     with anyio.fail_after(5):
         async with WorkerRunner(bus=bus, grace_period=0.2) as runner:
             for name in ("records", "a", "b"):
-                await runner.add_worker(Records(name))
+                await runner.add_worker(RecordsRequesters(name))
             await anyio.sleep(0.01)
             for source in ("a", "b"):
-                bus.send_nowait(
-                    JobRequestMessage.build(source=source, target="records", job_id="same")
-                )
+                send_request(bus, source, "records", "same")
             await anyio.sleep(0.1)
     assert sorted(ran) == ["a", "b"]
 
@@ -671,11 +661,11 @@ async def test_a_request_reusing_a_running_jobs_id_leaves_that_job_alone(deliver
             bus.subscribe("b")
             await runner.add_worker(HoldsOn("holds-on"))
             await anyio.sleep(0.01)
-            bus.send_nowait(JobRequestMessage.build(source="a", target="holds-on", job_id="same"))
+            send_request(bus, "a", "holds-on", "same")
             while not started:
                 await anyio.sleep(0.01)
             await anyio.sleep(0.01)
-            bus.send_nowait(JobRequestMessage.build(source="b", target="holds-on", job_id="same"))
+            send_request(bus, "b", "holds-on", "same")
             bus.send_nowait(EndMessage.build(source="someone", target="holds-on"))
             await anyio.sleep(0.5)
             answers = inbox_a.drain()
@@ -687,24 +677,16 @@ async def test_a_request_reusing_a_running_jobs_id_leaves_that_job_alone(deliver
 async def test_a_request_that_comes_as_the_worker_is_cancelled_does_not_start(
     delivery: str,
 ) -> None:
-    ran: list[str] = []
-
-    class Records(BaseWorker):
-        @job
-        async def handle(self, job: Job) -> dict[str, Any]:
-            ran.append(job.job_id)
-            return {}
+    records = Records("records")
 
     bus = LocalBus()
     with anyio.fail_after(5):
         with anyio.CancelScope() as outer:
             async with WorkerRunner(bus=bus, grace_period=0.2) as runner:
-                await runner.add_worker(Records("records"))
+                await runner.add_worker(records)
                 await anyio.sleep(0.01)
                 outer.cancel()  # the worker's loop is cancelled while it waits, and before
                 # it resumes a request comes (no checkpoint between)
-                bus.send_nowait(
-                    JobRequestMessage.build(source=runner.name, target="records", job_id="j1")
-                )
+                send_request(bus, runner.name, "records", "j1")
                 await anyio.sleep(1)
-    assert ran == []
+    assert records.ran == []
