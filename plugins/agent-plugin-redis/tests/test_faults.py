@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +247,46 @@ async def test_a_plain_job_whose_runner_is_lost_ends_with_an_unknown_outcome(
             refused = await run_job(a, "shared", payload={"x": "y" * 2_000_000})
             assert refused[0] is JobStatus.ERROR and refused[1] is not None
             assert "outcome" not in refused[1] and "over the bus's" in refused[1]["error"]
+
+
+async def test_a_request_redis_refuses_ends_error_saying_it_never_left(
+    redis_server: RedisServer,
+) -> None:
+    """The requesting runner does not wait for Redis to take a request to one runner; when
+    Redis refuses it (here an ACL that denies the worker's runner's channel), the job still
+    ends ERROR at once, naming Redis's refusal, with no unknown outcome (it never left), and
+    the runner's connection carries on."""
+    ns = f"t{uuid.uuid4().hex[:12]}"
+    admin = aioredis.Redis.from_url(redis_server.url)
+    user = f"refused-{os.getpid()}"
+    await admin.acl_setuser(
+        user, enabled=True, passwords=["+refused-password"], keys=["*"], commands=["+@all"]
+    )
+    await admin.execute_command(
+        "ACL", "SETUSER", user, "resetchannels", f"&{ns}:all", f"&{ns}:runner:a"
+    )
+    limited = f"redis://{user}:refused-password@127.0.0.1:{redis_server.port}/0"
+    try:
+        with anyio.fail_after(15):
+            async with (
+                runners(f"{limited}?namespace={ns}&heartbeat=0.2", "a") as (a,),
+                runners(f"{redis_server.url}?namespace={ns}&heartbeat=0.2", "b") as (b,),
+            ):
+                echo = Echo("echo")
+                await b.add_worker(echo)
+                await a.registry.wait_ready("echo")
+                status, response = await run_job(a, "echo")
+                assert status is JobStatus.ERROR and response is not None
+                assert "outcome" not in response, response
+                assert response["error"].startswith("could not send the job through Redis")
+                assert "no permissions" in response["error"], response
+                assert echo.seen == []
+                assert bus_of(a)._connected
+                status, response = await run_job(a, "echo")  # the same again: not stuck
+                assert status is JobStatus.ERROR and "no permissions" in str(response)
+    finally:
+        await admin.acl_deluser(user)
+        await admin.aclose()
 
 
 # --------------------------------------------------------------------------- silent loss

@@ -9,7 +9,7 @@ import signal
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from agent_plugin_redis._publish_line import PublishLine
+from agent_plugin_redis._publish_line import HIGH_WATER, PublishLine
 from conftest import RedisServer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -183,3 +183,106 @@ async def test_senders_cancelled_while_waiting_leave_the_replies_in_step(
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
     assert replies == [1, 0, 1, 0]
+
+
+async def test_a_posting_sender_goes_on_before_redis_answers_and_hears_of_a_refusal(
+    redis_server: RedisServer,
+) -> None:
+    """``post()`` returns once the command is on its way, not when Redis answers; a command
+    Redis refuses reaches the sender's callback (and only that one's), and the line goes on."""
+    admin = aioredis.Redis.from_url(redis_server.url)
+    user = f"post-{os.getpid()}"
+    await admin.acl_setuser(
+        user, enabled=True, passwords=["+post-password"], keys=["*"], commands=["+@all"]
+    )
+    await admin.execute_command("ACL", "SETUSER", user, "resetchannels", "&allowed-*")
+    client = aioredis.Redis.from_url(
+        f"redis://{user}:post-password@127.0.0.1:{redis_server.port}/0"
+    )
+    pubsub = admin.pubsub()
+    await pubsub.subscribe("allowed-post")
+    line = PublishLine(client)
+    await line.open()
+    refused: dict[str, list[ResponseError]] = {"allowed-post": [], "denied-post": []}
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.run)
+                for channel in ("allowed-post", "denied-post", "allowed-post"):
+                    # No reply can have come: post() never yields to the loop here.
+                    await line.post(channel, channel.encode(), refused[channel].append)
+                assert refused == {"allowed-post": [], "denied-post": []}
+                assert await _received(pubsub, 2) == [b"allowed-post", b"allowed-post"]
+                assert await line.publish("allowed-post", b"after") == 1
+                tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+        await admin.acl_deluser(user)
+        await admin.aclose()
+    assert refused["allowed-post"] == []
+    assert len(refused["denied-post"]) == 1
+    assert "no permissions" in str(refused["denied-post"][0])
+
+
+async def test_posting_waits_for_redis_once_too_many_commands_are_unanswered(
+    own_redis_server: RedisServer,
+) -> None:
+    """A producer posting faster than Redis answers is slowed down: past ``HIGH_WATER``
+    unanswered commands, ``post()`` waits for its own reply."""
+    client = aioredis.Redis.from_url(own_redis_server.url)
+    line = PublishLine(client)
+    await line.open()
+    process = own_redis_server.process
+    assert process is not None
+    posted = 0
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.run)
+                os.kill(process.pid, signal.SIGSTOP)  # nothing is answered meanwhile
+                try:
+
+                    async def producer() -> None:
+                        nonlocal posted
+                        for _ in range(HIGH_WATER + 10):
+                            await line.post("c", b"x")
+                            posted += 1
+
+                    tg.start_soon(producer)
+                    await anyio.sleep(0.3)
+                    assert posted == HIGH_WATER  # the next one waits for its reply
+                finally:
+                    os.kill(process.pid, signal.SIGCONT)
+                with anyio.fail_after(5):
+                    while posted < HIGH_WATER + 10:
+                        await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await client.aclose()
+
+
+async def test_redis_py_still_lets_an_idle_line_write_from_the_sender(
+    redis_server: RedisServer,
+) -> None:
+    """The line writes a command from its sender when nothing waits to be written, through
+    the connection's stream writer, which redis-py keeps private: if a redis-py release
+    drops it, every command takes the writer task (a turn of the event loop more per
+    message) and this test says so."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    line = PublishLine(client)
+    await line.open()
+    try:
+        assert line._transport is not None, "redis-py's connection no longer has _writer"
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.run)
+                await line.post("c", b"x")
+                assert not line._outbox  # written at once, not left for the writer task
+                assert await line.publish("c", b"y") == 0
+                tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await client.aclose()

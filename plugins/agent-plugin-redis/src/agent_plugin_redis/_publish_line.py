@@ -4,13 +4,21 @@ Every message the bus sends on a channel (requests to one runner, replies, cance
 ``PUBLISH``. Through redis-py's client, each one takes a connection from the pool, goes
 through the retry wrapper and waits for its reply before the connection is free again: a
 large share of a job's round trip in CPU, and under load hundreds of connections. Here
-every sender queues its command on the same connection and awaits its own reply. One
-writer task sends whatever was queued meanwhile in one write (one system call for many
-jobs' messages under load), and one reader task takes the replies in order (Redis answers
-a connection's commands in the order it got them) and hands each to its sender. So a
+every sender queues its command on the same connection and awaits its own reply. A
+command sent while nothing else waits to be written goes to the socket at once, from the
+sender; otherwise one writer task sends whatever was queued meanwhile in one write (one
+system call for many jobs' messages under load). One reader task, always reading, takes
+the replies in order (Redis answers a connection's commands in the order it got them) and
+hands each to its sender. So a
 sender still learns whether Redis took its message (an error reply is raised to it),
 messages from one runner keep their order, many senders share one socket with no pool
 and no lock, and a sender that is cancelled never leaves half a command on the wire.
+
+A sender that needs no reply count posts instead (``post()``): its command is queued and
+it goes on at once, without waiting a turn of the event loop for Redis's answer; a refusal
+reaches it through a callback. It still waits for its reply, as ``publish()`` does, while
+more than ``HIGH_WATER`` commands are outstanding: a producer faster than Redis slows down
+instead of queueing without bound.
 
 The line belongs to one session with Redis (``agent_plugin_redis._session``): when its
 connection breaks, every sender still waiting gets a ``ConnectionError``, the reader's
@@ -33,7 +41,13 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
     pack_command = None
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import redis.asyncio as aioredis
+
+HIGH_WATER = 256
+"""Commands outstanding (queued or written, not yet answered) beyond which ``post()``
+waits for its own reply."""
 
 
 class PublishLine:
@@ -46,14 +60,15 @@ class PublishLine:
     def __init__(self, client: aioredis.Redis) -> None:
         self._pool = client.connection_pool
         self._connection: Any = None
-        self._waiting: deque[asyncio.Future[Any]] = deque()
-        """One future per command written or queued, in order, for its reply."""
+        self._waiting: deque[asyncio.Future[Any] | Callable[[ResponseError], None] | None] = deque()
+        """One entry per command written or queued, in order, for its reply: the future of
+        a sender that waits, or the refusal callback (or None) of one that posted."""
         self._outbox: list[bytes] = []
         """Commands queued for the writer's next write."""
         self._written: asyncio.Future[None] | None = None
         """Set when a command is queued while the writer waits for one."""
-        self._replied: asyncio.Future[None] | None = None
-        """Set when a command is queued while the reader waits for one."""
+        self._transport: asyncio.WriteTransport | None = None
+        """The connection's socket, written at once when nothing else waits for it."""
         self._closed: str | None = "the line to Redis is not open yet"
 
     async def open(self) -> None:
@@ -61,7 +76,29 @@ class PublishLine:
         connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
         await connection.connect()
         self._connection = connection
+        # redis-py keeps the connection's stream writer private (it has been ``_writer``
+        # since its asyncio client came); without it every command takes the writer task.
+        writer = getattr(connection, "_writer", None)
+        if isinstance(writer, asyncio.StreamWriter):
+            self._transport = writer.transport
         self._closed = None
+
+    def _send(self, command: bytes) -> None:
+        """Write ``command`` now if nothing waits to be written before it and the socket
+        took everything so far; else queue it for the writer task (which waits for room)."""
+        transport = self._transport
+        if (
+            not self._outbox
+            and transport is not None
+            and not transport.get_write_buffer_size()
+            and not transport.is_closing()
+        ):
+            transport.write(command)
+            return
+        self._outbox.append(command)
+        written = self._written
+        if written is not None and not written.done():
+            written.set_result(None)
 
     async def publish(self, channel: str, data: bytes) -> int:
         """``PUBLISH channel data``: how many subscribers got it.
@@ -79,12 +116,43 @@ class PublishLine:
         )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
-        self._outbox.append(command)
-        for wake in (self._written, self._replied):
-            if wake is not None and not wake.done():
-                wake.set_result(None)
+        self._send(command)
         reply: int = await future
         return reply
+
+    async def post(
+        self,
+        channel: str,
+        data: bytes,
+        on_refused: Callable[[ResponseError], None] | None = None,
+    ) -> None:
+        """``PUBLISH channel data`` without waiting for Redis's reply (unless more than
+        ``HIGH_WATER`` commands are outstanding). If Redis refuses the command,
+        ``on_refused`` is called with its error, from the task reading the replies; a
+        break of the line ends the session, which ends what was in flight through it.
+
+        Raises:
+            ConnectionError: the line is closed, or broke while this sender waited.
+        """
+        if self._closed is not None:
+            raise ConnectionError(self._closed)
+        command = (
+            pack_command(("PUBLISH", channel, data))
+            if pack_command is not None
+            else self._connection.pack_command("PUBLISH", channel, data)
+        )
+        if len(self._waiting) < HIGH_WATER:
+            self._waiting.append(on_refused)
+            self._send(command)
+            return
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        self._send(command)
+        try:
+            await future
+        except ResponseError as exc:
+            if on_refused is not None:
+                on_refused(exc)
 
     async def run(self) -> None:
         """Write the queued commands and hand out the replies until the connection breaks
@@ -114,35 +182,34 @@ class PublishLine:
     async def _read(self) -> None:
         connection = self._connection
         waiting = self._waiting
-        loop = asyncio.get_running_loop()
         while True:
-            if not waiting:
-                self._replied = loop.create_future()
-                await self._replied
-                continue
             try:
                 reply: Any = await connection.read_response(timeout=float("inf"))
-                failed: BaseException | None = None
+                failed: ResponseError | None = None
             except ResponseError as exc:
                 reply, failed = None, exc
             if not waiting:  # a reply nobody asked for: the stream is out of step
                 raise ConnectionError("Redis sent a reply to no command on the publish line")
-            future = waiting.popleft()
-            if not future.done():  # (not a sender cancelled meanwhile)
-                if failed is not None:
-                    future.set_exception(failed)
-                else:
-                    future.set_result(reply)
+            waiter = waiting.popleft()
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():  # (not a sender cancelled meanwhile)
+                    if failed is not None:
+                        waiter.set_exception(failed)
+                    else:
+                        waiter.set_result(reply)
+            elif failed is not None and waiter is not None:
+                waiter(failed)
 
     def _close(self, reason: str) -> None:
         """Fail every sender still waiting, and refuse new ones."""
         if self._closed is None:
             self._closed = f"the line to Redis broke ({reason})"
         self._outbox = []
+        self._transport = None
         while self._waiting:
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(ConnectionError(self._closed))
+            waiter = self._waiting.popleft()
+            if isinstance(waiter, asyncio.Future) and not waiter.done():
+                waiter.set_exception(ConnectionError(self._closed))
 
     async def close(self) -> None:
         """Close the connection (idempotent); waiting senders get ``ConnectionError``."""

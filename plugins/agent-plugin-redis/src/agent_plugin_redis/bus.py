@@ -542,8 +542,16 @@ class RedisBus:
         if len(hosts) == 1 and not attempts:
             (runner,) = hosts
             self._routes.open(key, Route(message.source, runner))
+            line = self._line
             try:
-                await self._publish_on_line(self._channel(runner), data)
+                if line is None:
+                    raise RedisConnectionError(self._offline_reason())
+
+                def refused(exc: ResponseError) -> None:
+                    reason = f"could not send the job through Redis: {exc}"
+                    self._routes.fail(key, reason, unknown=False)
+
+                await line.post(self._channel(runner), data, refused)
             except CONNECTION_ERRORS as exc:
                 self._routes.fail(
                     key,
@@ -623,11 +631,15 @@ class RedisBus:
             if is_response and (served.consumer or served.idempotency):
                 async with self._gate:
                     await self._finish(client, served, message, data)
-            else:
+            elif is_response and served.entry is not None and served.stream is not None:
                 await self._publish_on_line(self._channel(served.origin), data)
-                if is_response and served.entry is not None and served.stream is not None:
-                    async with self._gate:
-                        await self._streams.finish(client, served.stream, served.entry)
+                async with self._gate:
+                    await self._streams.finish(client, served.stream, served.entry)
+            else:
+                line = self._line
+                if line is None:
+                    raise RedisConnectionError(self._offline_reason())
+                await line.post(self._channel(served.origin), data, self._reply_refused)
         except CONNECTION_ERRORS as exc:
             logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
             self._break_session(exc)
@@ -638,6 +650,11 @@ class RedisBus:
             if is_response:
                 self._break_session(exc)
             raise
+
+    def _reply_refused(self, error: ResponseError) -> None:
+        """Redis refused a posted reply (out of memory, say): its requester learns of it
+        only by its own timeout, or when this runner is lost."""
+        logger.warning("%s: a reply was lost: Redis refused it: %s", self._name, error)
 
     async def _finish(
         self, client: aioredis.Redis, served: _Served, message: BusMessage, data: bytes
