@@ -5,14 +5,14 @@ Every message the bus sends on a channel (requests to one runner, replies, cance
 through the retry wrapper and waits for its reply before the connection is free again: a
 large share of a job's round trip in CPU, and under load hundreds of connections. Here
 every sender queues its command on the same connection and awaits its own reply. A
-command sent while nothing else waits to be written goes to the socket at once, from the
-sender; otherwise one writer task sends whatever was queued meanwhile in one write (one
-system call for many jobs' messages under load). One reader task, always reading, takes
-the replies in order (Redis answers a connection's commands in the order it got them) and
-hands each to its sender. So a
-sender still learns whether Redis took its message (an error reply is raised to it),
-messages from one runner keep their order, many senders share one socket with no pool
-and no lock, and a sender that is cancelled never leaves half a command on the wire.
+command sent while the line is idle (no other command unanswered) goes to the socket at
+once, from the sender; otherwise one writer task sends whatever was queued meanwhile in
+one write (one system call for many jobs' messages under load). One reader task, always
+reading, takes the replies in order (Redis answers a connection's commands in the order
+it got them) and hands each to its sender. So a sender still learns whether Redis took
+its message (an error reply is raised to it), messages from one runner keep their order,
+many senders share one socket with no pool and no lock, and a sender that is cancelled
+never leaves half a command on the wire.
 
 A sender that needs no reply count posts instead (``post()``): its command is queued and
 it goes on at once, without waiting a turn of the event loop for Redis's answer; a refusal
@@ -84,11 +84,13 @@ class PublishLine:
         self._closed = None
 
     def _send(self, command: bytes) -> None:
-        """Write ``command`` now if nothing waits to be written before it and the socket
-        took everything so far; else queue it for the writer task (which waits for room)."""
+        """Write ``command`` now if it is the only command unanswered (the line was idle)
+        and the socket took everything so far; else queue it for the writer task, which
+        sends whatever a turn of the event loop queued in one write and waits for room."""
         transport = self._transport
         if (
-            not self._outbox
+            len(self._waiting) == 1
+            and not self._outbox
             and transport is not None
             and not transport.get_write_buffer_size()
             and not transport.is_closing()
