@@ -230,7 +230,7 @@ async def test_posting_waits_for_redis_once_too_many_commands_are_unanswered(
     own_redis_server: RedisServer,
 ) -> None:
     """A producer posting faster than Redis answers is slowed down: past ``HIGH_WATER``
-    unanswered commands, ``post()`` waits for its own reply."""
+    unanswered commands, ``post()`` waits for room."""
     client = aioredis.Redis.from_url(own_redis_server.url)
     line = PublishLine(client)
     await line.open()

@@ -16,9 +16,9 @@ never leaves half a command on the wire.
 
 A sender that needs no reply count posts instead (``post()``): its command is queued and
 it goes on at once, without waiting a turn of the event loop for Redis's answer; a refusal
-reaches it through a callback. It still waits for its reply, as ``publish()`` does, while
-more than ``HIGH_WATER`` commands are outstanding: a producer faster than Redis slows down
-instead of queueing without bound.
+reaches it through a callback. It waits for room while more than ``HIGH_WATER`` commands
+are unanswered or more than ``OUTBOX_BYTES`` wait to be written: a producer faster than
+Redis slows down instead of queueing without bound.
 
 The line belongs to one session with Redis (``agent_plugin_redis._session``): when its
 connection breaks, every sender still waiting gets a ``ConnectionError``, the reader's
@@ -46,8 +46,10 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 HIGH_WATER = 256
-"""Commands outstanding (queued or written, not yet answered) beyond which ``post()``
-waits for its own reply."""
+"""Commands unanswered (queued or written) beyond which ``post()`` waits for room."""
+OUTBOX_BYTES = 1024 * 1024
+"""Bytes of commands not yet written beyond which ``post()`` waits for room: with large
+messages, what a producer may queue is bounded in memory too."""
 
 
 class PublishLine:
@@ -67,6 +69,10 @@ class PublishLine:
         """Commands queued for the writer's next write."""
         self._written: asyncio.Future[None] | None = None
         """Set when a command is queued while the writer waits for one."""
+        self._outbox_bytes = 0
+        """The size of ``_outbox``."""
+        self._room: asyncio.Future[None] | None = None
+        """Set when a posting sender waits for room and the reader or writer made some."""
         self._transport: asyncio.WriteTransport | None = None
         """The connection's socket, written at once when nothing else waits for it."""
         self._closed: str | None = "the line to Redis is not open yet"
@@ -98,6 +104,7 @@ class PublishLine:
             transport.write(command)
             return
         self._outbox.append(command)
+        self._outbox_bytes += len(command)
         written = self._written
         if written is not None and not written.done():
             written.set_result(None)
@@ -128,10 +135,12 @@ class PublishLine:
         data: bytes,
         on_refused: Callable[[ResponseError], None] | None = None,
     ) -> None:
-        """``PUBLISH channel data`` without waiting for Redis's reply (unless more than
-        ``HIGH_WATER`` commands are outstanding). If Redis refuses the command,
-        ``on_refused`` is called with its error, from the task reading the replies; a
-        break of the line ends the session, which ends what was in flight through it.
+        """``PUBLISH channel data`` without waiting for Redis's reply. If Redis refuses
+        the command, ``on_refused`` is called with its error, from the task reading the
+        replies; a break of the line ends the session, which ends what was in flight
+        through it. The command is queued at once; then, while more than ``HIGH_WATER``
+        commands are unanswered or more than ``OUTBOX_BYTES`` wait to be written, the
+        sender waits for room.
 
         Raises:
             ConnectionError: the line is closed, or broke while this sender waited.
@@ -143,18 +152,24 @@ class PublishLine:
             if pack_command is not None
             else self._connection.pack_command("PUBLISH", channel, data)
         )
-        if len(self._waiting) < HIGH_WATER:
-            self._waiting.append(on_refused)
-            self._send(command)
-            return
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
+        self._waiting.append(on_refused)
         self._send(command)
-        try:
-            await future
-        except ResponseError as exc:
-            if on_refused is not None:
-                on_refused(exc)
+        # Backpressure, once the command is queued: cancelling this wait loses nothing,
+        # and a refusal still reaches ``on_refused``.
+        while (
+            len(self._waiting) > HIGH_WATER or self._outbox_bytes > OUTBOX_BYTES
+        ) and self._closed is None:
+            room = self._room
+            if room is None or room.done():
+                room = self._room = asyncio.get_running_loop().create_future()
+            await room
+        if self._closed is not None:
+            raise ConnectionError(self._closed)
+
+    def _make_room(self) -> None:
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
 
     async def run(self) -> None:
         """Write the queued commands and hand out the replies until the connection breaks
@@ -178,7 +193,8 @@ class PublishLine:
                 self._written = loop.create_future()
                 await self._written
                 continue
-            batch, self._outbox = self._outbox, []
+            batch, self._outbox, self._outbox_bytes = self._outbox, [], 0
+            self._make_room()
             await connection.send_packed_command(batch, check_health=False)
 
     async def _read(self) -> None:
@@ -193,6 +209,8 @@ class PublishLine:
             if not waiting:  # a reply nobody asked for: the stream is out of step
                 raise ConnectionError("Redis sent a reply to no command on the publish line")
             waiter = waiting.popleft()
+            if len(waiting) == HIGH_WATER:
+                self._make_room()
             if isinstance(waiter, asyncio.Future):
                 if not waiter.done():  # (not a sender cancelled meanwhile)
                     if failed is not None:
@@ -206,8 +224,9 @@ class PublishLine:
         """Fail every sender still waiting, and refuse new ones."""
         if self._closed is None:
             self._closed = f"the line to Redis broke ({reason})"
-        self._outbox = []
+        self._outbox, self._outbox_bytes = [], 0
         self._transport = None
+        self._make_room()
         while self._waiting:
             waiter = self._waiting.popleft()
             if isinstance(waiter, asyncio.Future) and not waiter.done():

@@ -627,19 +627,32 @@ class RedisBus:
                 self._offline_reason(),
             )
             return
-        try:
-            if is_response and (served.consumer or served.idempotency):
-                async with self._gate:
-                    await self._finish(client, served, message, data)
-            elif is_response and served.entry is not None and served.stream is not None:
-                await self._publish_on_line(self._channel(served.origin), data)
-                async with self._gate:
-                    await self._streams.finish(client, served.stream, served.entry)
-            else:
+        if not (served.consumer or served.idempotency or (is_response and served.entry)):
+            # Nothing else to do once it is on its way: posted. Everything this job sends
+            # goes through the line, in order. (Cancelled while it waits for room, the
+            # reply is queued all the same: nothing to end.)
+            try:
                 line = self._line
                 if line is None:
                     raise RedisConnectionError(self._offline_reason())
                 await line.post(self._channel(served.origin), data, self._reply_refused)
+            except CONNECTION_ERRORS as exc:
+                logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
+                self._break_session(exc)
+            return
+        try:
+            if is_response and (served.consumer or served.idempotency):
+                async with self._gate:
+                    await self._finish(client, served, message, data)
+            else:
+                # An update of a job whose response goes by a script on another connection
+                # (durable, or with an idempotency key) is answered by Redis before that
+                # response is sent, so it cannot overtake it; the response of a replicated
+                # job is published before its stream entry is acknowledged.
+                await self._publish_on_line(self._channel(served.origin), data)
+                if is_response and served.entry is not None and served.stream is not None:
+                    async with self._gate:
+                        await self._streams.finish(client, served.stream, served.entry)
         except CONNECTION_ERRORS as exc:
             logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
             self._break_session(exc)
@@ -1687,7 +1700,9 @@ class RedisBus:
                 )
             with anyio.fail_after(limit):  # TimeoutError: an OSError, so the session ends
                 await self._describe(client, workers)
-                await client.publish(self._broadcast, self._seal(encode_envelope(beat)))
+                # Through the publish line: it is never idle longer than an interval, so a
+                # Redis ``timeout`` longer than that never closes it.
+                await self._publish_on_line(self._broadcast, self._seal(encode_envelope(beat)))
             # "Now" is when this runner last heard its own heartbeat come back: after a stall
             # of its own event loop, the heartbeats queued meanwhile are read before anyone
             # is judged silent.

@@ -1,0 +1,311 @@
+"""Posted messages (``PublishLine.post``: a request or reply that goes on without waiting
+for Redis's answer) against a real redis-server: the order of what a job sends, refusals,
+backpressure, a line that breaks, a runner that stops, and Redis's idle ``timeout``."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+import redis.asyncio as aioredis
+from agent_plugin_redis._durable import IDEMPOTENCY_HEADER
+from agent_plugin_redis._publish_line import HIGH_WATER, PublishLine
+from conftest import RedisServer
+from redis.exceptions import ResponseError
+from test_bus import Echo, bus_of, run_job, runners
+from test_publish_line import _received
+
+from framework import BaseWorker, Job, JobStatus, job
+
+pytestmark = pytest.mark.anyio
+
+CHUNK = 200_000
+STEPS = 30
+
+
+class Chatty(BaseWorker):
+    """Jobs that send many large updates or stream items before their response."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.answered = anyio.Event()
+
+    @job(name="dstream", durable=True)
+    async def dstream(self, j: Job) -> AsyncIterator[Any]:
+        for i in range(STEPS):
+            yield {"i": i, "pad": "x" * CHUNK}
+
+    @job(name="dprogress", durable=True)
+    async def dprogress(self, j: Job) -> dict[str, Any]:
+        return await self.progress(j)
+
+    @job(name="progress")
+    async def progress(self, j: Job) -> dict[str, Any]:
+        for step in range(STEPS):
+            await j.update({"step": step, "pad": "x" * CHUNK})
+        self.answered.set()
+        return {"done": STEPS}
+
+
+# --------------------------------------------------------------------------- order
+
+
+async def test_a_durable_jobs_stream_items_all_come_before_its_response(redis_url: str) -> None:
+    """A durable job's response goes by a script on another connection: the stream items
+    its worker sent before must not be overtaken by it (and then dropped)."""
+    url = redis_url + "&max_message_size=1000000"
+    with anyio.fail_after(30):
+        async with runners(url, "a", "b") as (a, b):
+            await b.add_worker(Chatty("chatty"))
+            await a.registry.wait_ready("chatty")
+            async with a.job("chatty", name="dstream") as j:
+                events = [(e.type, e.data) async for e in j]
+            assert j.status is JobStatus.COMPLETED, (j.status, j.response)
+            got = [d["i"] for kind, d in events if kind == "stream_data"]
+            assert got == list(range(STEPS)), got
+
+
+@pytest.mark.parametrize("how", ["durable", "idempotency key"])
+async def test_updates_all_come_before_a_response_sent_by_script(redis_url: str, how: str) -> None:
+    """The same for updates, of a durable job and of a plain one with an idempotency key
+    (its response is kept for the key by the same kind of script)."""
+    url = redis_url + "&max_message_size=1000000"
+    with anyio.fail_after(30):
+        async with runners(url, "a", "b") as (a, b):
+            await b.add_worker(Chatty("chatty"))
+            await a.registry.wait_ready("chatty")
+            if how == "durable":
+                request = a.job("chatty", name="dprogress")
+            else:
+                key = f"key-{uuid.uuid4().hex}"
+                request = a.job("chatty", name="progress", headers={IDEMPOTENCY_HEADER: key})
+            async with request as j:
+                updates = [e.data["step"] async for e in j if e.type == "update"]
+            assert j.status is JobStatus.COMPLETED, (j.status, j.response)
+            assert updates == list(range(STEPS)), updates
+
+
+async def test_posted_and_awaited_commands_keep_each_senders_order(
+    redis_server: RedisServer,
+) -> None:
+    """Many senders mixing ``post`` and ``publish``, small and larger messages, yielding
+    at random: each sender's messages arrive in the order it sent them."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe("mix")
+    line = PublishLine(client)
+    await line.open()
+    rng = random.Random(1)
+    try:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.run)
+
+                async def sender(number: int) -> None:
+                    for i in range(200):
+                        data = f"{number}:{i}:".encode() + b"p" * rng.choice((10, 3_000))
+                        if rng.random() < 0.5:
+                            await line.post("mix", data)
+                        else:
+                            await line.publish("mix", data)
+                        if rng.random() < 0.2:
+                            await anyio.lowlevel.checkpoint()
+
+                async with anyio.create_task_group() as senders:
+                    for number in range(20):
+                        senders.start_soon(sender, number)
+                got = await _received(pubsub, 20 * 200)
+                tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+    for number in range(20):
+        mine = [int(m.split(b":")[1]) for m in got if m.split(b":")[0] == str(number).encode()]
+        assert mine == list(range(200))
+
+
+# --------------------------------------------------------------------------- refusals and room
+
+
+async def test_a_refusal_reaches_a_sender_cancelled_while_it_waited_for_room(
+    own_redis_server: RedisServer,
+) -> None:
+    """Past ``HIGH_WATER`` a posting sender waits; cancelled there, its command still goes
+    out (it was queued), and Redis's refusal still reaches its callback."""
+    admin = aioredis.Redis.from_url(own_redis_server.url)
+    user = f"hw-{os.getpid()}"
+    await admin.acl_setuser(
+        user, enabled=True, passwords=["+hw-password"], keys=["*"], commands=["+@all"]
+    )
+    await admin.execute_command("ACL", "SETUSER", user, "resetchannels", "&allowed-*")
+    client = aioredis.Redis.from_url(
+        f"redis://{user}:hw-password@127.0.0.1:{own_redis_server.port}/0"
+    )
+    line = PublishLine(client)
+    await line.open()
+    process = own_redis_server.process
+    assert process is not None
+    refused: list[ResponseError] = []
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.run)
+                os.kill(process.pid, signal.SIGSTOP)
+                try:
+                    for _ in range(HIGH_WATER):
+                        await line.post("allowed-x", b"x")
+                    async with anyio.create_task_group() as doomed:
+                        doomed.start_soon(line.post, "denied", b"x", refused.append)
+                        await anyio.sleep(0.2)
+                        doomed.cancel_scope.cancel()
+                finally:
+                    os.kill(process.pid, signal.SIGCONT)
+                assert await line.publish("allowed-x", b"after") == 0
+                tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await client.aclose()
+        await admin.aclose()
+    assert len(refused) == 1, refused
+    assert "no permissions" in str(refused[0])
+
+
+async def test_large_posted_messages_wait_for_room_in_bytes_too(
+    own_redis_server: RedisServer,
+) -> None:
+    """Fewer than ``HIGH_WATER`` messages can still be a lot of memory: while Redis reads
+    nothing, a producer of 1 MiB messages stops once a few are queued, not after 200."""
+    client = aioredis.Redis.from_url(own_redis_server.url)
+    line = PublishLine(client)
+    await line.open()
+    process = own_redis_server.process
+    assert process is not None
+    posted = 0
+    message = b"m" * (1024 * 1024)
+    try:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.run)
+                os.kill(process.pid, signal.SIGSTOP)
+                try:
+
+                    async def producer() -> None:
+                        nonlocal posted
+                        for _ in range(200):
+                            await line.post("c", message)
+                            posted += 1
+
+                    tg.start_soon(producer)
+                    await anyio.sleep(1.0)
+                    assert posted < 60, f"{posted} MiB queued while Redis read nothing"
+                finally:
+                    os.kill(process.pid, signal.SIGCONT)
+                with anyio.fail_after(15):
+                    while posted < 200:
+                        await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await client.aclose()
+
+
+# --------------------------------------------------------------------------- breaks and stops
+
+
+async def test_a_posted_request_on_a_line_that_breaks_ends_error(redis_url: str) -> None:
+    """The line breaks right after a request was posted on it: the session ends and the job
+    ends ERROR; it does not hang."""
+    with anyio.fail_after(15):
+        async with runners(redis_url, "a", "b") as (a, b):
+            await b.add_worker(Echo("echo"))
+            await a.registry.wait_ready("echo")
+            line = bus_of(a)._line
+            assert line is not None
+            original = line.post
+
+            async def post_then_break(*args: Any, **kwargs: Any) -> None:
+                await original(*args, **kwargs)
+                assert line._transport is not None
+                line._transport.abort()
+
+            line.post = post_then_break  # type: ignore[method-assign]
+            status, response = await run_job(a, "echo", name="slow", payload={"seconds": 30})
+            assert status is JobStatus.ERROR, (status, response)
+
+
+async def test_a_reply_posted_just_before_its_runner_stops_still_arrives(redis_url: str) -> None:
+    url = redis_url + "&max_message_size=1000000"
+    outcome: list[Any] = []
+    with anyio.fail_after(30):
+        async with runners(url, "a") as (a,):
+            worker = Chatty("chatty")
+            async with runners(url, "b") as (b,):
+                await b.add_worker(worker)
+                await a.registry.wait_ready("chatty")
+
+                async def one() -> None:
+                    outcome.append(await run_job(a, "chatty", name="progress"))
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(one)
+                    await worker.answered.wait()
+                    await anyio.lowlevel.checkpoint()
+                    await b.end()
+            with anyio.fail_after(10):
+                while not outcome:
+                    await anyio.sleep(0.01)
+    assert outcome[0][0] is JobStatus.COMPLETED, outcome
+
+
+# --------------------------------------------------------------------------- Redis's timeout
+
+
+def _idle_closing_server(tmp_path: Path) -> RedisServer:
+    """A redis-server that closes a connection idle for 1 s (redis.conf ``timeout``)."""
+    server = RedisServer(tmp_path / "redis", None, "--timeout", "1")
+    server.start()
+    return server
+
+
+async def test_an_idle_runner_keeps_its_session_under_redis_idle_timeout(
+    tmp_path: Path,
+) -> None:
+    server = _idle_closing_server(tmp_path)
+    try:
+        url = f"{server.url}?namespace=t{uuid.uuid4().hex[:12]}&heartbeat=0.2"
+        with anyio.fail_after(20):
+            async with runners(url, "a", "b") as (a, b):
+                await b.add_worker(Echo("echo"))
+                await a.registry.wait_ready("echo")
+                instance = bus_of(a)._instance
+                await anyio.sleep(3)
+                assert bus_of(a)._instance == instance  # no new session: never cut off
+    finally:
+        server.stop()
+
+
+async def test_a_job_longer_than_redis_idle_timeout_completes(tmp_path: Path) -> None:
+    """The worker's runner sends nothing for 3 s while its job runs; its answer still
+    goes out on the same session (the publish line carries the heartbeats)."""
+    server = _idle_closing_server(tmp_path)
+    try:
+        url = f"{server.url}?namespace=t{uuid.uuid4().hex[:12]}&heartbeat=0.2"
+        with anyio.fail_after(20):
+            async with runners(url, "a", "b") as (a, b):
+                await b.add_worker(Echo("echo"))
+                await a.registry.wait_ready("echo")
+                instance = bus_of(a)._instance
+                status, response = await run_job(a, "echo", name="slow", payload={"seconds": 3})
+                assert status is JobStatus.COMPLETED, (status, response)
+                assert bus_of(a)._instance == instance
+    finally:
+        server.stop()
