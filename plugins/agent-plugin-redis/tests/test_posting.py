@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from agent_plugin_redis._durable import IDEMPOTENCY_HEADER
 from agent_plugin_redis._publish_line import HIGH_WATER, PublishLine
-from conftest import RedisServer
+from conftest import RedisServer, free_port
 from redis.exceptions import ResponseError
 from test_bus import Echo, bus_of, run_job, runners
 from test_publish_line import _received
@@ -264,6 +266,51 @@ async def test_a_reply_posted_just_before_its_runner_stops_still_arrives(redis_u
                 while not outcome:
                     await anyio.sleep(0.01)
     assert outcome[0][0] is JobStatus.COMPLETED, outcome
+
+
+class Talker(BaseWorker):
+    """One job that sends 3 MB of updates, posted on the publish line."""
+
+    @job
+    async def talk(self, j: Job) -> dict[str, Any]:
+        for step in range(12):
+            await j.update({"step": step, "pad": "x" * 250_000})
+        return {"done": True}
+
+
+@pytest.fixture
+def slow_link(redis_server: RedisServer) -> Iterator[int]:
+    """The port of a proxy to ``redis_server`` that passes 1 MB/s from clients to Redis."""
+    port = free_port()
+    script = str(Path(__file__).with_name("throttle_proxy.py"))
+    command = [sys.executable, script, str(port), str(redis_server.port), "1000000"]
+    proxy = subprocess.Popen(command, stdout=subprocess.PIPE)
+    try:
+        assert proxy.stdout is not None and proxy.stdout.readline().startswith(b"ready")
+        yield port
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
+async def test_a_busy_publish_line_does_not_hold_back_the_heartbeats(
+    redis_server: RedisServer, slow_link: int
+) -> None:
+    """Runner b reaches Redis through a link of 1 MB/s and its job sends 3 MB: its
+    heartbeats must not wait behind that backlog, or the others count b lost (after 1 s
+    of silence here) and b's own session ends, while b is healthy and busy."""
+    query = f"?namespace=t{uuid.uuid4().hex[:12]}&heartbeat=0.2&misses=5"
+    with anyio.fail_after(60):
+        async with (
+            runners(redis_server.url + query, "a") as (a,),
+            runners(f"redis://127.0.0.1:{slow_link}/0" + query, "b") as (b,),
+        ):
+            await b.add_worker(Talker("talker"))
+            await a.registry.wait_ready("talker")
+            instance = bus_of(b)._instance
+            status, response = await run_job(a, "talker")
+            assert status is JobStatus.COMPLETED, (status, response)
+            assert bus_of(b)._instance == instance
 
 
 # --------------------------------------------------------------------------- Redis's timeout

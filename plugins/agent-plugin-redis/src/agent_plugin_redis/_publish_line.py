@@ -40,6 +40,8 @@ try:  # the C packer of hiredis (installed with the plugin), a tenth of redis-py
 except ImportError:  # pragma: no cover - hiredis is a dependency
     pack_command = None
 
+_PING = b"*1\r\n$4\r\nPING\r\n"
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -165,6 +167,13 @@ class PublishLine:
             await room
         if self._closed is not None:
             raise ConnectionError(self._closed)
+
+    def keep_alive(self) -> None:
+        """Send a ``PING`` if no command is unanswered, so that a Redis ``timeout`` (idle
+        clients) does not close an idle line; its reply, or refusal, is ignored."""
+        if self._closed is None and not self._waiting:
+            self._waiting.append(None)
+            self._send(_PING)
 
     def _make_room(self) -> None:
         room = self._room

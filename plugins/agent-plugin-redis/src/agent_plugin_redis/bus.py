@@ -645,10 +645,11 @@ class RedisBus:
                 async with self._gate:
                     await self._finish(client, served, message, data)
             else:
-                # An update of a job whose response goes by a script on another connection
-                # (durable, or with an idempotency key) is answered by Redis before that
-                # response is sent, so it cannot overtake it; the response of a replicated
-                # job is published before its stream entry is acknowledged.
+                # An update of a job whose response goes on another connection (a script
+                # for a durable one, a pipeline keeping it for an idempotency key) is
+                # answered by Redis before that response is sent, so it cannot overtake
+                # it; the response of a replicated job is published before its stream
+                # entry is acknowledged.
                 await self._publish_on_line(self._channel(served.origin), data)
                 if is_response and served.entry is not None and served.stream is not None:
                     async with self._gate:
@@ -1700,9 +1701,13 @@ class RedisBus:
                 )
             with anyio.fail_after(limit):  # TimeoutError: an OSError, so the session ends
                 await self._describe(client, workers)
-                # Through the publish line: it is never idle longer than an interval, so a
-                # Redis ``timeout`` longer than that never closes it.
-                await self._publish_on_line(self._broadcast, self._seal(encode_envelope(beat)))
+                await client.publish(self._broadcast, self._seal(encode_envelope(beat)))
+            # On its own connection, the heartbeat waits behind none of the publish line's
+            # backlog. An idle line gets a PING instead, so a Redis ``timeout`` longer than
+            # the interval never closes it (a busy one is not idle to Redis).
+            line = self._line
+            if line is not None:
+                line.keep_alive()
             # "Now" is when this runner last heard its own heartbeat come back: after a stall
             # of its own event loop, the heartbeats queued meanwhile are read before anyone
             # is judged silent.
