@@ -18,6 +18,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 import redis.asyncio as aioredis
+from agent_plugin_redis import _publish_line as publish_line_module
 from agent_plugin_redis._durable import IDEMPOTENCY_HEADER
 from agent_plugin_redis._publish_line import HIGH_WATER, PublishLine
 from conftest import RedisServer, free_port
@@ -311,6 +312,67 @@ async def test_a_busy_publish_line_does_not_hold_back_the_heartbeats(
             status, response = await run_job(a, "talker")
             assert status is JobStatus.COMPLETED, (status, response)
             assert bus_of(b)._instance == instance
+
+
+async def test_a_graceful_end_still_sends_what_its_jobs_posted(
+    redis_server: RedisServer, slow_link: int
+) -> None:
+    """Runner b, on a slow link, ends while its job's 3 MB of updates and its response are
+    still queued on the publish line: all of them reach Redis before b disconnects."""
+    ns = f"t{uuid.uuid4().hex[:12]}"
+    query = f"?namespace={ns}&heartbeat=0.2&misses=50"
+    spy = aioredis.Redis.from_url(redis_server.url)
+    pubsub = spy.pubsub()
+    await pubsub.subscribe(f"{ns}:runner:a")
+    seen: list[bytes] = []
+
+    async def watch() -> None:
+        while True:
+            item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if item is not None and item["type"] == "message":
+                seen.append(item["data"])
+
+    try:
+        with anyio.fail_after(60):
+            async with runners(redis_server.url + query, "a") as (a,):
+                slow = f"redis://127.0.0.1:{slow_link}/0" + query
+                async with runners(slow, "b", grace=10) as (b,):
+                    await b.add_worker(Talker("talker"))
+                    await a.registry.wait_ready("talker")
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(watch)
+                        tg.start_soon(run_job, a, "talker")
+                        await anyio.sleep(0.3)  # the job is running on b
+                        await b.end()
+                        await anyio.sleep(1)
+                        tg.cancel_scope.cancel()
+        assert len(seen) == 13, len(seen)  # 12 updates and the response
+        assert b'"done"' in seen[-1]
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await spy.aclose()
+
+
+async def test_the_line_works_without_hiredis_packer(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hiredis is a dependency, but without it the line packs with redis-py (a list of
+    parts): sending still works and replies stay in step."""
+    monkeypatch.setattr(publish_line_module, "pack_command", None)
+    client = aioredis.Redis.from_url(redis_server.url)
+    line = PublishLine(client)
+    await line.open()
+    try:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.run)
+                assert await line.publish("nobody", b"x") == 0
+                await line.post("nobody", b"y")
+                assert await line.publish("nobody", b"z") == 0
+                tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await client.aclose()
 
 
 # --------------------------------------------------------------------------- Redis's timeout

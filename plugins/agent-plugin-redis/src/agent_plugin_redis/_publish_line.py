@@ -73,6 +73,8 @@ class PublishLine:
         """Set when a command is queued while the writer waits for one."""
         self._outbox_bytes = 0
         """The size of ``_outbox``."""
+        self._idle: asyncio.Future[None] | None = None
+        """Set when ``drained()`` waits and the last unanswered command is answered."""
         self._room: asyncio.Future[None] | None = None
         """Set when a posting sender waits for room and the reader or writer made some."""
         self._transport: asyncio.WriteTransport | None = None
@@ -90,6 +92,12 @@ class PublishLine:
         if isinstance(writer, asyncio.StreamWriter):
             self._transport = writer.transport
         self._closed = None
+
+    def _pack(self, channel: str, data: bytes) -> bytes:
+        if pack_command is not None:
+            packed: bytes = pack_command(("PUBLISH", channel, data))
+            return packed
+        return b"".join(self._connection.pack_command("PUBLISH", channel, data))
 
     def _send(self, command: bytes) -> None:
         """Write ``command`` now if it is the only command unanswered (the line was idle)
@@ -120,11 +128,7 @@ class PublishLine:
         """
         if self._closed is not None:
             raise ConnectionError(self._closed)
-        command = (
-            pack_command(("PUBLISH", channel, data))
-            if pack_command is not None
-            else self._connection.pack_command("PUBLISH", channel, data)
-        )
+        command = self._pack(channel, data)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         self._send(command)
@@ -149,11 +153,7 @@ class PublishLine:
         """
         if self._closed is not None:
             raise ConnectionError(self._closed)
-        command = (
-            pack_command(("PUBLISH", channel, data))
-            if pack_command is not None
-            else self._connection.pack_command("PUBLISH", channel, data)
-        )
+        command = self._pack(channel, data)
         self._waiting.append(on_refused)
         self._send(command)
         # Backpressure, once the command is queued: cancelling this wait loses nothing,
@@ -167,6 +167,15 @@ class PublishLine:
             await room
         if self._closed is not None:
             raise ConnectionError(self._closed)
+
+    async def drained(self) -> None:
+        """Return once every command sent so far is answered, or the line is closed: what
+        senders posted has then reached Redis."""
+        while self._waiting and self._closed is None:
+            idle = self._idle
+            if idle is None or idle.done():
+                idle = self._idle = asyncio.get_running_loop().create_future()
+            await idle
 
     def keep_alive(self) -> None:
         """Send a ``PING`` if no command is unanswered, so that a Redis ``timeout`` (idle
@@ -220,6 +229,8 @@ class PublishLine:
             waiter = waiting.popleft()
             if len(waiting) == HIGH_WATER:
                 self._make_room()
+            elif not waiting and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
             if isinstance(waiter, asyncio.Future):
                 if not waiter.done():  # (not a sender cancelled meanwhile)
                     if failed is not None:
@@ -236,6 +247,8 @@ class PublishLine:
         self._outbox, self._outbox_bytes = [], 0
         self._transport = None
         self._make_room()
+        if self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
         while self._waiting:
             waiter = self._waiting.popleft()
             if isinstance(waiter, asyncio.Future) and not waiter.done():

@@ -401,6 +401,11 @@ class RedisBus:
         self._stopping = True
         if self._link is not None:
             self._link.stopping = True
+        line = self._line
+        if connected and line is not None:
+            # What the jobs posted (their last replies) reaches Redis before the line closes.
+            with anyio.move_on_after(self._silence_limit()):
+                await line.drained()
         if self._tg is not None:  # the readers stop first: nothing is taken after the bye
             self._tg.cancel_scope.cancel()
             await self._serve_done.wait()
