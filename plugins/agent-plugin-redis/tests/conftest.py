@@ -7,16 +7,18 @@ missing). Without it the tests are skipped on a developer's machine and fail und
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 
 @pytest.fixture
@@ -144,3 +146,23 @@ def redis_url(redis_server: RedisServer) -> str:
     """A bus URL on the shared server, in a namespace of this test's own, with fast
     heartbeats (0.2 s: a silent runner is lost after 0.6 s)."""
     return f"{redis_server.url}?namespace=t{uuid.uuid4().hex[:12]}&heartbeat=0.2"
+
+
+@contextlib.asynccontextmanager
+async def channel_limited_user(server: RedisServer, *channels: str) -> AsyncIterator[str]:
+    """The URL of a user of ``server`` who may run any command on any key but use only
+    the pub/sub channels matching ``channels`` (glob patterns): Redis refuses a PUBLISH to
+    any other, the way it refuses a command for lack of memory. Deleted on exit."""
+    admin = aioredis.Redis.from_url(server.url)
+    user = f"limited-{uuid.uuid4().hex[:8]}"
+    await admin.acl_setuser(
+        user, enabled=True, passwords=["+limited-password"], keys=["*"], commands=["+@all"]
+    )
+    rules = [f"&{channel}" for channel in channels]
+    await admin.execute_command("ACL", "SETUSER", user, "resetchannels", *rules)
+    try:
+        yield f"redis://{user}:limited-password@127.0.0.1:{server.port}/0"
+    finally:
+        with contextlib.suppress(Exception):  # (a test may have stopped the server)
+            await admin.acl_deluser(user)
+        await admin.aclose()

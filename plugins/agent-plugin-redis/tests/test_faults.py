@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import redis.asyncio as aioredis
 from agent_plugin_redis import bus as bus_module
 from agent_plugin_redis._settings import MAX_MESSAGE_SIZE_CAP
 from agent_plugin_redis.bus import RedisBus
-from conftest import RedisServer
+from conftest import RedisServer, channel_limited_user
 from redis.exceptions import ResponseError
 from test_bus import (
     MAY_HAVE_RUN,
@@ -257,16 +256,7 @@ async def test_a_request_redis_refuses_ends_error_saying_it_never_left(
     ends ERROR at once, naming Redis's refusal, with no unknown outcome (it never left), and
     the runner's connection carries on."""
     ns = f"t{uuid.uuid4().hex[:12]}"
-    admin = aioredis.Redis.from_url(redis_server.url)
-    user = f"refused-{os.getpid()}"
-    await admin.acl_setuser(
-        user, enabled=True, passwords=["+refused-password"], keys=["*"], commands=["+@all"]
-    )
-    await admin.execute_command(
-        "ACL", "SETUSER", user, "resetchannels", f"&{ns}:all", f"&{ns}:runner:a"
-    )
-    limited = f"redis://{user}:refused-password@127.0.0.1:{redis_server.port}/0"
-    try:
+    async with channel_limited_user(redis_server, f"{ns}:all", f"{ns}:runner:a") as limited:
         with anyio.fail_after(15):
             async with (
                 runners(f"{limited}?namespace={ns}&heartbeat=0.2", "a") as (a,),
@@ -284,9 +274,6 @@ async def test_a_request_redis_refuses_ends_error_saying_it_never_left(
                 assert bus_of(a)._connected
                 status, response = await run_job(a, "echo")  # the same again: not stuck
                 assert status is JobStatus.ERROR and "no permissions" in str(response)
-    finally:
-        await admin.acl_deluser(user)
-        await admin.aclose()
 
 
 # --------------------------------------------------------------------------- silent loss

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from agent_plugin_redis import _publish_line as publish_line_module
 from agent_plugin_redis._durable import IDEMPOTENCY_HEADER
 from agent_plugin_redis._publish_line import HIGH_WATER, PublishLine
-from conftest import RedisServer, free_port
+from conftest import RedisServer, channel_limited_user, free_port
 from redis.exceptions import ResponseError
 from test_bus import Echo, bus_of, run_job, runners
 from test_publish_line import _received
@@ -144,40 +144,32 @@ async def test_a_refusal_reaches_a_sender_cancelled_while_it_waited_for_room(
 ) -> None:
     """Past ``HIGH_WATER`` a posting sender waits; cancelled there, its command still goes
     out (it was queued), and Redis's refusal still reaches its callback."""
-    admin = aioredis.Redis.from_url(own_redis_server.url)
-    user = f"hw-{os.getpid()}"
-    await admin.acl_setuser(
-        user, enabled=True, passwords=["+hw-password"], keys=["*"], commands=["+@all"]
-    )
-    await admin.execute_command("ACL", "SETUSER", user, "resetchannels", "&allowed-*")
-    client = aioredis.Redis.from_url(
-        f"redis://{user}:hw-password@127.0.0.1:{own_redis_server.port}/0"
-    )
-    line = PublishLine(client)
-    await line.open()
-    process = own_redis_server.process
-    assert process is not None
-    refused: list[ResponseError] = []
-    try:
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(line.run)
-                os.kill(process.pid, signal.SIGSTOP)
-                try:
-                    for _ in range(HIGH_WATER):
-                        await line.post("allowed-x", b"x")
-                    async with anyio.create_task_group() as doomed:
-                        doomed.start_soon(line.post, "denied", b"x", refused.append)
-                        await anyio.sleep(0.2)
-                        doomed.cancel_scope.cancel()
-                finally:
-                    os.kill(process.pid, signal.SIGCONT)
-                assert await line.publish("allowed-x", b"after") == 0
-                tg.cancel_scope.cancel()
-    finally:
-        await line.close()
-        await client.aclose()
-        await admin.aclose()
+    async with channel_limited_user(own_redis_server, "allowed-*") as url:
+        client = aioredis.Redis.from_url(url)
+        line = PublishLine(client)
+        await line.open()
+        process = own_redis_server.process
+        assert process is not None
+        refused: list[ResponseError] = []
+        try:
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(line.run)
+                    os.kill(process.pid, signal.SIGSTOP)
+                    try:
+                        for _ in range(HIGH_WATER):
+                            await line.post("allowed-x", b"x")
+                        async with anyio.create_task_group() as doomed:
+                            doomed.start_soon(line.post, "denied", b"x", refused.append)
+                            await anyio.sleep(0.2)
+                            doomed.cancel_scope.cancel()
+                    finally:
+                        os.kill(process.pid, signal.SIGCONT)
+                    assert await line.publish("allowed-x", b"after") == 0
+                    tg.cancel_scope.cancel()
+        finally:
+            await line.close()
+            await client.aclose()
     assert len(refused) == 1, refused
     assert "no permissions" in str(refused[0])
 
@@ -378,43 +370,31 @@ async def test_the_line_works_without_hiredis_packer(
 # --------------------------------------------------------------------------- Redis's timeout
 
 
-def _idle_closing_server(tmp_path: Path) -> RedisServer:
+@pytest.fixture
+def idle_closing_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server that closes a connection idle for 1 s (redis.conf ``timeout``)."""
     server = RedisServer(tmp_path / "redis", None, "--timeout", "1")
     server.start()
-    return server
+    yield server
+    server.stop()
 
 
-async def test_an_idle_runner_keeps_its_session_under_redis_idle_timeout(
-    tmp_path: Path,
+@pytest.mark.parametrize("busy", ["idle", "running a 3 s job"])
+async def test_runners_keep_their_session_under_redis_idle_timeout(
+    idle_closing_server: RedisServer, busy: str
 ) -> None:
-    server = _idle_closing_server(tmp_path)
-    try:
-        url = f"{server.url}?namespace=t{uuid.uuid4().hex[:12]}&heartbeat=0.2"
-        with anyio.fail_after(20):
-            async with runners(url, "a", "b") as (a, b):
-                await b.add_worker(Echo("echo"))
-                await a.registry.wait_ready("echo")
-                instance = bus_of(a)._instance
+    """Runners that send nothing on their publish connection for 3 s, idle or while a job
+    runs, keep their session (that connection is pinged at each heartbeat), and the job's
+    answer still goes out."""
+    url = f"{idle_closing_server.url}?namespace=t{uuid.uuid4().hex[:12]}&heartbeat=0.2"
+    with anyio.fail_after(20):
+        async with runners(url, "a", "b") as (a, b):
+            await b.add_worker(Echo("echo"))
+            await a.registry.wait_ready("echo")
+            instance = bus_of(a)._instance
+            if busy == "idle":
                 await anyio.sleep(3)
-                assert bus_of(a)._instance == instance  # no new session: never cut off
-    finally:
-        server.stop()
-
-
-async def test_a_job_longer_than_redis_idle_timeout_completes(tmp_path: Path) -> None:
-    """The worker's runner sends nothing for 3 s while its job runs; its answer still
-    goes out on the same session (the publish line carries the heartbeats)."""
-    server = _idle_closing_server(tmp_path)
-    try:
-        url = f"{server.url}?namespace=t{uuid.uuid4().hex[:12]}&heartbeat=0.2"
-        with anyio.fail_after(20):
-            async with runners(url, "a", "b") as (a, b):
-                await b.add_worker(Echo("echo"))
-                await a.registry.wait_ready("echo")
-                instance = bus_of(a)._instance
+            else:
                 status, response = await run_job(a, "echo", name="slow", payload={"seconds": 3})
                 assert status is JobStatus.COMPLETED, (status, response)
-                assert bus_of(a)._instance == instance
-    finally:
-        server.stop()
+            assert bus_of(a)._instance == instance  # no new session: never cut off

@@ -10,7 +10,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from agent_plugin_redis._publish_line import HIGH_WATER, PublishLine
-from conftest import RedisServer
+from conftest import RedisServer, channel_limited_user
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
@@ -64,39 +64,31 @@ async def test_concurrent_senders_each_get_their_reply_and_keep_their_order(
 
 
 async def test_a_refused_command_fails_only_its_own_sender(redis_server: RedisServer) -> None:
-    admin = aioredis.Redis.from_url(redis_server.url)
-    user = f"line-{os.getpid()}"
-    await admin.acl_setuser(
-        user, enabled=True, passwords=["+line-password"], keys=["*"], commands=["+@all"]
-    )
-    await admin.execute_command("ACL", "SETUSER", user, "resetchannels", "&allowed-*")
-    url = f"redis://{user}:line-password@127.0.0.1:{redis_server.port}/0"
-    client = aioredis.Redis.from_url(url)
-    line = PublishLine(client)
-    await line.open()
     outcomes: dict[str, object] = {}
-    try:
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(line.run)
+    async with channel_limited_user(redis_server, "allowed-*") as url:
+        client = aioredis.Redis.from_url(url)
+        line = PublishLine(client)
+        await line.open()
+        try:
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(line.run)
 
-                async def send(channel: str) -> None:
-                    try:
-                        outcomes[channel] = await line.publish(channel, b"x")
-                    except ResponseError as exc:
-                        outcomes[channel] = exc
+                    async def send(channel: str) -> None:
+                        try:
+                            outcomes[channel] = await line.publish(channel, b"x")
+                        except ResponseError as exc:
+                            outcomes[channel] = exc
 
-                async with anyio.create_task_group() as senders:
-                    for channel in ("allowed-1", "denied", "allowed-2"):
-                        senders.start_soon(send, channel)
-                # The line goes on after the refusal.
-                outcomes["after"] = await line.publish("allowed-3", b"x")
-                tg.cancel_scope.cancel()
-    finally:
-        await line.close()
-        await client.aclose()
-        await admin.acl_deluser(user)
-        await admin.aclose()
+                    async with anyio.create_task_group() as senders:
+                        for channel in ("allowed-1", "denied", "allowed-2"):
+                            senders.start_soon(send, channel)
+                    # The line goes on after the refusal.
+                    outcomes["after"] = await line.publish("allowed-3", b"x")
+                    tg.cancel_scope.cancel()
+        finally:
+            await line.close()
+            await client.aclose()
     assert outcomes["allowed-1"] == 0 and outcomes["allowed-2"] == 0
     assert outcomes["after"] == 0
     assert isinstance(outcomes["denied"], ResponseError)
@@ -190,37 +182,30 @@ async def test_a_posting_sender_goes_on_before_redis_answers_and_hears_of_a_refu
 ) -> None:
     """``post()`` returns once the command is on its way, not when Redis answers; a command
     Redis refuses reaches the sender's callback (and only that one's), and the line goes on."""
-    admin = aioredis.Redis.from_url(redis_server.url)
-    user = f"post-{os.getpid()}"
-    await admin.acl_setuser(
-        user, enabled=True, passwords=["+post-password"], keys=["*"], commands=["+@all"]
-    )
-    await admin.execute_command("ACL", "SETUSER", user, "resetchannels", "&allowed-*")
-    client = aioredis.Redis.from_url(
-        f"redis://{user}:post-password@127.0.0.1:{redis_server.port}/0"
-    )
-    pubsub = admin.pubsub()
-    await pubsub.subscribe("allowed-post")
-    line = PublishLine(client)
-    await line.open()
     refused: dict[str, list[ResponseError]] = {"allowed-post": [], "denied-post": []}
-    try:
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(line.run)
-                for channel in ("allowed-post", "denied-post", "allowed-post"):
-                    # No reply can have come: post() never yields to the loop here.
-                    await line.post(channel, channel.encode(), refused[channel].append)
-                assert refused == {"allowed-post": [], "denied-post": []}
-                assert await _received(pubsub, 2) == [b"allowed-post", b"allowed-post"]
-                assert await line.publish("allowed-post", b"after") == 1
-                tg.cancel_scope.cancel()
-    finally:
-        await line.close()
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
-        await client.aclose()
-        await admin.acl_deluser(user)
-        await admin.aclose()
+    admin = aioredis.Redis.from_url(redis_server.url)
+    async with channel_limited_user(redis_server, "allowed-*") as url:
+        client = aioredis.Redis.from_url(url)
+        pubsub = admin.pubsub()
+        await pubsub.subscribe("allowed-post")
+        line = PublishLine(client)
+        await line.open()
+        try:
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(line.run)
+                    for channel in ("allowed-post", "denied-post", "allowed-post"):
+                        # No reply can have come: post() never yields to the loop here.
+                        await line.post(channel, channel.encode(), refused[channel].append)
+                    assert refused == {"allowed-post": [], "denied-post": []}
+                    assert await _received(pubsub, 2) == [b"allowed-post", b"allowed-post"]
+                    assert await line.publish("allowed-post", b"after") == 1
+                    tg.cancel_scope.cancel()
+        finally:
+            await line.close()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await client.aclose()
+    await admin.aclose()
     assert refused["allowed-post"] == []
     assert len(refused["denied-post"]) == 1
     assert "no permissions" in str(refused["denied-post"][0])
