@@ -310,13 +310,16 @@ async def test_a_graceful_end_still_sends_what_its_jobs_posted(
     redis_server: RedisServer, slow_link: int
 ) -> None:
     """Runner b, on a slow link, ends while its job's 3 MB of updates and its response are
-    still queued on the publish line: all of them reach Redis before b disconnects."""
+    still queued on the publish line: all of them reach Redis before b disconnects, and
+    the requester gets the response (b keeps naming the worker in its heartbeats until
+    then, so runner a does not end the job as lost first)."""
     ns = f"t{uuid.uuid4().hex[:12]}"
     query = f"?namespace={ns}&heartbeat=0.2&misses=50"
     spy = aioredis.Redis.from_url(redis_server.url)
     pubsub = spy.pubsub()
     await pubsub.subscribe(f"{ns}:runner:a")
     seen: list[bytes] = []
+    outcome: list[tuple[JobStatus | None, dict[str, Any] | None]] = []
 
     async def watch() -> None:
         while True:
@@ -333,13 +336,18 @@ async def test_a_graceful_end_still_sends_what_its_jobs_posted(
                     await a.registry.wait_ready("talker")
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(watch)
-                        tg.start_soon(run_job, a, "talker")
+
+                        async def ask() -> None:
+                            outcome.append(await run_job(a, "talker"))
+
+                        tg.start_soon(ask)
                         await anyio.sleep(0.3)  # the job is running on b
                         await b.end()
                         await anyio.sleep(1)
                         tg.cancel_scope.cancel()
         assert len(seen) == 13, len(seen)  # 12 updates and the response
         assert b'"done"' in seen[-1]
+        assert outcome and outcome[0][0] is JobStatus.COMPLETED, outcome
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await spy.aclose()

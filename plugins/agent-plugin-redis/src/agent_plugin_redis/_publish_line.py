@@ -58,7 +58,8 @@ class PublishLine:
     """One connection of ``client``'s pool, for the pipelined PUBLISH commands of a session.
 
     ``open()`` connects it, ``run()`` (for the whole session) writes the commands and hands
-    out the replies, and ``publish()`` may be called from any number of tasks meanwhile.
+    out the replies, and ``publish()`` and ``post()`` may be called from any number of
+    tasks meanwhile.
     """
 
     def __init__(self, client: aioredis.Redis) -> None:
@@ -73,8 +74,12 @@ class PublishLine:
         """Set when a command is queued while the writer waits for one."""
         self._outbox_bytes = 0
         """The size of ``_outbox``."""
-        self._idle: asyncio.Future[None] | None = None
-        """Set when ``drained()`` waits and the last unanswered command is answered."""
+        self._sent = 0
+        """Commands sent or queued on this line so far."""
+        self._answered = 0
+        """Commands Redis has answered so far."""
+        self._progress: asyncio.Future[None] | None = None
+        """Set when ``flushed()`` waits and a reply comes."""
         self._room: asyncio.Future[None] | None = None
         """Set when a posting sender waits for room and the reader or writer made some."""
         self._transport: asyncio.WriteTransport | None = None
@@ -103,6 +108,7 @@ class PublishLine:
         """Write ``command`` now if it is the only command unanswered (the line was idle)
         and the socket took everything so far; else queue it for the writer task, which
         sends whatever a turn of the event loop queued in one write and waits for room."""
+        self._sent += 1
         transport = self._transport
         if (
             len(self._waiting) == 1
@@ -115,9 +121,7 @@ class PublishLine:
             return
         self._outbox.append(command)
         self._outbox_bytes += len(command)
-        written = self._written
-        if written is not None and not written.done():
-            written.set_result(None)
+        _wake(self._written)
 
     async def publish(self, channel: str, data: bytes) -> int:
         """``PUBLISH channel data``: how many subscribers got it.
@@ -168,14 +172,15 @@ class PublishLine:
         if self._closed is not None:
             raise ConnectionError(self._closed)
 
-    async def drained(self) -> None:
-        """Return once every command sent so far is answered, or the line is closed: what
-        senders posted has then reached Redis."""
-        while self._waiting and self._closed is None:
-            idle = self._idle
-            if idle is None or idle.done():
-                idle = self._idle = asyncio.get_running_loop().create_future()
-            await idle
+    async def flushed(self) -> None:
+        """Return once every command sent before this call is answered, or the line is
+        closed: what senders posted until now has then reached Redis."""
+        target = self._sent
+        while self._answered < target and self._closed is None:
+            progress = self._progress
+            if progress is None or progress.done():
+                progress = self._progress = asyncio.get_running_loop().create_future()
+            await progress
 
     def keep_alive(self) -> None:
         """Send a ``PING`` if no command is unanswered, so that a Redis ``timeout`` (idle
@@ -183,11 +188,6 @@ class PublishLine:
         if self._closed is None and not self._waiting:
             self._waiting.append(None)
             self._send(_PING)
-
-    def _make_room(self) -> None:
-        room = self._room
-        if room is not None and not room.done():
-            room.set_result(None)
 
     async def run(self) -> None:
         """Write the queued commands and hand out the replies until the connection breaks
@@ -212,7 +212,7 @@ class PublishLine:
                 await self._written
                 continue
             batch, self._outbox, self._outbox_bytes = self._outbox, [], 0
-            self._make_room()
+            _wake(self._room)
             await connection.send_packed_command(batch, check_health=False)
 
     async def _read(self) -> None:
@@ -227,10 +227,10 @@ class PublishLine:
             if not waiting:  # a reply nobody asked for: the stream is out of step
                 raise ConnectionError("Redis sent a reply to no command on the publish line")
             waiter = waiting.popleft()
+            self._answered += 1
+            _wake(self._progress)
             if len(waiting) == HIGH_WATER:
-                self._make_room()
-            elif not waiting and self._idle is not None and not self._idle.done():
-                self._idle.set_result(None)
+                _wake(self._room)
             if isinstance(waiter, asyncio.Future):
                 if not waiter.done():  # (not a sender cancelled meanwhile)
                     if failed is not None:
@@ -246,9 +246,8 @@ class PublishLine:
             self._closed = f"the line to Redis broke ({reason})"
         self._outbox, self._outbox_bytes = [], 0
         self._transport = None
-        self._make_room()
-        if self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
+        _wake(self._room)
+        _wake(self._progress)
         while self._waiting:
             waiter = self._waiting.popleft()
             if isinstance(waiter, asyncio.Future) and not waiter.done():
@@ -260,6 +259,12 @@ class PublishLine:
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.disconnect(nowait=True)
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    """Wake whoever waits on ``future`` (a one-shot signal), if anyone does."""
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def _first_leaf(error: BaseException) -> BaseException:

@@ -221,6 +221,8 @@ class RedisBus:
         """When the current session with Redis opened."""
         self._announced: set[str] = set()
         """Local workers announced to the other runners (their streams exist)."""
+        self._departing: set[str] = set()
+        """Workers gone from here whose last replies may still wait on the publish line."""
         self._reading: set[str] = set()
         """Announced workers whose streams this runner reads (not those ending)."""
         self._leaving: set[str] = set()
@@ -405,7 +407,7 @@ class RedisBus:
         if connected and line is not None:
             # What the jobs posted (their last replies) reaches Redis before the line closes.
             with anyio.move_on_after(self._silence_limit()):
-                await line.drained()
+                await line.flushed()
         if self._tg is not None:  # the readers stop first: nothing is taken after the bye
             self._tg.cancel_scope.cancel()
             await self._serve_done.wait()
@@ -547,16 +549,13 @@ class RedisBus:
         if len(hosts) == 1 and not attempts:
             (runner,) = hosts
             self._routes.open(key, Route(message.source, runner))
-            line = self._line
+
+            def refused(exc: ResponseError) -> None:
+                reason = f"could not send the job through Redis: {exc}"
+                self._routes.fail(key, reason, unknown=False)
+
             try:
-                if line is None:
-                    raise RedisConnectionError(self._offline_reason())
-
-                def refused(exc: ResponseError) -> None:
-                    reason = f"could not send the job through Redis: {exc}"
-                    self._routes.fail(key, reason, unknown=False)
-
-                await line.post(self._channel(runner), data, refused)
+                await self._post_on_line(self._channel(runner), data, refused)
             except CONNECTION_ERRORS as exc:
                 self._routes.fail(
                     key,
@@ -632,21 +631,13 @@ class RedisBus:
                 self._offline_reason(),
             )
             return
-        if not (served.consumer or served.idempotency or (is_response and served.entry)):
-            # Nothing else to do once it is on its way: posted. Everything this job sends
-            # goes through the line, in order. (Cancelled while it waits for room, the
-            # reply is queued all the same: nothing to end.)
-            try:
-                line = self._line
-                if line is None:
-                    raise RedisConnectionError(self._offline_reason())
-                await line.post(self._channel(served.origin), data, self._reply_refused)
-            except CONNECTION_ERRORS as exc:
-                logger.warning("%s: %s for job %s lost: %s", self._name, message.type, job_id, exc)
-                self._break_session(exc)
-            return
+        # A reply that needs nothing else once it is on its way is posted: everything its
+        # job sends goes through the line, in order.
+        posted = not (served.consumer or served.idempotency or (is_response and served.entry))
         try:
-            if is_response and (served.consumer or served.idempotency):
+            if posted:
+                await self._post_on_line(self._channel(served.origin), data, self._reply_refused)
+            elif is_response and (served.consumer or served.idempotency):
                 async with self._gate:
                     await self._finish(client, served, message, data)
             else:
@@ -665,8 +656,9 @@ class RedisBus:
         except BaseException as exc:
             # Cancelled half-way (its worker cancelled meanwhile): the requester may wait
             # for nothing, so the session ends and the others end what they had here.
-            # (Cheaper than shielding every response: a cancel scope per job.)
-            if is_response:
+            # (Cheaper than shielding every response: a cancel scope per job.) A posted
+            # reply is queued before its sender can be cancelled: nothing to end.
+            if is_response and not posted:
                 self._break_session(exc)
             raise
 
@@ -759,6 +751,20 @@ class RedisBus:
         if line is None:
             raise RedisConnectionError(self._offline_reason())
         await line.publish(channel, data)
+
+    async def _post_on_line(
+        self, channel: str, data: bytes, on_refused: Callable[[ResponseError], None]
+    ) -> None:
+        """PUBLISH through this session's ``PublishLine`` without waiting for Redis's
+        reply; a refusal goes to ``on_refused``.
+
+        Raises:
+            ConnectionError: no session is open, or its line broke.
+        """
+        line = self._line
+        if line is None:
+            raise RedisConnectionError(self._offline_reason())
+        await line.post(channel, data, on_refused)
 
     def _offline_reason(self) -> str:
         return f"the bus is not connected to Redis at {redact_url(self.settings.url)}"
@@ -1364,11 +1370,26 @@ class RedisBus:
         if name in self._announced:
             self._announced.discard(name)
             self._reading.discard(name)
+            line = self._line
+            if line is not None:
+                # Its last replies may still wait on the publish line: the heartbeats
+                # (on another connection) keep naming it until they have reached Redis,
+                # or the others would end its jobs before their responses came.
+                self._departing.add(name)
+                self._spawn(self._depart_when_flushed, name, line)
             self._announce.set()
             self._streams_changed.set()
         hosts = self._peers.hosts(name)
         if hosts:  # a replica elsewhere: jobs from here go there now
             self._queue(self._remote_ready, self._remote_data(name, min(hosts)))
+
+    async def _depart_when_flushed(self, name: str, line: PublishLine) -> None:
+        try:
+            with anyio.move_on_after(self._silence_limit()):
+                await line.flushed()
+        finally:
+            self._departing.discard(name)
+            self._announce.set()
 
     def _on_leaving(self, name: str) -> None:
         """A local worker started ending: take no more of its stream's jobs (a replica
@@ -1685,12 +1706,13 @@ class RedisBus:
             if time.monotonic() - self._opened_at >= interval:
                 self._settled.set()
             workers = sorted(self._announced)
+            named = sorted(self._announced | self._departing) if self._departing else workers
             beat = Heartbeat(
                 runner=self._name,
                 instance=self._instance,
                 interval=interval,
                 misses=self.settings.misses,
-                workers=workers,
+                workers=named,
                 max_message_size=self.settings.max_message_size,
                 hello=self._hello,
             )
