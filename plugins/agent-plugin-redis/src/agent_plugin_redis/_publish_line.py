@@ -123,6 +123,11 @@ class PublishLine:
         self._outbox_bytes += len(command)
         _wake(self._written)
 
+    @property
+    def idle(self) -> bool:
+        """No command is queued or unanswered."""
+        return not self._waiting
+
     async def publish(self, channel: str, data: bytes) -> int:
         """``PUBLISH channel data``: how many subscribers got it.
 

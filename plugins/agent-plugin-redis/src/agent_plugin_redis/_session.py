@@ -1,13 +1,13 @@
 """A session with Redis that comes back: set up, run the readers, and after any break wait
 (with backoff) and start over.
 
-A session is: one pub/sub connection, the setup the bus asks for (subscriptions, stream
-groups), and the bus's loops (readers, heartbeats), run until one of them loses the
-connection or a sender reports a failed send (``break_session``). Then the bus is told
-(``on_lost``), redis-py's pool is emptied (its connections are dead too), and the next
-attempt waits 0.1 s, doubling to 2 s, with up to 50 % added at random. The backoff starts
-over only once a session has lasted ``STABLE`` seconds, so a session that breaks at once
-(a permission error, say) keeps backing off instead of spinning.
+A session is: one subscribed connection (``Subscriber``), the setup the bus asks for
+(subscriptions, stream groups), and the bus's loops (readers, heartbeats), run until one
+of them loses the connection or a sender reports a failed send (``break_session``). Then
+the bus is told (``on_lost``), redis-py's pool is emptied (its connections are dead
+too), and the next attempt waits 0.1 s, doubling to 2 s, with up to 50 % added at random.
+The backoff starts over only once a session has lasted ``STABLE`` seconds, so a session
+that breaks at once (a permission error, say) keeps backing off instead of spinning.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskStatus
 
 from agent_plugin_redis._logsafe import logger
 from agent_plugin_redis._settings import CONNECTION_ERRORS
+from agent_plugin_redis._subscriber import Subscriber
 from framework.urls import redact_url
 
 if TYPE_CHECKING:
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
 STABLE = 5.0
 
-Setup = Callable[[Any], Awaitable[None]]
-Loop = Callable[[Any], Awaitable[None]]
+Setup = Callable[[Subscriber], Awaitable[None]]
+Loop = Callable[[Subscriber], Awaitable[None]]
 
 
 class SessionLost(Exception):
@@ -47,8 +48,8 @@ class Reconnecting:
         name: the runner's name, for log lines.
         client: the bus's redis-py client (its pool is emptied after each break).
         url: the URL, for log lines (shown with its password hidden).
-        setup: ``setup(pubsub)``, awaited at the start of each session.
-        loops: each ``loop(pubsub)`` runs for the whole session.
+        setup: ``setup(subscriber)``, awaited at the start of each session (it subscribes).
+        loops: each ``loop(subscriber)`` runs for the whole session.
         on_lost: ``on_lost(reason)``, called once when an open session breaks.
     """
 
@@ -126,10 +127,10 @@ class Reconnecting:
             delay = min(delay * 2, BACKOFF_MAX)
 
     async def _session(self, *, task_status: TaskStatus[None]) -> None:
-        pubsub = self._client.pubsub()
+        subscriber = Subscriber(self._client)
         try:
             try:
-                await self._setup(pubsub)
+                await self._setup(subscriber)
             except CONNECTION_ERRORS as exc:
                 raise SessionLost(f"{type(exc).__name__}: {exc}") from None
             self._broken = anyio.Event()
@@ -138,20 +139,20 @@ class Reconnecting:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._end_when_broken)
                 for loop in self._loops:
-                    tasks.start_soon(self._guard, loop, pubsub)
+                    tasks.start_soon(self._guard, loop, subscriber)
         finally:
             self.connected = False
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await subscriber.close()
 
     async def _end_when_broken(self) -> None:
         await self._broken.wait()
         raise SessionLost(self._broken_reason)
 
     @staticmethod
-    async def _guard(loop: Loop, pubsub: Any) -> None:
+    async def _guard(loop: Loop, subscriber: Subscriber) -> None:
         try:
-            await loop(pubsub)
+            await loop(subscriber)
         except CONNECTION_ERRORS as exc:
             raise SessionLost(f"{type(exc).__name__}: {exc}") from None
 

@@ -65,6 +65,7 @@ from agent_plugin_redis._settings import (
 )
 from agent_plugin_redis._store import DurableJobs
 from agent_plugin_redis._streams import GROUP, WorkerStreams, consumer_name
+from agent_plugin_redis._subscriber import Subscriber
 from framework.bus.base import Inbox, UndeliverableError
 from framework.bus.local import LocalBus
 from framework.bus.messages import (
@@ -1460,7 +1461,7 @@ class RedisBus:
             )
         return True
 
-    async def _retry_groups(self, _pubsub: Any) -> None:
+    async def _retry_groups(self, _subscriber: Subscriber) -> None:
         """Try again, now and then, to make the groups Redis refused; read each stream once
         its group is made (from the start of the stream: the requests added meanwhile wait
         there)."""
@@ -1475,7 +1476,7 @@ class RedisBus:
                     self._reading.add(name)
                     self._streams_changed.set()
 
-    async def _sweep_streams(self, _pubsub: Any) -> None:
+    async def _sweep_streams(self, _subscriber: Subscriber) -> None:
         """Remove what gone sessions left in the streams read here: the entries each had
         taken and not answered (their requesters are answered ERROR, outcome unknown, in
         case they still wait; then the entries are acknowledged and deleted), then the
@@ -1561,7 +1562,7 @@ class RedisBus:
 
     # ----------------------------------------------------------------- the connection
 
-    async def _open(self, pubsub: Any) -> None:
+    async def _open(self, subscriber: Subscriber) -> None:
         """The start of each session: subscribe, make the workers' stream groups (again,
         after Redis restarted empty), and say hello."""
         client = self._client
@@ -1582,7 +1583,7 @@ class RedisBus:
         for name in list(self._announced):
             if await self._ensure_stream(client, name) and name not in self._leaving:
                 self._reading.add(name)
-        await pubsub.subscribe(self._channel(self._name), self._broadcast)
+        await subscriber.open([self._channel(self._name), self._broadcast])
         self._echo_at = time.monotonic()
         self._hello = True
         self._described.clear()  # the others know this session by its new instance only
@@ -1617,22 +1618,26 @@ class RedisBus:
         for runner in self._peers.names():
             self._runner_gone(runner, why, failed=True, session_gone=False)
 
-    async def _read_channels(self, pubsub: Any) -> None:
+    async def _read_channels(self, subscriber: Subscriber) -> None:
         own = self._channel(self._name)
         mine = own.encode()
         broadcast = self._broadcast
-        while True:
-            item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-            if item is None or item.get("type") != "message":
-                continue
-            channel = item["channel"]
-            where = broadcast if channel != mine else own
-            data = item["data"]
-            if not isinstance(data, bytes):
-                continue
-            self._receive(data, where, None, None)
+        receive = self._receive
 
-    async def _read_publish_replies(self, _pubsub: Any) -> None:
+        def deliver(channel: bytes, data: bytes) -> None:
+            receive(data, broadcast if channel != mine else own, None, None)
+
+        await subscriber.run(deliver, self._let_jobs_run)
+
+    def _let_jobs_run(self) -> bool:
+        """After a message, whether the tasks it woke (a job it started, the requester it
+        answered) run before the reader reads on: when nothing waits on the publish line,
+        the message is one of a quiet exchange and its job's reply goes out first; under
+        load the reader reads on and the line sends what a turn queued in one write."""
+        line = self._line
+        return line is not None and line.idle
+
+    async def _read_publish_replies(self, _subscriber: Subscriber) -> None:
         """Hand the replies of this session's PUBLISH commands to their senders; a broken
         line ends the session (its ``ConnectionError``)."""
         line = self._line
@@ -1645,7 +1650,7 @@ class RedisBus:
             with anyio.CancelScope(shield=True):
                 await line.close()
 
-    async def _read_streams(self, _pubsub: Any) -> None:
+    async def _read_streams(self, _subscriber: Subscriber) -> None:
         client = self._client
         assert client is not None
         while True:
@@ -1695,7 +1700,7 @@ class RedisBus:
                     if attempts:
                         self._deliveries.pop(entry, None)
 
-    async def _heartbeat(self, _pubsub: Any) -> None:
+    async def _heartbeat(self, _subscriber: Subscriber) -> None:
         client = self._client
         assert client is not None
         interval = self.settings.heartbeat

@@ -1,0 +1,189 @@
+"""``Subscriber``: a session's channels read straight off their connection, against a real
+redis-server, through hiredis and through redis-py's ``read_response`` (without hiredis),
+on both of Redis's protocols."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from agent_plugin_redis import _subscriber as subscriber_module
+from agent_plugin_redis._subscriber import Subscriber
+from conftest import RedisServer, channel_limited_user
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from test_bus import Echo, run_job, runners
+
+from framework import JobStatus
+
+pytestmark = pytest.mark.anyio
+
+PATHS = ["hiredis", "redis-py"]
+PROTOCOLS = [2, 3]
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the subscriber parses: hiredis (the plugin's dependency) or, with hiredis
+    hidden, redis-py's ``read_response``."""
+    if request.param == "redis-py":
+        monkeypatch.setattr(subscriber_module, "hiredis", None)
+    return str(request.param)
+
+
+@contextlib.asynccontextmanager
+async def _subscribed(url: str, *channels: str) -> AsyncIterator[Subscriber]:
+    client = aioredis.Redis.from_url(url)
+    subscriber = Subscriber(client)
+    try:
+        await subscriber.open(list(channels))
+        yield subscriber
+    finally:
+        await subscriber.close()
+        await client.aclose()
+
+
+async def _wait_subscribed(admin: aioredis.Redis, channel: str, count: int = 1) -> None:
+    with anyio.fail_after(5):
+        while dict(await admin.pubsub_numsub(channel)).get(channel.encode(), 0) < count:
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_every_message_arrives_in_order_with_its_channel(
+    redis_server: RedisServer, path: str, protocol: int
+) -> None:
+    """Messages on two channels, published one by one and in one pipelined burst (many in
+    one read), reach ``deliver`` in the order Redis sent them, each with its channel and
+    its bytes as they were (any byte value); confirmations are not delivered."""
+    url = f"{redis_server.url}?protocol={protocol}"
+    admin = aioredis.Redis.from_url(redis_server.url)
+    got: list[tuple[bytes, bytes]] = []
+    sent: list[tuple[bytes, bytes]] = []
+    try:
+        with anyio.fail_after(10):
+            async with (
+                _subscribed(url, "sub-a", "sub-b") as subscriber,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(subscriber.run, lambda c, d: got.append((c, d)), lambda: False)
+                await _wait_subscribed(admin, "sub-b")
+                for i in range(20):
+                    channel = f"sub-{'ab'[i % 2]}"
+                    data = bytes([i]) + b"\r\n\x00" + b"x" * (i * 100)
+                    await admin.publish(channel, data)
+                    sent.append((channel.encode(), data))
+                async with admin.pipeline(transaction=False) as pipe:
+                    for i in range(500):
+                        pipe.publish("sub-a", b"burst %d" % i)
+                        sent.append((b"sub-a", b"burst %d" % i))
+                    await pipe.execute()
+                while len(got) < len(sent):
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+    finally:
+        await admin.aclose()
+    assert got == sent
+
+
+async def test_a_closed_connection_ends_the_run_with_a_connection_error(
+    redis_server: RedisServer, path: str
+) -> None:
+    """Redis closing the subscribed connection (``CLIENT KILL``) ends ``run`` with a
+    ``ConnectionError``, which ends the bus's session (it reconnects), not a silent
+    reader that hears nothing any more."""
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        with anyio.fail_after(10):
+            async with _subscribed(redis_server.url, "sub-kill") as subscriber:
+                await _wait_subscribed(admin, "sub-kill")
+                await admin.client_kill_filter(_type="pubsub", skipme=True)
+                with pytest.raises(RedisConnectionError):
+                    await subscriber.run(lambda c, d: None, lambda: False)
+    finally:
+        await admin.aclose()
+
+
+async def test_a_refused_subscription_is_raised(redis_server: RedisServer, path: str) -> None:
+    """A user that may not use a channel: Redis refuses the SUBSCRIBE, and ``run`` raises
+    its error (the bus's session then ends and retries, saying why), instead of reading a
+    connection that will never carry a message."""
+    with anyio.fail_after(10):
+        async with (
+            channel_limited_user(redis_server, "allowed") as url,
+            _subscribed(url, "forbidden") as subscriber,
+        ):
+            with pytest.raises(ResponseError, match="no permissions"):
+                await subscriber.run(lambda c, d: None, lambda: False)
+
+
+@pytest.mark.parametrize("pause", [True, False])
+async def test_pause_lets_what_a_message_woke_run_before_the_next_one(
+    redis_server: RedisServer, pause: bool
+) -> None:
+    """When ``pause()`` says so, a task a message woke runs before the next message is
+    delivered (a job's reply goes out before the reader reads on); otherwise messages
+    that came in one read are all delivered first (under load, a turn's replies go out
+    in one write)."""
+    admin = aioredis.Redis.from_url(redis_server.url)
+    events: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    def deliver(channel: bytes, data: bytes) -> None:
+        events.append(data.decode())
+        loop.call_soon(events.append, f"woken by {data.decode()}")
+
+    pauses: Callable[[], bool] = lambda: pause  # noqa: E731
+    try:
+        with anyio.fail_after(10):
+            async with (
+                _subscribed(redis_server.url, "sub-pause") as subscriber,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(subscriber.run, deliver, pauses)
+                await _wait_subscribed(admin, "sub-pause")
+                async with admin.pipeline(transaction=False) as pipe:
+                    pipe.publish("sub-pause", b"1")
+                    pipe.publish("sub-pause", b"2")
+                    await pipe.execute()
+                while len(events) < 4:
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+    finally:
+        await admin.aclose()
+    if pause:
+        assert events == ["1", "woken by 1", "2", "woken by 2"]
+    else:
+        assert events == ["1", "2", "woken by 1", "woken by 2"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_runners_exchange_jobs_and_heartbeats_either_way(
+    redis_server: RedisServer, path: str, protocol: int
+) -> None:
+    """Two runners whose subscribers parse with hiredis, or without it, on either protocol:
+    they see each other's workers (heartbeats on the broadcast channel) and run jobs both
+    ways (requests and replies on their own channels)."""
+    url = f"{redis_server.url}?namespace=t{uuid.uuid4().hex[:12]}&heartbeat=0.2&protocol={protocol}"
+    with anyio.fail_after(20):
+        async with runners(url, "a", "b") as (a, b):
+            await a.add_worker(Echo("echo-a"))
+            await b.add_worker(Echo("echo-b"))
+            await a.registry.wait_ready("echo-b")
+            await b.registry.wait_ready("echo-a")
+            for n in range(20):
+                status, response = await run_job(a, "echo-b", payload={"n": n})
+                assert (status, response) == (
+                    JobStatus.COMPLETED,
+                    {"payload": {"n": n}, "runner": "b", "requester": "a"},
+                )
+                status, response = await run_job(b, "echo-a", payload={"n": n})
+                assert (status, response) == (
+                    JobStatus.COMPLETED,
+                    {"payload": {"n": n}, "runner": "a", "requester": "b"},
+                )
