@@ -1,6 +1,6 @@
 """``Subscriber``: a session's channels read straight off their connection, against a real
-redis-server, through hiredis and through redis-py's ``read_response`` (without hiredis),
-on both of Redis's protocols."""
+redis-server, through hiredis and through redis-py's ``read_response`` with its own parser
+(as without hiredis), on both of Redis's protocols."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from agent_plugin_redis import _subscriber as subscriber_module
-from agent_plugin_redis._subscriber import Subscriber
+from agent_plugin_redis._settings import CONNECTION_ERRORS
+from agent_plugin_redis._subscriber import READ_SIZE, Subscriber
 from conftest import RedisServer, channel_limited_user
+from redis._parsers import _AsyncRESP3Parser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from test_bus import Echo, run_job, runners
@@ -37,11 +39,19 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 
 
 @contextlib.asynccontextmanager
-async def _subscribed(url: str, *channels: str) -> AsyncIterator[Subscriber]:
-    client = aioredis.Redis.from_url(url)
+async def _subscribed(url: str, *channels: str, path: str = "hiredis") -> AsyncIterator[Subscriber]:
+    """A subscriber of ``channels``; on the "redis-py" path its client parses with
+    redis-py's pure-Python parser, as an install without hiredis does."""
+    if path == "redis-py":
+        client = aioredis.Redis.from_url(url, parser_class=_AsyncRESP3Parser)
+    else:
+        client = aioredis.Redis.from_url(url)
     subscriber = Subscriber(client)
     try:
         await subscriber.open(list(channels))
+        # The path asked for is the one taken (a redis-py release without the private
+        # stream reader would silently take the slower one).
+        assert (subscriber._stream is not None) is (path == "hiredis")
         yield subscriber
     finally:
         await subscriber.close()
@@ -58,9 +68,10 @@ async def _wait_subscribed(admin: aioredis.Redis, channel: str, count: int = 1) 
 async def test_every_message_arrives_in_order_with_its_channel(
     redis_server: RedisServer, path: str, protocol: int
 ) -> None:
-    """Messages on two channels, published one by one and in one pipelined burst (many in
-    one read), reach ``deliver`` in the order Redis sent them, each with its channel and
-    its bytes as they were (any byte value); confirmations are not delivered."""
+    """Messages on two channels, published one by one, in one pipelined burst (many in one
+    read) and bigger than one read, reach ``deliver`` in the order Redis sent them, each
+    with its channel and its bytes as they were (any byte value); confirmations are not
+    delivered."""
     url = f"{redis_server.url}?protocol={protocol}"
     admin = aioredis.Redis.from_url(redis_server.url)
     got: list[tuple[bytes, bytes]] = []
@@ -68,7 +79,7 @@ async def test_every_message_arrives_in_order_with_its_channel(
     try:
         with anyio.fail_after(10):
             async with (
-                _subscribed(url, "sub-a", "sub-b") as subscriber,
+                _subscribed(url, "sub-a", "sub-b", path=path) as subscriber,
                 anyio.create_task_group() as tg,
             ):
                 tg.start_soon(subscriber.run, lambda c, d: got.append((c, d)), lambda: False)
@@ -83,6 +94,10 @@ async def test_every_message_arrives_in_order_with_its_channel(
                         pipe.publish("sub-a", b"burst %d" % i)
                         sent.append((b"sub-a", b"burst %d" % i))
                     await pipe.execute()
+                for size in (READ_SIZE - 10, READ_SIZE + 10, 3 * READ_SIZE):
+                    data = bytes(range(256)) * (size // 256)
+                    await admin.publish("sub-b", data)
+                    sent.append((b"sub-b", data))
                 while len(got) < len(sent):
                     await anyio.sleep(0.01)
                 tg.cancel_scope.cancel()
@@ -100,7 +115,7 @@ async def test_a_closed_connection_ends_the_run_with_a_connection_error(
     admin = aioredis.Redis.from_url(redis_server.url)
     try:
         with anyio.fail_after(10):
-            async with _subscribed(redis_server.url, "sub-kill") as subscriber:
+            async with _subscribed(redis_server.url, "sub-kill", path=path) as subscriber:
                 await _wait_subscribed(admin, "sub-kill")
                 await admin.client_kill_filter(_type="pubsub", skipme=True)
                 with pytest.raises(RedisConnectionError):
@@ -116,10 +131,35 @@ async def test_a_refused_subscription_is_raised(redis_server: RedisServer, path:
     with anyio.fail_after(10):
         async with (
             channel_limited_user(redis_server, "allowed") as url,
-            _subscribed(url, "forbidden") as subscriber,
+            _subscribed(url, "forbidden", path=path) as subscriber,
         ):
             with pytest.raises(ResponseError, match="no permissions"):
                 await subscriber.run(lambda c, d: None, lambda: False)
+
+
+async def test_bytes_that_are_no_redis_protocol_end_the_session(path: str) -> None:
+    """A server that sends garbage after the subscription's confirmation (a broken proxy,
+    say): ``run`` raises a redis-py error, which ends the bus's session (it reconnects),
+    instead of an exception the session does not know, which would end the runner."""
+
+    async def fake_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if b"SUBSCRIBE" in data:
+                writer.write(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n?garbage\r\n")
+            else:  # the handshake's commands (CLIENT SETINFO...)
+                writer.write(b"+OK\r\n" * data.count(b"*"))
+            await writer.drain()
+
+    server = await asyncio.start_server(fake_redis, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with anyio.fail_after(10):
+            url = f"redis://127.0.0.1:{port}/0?protocol=2"
+            async with _subscribed(url, "x", path=path) as subscriber:
+                with pytest.raises(CONNECTION_ERRORS):
+                    await subscriber.run(lambda c, d: None, lambda: False)
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize("pause", [True, False])

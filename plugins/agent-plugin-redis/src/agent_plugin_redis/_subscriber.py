@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, InvalidResponse, ResponseError
 
 hiredis: Any
 try:  # a dependency of the plugin (redis[hiredis])
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 READ_SIZE = 65536
 """Bytes asked of the socket per read (redis-py's own default)."""
+_MORE = object()
+"""What the parser returns when it needs more bytes (``False`` is a RESP3 value)."""
 
 Deliver = Callable[[bytes, bytes], None]
 """``deliver(channel, data)``: called for every message, in the order Redis sent them."""
@@ -43,14 +45,15 @@ Pause = Callable[[], bool]
 class Subscriber:
     """One connection of ``client``'s pool, subscribed to the channels of a session.
 
-    ``open(channels)`` connects and subscribes; ``run(deliver, pause)`` reads until the
-    connection breaks (``ConnectionError``) or the task is cancelled; ``close()`` ends it.
+    ``open(channels)`` connects and subscribes; ``run(deliver, pause)``, called once, reads
+    until the connection breaks or the task is cancelled; ``close()`` ends it.
     """
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._pool = client.connection_pool
         self._connection: Any = None
         self._stream: asyncio.StreamReader | None = None
+        self._parser: Any = None
 
     async def open(self, channels: list[str]) -> None:
         """Connect (a new connection, with the client's settings) and send ``SUBSCRIBE``;
@@ -62,6 +65,11 @@ class Subscriber:
         stream = getattr(connection, "_reader", None)
         if hiredis is not None and _is_stream_reader(stream):
             self._stream = stream
+            # Errors as redis-py raises them: bytes that are no RESP end the session
+            # (``InvalidResponse`` is a ``RedisError``), and a refusal is returned.
+            self._parser = hiredis.Reader(
+                protocolError=InvalidResponse, replyError=ResponseError, notEnoughData=_MORE
+            )
 
     async def run(self, deliver: Deliver, pause: Pause) -> None:
         """Hand every message to ``deliver(channel, data)``; after one, when ``pause()``
@@ -69,21 +77,21 @@ class Subscriber:
         started, say). Subscription confirmations are skipped.
 
         Raises:
-            ConnectionError: the connection closed or broke.
+            ConnectionError, OSError: the connection closed or broke.
+            InvalidResponse: what came is not Redis's protocol.
             ResponseError: Redis refused a subscription (an ACL, say).
         """
         if self._stream is None:
             await self._run_through_redis_py(deliver, pause)
             return
         stream = self._stream
-        parser = hiredis.Reader()
-        feed, gets = parser.feed, parser.gets
+        feed, gets = self._parser.feed, self._parser.gets
         while True:
             data = await stream.read(READ_SIZE)
             if not data:
                 raise ConnectionError("Redis closed the subscribed connection")
             feed(data)
-            while (item := gets()) is not False:
+            while (item := gets()) is not _MORE:
                 await _handle(item, deliver, pause)
 
     async def _run_through_redis_py(self, deliver: Deliver, pause: Pause) -> None:
@@ -97,7 +105,7 @@ class Subscriber:
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         connection, self._connection = self._connection, None
-        self._stream = None
+        self._stream = self._parser = None
         if connection is not None:
             await connection.disconnect(nowait=True)
 
@@ -111,8 +119,8 @@ async def _handle(item: Any, deliver: Deliver, pause: Pause) -> None:
             deliver(channel, data)
             if pause():
                 await asyncio.sleep(0)
-    elif isinstance(item, Exception):  # an error reply: hiredis returns it
-        raise ResponseError(str(item))
+    elif isinstance(item, ResponseError):  # an error reply: the parser returns it
+        raise item
 
 
 def _is_stream_reader(stream: object) -> bool:
