@@ -155,6 +155,23 @@ async def test_a_durable_job_to_a_single_host_goes_through_its_stream_and_leaves
             await settled(redis_url, "pay")
 
 
+async def test_a_durable_job_completes_after_redis_forgot_its_scripts(redis_url: str) -> None:
+    """Redis lost its scripts (``SCRIPT FLUSH``, as after a restart): a durable job's
+    response, sent by a script, still goes out (the script is sent again) and the job
+    completes, its entry gone."""
+    runs: list[tuple[str, str, int]] = []
+    with anyio.fail_after(15):
+        async with runners(redis_url, "a", "b") as (a, b):
+            await b.add_worker(Payments("pay", runs))
+            await eventually(lambda: bool(bus_of(a)._peers.jobs("b", "pay")), 5.0)
+            for _ in range(2):
+                async with aioredis.Redis.from_url(plain_url(redis_url)) as client:
+                    await client.script_flush()
+                status, response = await run_job(a, "pay", name="charge", timeout=5)
+                assert (status, response) == (JobStatus.COMPLETED, {"runner": "b", "attempt": 1})
+            await settled(redis_url, "pay")
+
+
 @pytest.mark.parametrize("secret", [None, SECRET], ids=["unsigned", "signed"])
 async def test_past_max_attempts_the_job_is_dead_listed_retried_and_dropped(
     redis_url: str, secret: str | None, monkeypatch: pytest.MonkeyPatch

@@ -271,3 +271,32 @@ async def test_redis_py_still_lets_an_idle_line_write_from_the_sender(
     finally:
         await line.close()
         await client.aclose()
+
+
+async def test_call_sends_any_command_in_order_with_the_posts(redis_server: RedisServer) -> None:
+    """``call`` sends any command on the line, pipelined with the posts, and returns its
+    own reply (an ``XADD`` its entry id), or raises Redis's refusal to that caller only."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    line = PublishLine(client)
+    await line.open()
+    stream = f"line-call-{os.getpid()}"
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.run)
+                first = await line.call("XADD", stream, b"*", b"m", b"1")
+                await line.post("nobody", b"x")
+                second = await line.call("XADD", stream, b"*", b"m", b"2")
+                with pytest.raises(ResponseError, match="WRONGTYPE"):
+                    await line.call("LPUSH", stream, b"x")
+                assert await line.call("XLEN", stream) == 2
+                tg.cancel_scope.cancel()
+        entries = await client.xrange(stream)
+        assert [(entry, fields[b"m"]) for entry, fields in entries] == [
+            (first, b"1"),
+            (second, b"2"),
+        ]
+    finally:
+        await line.close()
+        await client.delete(stream)
+        await client.aclose()

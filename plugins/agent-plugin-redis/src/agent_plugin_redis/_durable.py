@@ -28,10 +28,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 from agent_plugin_redis._streams import GROUP
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+    from redis.commands.core import AsyncScript
+
+    from agent_plugin_redis._publish_line import PublishLine
 
 
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -141,7 +146,7 @@ class DurableScripts:
 
     async def finish(
         self,
-        client: aioredis.Redis,
+        line: PublishLine,
         *,
         stream: str,
         entry: bytes,
@@ -154,11 +159,13 @@ class DurableScripts:
     ) -> bool:
         """Publish the terminal response, acknowledge and delete the entry, and keep
         ``stored`` under ``idem_key``, if the entry is still ``consumer``'s; False (nothing
-        done) when it is not: a replica took it over, or it was dropped."""
-        done: Any = await self._finish(
-            keys=[stream, idem_key],
-            args=[GROUP, entry, consumer, channel, response, stored, idem_ttl],
-            client=client,
+        done) when it is not: a replica took it over, or it was dropped. Sent through the
+        session's line, so the job's updates posted before it reach Redis first."""
+        done: Any = await _run_on_line(
+            line,
+            self._finish,
+            [stream, idem_key],
+            [GROUP, entry, consumer, channel, response, stored, idem_ttl],
         )
         return bool(done)
 
@@ -193,6 +200,17 @@ class DurableScripts:
             pipe.xack(claimed.stream, GROUP, claimed.entry)
             pipe.xdel(claimed.stream, claimed.entry)
             await pipe.execute()
+
+
+async def _run_on_line(
+    line: PublishLine, script: AsyncScript, keys: list[str], args: list[Any]
+) -> Any:
+    """``script`` through ``line``: ``EVALSHA``, and the script itself when Redis does not
+    have it (it restarted, or its scripts were flushed)."""
+    try:
+        return await line.call("EVALSHA", script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        return await line.call("EVAL", script.script, len(keys), *keys, *args)
 
 
 def _pairs(flat: Iterable[Any]) -> dict[bytes, bytes]:

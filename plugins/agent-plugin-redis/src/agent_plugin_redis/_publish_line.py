@@ -1,7 +1,8 @@
-"""``PublishLine``: the PUBLISH commands of one session, pipelined on one connection.
+"""``PublishLine``: the commands on a job's path of one session, pipelined on one connection.
 
 Every message the bus sends on a channel (requests to one runner, replies, cancels) is a
-``PUBLISH``. Through redis-py's client, each one takes a connection from the pool, goes
+``PUBLISH``; a request to a worker's stream is an ``XADD`` and a durable job's response a
+script (``call()``). Through redis-py's client, each one takes a connection from the pool, goes
 through the retry wrapper and waits for its reply before the connection is free again: a
 large share of a job's round trip in CPU, and under load hundreds of connections. Here
 every sender queues its command on the same connection and awaits its own reply. A
@@ -98,11 +99,11 @@ class PublishLine:
             self._transport = writer.transport
         self._closed = None
 
-    def _pack(self, channel: str, data: bytes) -> bytes:
+    def _pack(self, *args: str | bytes | int | float | memoryview) -> bytes:
         if pack_command is not None:
-            packed: bytes = pack_command(("PUBLISH", channel, data))
+            packed: bytes = pack_command(args)
             return packed
-        return b"".join(self._connection.pack_command("PUBLISH", channel, data))
+        return b"".join(self._connection.pack_command(*args))
 
     def _send(self, command: bytes) -> None:
         """Write ``command`` now if it is the only command unanswered (the line was idle)
@@ -135,14 +136,24 @@ class PublishLine:
             ConnectionError: the line is closed or broke before the reply came.
             ResponseError: Redis refused the command (out of memory, say).
         """
+        reply: int = await self.call("PUBLISH", channel, data)
+        return reply
+
+    async def call(self, *args: str | bytes | int | float | memoryview) -> Any:
+        """Any command (``XADD``, ``EVALSHA``...), pipelined with the others: Redis's
+        reply, as the connection reads it (bytes, not decoded).
+
+        Raises:
+            ConnectionError: the line is closed or broke before the reply came.
+            ResponseError: Redis refused the command.
+        """
         if self._closed is not None:
             raise ConnectionError(self._closed)
-        command = self._pack(channel, data)
+        command = self._pack(*args)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         self._send(command)
-        reply: int = await future
-        return reply
+        return await future
 
     async def post(
         self,
@@ -162,7 +173,7 @@ class PublishLine:
         """
         if self._closed is not None:
             raise ConnectionError(self._closed)
-        command = self._pack(channel, data)
+        command = self._pack("PUBLISH", channel, data)
         self._waiting.append(on_refused)
         self._send(command)
         # Backpressure, once the command is queued: cancelling this wait loses nothing,

@@ -17,6 +17,8 @@ from redis.exceptions import ResponseError
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from agent_plugin_redis._publish_line import PublishLine
+
 
 GROUP = "workers"
 """The consumer group every replica of a worker reads its stream through."""
@@ -56,18 +58,19 @@ class WorkerStreams:
 
     async def add(
         self,
-        client: aioredis.Redis,
+        line: PublishLine,
         worker: str,
         job_id: str,
         data: bytes,
         extra: dict[bytes, bytes] | None = None,
     ) -> bytes:
-        """Queue a request for whichever replica reads it first; returns the entry id.
-        ``extra``: more fields (a durable request's, see ``_durable``)."""
-        fields: Any = {b"m": data, b"j": job_id.encode()}
-        if extra:
-            fields.update(extra)
-        entry: Any = await client.xadd(self.key(worker), fields)
+        """Queue a request for whichever replica reads it first (through the session's
+        line, pipelined with its other commands); returns the entry id. ``extra``: more
+        fields (a durable request's, see ``_durable``)."""
+        fields: list[bytes] = [b"m", data, b"j", job_id.encode()]
+        for name, value in (extra or {}).items():
+            fields += (name, value)
+        entry: Any = await line.call("XADD", self.key(worker), b"*", *fields)
         return bytes(entry)
 
     async def taken_by(self, client: aioredis.Redis, worker: str, consumer: str) -> list[Any]:

@@ -568,8 +568,10 @@ class RedisBus:
         route = self._routes.open(key, Route(message.source, None, durable=attempts > 0))
         extra = durable_fields(attempts, message.name) if attempts else None
         try:
-            async with self._gate:
-                route.entry = await self._streams.add(client, target, message.job_id, data, extra)
+            line = self._line
+            if line is None:
+                raise RedisConnectionError(self._offline_reason())
+            route.entry = await self._streams.add(line, target, message.job_id, data, extra)
         except CONNECTION_ERRORS as exc:
             self._routes.fail(
                 key,
@@ -680,8 +682,11 @@ class RedisBus:
         channel = self._channel(served.origin)
         if served.consumer and served.stream is not None and served.entry is not None:
             assert self._scripts is not None
+            line = self._line
+            if line is None:
+                raise RedisConnectionError(self._offline_reason())
             written = await self._scripts.finish(
-                client,
+                line,
                 stream=served.stream,
                 entry=served.entry,
                 consumer=served.consumer,
@@ -1699,6 +1704,10 @@ class RedisBus:
                     self._receive(raw, stream, stream, entry, fields.get(b"g"))
                     if attempts:
                         self._deliveries.pop(entry, None)
+            if batches:
+                # The jobs just read start before the next read is sent (its write and
+                # redis-py's command path are not on their way).
+                await anyio.lowlevel.checkpoint()
 
     async def _heartbeat(self, _subscriber: Subscriber) -> None:
         client = self._client
