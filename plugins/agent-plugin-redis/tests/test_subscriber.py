@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from agent_plugin_redis import _subscriber as subscriber_module
 from agent_plugin_redis._settings import CONNECTION_ERRORS
-from agent_plugin_redis._subscriber import READ_SIZE, Subscriber
+from agent_plugin_redis._subscriber import Subscriber
 from conftest import RedisServer, channel_limited_user
 from redis._parsers import _AsyncRESP3Parser
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -50,8 +50,8 @@ async def _subscribed(url: str, *channels: str, path: str = "hiredis") -> AsyncI
     try:
         await subscriber.open(list(channels))
         # The path asked for is the one taken (a redis-py release without the private
-        # stream reader would silently take the slower one).
-        assert (subscriber._stream is not None) is (path == "hiredis")
+        # stream reader and writer would silently take the slower one).
+        assert (subscriber._receiver is not None) is (path == "hiredis")
         yield subscriber
     finally:
         await subscriber.close()
@@ -94,7 +94,7 @@ async def test_every_message_arrives_in_order_with_its_channel(
                         pipe.publish("sub-a", b"burst %d" % i)
                         sent.append((b"sub-a", b"burst %d" % i))
                     await pipe.execute()
-                for size in (READ_SIZE - 10, READ_SIZE + 10, 3 * READ_SIZE):
+                for size in (65536 - 10, 65536 + 10, 3 * 65536):  # over one read
                     data = bytes(range(256)) * (size // 256)
                     await admin.publish("sub-b", data)
                     sent.append((b"sub-b", data))
@@ -164,12 +164,15 @@ async def test_bytes_that_are_no_redis_protocol_end_the_session(path: str) -> No
 
 @pytest.mark.parametrize("pause", [True, False])
 async def test_pause_lets_what_a_message_woke_run_before_the_next_one(
-    redis_server: RedisServer, pause: bool
+    redis_server: RedisServer, pause: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When ``pause()`` says so, a task a message woke runs before the next message is
-    delivered (a job's reply goes out before the reader reads on); otherwise messages
-    that came in one read are all delivered first (under load, a turn's replies go out
-    in one write)."""
+    """Read by redis-py (one message per call): when ``pause()`` says so, a task a message
+    woke runs before the next message is delivered (a job's reply goes out before the
+    reader reads on); otherwise messages that came together are all delivered first
+    (under load, a turn's replies go out in one write). (Read by the subscriber's own
+    protocol, every message of a read is delivered in the read's callback, and what they
+    woke runs before the next read.)"""
+    monkeypatch.setattr(subscriber_module, "hiredis", None)
     admin = aioredis.Redis.from_url(redis_server.url)
     events: list[str] = []
     loop = asyncio.get_running_loop()
@@ -182,7 +185,7 @@ async def test_pause_lets_what_a_message_woke_run_before_the_next_one(
     try:
         with anyio.fail_after(10):
             async with (
-                _subscribed(redis_server.url, "sub-pause") as subscriber,
+                _subscribed(redis_server.url, "sub-pause", path="redis-py") as subscriber,
                 anyio.create_task_group() as tg,
             ):
                 tg.start_soon(subscriber.run, deliver, pauses)

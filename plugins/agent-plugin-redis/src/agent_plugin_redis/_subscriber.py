@@ -3,14 +3,18 @@
 Every message a runner receives on a channel (requests, replies, heartbeats) comes through
 one subscribed connection. redis-py's ``PubSub.get_message`` takes each message through
 its health check, its retry wrapper, its push-notification handlers (a logger looked up
-for every message) and a dict of its own: a large share of the receiving side of a job's
-round trip. Here the connection is redis-py's own (its URL, TLS, credentials and
-protocol), but once ``SUBSCRIBE`` is sent, its bytes are parsed by hiredis as they come,
-and every message in one read is handed to the bus before the next read.
+for every message) and a dict of its own, and a task woken by the stream reader: a large
+share of the receiving side of a job's round trip. Here the connection is redis-py's own
+(its URL, TLS, credentials and protocol), but once ``SUBSCRIBE`` is sent, the socket's
+transport is handed to a protocol of this module: hiredis parses the bytes as the event
+loop reads them, and each message goes to the bus at once, in the same callback. The
+tasks a message wakes (the job it starts, the requester it answers) run before anything
+more is read.
 
-redis-py keeps the connection's stream reader private (``_reader``, as ``PublishLine``
-uses ``_writer``); without it, or without hiredis, messages are read through the
-connection's ``read_response`` instead: slower, the same messages.
+redis-py keeps the connection's stream reader and writer private (``_reader`` and
+``_writer``, as ``PublishLine`` uses the writer); without them, or without hiredis,
+messages are read through the connection's ``read_response`` instead: slower, the same
+messages.
 """
 
 from __future__ import annotations
@@ -31,68 +35,55 @@ except ImportError:  # pragma: no cover - exercised by a test that hides it
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-READ_SIZE = 65536
-"""Bytes asked of the socket per read (redis-py's own default)."""
 _MORE = object()
 """What the parser returns when it needs more bytes (``False`` is a RESP3 value)."""
 
 Deliver = Callable[[bytes, bytes], None]
 """``deliver(channel, data)``: called for every message, in the order Redis sent them."""
 Pause = Callable[[], bool]
-"""``pause()``: after a message, whether to let the other tasks run before the next one."""
+"""``pause()``: after a message read by redis-py, whether to let the other tasks run before
+the next one."""
 
 
 class Subscriber:
     """One connection of ``client``'s pool, subscribed to the channels of a session.
 
-    ``open(channels)`` connects and subscribes; ``run(deliver, pause)``, called once, reads
-    until the connection breaks or the task is cancelled; ``close()`` ends it.
+    ``open(channels)`` connects and subscribes; ``run(deliver, pause)``, called once,
+    delivers until the connection breaks or the task is cancelled; ``close()`` ends it.
     """
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._pool = client.connection_pool
         self._connection: Any = None
-        self._stream: asyncio.StreamReader | None = None
-        self._parser: Any = None
+        self._receiver: _Receiver | None = None
 
     async def open(self, channels: list[str]) -> None:
-        """Connect (a new connection, with the client's settings) and send ``SUBSCRIBE``;
-        messages published once Redis has taken it are read by ``run``."""
+        """Connect (a new connection, with the client's settings), send ``SUBSCRIBE`` and
+        take the socket over; what comes from then on is kept until ``run``."""
         connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
         self._connection = connection
         await connection.connect()
         await connection.send_command("SUBSCRIBE", *channels, check_health=False)
-        stream = getattr(connection, "_reader", None)
-        if hiredis is not None and _is_stream_reader(stream):
-            self._stream = stream
-            # Errors as redis-py raises them: bytes that are no RESP end the session
-            # (``InvalidResponse`` is a ``RedisError``), and a refusal is returned.
-            self._parser = hiredis.Reader(
-                protocolError=InvalidResponse, replyError=ResponseError, notEnoughData=_MORE
-            )
+        if hiredis is not None:
+            self._receiver = _Receiver.take_over(connection)
 
     async def run(self, deliver: Deliver, pause: Pause) -> None:
-        """Hand every message to ``deliver(channel, data)``; after one, when ``pause()``
-        says so, the other tasks run before the next one is handed over (a job the message
-        started, say). Subscription confirmations are skipped.
+        """Hand every message to ``deliver(channel, data)``; subscription confirmations are
+        skipped. ``pause()`` is asked after each message only when redis-py reads them.
 
         Raises:
             ConnectionError, OSError: the connection closed or broke.
             InvalidResponse: what came is not Redis's protocol.
             ResponseError: Redis refused a subscription (an ACL, say).
         """
-        if self._stream is None:
+        receiver = self._receiver
+        if receiver is None:
             await self._run_through_redis_py(deliver, pause)
             return
-        stream = self._stream
-        feed, gets = self._parser.feed, self._parser.gets
-        while True:
-            data = await stream.read(READ_SIZE)
-            if not data:
-                raise ConnectionError("Redis closed the subscribed connection")
-            feed(data)
-            while (item := gets()) is not _MORE:
-                await _handle(item, deliver, pause)
+        try:
+            await receiver.deliver_to(deliver)
+        finally:
+            receiver.deliver = None  # cancelled: nothing more is handed over
 
     async def _run_through_redis_py(self, deliver: Deliver, pause: Pause) -> None:
         connection = self._connection
@@ -100,28 +91,108 @@ class Subscriber:
             item = await connection.read_response(
                 disable_decoding=True, timeout=math.inf, push_request=True
             )
-            await _handle(item, deliver, pause)
+            if _handled(item, deliver) and pause():
+                await asyncio.sleep(0)
 
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         connection, self._connection = self._connection, None
-        self._stream = self._parser = None
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.close()
         if connection is not None:
             await connection.disconnect(nowait=True)
 
 
-async def _handle(item: Any, deliver: Deliver, pause: Pause) -> None:
-    """One reply off the connection: a message is delivered, a refusal raised, anything
-    else (a subscription's confirmation) skipped."""
+class _Receiver(asyncio.Protocol):
+    """The subscribed socket's protocol once ``take_over`` has run: parses what the event
+    loop reads and delivers each message from the read callback itself."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        # Errors as redis-py raises them: bytes that are no RESP end the session
+        # (``InvalidResponse`` is a ``RedisError``), and a refusal is returned.
+        self._parser = hiredis.Reader(
+            protocolError=InvalidResponse, replyError=ResponseError, notEnoughData=_MORE
+        )
+        self.deliver: Deliver | None = None
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    def take_over(cls, connection: Any) -> _Receiver | None:
+        """The receiver of ``connection``'s socket, with whatever redis-py's stream reader
+        had read already; None (redis-py keeps reading) when its private reader and writer
+        are not what this expects."""
+        stream = getattr(connection, "_reader", None)
+        writer = getattr(connection, "_writer", None)
+        if not (
+            isinstance(stream, asyncio.StreamReader)
+            and isinstance(writer, asyncio.StreamWriter)
+            and isinstance(getattr(stream, "_buffer", None), bytearray)
+        ):
+            return None
+        transport = writer.transport
+        if not isinstance(transport, asyncio.Transport):
+            return None
+        receiver = cls(transport)
+        buffered: bytearray = getattr(stream, "_buffer")  # noqa: B009 - private, checked above
+        if buffered:
+            receiver._parser.feed(bytes(buffered))
+            buffered.clear()
+        transport.set_protocol(receiver)
+        if stream.exception() is not None or stream.at_eof():
+            receiver._end(ConnectionError("Redis closed the subscribed connection"))
+        elif not transport.is_reading():  # paused by the stream reader's flow control
+            transport.resume_reading()
+        return receiver
+
+    async def deliver_to(self, deliver: Deliver) -> None:
+        """Deliver what came so far and everything after, until the connection ends."""
+        self.deliver = deliver
+        self._drain()
+        await asyncio.shield(self._ended)
+
+    def data_received(self, data: bytes) -> None:
+        self._parser.feed(data)
+        if self.deliver is not None:
+            self._drain()
+
+    def _drain(self) -> None:
+        deliver, gets = self.deliver, self._parser.gets
+        if deliver is None or self._ended.done():
+            return
+        try:
+            while (item := gets()) is not _MORE:
+                _handled(item, deliver)
+        except Exception as exc:  # a refusal, bytes that are no RESP, or a bus bug
+            self._end(exc)
+            self._transport.close()
+
+    def eof_received(self) -> bool:
+        self._end(ConnectionError("Redis closed the subscribed connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc or ConnectionError("the subscribed connection was closed"))
+
+    def _end(self, error: BaseException) -> None:
+        if not self._ended.done():
+            self._ended.set_exception(error)
+            self._ended.exception()  # retrieved: nobody may be waiting any more
+
+    def close(self) -> None:
+        self.deliver = None
+        self._end(ConnectionError("the subscriber was closed"))
+
+
+def _handled(item: Any, deliver: Deliver) -> bool:
+    """One reply off the connection: a message is delivered (True), a refusal raised,
+    anything else (a subscription's confirmation) skipped."""
     if isinstance(item, list) and len(item) == 3 and item[0] == b"message":
         channel, data = item[1], item[2]
         if isinstance(channel, bytes) and isinstance(data, bytes):
             deliver(channel, data)
-            if pause():
-                await asyncio.sleep(0)
+            return True
     elif isinstance(item, ResponseError):  # an error reply: the parser returns it
         raise item
-
-
-def _is_stream_reader(stream: object) -> bool:
-    return isinstance(stream, asyncio.StreamReader)
+    return False
