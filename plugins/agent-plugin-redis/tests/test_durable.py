@@ -172,6 +172,28 @@ async def test_a_durable_job_completes_after_redis_forgot_its_scripts(redis_url:
             await settled(redis_url, "pay")
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_durable_jobs_big_and_small_complete_on_either_protocol(
+    redis_server: RedisServer, protocol: int
+) -> None:
+    """Durable jobs to a worker's stream, on RESP2 and RESP3 (whose stream replies are
+    shaped otherwise), small ones (on the session's line) and big ones (over 64 KiB: on a
+    pooled connection, request and response), complete and leave nothing behind."""
+    url = f"{redis_server.url}?namespace=t{uuid.uuid4().hex[:12]}&heartbeat=0.2&protocol={protocol}"
+    runs: list[tuple[str, str, int]] = []
+    with anyio.fail_after(15):
+        async with runners(url, "a", "b") as (a, b):
+            await b.add_worker(Payments("pay", runs))
+            await eventually(lambda: bool(bus_of(a)._peers.jobs("b", "pay")), 5.0)
+            for blob in ("", "x" * 100_000):
+                status, response = await run_job(
+                    a, "pay", name="charge", payload={"blob": blob}, timeout=5
+                )
+                assert (status, response) == (JobStatus.COMPLETED, {"runner": "b", "attempt": 1})
+            assert len(runs) == 2
+            await settled(url, "pay")
+
+
 @pytest.mark.parametrize("secret", [None, SECRET], ids=["unsigned", "signed"])
 async def test_past_max_attempts_the_job_is_dead_listed_retried_and_dropped(
     redis_url: str, secret: str | None, monkeypatch: pytest.MonkeyPatch

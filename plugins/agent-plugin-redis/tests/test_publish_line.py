@@ -273,30 +273,77 @@ async def test_redis_py_still_lets_an_idle_line_write_from_the_sender(
         await client.aclose()
 
 
-async def test_call_sends_any_command_in_order_with_the_posts(redis_server: RedisServer) -> None:
-    """``call`` sends any command on the line, pipelined with the posts, and returns its
-    own reply (an ``XADD`` its entry id), or raises Redis's refusal to that caller only."""
+async def test_call_sends_any_command_and_each_caller_gets_its_own_reply(
+    redis_server: RedisServer,
+) -> None:
+    """``call`` sends any command on the line, pipelined with the posts: 100 callers at
+    once each get their own reply (an ``XADD`` its entry id), in order with the posts, and
+    a refusal goes to its caller only."""
     client = aioredis.Redis.from_url(redis_server.url)
     line = PublishLine(client)
     await line.open()
     stream = f"line-call-{os.getpid()}"
+    replies: dict[int, bytes] = {}
     try:
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(line.run)
-                first = await line.call("XADD", stream, b"*", b"m", b"1")
-                await line.post("nobody", b"x")
-                second = await line.call("XADD", stream, b"*", b"m", b"2")
+
+                async def caller(number: int) -> None:
+                    await line.post("nobody", b"x")
+                    replies[number] = await line.call(
+                        "XADD", stream, f"{number + 1}-0", b"m", str(number).encode()
+                    )
+
+                async with anyio.create_task_group() as callers:
+                    for number in range(100):
+                        callers.start_soon(caller, number)
                 with pytest.raises(ResponseError, match="WRONGTYPE"):
                     await line.call("LPUSH", stream, b"x")
-                assert await line.call("XLEN", stream) == 2
+                assert await line.call("XLEN", stream) == 100
                 tg.cancel_scope.cancel()
-        entries = await client.xrange(stream)
-        assert [(entry, fields[b"m"]) for entry, fields in entries] == [
-            (first, b"1"),
-            (second, b"2"),
-        ]
+        assert replies == {number: f"{number + 1}-0".encode() for number in range(100)}
     finally:
         await line.close()
         await client.delete(stream)
+        await client.aclose()
+
+
+async def test_a_caller_waits_for_room_before_its_command_is_queued(
+    own_redis_server: RedisServer,
+) -> None:
+    """Past ``HIGH_WATER`` unanswered commands, ``call`` waits before it queues its command
+    (so many big requests at once cannot pile up in memory, and a caller cancelled
+    meanwhile leaves nothing behind); once Redis answers, it goes on and gets its reply."""
+    client = aioredis.Redis.from_url(own_redis_server.url)
+    line = PublishLine(client)
+    await line.open()
+    process = own_redis_server.process
+    assert process is not None
+    reply: list[object] = []
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(line.run)
+                os.kill(process.pid, signal.SIGSTOP)  # nothing is answered meanwhile
+                try:
+                    for _ in range(HIGH_WATER + 1):
+                        tg.start_soon(line.post, "c", b"x")
+                    await anyio.sleep(0.1)
+
+                    async def caller() -> None:
+                        reply.append(await line.call("PING"))
+
+                    tg.start_soon(caller)
+                    await anyio.sleep(0.3)
+                    assert len(line._waiting) == HIGH_WATER + 1  # the call is not queued
+                finally:
+                    os.kill(process.pid, signal.SIGCONT)
+                with anyio.fail_after(5):
+                    while not reply:
+                        await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+        assert reply == [b"PONG"]
+    finally:
+        await line.close()
         await client.aclose()

@@ -30,13 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
+from agent_plugin_redis._publish_line import PublishLine
 from agent_plugin_redis._streams import GROUP
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from redis.commands.core import AsyncScript
-
-    from agent_plugin_redis._publish_line import PublishLine
 
 
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -135,8 +134,8 @@ def read_stored(raw: bytes | None) -> tuple[str, dict[str, Any]] | None:
 
 
 class DurableScripts:
-    """The Lua scripts, registered once per client (redis-py sends EVALSHA, and the script
-    itself again if Redis restarted without it)."""
+    """The Lua scripts, registered once per client: sent as EVALSHA, and as the script
+    itself again when Redis lost it (restarted without it, or its scripts were flushed)."""
 
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
         self.namespace = namespace
@@ -146,7 +145,7 @@ class DurableScripts:
 
     async def finish(
         self,
-        line: PublishLine,
+        via: PublishLine | aioredis.Redis,
         *,
         stream: str,
         entry: bytes,
@@ -159,14 +158,15 @@ class DurableScripts:
     ) -> bool:
         """Publish the terminal response, acknowledge and delete the entry, and keep
         ``stored`` under ``idem_key``, if the entry is still ``consumer``'s; False (nothing
-        done) when it is not: a replica took it over, or it was dropped. Sent through the
-        session's line, so the job's updates posted before it reach Redis first."""
-        done: Any = await _run_on_line(
-            line,
-            self._finish,
-            [stream, idem_key],
-            [GROUP, entry, consumer, channel, response, stored, idem_ttl],
-        )
+        done) when it is not: a replica took it over, or it was dropped. ``via``: the
+        session's line (pipelined with the job's updates), or the client (a pooled
+        connection) for a big response."""
+        keys = [stream, idem_key]
+        args: list[Any] = [GROUP, entry, consumer, channel, response, stored, idem_ttl]
+        if isinstance(via, PublishLine):
+            done: Any = await _run_on_line(via, self._finish, keys, args)
+        else:
+            done = await self._finish(keys=keys, args=args, client=via)
         return bool(done)
 
     async def claim(

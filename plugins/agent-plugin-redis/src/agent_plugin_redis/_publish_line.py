@@ -56,11 +56,11 @@ messages, what a producer may queue is bounded in memory too."""
 
 
 class PublishLine:
-    """One connection of ``client``'s pool, for the pipelined PUBLISH commands of a session.
+    """One connection of ``client``'s pool, for the pipelined commands of a session.
 
     ``open()`` connects it, ``run()`` (for the whole session) writes the commands and hands
     out the replies, and ``publish()`` and ``post()`` may be called from any number of
-    tasks meanwhile.
+    tasks meanwhile; ``call()`` sends any other command.
     """
 
     def __init__(self, client: aioredis.Redis) -> None:
@@ -141,12 +141,15 @@ class PublishLine:
 
     async def call(self, *args: str | bytes | int | float | memoryview) -> Any:
         """Any command (``XADD``, ``EVALSHA``...), pipelined with the others: Redis's
-        reply, as the connection reads it (bytes, not decoded).
+        reply, as the connection reads it (bytes, not decoded). While the line is over its
+        bounds (see ``post``), the caller waits for room before its command is queued.
 
         Raises:
             ConnectionError: the line is closed or broke before the reply came.
             ResponseError: Redis refused the command.
         """
+        if self._full():  # before queueing: a cancelled caller leaves nothing behind
+            await self._room_made()
         if self._closed is not None:
             raise ConnectionError(self._closed)
         command = self._pack(*args)
@@ -178,15 +181,21 @@ class PublishLine:
         self._send(command)
         # Backpressure, once the command is queued: cancelling this wait loses nothing,
         # and a refusal still reaches ``on_refused``.
-        while (
-            len(self._waiting) > HIGH_WATER or self._outbox_bytes > OUTBOX_BYTES
-        ) and self._closed is None:
+        await self._room_made()
+        if self._closed is not None:
+            raise ConnectionError(self._closed)
+
+    def _full(self) -> bool:
+        return len(self._waiting) > HIGH_WATER or self._outbox_bytes > OUTBOX_BYTES
+
+    async def _room_made(self) -> None:
+        """Return once no more than ``HIGH_WATER`` commands are unanswered and no more than
+        ``OUTBOX_BYTES`` wait to be written, or the line is closed."""
+        while self._full() and self._closed is None:
             room = self._room
             if room is None or room.done():
                 room = self._room = asyncio.get_running_loop().create_future()
             await room
-        if self._closed is not None:
-            raise ConnectionError(self._closed)
 
     async def flushed(self) -> None:
         """Return once every command sent before this call is answered, or the line is

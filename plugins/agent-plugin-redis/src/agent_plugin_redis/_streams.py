@@ -17,8 +17,6 @@ from redis.exceptions import ResponseError
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from agent_plugin_redis._publish_line import PublishLine
-
 
 GROUP = "workers"
 """The consumer group every replica of a worker reads its stream through."""
@@ -56,22 +54,15 @@ class WorkerStreams:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def add(
-        self,
-        line: PublishLine,
-        worker: str,
-        job_id: str,
-        data: bytes,
-        extra: dict[bytes, bytes] | None = None,
-    ) -> bytes:
-        """Queue a request for whichever replica reads it first (through the session's
-        line, pipelined with its other commands); returns the entry id. ``extra``: more
-        fields (a durable request's, see ``_durable``)."""
-        fields: list[bytes] = [b"m", data, b"j", job_id.encode()]
+    def request_fields(
+        self, job_id: str, data: bytes, extra: dict[bytes, bytes] | None = None
+    ) -> list[bytes]:
+        """The fields of a request's entry, flat (name, value, ...): the envelope (``m``),
+        the job id (``j``) and ``extra`` (a durable request's, see ``_durable``)."""
+        fields = [b"m", data, b"j", job_id.encode()]
         for name, value in (extra or {}).items():
             fields += (name, value)
-        entry: Any = await line.call("XADD", self.key(worker), b"*", *fields)
-        return bytes(entry)
+        return fields
 
     async def taken_by(self, client: aioredis.Redis, worker: str, consumer: str) -> list[Any]:
         """``(entry, job id)`` of the entries ``consumer`` read and never acknowledged."""

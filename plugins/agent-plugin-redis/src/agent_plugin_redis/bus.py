@@ -131,6 +131,10 @@ _STREAM_BLOCK_MS = 1000
 HEARTBEAT_LIMIT = 4 * 1024 * 1024
 """Bytes a broadcast message may have whatever ``max_message_size`` says: a heartbeat lists
 all the workers of its runner, and one that is dropped makes the runner look lost."""
+_ON_LINE_AT_MOST = 64 * 1024
+"""A request to a worker's stream, or a durable job's response, of more bytes than this
+goes on a pooled connection instead of the line: the small messages queued on the line
+behind it are not held up while it is written."""
 _READ_COUNT = 64
 _COMPLAINTS_EVERY = 10.0
 _GROUP_RETRY = 1.0
@@ -241,7 +245,8 @@ class RedisBus:
         self._serve_done = anyio.Event()
         self._link: Reconnecting | None = None
         self._line: PublishLine | None = None
-        """The session's connection for PUBLISH commands (see ``PublishLine``)."""
+        """The session's pipelined connection for the commands on a job's path (see
+        ``PublishLine``)."""
         self._gate = asyncio.Semaphore(SENDS_AT_ONCE)
         """Bounds the connections senders hold, instead of redis-py's own bounded pool,
         which costs a condition and a timeout per command."""
@@ -567,11 +572,16 @@ class RedisBus:
             return
         route = self._routes.open(key, Route(message.source, None, durable=attempts > 0))
         extra = durable_fields(attempts, message.name) if attempts else None
+        fields = self._streams.request_fields(message.job_id, data, extra)
         try:
             line = self._line
-            if line is None:
-                raise RedisConnectionError(self._offline_reason())
-            route.entry = await self._streams.add(line, target, message.job_id, data, extra)
+            if line is not None and len(data) <= _ON_LINE_AT_MOST:
+                entry = await line.call("XADD", self._streams.key(target), b"*", *fields)
+            else:
+                pairs: Any = dict(zip(fields[::2], fields[1::2], strict=True))
+                async with self._gate:
+                    entry = await client.xadd(self._streams.key(target), pairs)
+            route.entry = bytes(entry)
         except CONNECTION_ERRORS as exc:
             self._routes.fail(
                 key,
@@ -644,8 +654,8 @@ class RedisBus:
                 async with self._gate:
                     await self._finish(client, served, message, data)
             else:
-                # An update of a job whose response goes on another connection (a script
-                # for a durable one, a pipeline keeping it for an idempotency key) is
+                # An update of a job whose response may go on another connection (a
+                # pipeline keeping it for an idempotency key, a big durable one's script) is
                 # answered by Redis before that response is sent, so it cannot overtake
                 # it; the response of a replicated job is published before its stream
                 # entry is acknowledged.
@@ -683,10 +693,9 @@ class RedisBus:
         if served.consumer and served.stream is not None and served.entry is not None:
             assert self._scripts is not None
             line = self._line
-            if line is None:
-                raise RedisConnectionError(self._offline_reason())
+            small = line is not None and len(data) <= _ON_LINE_AT_MOST
             written = await self._scripts.finish(
-                line,
+                line if small and line is not None else client,
                 stream=served.stream,
                 entry=served.entry,
                 consumer=served.consumer,
@@ -1643,8 +1652,8 @@ class RedisBus:
         return line is not None and line.idle
 
     async def _read_publish_replies(self, _subscriber: Subscriber) -> None:
-        """Hand the replies of this session's PUBLISH commands to their senders; a broken
-        line ends the session (its ``ConnectionError``)."""
+        """Hand the replies of the commands on this session's line to their senders; a
+        broken line ends the session (its ``ConnectionError``)."""
         line = self._line
         assert line is not None
         try:
@@ -1684,6 +1693,10 @@ class RedisBus:
                     await self._ensure_stream(client, name, from_start=True)
                 continue
             reading = {self._streams.key(name) for name in self._reading}
+            if isinstance(batches, dict):  # RESP3: {stream: [entries]} (redis-py's shape)
+                batches = [
+                    (name, [e for part in parts for e in part]) for name, parts in batches.items()
+                ]
             for stream_name, entries in batches or ():
                 stream = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
                 for entry, fields in entries:
