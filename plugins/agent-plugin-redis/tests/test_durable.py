@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -192,6 +193,52 @@ async def test_durable_jobs_big_and_small_complete_on_either_protocol(
                 assert (status, response) == (JobStatus.COMPLETED, {"runner": "b", "attempt": 1})
             assert len(runs) == 2
             await settled(url, "pay")
+
+
+def _documented_acl(user: str, password: str, namespace: str) -> list[str]:
+    """The ``ACL SETUSER`` command docs/distributed.md gives for the namespace
+    ``framework``, for ``user``, ``password`` and ``namespace`` instead."""
+    docs = Path(__file__).resolve().parents[3] / "docs" / "distributed.md"
+    line = next(
+        text for text in docs.read_text().splitlines() if text.startswith("ACL SETUSER framework ")
+    )
+    words = line.split()[2:]  # after ACL SETUSER
+    swap = {"framework": user, ">a-long-secret": f">{password}"}
+    return [swap.get(w, w.replace("framework:", f"{namespace}:")) for w in words]
+
+
+async def test_the_documented_acl_user_runs_plain_durable_and_keyed_jobs(
+    redis_server: RedisServer,
+) -> None:
+    """A runner logged in as the Redis ACL user the docs give (limited to its namespace's
+    keys, channels and the commands listed) runs plain jobs, durable jobs and jobs with an
+    idempotency key, and ``framework jobs`` can read the dead-letter list: the list names
+    every command the bus uses."""
+    namespace = f"acl{uuid.uuid4().hex[:8]}"
+    user = f"user-{namespace}"
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        await admin.execute_command("ACL", "SETUSER", *_documented_acl(user, "pw-x", namespace))
+    url = (
+        f"redis://{user}:pw-x@127.0.0.1:{redis_server.port}/0?namespace={namespace}"
+        "&heartbeat=0.2&idempotency_ttl=60"
+    )
+    runs: list[tuple[str, str, int]] = []
+    try:
+        with anyio.fail_after(15):
+            async with runners(url, "a", "b") as (a, b):
+                await b.add_worker(Payments("pay", runs))
+                await eventually(lambda: bool(bus_of(a)._peers.jobs("b", "pay")), 5.0)
+                done = (JobStatus.COMPLETED, {"runner": "b", "attempt": 1})
+                assert await run_job(a, "pay", name="plain", timeout=5) == done
+                assert await run_job(a, "pay", name="charge", timeout=5) == done
+                keyed = {"idempotency-key": "k1"}
+                for _ in range(2):
+                    assert await run_job(a, "pay", name="charge", headers=keyed) == done
+                assert len(runs) == 3  # the keyed job ran once
+                assert await RedisBus(url).durable_jobs() == []
+    finally:
+        async with aioredis.Redis.from_url(redis_server.url) as admin:
+            await admin.acl_deluser(user)
 
 
 @pytest.mark.parametrize("secret", [None, SECRET], ids=["unsigned", "signed"])

@@ -43,7 +43,8 @@ _CLAIM_AT_ONCE = 1000
 _STORED = ("completed", "failed")
 """The statuses kept for an idempotency key: an ERROR or a cancel may be retried."""
 
-# KEYS: stream, idempotency key ("" for none)
+# KEYS: stream, and the idempotency key when there is one (an ACL user limited to the
+# namespace's keys may not name any other key, not even "")
 # ARGV: group, entry, consumer, channel, response, stored response, idempotency ttl
 _FINISH = """
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
@@ -51,7 +52,7 @@ if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-if KEYS[2] ~= '' and ARGV[6] ~= '' then
+if KEYS[2] and ARGV[6] ~= '' then
   redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[7])
 end
 return 1
@@ -161,7 +162,7 @@ class DurableScripts:
         done) when it is not: a replica took it over, or it was dropped. ``via``: the
         session's line (pipelined with the job's updates), or the client (a pooled
         connection) for a big response."""
-        keys = [stream, idem_key]
+        keys = [stream, idem_key] if idem_key else [stream]
         args: list[Any] = [GROUP, entry, consumer, channel, response, stored, idem_ttl]
         if isinstance(via, PublishLine):
             done: Any = await _run_on_line(via, self._finish, keys, args)
