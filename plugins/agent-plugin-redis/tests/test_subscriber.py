@@ -17,6 +17,7 @@ from agent_plugin_redis._settings import CONNECTION_ERRORS
 from agent_plugin_redis._subscriber import Subscriber
 from conftest import RedisServer, channel_limited_user
 from redis._parsers import _AsyncRESP3Parser
+from redis.asyncio.connection import Connection as RedisPyConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from test_bus import Echo, run_job, runners
@@ -230,3 +231,102 @@ async def test_runners_exchange_jobs_and_heartbeats_either_way(
                     JobStatus.COMPLETED,
                     {"payload": {"n": n}, "runner": "a", "requester": "b"},
                 )
+
+
+def test_runners_work_under_plain_asyncio_run(redis_server: RedisServer) -> None:
+    """A host that runs its runners with ``asyncio.run`` (pytest-asyncio, uvicorn,
+    Jupyter), not ``anyio.run``: messages delivered from the read callback still start
+    what they start through anyio (a job with an idempotency key, which the bus follows
+    with a task of its own), and the runners keep working. Bounded by ``wait_for``: this
+    test must not run under anyio's pytest plugin, which would mark the context."""
+    url = f"{redis_server.url}?namespace=t{uuid.uuid4().hex[:12]}&heartbeat=0.2&idempotency_ttl=60"
+
+    async def scenario() -> list[tuple[JobStatus | None, object]]:
+        outcomes = []
+        async with runners(url, "a", "b") as (a, b):
+            await b.add_worker(Echo("echo-b"))
+            await a.registry.wait_ready("echo-b")
+            for n in range(3):
+                headers = {"idempotency-key": f"key-{n % 2}"}
+                outcomes.append(await run_job(a, "echo-b", payload={"n": n}, headers=headers))
+        return outcomes
+
+    outcomes = asyncio.run(asyncio.wait_for(scenario(), 20))
+    expected = {"runner": "b", "requester": "a"}
+    assert outcomes == [
+        (JobStatus.COMPLETED, {"payload": {"n": 0}, **expected}),
+        (JobStatus.COMPLETED, {"payload": {"n": 1}, **expected}),
+        (JobStatus.COMPLETED, {"payload": {"n": 0}, **expected}),  # key-0 answered again
+    ]
+
+
+async def test_what_came_before_the_takeover_is_delivered_in_order(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages that redis-py's stream reader took in before the subscriber took the
+    socket over (more than its buffer holds, so it had paused reading) are delivered
+    first, in order, then the ones that come after."""
+    admin = aioredis.Redis.from_url(redis_server.url)
+    big = [bytes([i]) * 100_000 for i in range(4)]
+    send_command = RedisPyConnection.send_command
+
+    async def subscribe_then_wait(self: RedisPyConnection, *args: object, **kw: object) -> None:
+        await send_command(self, *args, **kw)
+        if args[:1] != ("SUBSCRIBE",):
+            return
+        await _wait_subscribed(admin, "sub-early")
+        for data in big:
+            await admin.publish("sub-early", data)
+        while self._writer.transport.is_reading():  # type: ignore[union-attr]
+            await anyio.sleep(0.01)  # until its buffer is full and it stopped reading
+
+    monkeypatch.setattr(RedisPyConnection, "send_command", subscribe_then_wait)
+    got: list[bytes] = []
+    try:
+        with anyio.fail_after(10):
+            async with (
+                _subscribed(redis_server.url, "sub-early") as subscriber,
+                anyio.create_task_group() as tg,
+            ):
+                monkeypatch.undo()
+                tg.start_soon(subscriber.run, lambda c, d: got.append(d), lambda: False)
+                await admin.publish("sub-early", b"after")
+                while len(got) < 5:
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+    finally:
+        await admin.aclose()
+    assert got == [*big, b"after"]
+
+
+async def test_messages_before_the_server_closed_are_delivered_then_the_end_raised(
+    path: str,
+) -> None:
+    """A server that sends three messages and closes the connection before ``run``
+    starts: the three are delivered, then ``run`` raises ``ConnectionError``."""
+
+    async def fake_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if b"SUBSCRIBE" in data:
+                writer.write(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n")
+                for i in range(3):
+                    writer.write(b"*3\r\n$7\r\nmessage\r\n$1\r\nx\r\n$2\r\nm%d\r\n" % i)
+                await writer.drain()
+                writer.close()
+                return
+            writer.write(b"+OK\r\n" * data.count(b"*"))  # the handshake's commands
+            await writer.drain()
+
+    server = await asyncio.start_server(fake_redis, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    got: list[bytes] = []
+    try:
+        with anyio.fail_after(10):
+            url = f"redis://127.0.0.1:{port}/0?protocol=2"
+            async with _subscribed(url, "x", path=path) as subscriber:
+                await anyio.sleep(0.3)  # the messages and the end have come
+                with pytest.raises(CONNECTION_ERRORS):
+                    await subscriber.run(lambda c, d: got.append(d), lambda: False)
+    finally:
+        server.close()
+    assert got == [b"m0", b"m1", b"m2"]

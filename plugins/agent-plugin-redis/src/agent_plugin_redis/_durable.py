@@ -135,8 +135,9 @@ def read_stored(raw: bytes | None) -> tuple[str, dict[str, Any]] | None:
 
 
 class DurableScripts:
-    """The Lua scripts, registered once per client: sent as EVALSHA, and as the script
-    itself again when Redis lost it (restarted without it, or its scripts were flushed)."""
+    """The Lua scripts (redis-py's ``Script`` objects keep their text and hash): sent as
+    EVALSHA, and as the script itself when Redis lost it (restarted without it, or its
+    scripts were flushed)."""
 
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
         self.namespace = namespace
@@ -164,18 +165,15 @@ class DurableScripts:
         connection) for a big response."""
         keys = [stream, idem_key] if idem_key else [stream]
         args: list[Any] = [GROUP, entry, consumer, channel, response, stored, idem_ttl]
-        if isinstance(via, PublishLine):
-            done: Any = await _run_on_line(via, self._finish, keys, args)
-        else:
-            done = await self._finish(keys=keys, args=args, client=via)
+        done = await _run(via, self._finish, keys, args)
         return bool(done)
 
     async def claim(
         self, client: aioredis.Redis, stream: str, lost: str, consumer: str
     ) -> list[Claimed]:
         """Move the durable entries pending under consumer ``lost`` to ``consumer``."""
-        rows: Any = await self._claim(
-            keys=[stream], args=[GROUP, lost, consumer, _CLAIM_AT_ONCE], client=client
+        rows: Any = await _run(
+            client, self._claim, [stream], [GROUP, lost, consumer, _CLAIM_AT_ONCE]
         )
         return [
             Claimed(stream, bytes(entry), int(deliveries), _pairs(flat))
@@ -203,15 +201,17 @@ class DurableScripts:
             await pipe.execute()
 
 
-async def _run_on_line(
-    line: PublishLine, script: AsyncScript, keys: list[str], args: list[Any]
+async def _run(
+    via: PublishLine | aioredis.Redis, script: AsyncScript, keys: list[str], args: list[Any]
 ) -> Any:
-    """``script`` through ``line``: ``EVALSHA``, and the script itself when Redis does not
-    have it (it restarted, or its scripts were flushed)."""
+    """``script`` through the session's line or a pooled connection: ``EVALSHA``, and the
+    script itself (``EVAL``) when Redis does not have it (it restarted, or its scripts were
+    flushed). Never ``SCRIPT LOAD``, which the documented ACL user may not run."""
+    call: Any = via.call if isinstance(via, PublishLine) else via.execute_command
     try:
-        return await line.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await call("EVALSHA", script.sha, len(keys), *keys, *args)
     except NoScriptError:
-        return await line.call("EVAL", script.script, len(keys), *keys, *args)
+        return await call("EVAL", script.script, len(keys), *keys, *args)
 
 
 def _pairs(flat: Iterable[Any]) -> dict[bytes, bytes]:

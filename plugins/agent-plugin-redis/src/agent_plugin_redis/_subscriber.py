@@ -11,6 +11,12 @@ loop reads them, and each message goes to the bus at once, in the same callback.
 tasks a message wakes (the job it starts, the requester it answers) run before anything
 more is read.
 
+Delivering from a read callback means there is no current task while the bus handles a
+message: it runs in a copy of the reading task's context, marked as asyncio for sniffio
+(anyio asks it which library runs, and without a task it cannot tell), and nothing on
+the delivery path may wait or enter a cancel scope (it never did: it only hands messages
+over and starts tasks).
+
 redis-py keeps the connection's stream reader and writer private (``_reader`` and
 ``_writer``, as ``PublishLine`` uses the writer); without them, or without hiredis,
 messages are read through the connection's ``read_response`` instead: slower, the same
@@ -20,6 +26,7 @@ messages.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -101,6 +108,8 @@ class Subscriber:
         if receiver is not None:
             receiver.close()
         if connection is not None:
+            # ``nowait``: redis-py's stream protocol no longer hears of the socket once
+            # the receiver took it over, so waiting for it to close would never end.
             await connection.disconnect(nowait=True)
 
 
@@ -116,6 +125,10 @@ class _Receiver(asyncio.Protocol):
             protocolError=InvalidResponse, replyError=ResponseError, notEnoughData=_MORE
         )
         self.deliver: Deliver | None = None
+        self._context = contextvars.copy_context()
+        self._failed = False
+        """A refusal, bytes that are no RESP, or an error of the bus: nothing more is
+        delivered. (After an end of file, what came before it still is.)"""
         self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod
@@ -142,29 +155,32 @@ class _Receiver(asyncio.Protocol):
         transport.set_protocol(receiver)
         if stream.exception() is not None or stream.at_eof():
             receiver._end(ConnectionError("Redis closed the subscribed connection"))
+        # (A closed connection is not reported to redis-py's stream protocol any more.)
         elif not transport.is_reading():  # paused by the stream reader's flow control
             transport.resume_reading()
         return receiver
 
     async def deliver_to(self, deliver: Deliver) -> None:
         """Deliver what came so far and everything after, until the connection ends."""
+        self._context = _delivery_context()
         self.deliver = deliver
-        self._drain()
+        self._context.run(self._drain)
         await asyncio.shield(self._ended)
 
     def data_received(self, data: bytes) -> None:
         self._parser.feed(data)
         if self.deliver is not None:
-            self._drain()
+            self._context.run(self._drain)
 
     def _drain(self) -> None:
         deliver, gets = self.deliver, self._parser.gets
-        if deliver is None or self._ended.done():
+        if deliver is None or self._failed:
             return
         try:
             while (item := gets()) is not _MORE:
                 _handled(item, deliver)
         except Exception as exc:  # a refusal, bytes that are no RESP, or a bus bug
+            self._failed = True
             self._end(exc)
             self._transport.close()
 
@@ -183,6 +199,19 @@ class _Receiver(asyncio.Protocol):
     def close(self) -> None:
         self.deliver = None
         self._end(ConnectionError("the subscriber was closed"))
+
+
+def _delivery_context() -> contextvars.Context:
+    """A copy of the current (reading) task's context, marked as asyncio for sniffio:
+    anyio asks sniffio which library runs, and in a read callback there is no task that
+    would tell it (``anyio.run`` marks its context, ``asyncio.run`` does not)."""
+    context = contextvars.copy_context()
+    try:
+        import sniffio
+    except ImportError:  # anyio then assumes asyncio by itself
+        return context
+    context.run(sniffio.current_async_library_cvar.set, "asyncio")
+    return context
 
 
 def _handled(item: Any, deliver: Deliver) -> bool:

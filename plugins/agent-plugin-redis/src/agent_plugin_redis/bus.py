@@ -1644,10 +1644,13 @@ class RedisBus:
         await subscriber.run(deliver, self._let_jobs_run)
 
     def _let_jobs_run(self) -> bool:
-        """After a message, whether the tasks it woke (a job it started, the requester it
-        answered) run before the reader reads on: when nothing waits on the publish line,
-        the message is one of a quiet exchange and its job's reply goes out first; under
-        load the reader reads on and the line sends what a turn queued in one write."""
+        """When redis-py reads the channels (without hiredis): after a message, whether the
+        tasks it woke (a job it started, the requester it answered) run before the reader
+        reads on: when nothing waits on the line, the message is one of a quiet exchange
+        and its job's reply goes out first; under load the reader reads on and the line
+        sends what a turn queued in one write. (The subscriber's own protocol delivers a
+        read's messages in its callback: what they woke always runs before the next read.)
+        """
         line = self._line
         return line is not None and line.idle
 
@@ -1693,11 +1696,8 @@ class RedisBus:
                     await self._ensure_stream(client, name, from_start=True)
                 continue
             reading = {self._streams.key(name) for name in self._reading}
-            if isinstance(batches, dict):  # RESP3: {stream: [entries]} (redis-py's shape)
-                batches = [
-                    (name, [e for part in parts for e in part]) for name, parts in batches.items()
-                ]
-            for stream_name, entries in batches or ():
+            batches = _stream_entries(batches)
+            for stream_name, entries in batches:
                 stream = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
                 for entry, fields in entries:
                     raw = fields.get(b"m") if fields else None
@@ -1829,3 +1829,19 @@ class RedisBus:
                 await action()
             except Exception:
                 logger.exception("%s: a registry update raised; ignored", self._name)
+
+
+def _stream_entries(reply: Any) -> list[tuple[Any, list[Any]]]:
+    """``XREADGROUP``'s reply as redis-py parses it, whatever its shape, as (stream,
+    [(entry id, fields), ...]) pairs: a list of [stream, entries] on RESP2, a dict of
+    stream: [entries] on RESP3, and entries not wrapped in a list with
+    ``legacy_responses=false`` on either protocol."""
+    if not reply:
+        return []
+    pairs = reply.items() if isinstance(reply, dict) else reply
+    batches = []
+    for stream, entries in pairs:
+        if entries and isinstance(entries[0], list):  # RESP3's extra list
+            entries = [entry for part in entries for entry in part]
+        batches.append((stream, entries))
+    return batches
