@@ -173,7 +173,8 @@ def on_request_completed(
     (from this runner or another), or the requester ended it itself (a timeout, a cancel, a
     lost worker, the runner ending; the request may then never have been sent). Sync only,
     and keep it quick: it runs where the response is applied, before the requester's code
-    sees it.
+    sees it, which may be outside any task (a network bus delivering from its socket's read
+    callback): do not rely on the current task there.
 
     Args:
         job_id: the job's id (shared by the members of a group).

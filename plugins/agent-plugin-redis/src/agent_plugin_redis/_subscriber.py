@@ -125,7 +125,7 @@ class _Receiver(asyncio.Protocol):
             protocolError=InvalidResponse, replyError=ResponseError, notEnoughData=_MORE
         )
         self.deliver: Deliver | None = None
-        self._context = contextvars.copy_context()
+        self._context = contextvars.Context()  # the reading task's, from ``deliver_to``
         self._failed = False
         """A refusal, bytes that are no RESP, or an error of the bus: nothing more is
         delivered. (After an end of file, what came before it still is.)"""

@@ -1838,10 +1838,11 @@ def _stream_entries(reply: Any) -> list[tuple[Any, list[Any]]]:
     ``legacy_responses=false`` on either protocol."""
     if not reply:
         return []
-    pairs = reply.items() if isinstance(reply, dict) else reply
+    if not isinstance(reply, dict):
+        return [(stream, entries) for stream, entries in reply]
     batches = []
-    for stream, entries in pairs:
-        if entries and isinstance(entries[0], list):  # RESP3's extra list
-            entries = [entry for part in entries for entry in part]
+    for stream, entries in reply.items():
+        if len(entries) == 1 and isinstance(entries[0], list):  # RESP3's extra list
+            entries = entries[0]
         batches.append((stream, entries))
     return batches
