@@ -3,8 +3,10 @@ getting its own reply or error, against a real redis-server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
@@ -15,6 +17,35 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 pytestmark = pytest.mark.anyio
+
+
+@contextlib.asynccontextmanager
+async def running_line(url: str) -> AsyncIterator[tuple[PublishLine, aioredis.Redis]]:
+    """A ``PublishLine`` on ``url`` (and its client), open and run until the block ends,
+    then closed."""
+    client = aioredis.Redis.from_url(url)
+    line = PublishLine(client)
+    await line.open()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(line.run)
+            yield line, client
+            tg.cancel_scope.cancel()
+    finally:
+        await line.close()
+        await client.aclose()
+
+
+@contextlib.contextmanager
+def paused(server: RedisServer) -> Iterator[None]:
+    """Redis reads and answers nothing inside the block (SIGSTOP, then SIGCONT)."""
+    process = server.process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
 
 
 async def _received(pubsub: aioredis.client.PubSub, count: int) -> list[bytes]:
@@ -216,37 +247,26 @@ async def test_posting_waits_for_redis_once_too_many_commands_are_unanswered(
 ) -> None:
     """A producer posting faster than Redis answers is slowed down: past ``HIGH_WATER``
     unanswered commands, ``post()`` waits for room."""
-    client = aioredis.Redis.from_url(own_redis_server.url)
-    line = PublishLine(client)
-    await line.open()
-    process = own_redis_server.process
-    assert process is not None
     posted = 0
-    try:
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(line.run)
-                os.kill(process.pid, signal.SIGSTOP)  # nothing is answered meanwhile
-                try:
+    with anyio.fail_after(10):
+        async with (
+            running_line(own_redis_server.url) as (line, _),
+            anyio.create_task_group() as tg,
+        ):
 
-                    async def producer() -> None:
-                        nonlocal posted
-                        for _ in range(HIGH_WATER + 10):
-                            await line.post("c", b"x")
-                            posted += 1
+            async def producer() -> None:
+                nonlocal posted
+                for _ in range(HIGH_WATER + 10):
+                    await line.post("c", b"x")
+                    posted += 1
 
-                    tg.start_soon(producer)
-                    await anyio.sleep(0.3)
-                    assert posted == HIGH_WATER  # the next one waits for its reply
-                finally:
-                    os.kill(process.pid, signal.SIGCONT)
-                with anyio.fail_after(5):
-                    while posted < HIGH_WATER + 10:
-                        await anyio.sleep(0.01)
-                tg.cancel_scope.cancel()
-    finally:
-        await line.close()
-        await client.aclose()
+            with paused(own_redis_server):
+                tg.start_soon(producer)
+                await anyio.sleep(0.3)
+                assert posted == HIGH_WATER  # the next one waits for its reply
+            with anyio.fail_after(5):
+                while posted < HIGH_WATER + 10:
+                    await anyio.sleep(0.01)
 
 
 async def test_redis_py_still_lets_an_idle_line_write_from_the_sender(
@@ -256,21 +276,12 @@ async def test_redis_py_still_lets_an_idle_line_write_from_the_sender(
     the connection's stream writer, which redis-py keeps private: if a redis-py release
     drops it, every command takes the writer task (a turn of the event loop more per
     message) and this test says so."""
-    client = aioredis.Redis.from_url(redis_server.url)
-    line = PublishLine(client)
-    await line.open()
-    try:
-        assert line._transport is not None, "redis-py's connection no longer has _writer"
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(line.run)
-                await line.post("c", b"x")
-                assert not line._outbox  # written at once, not left for the writer task
-                assert await line.publish("c", b"y") == 0
-                tg.cancel_scope.cancel()
-    finally:
-        await line.close()
-        await client.aclose()
+    with anyio.fail_after(10):
+        async with running_line(redis_server.url) as (line, _):
+            assert line._transport is not None, "redis-py's connection no longer has _writer"
+            await line.post("c", b"x")
+            assert not line._outbox  # written at once, not left for the writer task
+            assert await line.publish("c", b"y") == 0
 
 
 async def test_call_sends_any_command_and_each_caller_gets_its_own_reply(
@@ -279,34 +290,25 @@ async def test_call_sends_any_command_and_each_caller_gets_its_own_reply(
     """``call`` sends any command on the line, pipelined with the posts: 100 callers at
     once each get their own reply (an ``XADD`` its entry id), in order with the posts, and
     a refusal goes to its caller only."""
-    client = aioredis.Redis.from_url(redis_server.url)
-    line = PublishLine(client)
-    await line.open()
     stream = f"line-call-{os.getpid()}"
     replies: dict[int, bytes] = {}
-    try:
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(line.run)
+    with anyio.fail_after(10):
+        async with running_line(redis_server.url) as (line, client):
 
-                async def caller(number: int) -> None:
-                    await line.post("nobody", b"x")
-                    replies[number] = await line.call(
-                        "XADD", stream, f"{number + 1}-0", b"m", str(number).encode()
-                    )
+            async def caller(number: int) -> None:
+                await line.post("nobody", b"x")
+                replies[number] = await line.call(
+                    "XADD", stream, f"{number + 1}-0", b"m", str(number).encode()
+                )
 
-                async with anyio.create_task_group() as callers:
-                    for number in range(100):
-                        callers.start_soon(caller, number)
-                with pytest.raises(ResponseError, match="WRONGTYPE"):
-                    await line.call("LPUSH", stream, b"x")
-                assert await line.call("XLEN", stream) == 100
-                tg.cancel_scope.cancel()
-        assert replies == {number: f"{number + 1}-0".encode() for number in range(100)}
-    finally:
-        await line.close()
-        await client.delete(stream)
-        await client.aclose()
+            async with anyio.create_task_group() as callers:
+                for number in range(100):
+                    callers.start_soon(caller, number)
+            with pytest.raises(ResponseError, match="WRONGTYPE"):
+                await line.call("LPUSH", stream, b"x")
+            assert await line.call("XLEN", stream) == 100
+            await client.delete(stream)
+    assert replies == {number: f"{number + 1}-0".encode() for number in range(100)}
 
 
 async def test_a_caller_waits_for_room_before_its_command_is_queued(
@@ -315,35 +317,24 @@ async def test_a_caller_waits_for_room_before_its_command_is_queued(
     """Past ``HIGH_WATER`` unanswered commands, ``call`` waits before it queues its command
     (so many big requests at once cannot pile up in memory, and a caller cancelled
     meanwhile leaves nothing behind); once Redis answers, it goes on and gets its reply."""
-    client = aioredis.Redis.from_url(own_redis_server.url)
-    line = PublishLine(client)
-    await line.open()
-    process = own_redis_server.process
-    assert process is not None
     reply: list[object] = []
-    try:
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(line.run)
-                os.kill(process.pid, signal.SIGSTOP)  # nothing is answered meanwhile
-                try:
-                    for _ in range(HIGH_WATER + 1):
-                        tg.start_soon(line.post, "c", b"x")
-                    await anyio.sleep(0.1)
+    with anyio.fail_after(10):
+        async with (
+            running_line(own_redis_server.url) as (line, _),
+            anyio.create_task_group() as tg,
+        ):
 
-                    async def caller() -> None:
-                        reply.append(await line.call("PING"))
+            async def caller() -> None:
+                reply.append(await line.call("PING"))
 
-                    tg.start_soon(caller)
-                    await anyio.sleep(0.3)
-                    assert len(line._waiting) == HIGH_WATER + 1  # the call is not queued
-                finally:
-                    os.kill(process.pid, signal.SIGCONT)
-                with anyio.fail_after(5):
-                    while not reply:
-                        await anyio.sleep(0.01)
-                tg.cancel_scope.cancel()
-        assert reply == [b"PONG"]
-    finally:
-        await line.close()
-        await client.aclose()
+            with paused(own_redis_server):
+                for _ in range(HIGH_WATER + 1):
+                    tg.start_soon(line.post, "c", b"x")
+                await anyio.sleep(0.1)
+                tg.start_soon(caller)
+                await anyio.sleep(0.3)
+                assert len(line._waiting) == HIGH_WATER + 1  # the call is not queued
+            with anyio.fail_after(5):
+                while not reply:
+                    await anyio.sleep(0.01)
+    assert reply == [b"PONG"]
