@@ -56,13 +56,10 @@ class WorkerStreams:
 
     def request_fields(
         self, job_id: str, data: bytes, extra: dict[bytes, bytes] | None = None
-    ) -> list[bytes]:
-        """The fields of a request's entry, flat (name, value, ...): the envelope (``m``),
-        the job id (``j``) and ``extra`` (a durable request's, see ``_durable``)."""
-        fields = [b"m", data, b"j", job_id.encode()]
-        for name, value in (extra or {}).items():
-            fields += (name, value)
-        return fields
+    ) -> dict[bytes, bytes]:
+        """The fields of a request's entry: the envelope (``m``), the job id (``j``) and
+        ``extra`` (a durable request's, see ``_durable``)."""
+        return {b"m": data, b"j": job_id.encode(), **(extra or {})}
 
     async def taken_by(self, client: aioredis.Redis, worker: str, consumer: str) -> list[Any]:
         """``(entry, job id)`` of the entries ``consumer`` read and never acknowledged."""

@@ -573,14 +573,15 @@ class RedisBus:
         route = self._routes.open(key, Route(message.source, None, durable=attempts > 0))
         extra = durable_fields(attempts, message.name) if attempts else None
         fields = self._streams.request_fields(message.job_id, data, extra)
+        stream = self._streams.key(target)
         try:
-            line = self._line
-            if line is not None and len(data) <= _ON_LINE_AT_MOST:
-                entry = await line.call("XADD", self._streams.key(target), b"*", *fields)
+            line = self._line_for(data)
+            if line is not None:
+                flat = (part for pair in fields.items() for part in pair)
+                entry = await line.call("XADD", stream, b"*", *flat)
             else:
-                pairs: Any = dict(zip(fields[::2], fields[1::2], strict=True))
                 async with self._gate:
-                    entry = await client.xadd(self._streams.key(target), pairs)
+                    entry = await client.xadd(stream, fields)  # type: ignore[arg-type]
             route.entry = bytes(entry)
         except CONNECTION_ERRORS as exc:
             self._routes.fail(
@@ -692,10 +693,8 @@ class RedisBus:
         channel = self._channel(served.origin)
         if served.consumer and served.stream is not None and served.entry is not None:
             assert self._scripts is not None
-            line = self._line
-            small = line is not None and len(data) <= _ON_LINE_AT_MOST
             written = await self._scripts.finish(
-                line if small and line is not None else client,
+                self._line_for(data) or client,
                 stream=served.stream,
                 entry=served.entry,
                 consumer=served.consumer,
@@ -780,6 +779,12 @@ class RedisBus:
         if line is None:
             raise RedisConnectionError(self._offline_reason())
         await line.post(channel, data, on_refused)
+
+    def _line_for(self, data: bytes) -> PublishLine | None:
+        """The session's line, to carry a command holding ``data`` (a stream request, a
+        durable response); None when there is none or ``data`` is bigger than
+        ``_ON_LINE_AT_MOST`` (the command then goes on a pooled connection)."""
+        return self._line if len(data) <= _ON_LINE_AT_MOST else None
 
     def _offline_reason(self) -> str:
         return f"the bus is not connected to Redis at {redact_url(self.settings.url)}"
