@@ -193,12 +193,11 @@ class Procs:
         return path
 
     def runner(self, url: str, name: str, workers: list[tuple[str, str]]) -> Proc:
-        """``framework -p mp_workers run`` serving as runner ``name`` with ``workers``."""
+        """``framework -p mp_workers run`` serving as runner ``name`` with ``workers``
+        (without HTTP: the machine's default address is not the tests' to take)."""
         config = self.config(name, workers)
-        return self.start(
-            f"runner {name}",
-            [FRAMEWORK, "-p", "mp_workers", "run", "--config", str(config), "--bus", url],
-        )
+        args = ["-p", "mp_workers", "run", "--no-http", "--config", str(config), "--bus", url]
+        return self.start(f"runner {name}", [FRAMEWORK, *args])
 
     def submit(self, url: str, worker: str, *args: str, name: str = "cli") -> Proc:
         """``framework run --job WORKER`` from a runner that hosts no worker."""
