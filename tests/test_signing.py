@@ -233,6 +233,29 @@ def test_forged_messages_never_enter_the_replay_cache_nor_grow_memory() -> None:
     assert grown < 200_000  # the log-once set holds at most LOGGED_SENDERS names
 
 
+def test_a_replay_is_caught_as_the_replay_cache_starts_a_new_generation() -> None:
+    # The cache starts a new generation when the current one is older than MAX_AGE +
+    # MAX_AHEAD; a replay that arrives just then is still in the old one.
+    signer, verifier, clock = pair()
+    clock.now += MAX_AGE + MAX_AHEAD - 10
+    signed = signer.sign(BODY)
+    assert verifier.verify(signed) is not None
+    clock.now += 20  # the generation is over; the message is 20 s old, still on time
+    assert verifier.verify(signed) is None
+    assert only(verifier) == {Rejection.REPLAYED: 1}
+    assert verifier.verify(signer.sign(BODY)) is not None
+
+
+def test_a_signed_sender_name_that_is_not_utf8_is_malformed() -> None:
+    _, verifier, _ = pair()
+    name = b"\xff\xfe"
+    signed = struct.pack(">Q16sH", int(NOW * 1000), os.urandom(16), len(name)) + name + BODY
+    mac = _Key(signing_module._derive(SECRET.encode())).mac(signed)
+    assert verifier.verify(b"\x01" + mac + signed) is None
+    assert verifier.authenticate(b"\x01" + mac + signed) is None
+    assert only(verifier) == {Rejection.MALFORMED: 2}
+
+
 def test_the_replay_cache_stays_bounded_and_still_catches_every_replay() -> None:
     signer, verifier, clock = pair(replay_cache=100)
     sent = []
