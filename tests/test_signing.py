@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import os
 import struct
 import tracemalloc
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -56,6 +58,31 @@ def pair(
 def only(verifier: Verifier) -> dict[Rejection, int]:
     """The reasons counted at least once."""
     return {reason: n for reason, n in verifier.rejections.items() if n}
+
+
+class CountingState:
+    """Stands for a verifier's precomputed hash state and counts the MACs begun with it."""
+
+    def __init__(self, state: Any, macs: list[int]) -> None:
+        self._state, self._macs = state, macs
+
+    def copy(self) -> Any:
+        self._macs[0] += 1
+        return self._state.copy()
+
+
+def count_macs(verifier: Verifier, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A one-item list that counts the MACs ``verifier`` computes, with any of its keys."""
+    macs = [0]
+    monkeypatch.setattr(verifier, "_inner", CountingState(verifier._inner, macs))
+    mac = _Key.mac
+
+    def counted(key: _Key, data: bytes) -> bytes:
+        macs[0] += 1
+        return mac(key, data)
+
+    monkeypatch.setattr(_Key, "mac", counted)
+    return macs
 
 
 def test_a_signed_message_verifies_with_its_sender_body_and_time() -> None:
@@ -135,10 +162,32 @@ def test_a_forged_sender_name_is_rejected() -> None:
         b"\x01" + bytes(56) + b"\x00\x10" + b"short",  # a name longer than the data
     ],
 )
-def test_malformed_data_is_rejected_before_any_mac(data: bytes) -> None:
+def test_malformed_data_is_rejected_before_any_mac(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, verifier, _ = pair()
+    macs = count_macs(verifier, monkeypatch)
     assert verifier.verify(data) is None
     assert only(verifier) == {Rejection.MALFORMED: 1}
+    assert macs == [0]
+
+
+def test_a_signed_message_with_another_version_byte_is_malformed() -> None:
+    signer, verifier, _ = pair()
+    signed = signer.sign(BODY)
+    assert verifier.verify(b"\x02" + signed[1:]) is None  # the MAC does not cover byte 0
+    assert only(verifier) == {Rejection.MALFORMED: 1}
+
+
+@pytest.mark.parametrize("keys", [[SECRET], [SECRET, OTHER + "-2"]])
+def test_a_forged_message_costs_one_mac_per_key(
+    keys: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, verifier, _ = pair(verify_with=keys)
+    macs = count_macs(verifier, monkeypatch)
+    assert verifier.verify(Signer("x", SigningKeys(OTHER)).sign(BODY)) is None
+    assert macs == [len(keys)]
+    assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
 
 
 def test_plain_json_is_rejected_as_unsigned() -> None:
@@ -231,6 +280,57 @@ def test_forged_messages_never_enter_the_replay_cache_nor_grow_memory() -> None:
     assert verifier.remembered == 0
     assert verifier.rejections[Rejection.BAD_SIGNATURE] == 20_001
     assert grown < 200_000  # the log-once set holds at most LOGGED_SENDERS names
+
+
+def test_a_replay_from_the_previous_generation_is_caught() -> None:
+    signer, verifier, _ = pair(replay_cache=4)  # generations of 2 nonces
+    first = signer.sign(BODY)
+    assert verifier.verify(first) is not None
+    assert verifier.verify(signer.sign(BODY)) is not None
+    assert verifier.verify(signer.sign(BODY)) is not None  # a new generation: first is old
+    assert verifier.verify(first) is None  # the new one holds 1 nonce: no turnover now
+    assert only(verifier) == {Rejection.REPLAYED: 1}
+
+
+def test_sent_at_is_the_senders_time() -> None:
+    signer, verifier, clock = pair()
+    signed = signer.sign(BODY)
+    clock.now += 5
+    assert verifier.verify(signed) == Verified("one", BODY, NOW)
+
+
+def test_a_message_exactly_at_either_age_limit_is_accepted() -> None:
+    signer, verifier, clock = pair()
+    at_limit = signer.sign(BODY)
+    clock.now -= 0.001
+    beyond = signer.sign(BODY)
+    clock.now = NOW + MAX_AGE
+    assert verifier.verify(at_limit) is not None
+    assert verifier.verify(beyond) is None
+    clock.now = NOW + MAX_AHEAD
+    at_limit = signer.sign(BODY)
+    clock.now += 0.001
+    beyond = signer.sign(BODY)
+    clock.now = NOW
+    assert verifier.verify(at_limit) is not None
+    assert verifier.verify(beyond) is None
+    assert only(verifier) == {Rejection.STALE: 1, Rejection.FUTURE: 1}
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"max_age": 0},
+        {"max_age": math.nan},
+        {"max_age": math.inf},
+        {"max_ahead": -1},
+        {"max_ahead": math.nan},
+        {"replay_cache": 1},
+    ],
+)
+def test_limits_that_would_let_anything_through_are_refused(limits: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="max_age must be > 0"):
+        Verifier(SigningKeys(SECRET), **limits)  # type: ignore[arg-type]
 
 
 def test_a_replay_is_caught_as_the_replay_cache_starts_a_new_generation() -> None:

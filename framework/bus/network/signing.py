@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import struct
 import time
@@ -294,8 +295,10 @@ class Verifier:
         replay_cache: int = REPLAY_CACHE,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if max_age <= 0 or max_ahead < 0 or replay_cache < 2:
-            raise ValueError("max_age must be > 0, max_ahead >= 0 and replay_cache >= 2")
+        if not (0 < max_age < math.inf and 0 <= max_ahead < math.inf and replay_cache >= 2):
+            raise ValueError(
+                "max_age must be > 0, max_ahead >= 0 (both finite) and replay_cache >= 2"
+            )
         self._keys = keys._keys
         self._inner, self._outer = self._keys[0].inner, self._keys[0].outer
         self._prefix = f"{name}: " if name else ""
@@ -350,17 +353,16 @@ class Verifier:
         inner.update(signed)
         outer = self._outer.copy()
         outer.update(inner.digest())
-        if compare_digest(outer.digest(), mac):
-            try:
-                sender = data[_NAME_START:end].decode()
-            except UnicodeDecodeError:
-                self._reject(Rejection.MALFORMED, "", "the sender's name is not UTF-8")
-                return None
-        else:
-            opened = self._open(data, self._keys[1:])
-            if opened is None:
-                return None
-            sender = opened[0]
+        if not compare_digest(outer.digest(), mac) and not any(
+            compare_digest(key.mac(signed), mac) for key in self._keys[1:]
+        ):
+            self._forged(data, end)
+            return None
+        try:
+            sender = data[_NAME_START:end].decode()
+        except UnicodeDecodeError:
+            self._reject(Rejection.MALFORMED, "", "the sender's name is not UTF-8")
+            return None
         sent_at = stamp / 1000
         now = self._clock()
         age = now - sent_at
@@ -411,10 +413,9 @@ class Verifier:
         sender, end, stamp = opened
         return _verified(Verified, (sender, data[end:], stamp / 1000))
 
-    def _open(self, data: bytes, keys: Sequence[_Key] | None = None) -> tuple[str, int, int] | None:
-        """The sender, where the body starts and the timestamp, once the MAC is checked
-        with ``keys`` (None: every key); None, with the reason counted, when it does not
-        verify."""
+    def _open(self, data: bytes) -> tuple[str, int, int] | None:
+        """The sender, where the body starts and the timestamp, once the MAC is checked;
+        None, with the reason counted, when it does not verify."""
         if len(data) < _NAME_START or data[0] != VERSION:
             if data[:1] == b"{":
                 self._reject(Rejection.UNSIGNED, "", "")
@@ -427,11 +428,8 @@ class Verifier:
             self._reject(Rejection.MALFORMED, "", "the sender's name is out of bounds")
             return None
         signed = data[_MAC_END:]
-        if not any(
-            compare_digest(key.mac(signed), mac) for key in (self._keys if keys is None else keys)
-        ):
-            claimed = data[_NAME_START:end].decode(errors="replace")
-            self._reject(Rejection.BAD_SIGNATURE, claimed, "")
+        if not any(compare_digest(key.mac(signed), mac) for key in self._keys):
+            self._forged(data, end)
             return None
         try:
             sender = data[_NAME_START:end].decode()
@@ -439,6 +437,10 @@ class Verifier:
             self._reject(Rejection.MALFORMED, "", "the sender's name is not UTF-8")
             return None
         return sender, end, stamp
+
+    def _forged(self, data: bytes, end: int) -> None:
+        """Reject a message whose MAC none of the keys gives, under the name it claims."""
+        self._reject(Rejection.BAD_SIGNATURE, data[_NAME_START:end].decode(errors="replace"), "")
 
     def _reject(self, reason: Rejection, sender: str, detail: str) -> None:
         self._rejected[reason] += 1
