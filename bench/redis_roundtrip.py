@@ -62,8 +62,8 @@ CPU of the server): as the round trip is sequential, the CPU the bus adds in P a
 the floor is, nearly all of it, time added to the round trip. Every process and the
 redis-server are ended when the run ends, also when it fails or is interrupted.
 
-Run: ``python bench/redis_roundtrip.py`` (about 30 s on a 2-CPU machine), ``--quick``
-(about 8 s), ``--profile`` (also one rt block under cProfile in P and Q, timed in CPU time:
+Run: ``python bench/redis_roundtrip.py`` (about 50 s on a 2-CPU machine), ``--quick``
+(about 18 s), ``--profile`` (also one rt block under cProfile in P and Q, timed in CPU time:
 the top functions by own time, and the bus's and the framework's by cumulative time; the
 profiler multiplies the cost of Python code several times over), or ``tox -e bench``.
 It needs ``redis-server`` on the PATH (Debian: ``apt-get install redis-server``) and
@@ -136,7 +136,8 @@ class Settings:
 
     rounds: int
     """Rounds per phase without the crowd (there are two) and with it (the first round of
-    each phase is warm-up, discarded); a round is one floor block and one rt block."""
+    each phase is warm-up, discarded); a round is one floor block and one rt block, and
+    without the crowd also a block of the signed and control pairs taking turns."""
     block: int
     """Round trips per block."""
     tp_jobs: int
@@ -722,20 +723,18 @@ def measure(settings: Settings, url: str, profile: bool) -> dict[str, Any]:
             P, Q and the redis-server spent on each; with ``signed``, each round also opens
             a new signed pair and control pair and runs a block on each."""
             for round_index in range(settings.rounds):
-                kinds = [("floor", "floor"), (rt_name, "rt")]
-                if signed:
-                    tag = uuid.uuid4().hex[:8]
-                    plain_url, signed_url = f"{url}?namespace=c{tag}", f"{url}?namespace=s{tag}"
-                    signed_first = round_index % 2 == 1
-                    q.ask("open_pair", plain_url, signed_url, signed_first)
-                    p.ask("open_pair", plain_url, signed_url, signed_first)
-                for name, kind in kinds:
+                for name, kind in [("floor", "floor"), (rt_name, "rt")]:
                     q_cpu = q.ask("cpu")
                     samples, p_cpu, server_cpu = p.ask("block", kind, settings.block)
                     q_cpu = q.ask("cpu") - q_cpu
                     if round_index:
                         into.setdefault(name, Blocks()).add(samples, p_cpu, q_cpu, server_cpu)
-                if signed:
+                if signed:  # the pairs exist only for their own block
+                    tag = uuid.uuid4().hex[:8]
+                    plain_url, signed_url = f"{url}?namespace=c{tag}", f"{url}?namespace=s{tag}"
+                    signed_first = round_index % 2 == 1
+                    q.ask("open_pair", plain_url, signed_url, signed_first)
+                    p.ask("open_pair", plain_url, signed_url, signed_first)
                     q_cpu = q.ask("cpu")
                     controls, signeds, p_cpu, server_cpu = p.ask(
                         "pair_block", settings.block // 2, signed_first
@@ -869,29 +868,29 @@ def main() -> None:
     detail(f"CPU per round trip: {rts.cpu_us()}")
     controls, signeds = results["rt_control"], results["rt_signed"]
     control, rt_signed = median(controls.samples), median(signeds.samples)
-    row("rt control: new pairs, in turn", f"{control * us:,.1f} us")
-    detail(spread(controls.samples, us, "us"))
     # What signing adds, measured against the control (the pairs' turns cost both the
     # same), is judged as a share of rt, the round trip that is not taking turns.
-    ratio = 1 + (rt_signed - control) / rt
+    added = rt_signed - control
+    ratio = 1 + added / rt
     row(
-        "rt signed: the same, with a bus secret",
-        f"{rt_signed * us:,.1f} us",
+        "signing: what a bus secret adds to rt",
+        f"{added * us:,.1f} us",
         f"{ratio:.2f}x rt",
         f"<= {GOAL_SIGNED_RT:g}x rt",
         ratio <= GOAL_SIGNED_RT,
     )
-    detail(spread(signeds.samples, us, "us"))
-    detail(f"CPU per round trip, the two pairs' mean: {results['rt_pair'].cpu_us()}")
     per_round = sorted(
         1 + (median(s) - median(c)) / median(r)
         for s, c, r in zip(signeds.blocks, controls.blocks, rts.blocks, strict=True)
     )
     detail(
-        f"signing adds {(rt_signed - control) * us:,.1f} us to the control's round trip, "
-        f"{(rt_signed - control) / rt:.1%} of rt; the {len(per_round)} rounds' own ratios "
-        f"{per_round[0]:.2f}x to {per_round[-1]:.2f}x"
+        f"signed pairs {rt_signed * us:,.1f} us, control pairs {control * us:,.1f} us, "
+        f"taking turns (a new pair of each per round); the {len(per_round)} rounds' own "
+        f"ratios {per_round[0]:.2f}x to {per_round[-1]:.2f}x"
     )
+    detail(f"signed {spread(signeds.samples, us, 'us')}")
+    detail(f"control {spread(controls.samples, us, 'us')}")
+    detail(f"CPU per round trip, the two pairs' mean: {results['rt_pair'].cpu_us()}")
     crowds = results["rt_crowd"]
     crowd = median(crowds.samples)
     floor_crowd = median(results["floor_crowd"].samples)
