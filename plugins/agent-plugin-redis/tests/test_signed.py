@@ -101,6 +101,27 @@ async def test_a_runner_without_the_secret_is_not_heard(
     assert "rejected a message from runner 'b': bad signature" in caplog.text
 
 
+async def test_a_runner_without_a_secret_says_once_that_others_sign(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runner with no secret among runners that sign drops their messages and says
+    why once, not a line per heartbeat."""
+    caplog.set_level(logging.WARNING)
+    with anyio.fail_after(10):
+        async with (
+            signed_runners(redis_url, "plain", secret=None) as (plain,),
+            signed_runners(redis_url, "s1", "s2") as _,
+        ):
+            await eventually(lambda: bus_of(plain).dropped_messages >= 6, what="6 dropped")
+            assert plain.registry.remote_workers == []
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("plain: ")]
+    assert said == [
+        "plain: dropped a signed message from "
+        f"{namespace_of(redis_url)}:all: another runner has a bus_secret and this one has none: "
+        "give every runner the same bus_secret"
+    ]
+
+
 async def test_forged_and_replayed_messages_have_no_effect(redis_url: str) -> None:
     """A raw redis-py client with no secret, in the middle of a job from a to b's worker:
     it forges b's heartbeat under a new session and b's ``bye`` (either would end the job

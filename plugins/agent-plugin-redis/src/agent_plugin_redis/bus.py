@@ -817,6 +817,17 @@ class RedisBus:
                     self._spawn(self._discard_entry, stream, entry)
                 return
             sender, raw, _ = verified
+        elif raw[:1] == b"\x01":  # signed (VERSION): a runner with a secret sent it
+            self._dropped += 1
+            self._complain(
+                "signed",
+                "%s: dropped a signed message from %s: another runner has a bus_secret and "
+                "this one has none: give every runner the same bus_secret",
+                where,
+            )
+            if stream is not None and entry is not None:
+                self._spawn(self._discard_entry, stream, entry)
+            return
         try:
             envelope = decode_envelope(raw, limit)
         except WireError as exc:
