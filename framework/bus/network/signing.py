@@ -29,6 +29,11 @@ authentic traffic arrives: when it must forget nonces before they are stale, it 
 rejects every message no newer than the newest one it forgot, so a replay can never slip
 through a full cache. Each rejection is counted by reason, and the first one from each
 sender is logged (a bounded number of senders, names escaped).
+
+What a signature does not say: where the message was sent. A verifier remembers what it
+accepted itself, so a copy of a message delivered to another runner (another channel,
+read by another verifier) verifies there once; and ``authenticate`` remembers nothing.
+A bus for which that matters checks the destination itself.
 """
 
 from __future__ import annotations
