@@ -11,9 +11,9 @@ same with a 64 KiB payload. For each, and interleaved in blocks so that a drift 
 machine's speed moves both sides alike, it times:
 
 - floor: ``json.loads(json.dumps(envelope).encode())``;
-- sign: ``signer.sign(body)``;
-- verify: ``verifier.verify(signed)``, with a fresh nonce each time (every message signed
-  beforehand, outside the timing) so the replay cache does its real work;
+- sign: ``signer.sign(body, destination)``;
+- verify: ``verifier.verify(signed, destination)``, with a fresh nonce each time (every
+  message signed beforehand, outside the timing) so the replay cache does its real work;
 - sign+verify, the figure a message pays, and its ratio to the floor.
 
 Then what signing adds to a job over Redis: a job is two messages (its request and its
@@ -66,6 +66,10 @@ def envelope(payload_bytes: int) -> dict[str, Any]:
     return {"kind": "msg", "origin": SENDER, "message": message.model_dump()}
 
 
+TO = "framework:runner:runner-b"
+"""The destination the messages are signed for: a runner's channel."""
+
+
 class Signing:
     """One signer and one verifier sharing keys (a rotated pair, as in a rotation)."""
 
@@ -79,16 +83,16 @@ class Signing:
         sign = self.signer.sign
         start = time.perf_counter()
         for _ in range(count):
-            sign(body)
+            sign(body, TO)
         return (time.perf_counter() - start) / count
 
     def verify(self, body: bytes, count: int) -> float:
         """Seconds per ``verify`` of a fresh message (signed outside the timing)."""
-        signed = [self.signer.sign(body) for _ in range(count)]
+        signed = [self.signer.sign(body, TO) for _ in range(count)]
         verify = self.verifier.verify
         start = time.perf_counter()
         for one in signed:
-            if verify(one) is None:
+            if verify(one, TO) is None:
                 raise RuntimeError(f"a signed message did not verify: {self.verifier.rejections}")
         return (time.perf_counter() - start) / count
 
@@ -172,7 +176,7 @@ async def redis_against_signing(
                 return
 
     signing = Signing()
-    payload = signing.signer.sign(body)
+    payload = signing.signer.sign(body, TO)
     echoing = asyncio.create_task(echo())
     trips: list[float] = []
     costs: list[float] = []

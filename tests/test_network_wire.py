@@ -85,7 +85,7 @@ def test_every_message_type_is_covered() -> None:
 
 @pytest.mark.parametrize("message", EVERY_MESSAGE, ids=lambda m: m.type)
 def test_routed_round_trip(message: BusMessage) -> None:
-    raw = RoutedEncoder("runner-a").encode(message)
+    raw = RoutedEncoder("runner-a").encode(message, "ns:runner:b")
     envelope = decode_envelope(raw, LIMIT)
     assert type(envelope) is Routed
     assert envelope.origin == "runner-a"
@@ -100,7 +100,7 @@ def test_routed_round_trip(message: BusMessage) -> None:
 def test_encoder_quotes_an_odd_origin() -> None:
     origin = 'we"ird\\name ü'
     raw = RoutedEncoder(origin).encode(
-        JobStreamStartMessage.build(source="a", target="b", job_id="j")
+        JobStreamStartMessage.build(source="a", target="b", job_id="j"), "ns:runner:b"
     )
     envelope = decode_envelope(raw, LIMIT)
     assert isinstance(envelope, Routed) and envelope.origin == origin
@@ -172,15 +172,15 @@ def test_a_job_request_the_reader_would_refuse_is_refused_when_encoded() -> None
     with pytest.raises(
         WireError, match=r"refuse \(1 error\(s\); first: job_request\.headers\.retries"
     ):
-        encoder.encode(odd)
+        encoder.encode(odd, "ns:runner:b")
     lone = JobRequestMessage.build(source="a", target="b", job_id="j", headers={"x": "\ud800"})
     with pytest.raises(WireError, match=r"a job_request that JSON cannot carry .*surrogates"):
-        encoder.encode(lone)
+        encoder.encode(lone, "ns:runner:b")
     bad = JobResponseMessage.build(
         source="b", target="a", job_id="j", status=JobStatus.COMPLETED, response={"x": object()}
     )
     with pytest.raises(WireError, match="a job_response that JSON cannot carry"):
-        encoder.encode(bad)
+        encoder.encode(bad, "ns:runner:a")
 
 
 def test_request_head_finds_who_to_answer_in_a_request_that_failed_to_decode() -> None:
@@ -196,7 +196,7 @@ def test_request_head_finds_who_to_answer_in_a_request_that_failed_to_decode() -
 
 def test_size_limit_is_checked_before_parsing() -> None:
     message = JobRequestMessage.build(source="a", target="b", job_id="j", payload={"x": "y" * 500})
-    raw = RoutedEncoder("r").encode(message)
+    raw = RoutedEncoder("r").encode(message, "ns:runner:b")
     assert isinstance(decode_envelope(raw, len(raw)), Routed)  # exactly at the limit: fine
     with pytest.raises(WireError, match=rf"{len(raw)} bytes, over the {len(raw) - 1}-byte limit"):
         decode_envelope(raw, len(raw) - 1)

@@ -30,6 +30,8 @@ SECRET = "correct-horse-battery-staple-1"
 OTHER = "another-secret-of-enough-bytes"
 BODY = b'{"kind":"msg","origin":"one","message":{"type":"job_request"}}'
 NOW = 1_800_000_000.0
+TO = "ns:runner:two"
+"""Where the messages of these tests are sent (a channel's name, say)."""
 
 
 class Clock:
@@ -60,75 +62,85 @@ def only(verifier: Verifier) -> dict[Rejection, int]:
     return {reason: n for reason, n in verifier.rejections.items() if n}
 
 
-class CountingState:
-    """Stands for a verifier's precomputed hash state and counts the MACs begun with it."""
-
-    def __init__(self, state: Any, macs: list[int]) -> None:
-        self._state, self._macs = state, macs
-
-    def copy(self) -> Any:
-        self._macs[0] += 1
-        return self._state.copy()
-
-
 def count_macs(verifier: Verifier, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """A one-item list that counts the MACs ``verifier`` computes, with any of its keys."""
+    """A one-item list that counts the MACs ``verifier`` computes, with any of its keys:
+    each begins with the key's inner state for the destination (``_Key.inner_to``)."""
     macs = [0]
-    monkeypatch.setattr(verifier, "_inner", CountingState(verifier._inner, macs))
-    mac = _Key.mac
+    monkeypatch.setattr(verifier, "_to", {})  # no state kept: each MAC asks for one
+    inner_to = _Key.inner_to
 
-    def counted(key: _Key, data: bytes) -> bytes:
+    def counted(key: _Key, destination: str) -> Any:
         macs[0] += 1
-        return mac(key, data)
+        return inner_to(key, destination)
 
-    monkeypatch.setattr(_Key, "mac", counted)
+    monkeypatch.setattr(_Key, "inner_to", counted)
     return macs
 
 
 def test_a_signed_message_verifies_with_its_sender_body_and_time() -> None:
     signer, verifier, _ = pair()
-    verified = verifier.verify(signer.sign(BODY))
+    verified = verifier.verify(signer.sign(BODY, TO), TO)
     assert verified == Verified("one", BODY, NOW)
     assert (verified.sender, verified.body, verified.sent_at) == ("one", BODY, NOW)
     assert only(verifier) == {}
 
 
-def test_the_mac_is_hmac_sha256() -> None:
+def test_the_mac_is_hmac_sha256_of_the_destination_and_the_data() -> None:
     for size in (0, 1, 55, 56, 63, 64, 65, 1000, 100_000):
         key = os.urandom(32)
         data = os.urandom(size)
         assert _Key(key).mac(data) == hmac.digest(key, data, "sha256")
+        for to in ("", TO, "é" * 40):
+            addressed = len(to.encode()).to_bytes(2, "big") + to.encode()
+            assert _Key(key).mac(data, to) == hmac.digest(key, addressed + data, "sha256")
+
+
+def test_a_message_read_at_another_destination_is_rejected() -> None:
+    signer, verifier, _ = pair()
+    signed = signer.sign(BODY, "ns:runner:one")
+    assert verifier.verify(signed, "ns:runner:three") is None  # copied to another runner
+    assert verifier.authenticate(signed, "ns:worker:echo") is None  # or into a stream
+    assert verifier.verify(signed, "ns:runner:one") == Verified("one", BODY, NOW)
+    assert only(verifier) == {Rejection.BAD_SIGNATURE: 2}
+
+
+def test_every_destination_keeps_its_own_state_and_the_states_stay_bounded() -> None:
+    signer, verifier, _ = pair()
+    for n in range(signing_module._DESTINATIONS * 2 + 5):
+        to = f"ns:runner:{n}"
+        assert verifier.verify(signer.sign(BODY, to), to) is not None
+    assert len(verifier._key.to) <= signing_module._DESTINATIONS
 
 
 def test_the_header_is_the_documented_layout() -> None:
     signer, _, _ = pair(sender="runner-é")
-    signed = signer.sign(BODY)
+    signed = signer.sign(BODY, TO)
     name = "runner-é".encode()
     version, mac, stamp, nonce, size = struct.unpack_from(">B32sQ16sH", signed)
     assert (version, stamp, size) == (1, int(NOW * 1000), len(name))
     assert signed[59 : 59 + size] == name
     assert signed[59 + size :] == BODY
     key = _Key(signing_module._derive(SECRET.encode()))
-    assert mac == key.mac(signed[33:])
-    assert signer.sign(BODY)[41:57] != nonce
+    assert mac == key.mac(signed[33:], TO)
+    assert signer.sign(BODY, TO)[41:57] != nonce
 
 
 @pytest.mark.parametrize("where", [0, 10, len(BODY) - 1])
 def test_a_tampered_body_is_rejected(where: int) -> None:
     signer, verifier, _ = pair()
-    signed = bytearray(signer.sign(BODY))
+    signed = bytearray(signer.sign(BODY, TO))
     signed[-len(BODY) + where] ^= 0x01
-    assert verifier.verify(bytes(signed)) is None
+    assert verifier.verify(bytes(signed), TO) is None
     assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
 
 
 def test_a_body_moved_under_another_header_or_cut_short_is_rejected() -> None:
     signer, verifier, _ = pair()
-    first, second = signer.sign(BODY), signer.sign(b'{"other":1}')
+    first, second = signer.sign(BODY, TO), signer.sign(b'{"other":1}', TO)
     spliced = first[:62] + second[62:]  # first's header, second's body
-    assert verifier.verify(spliced) is None
-    assert verifier.verify(first[:-1]) is None
-    assert verifier.verify(first + b" ") is None
+    assert verifier.verify(spliced, TO) is None
+    assert verifier.verify(first[:-1], TO) is None
+    assert verifier.verify(first + b" ", TO) is None
     assert only(verifier) == {Rejection.BAD_SIGNATURE: 3}
 
 
@@ -138,16 +150,16 @@ def test_a_body_moved_under_another_header_or_cut_short_is_rejected() -> None:
 )
 def test_a_tampered_header_is_rejected(offset: int, field: str) -> None:
     signer, verifier, _ = pair()
-    signed = bytearray(signer.sign(BODY))
+    signed = bytearray(signer.sign(BODY, TO))
     signed[offset] ^= 0x01
-    assert verifier.verify(bytes(signed)) is None, field
+    assert verifier.verify(bytes(signed), TO) is None, field
     assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
 
 
 def test_a_forged_sender_name_is_rejected() -> None:
     signer, verifier, _ = pair(sender="one")
-    signed = signer.sign(BODY)
-    assert verifier.verify(signed[:59] + b"two" + signed[62:]) is None
+    signed = signer.sign(BODY, TO)
+    assert verifier.verify(signed[:59] + b"two" + signed[62:], TO) is None
     assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
 
 
@@ -167,15 +179,15 @@ def test_malformed_data_is_rejected_before_any_mac(
 ) -> None:
     _, verifier, _ = pair()
     macs = count_macs(verifier, monkeypatch)
-    assert verifier.verify(data) is None
+    assert verifier.verify(data, TO) is None
     assert only(verifier) == {Rejection.MALFORMED: 1}
     assert macs == [0]
 
 
 def test_a_signed_message_with_another_version_byte_is_malformed() -> None:
     signer, verifier, _ = pair()
-    signed = signer.sign(BODY)
-    assert verifier.verify(b"\x02" + signed[1:]) is None  # the MAC does not cover byte 0
+    signed = signer.sign(BODY, TO)
+    assert verifier.verify(b"\x02" + signed[1:], TO) is None  # the MAC does not cover byte 0
     assert only(verifier) == {Rejection.MALFORMED: 1}
 
 
@@ -184,22 +196,23 @@ def test_a_forged_message_costs_one_mac_per_key(
     keys: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, verifier, _ = pair(verify_with=keys)
+    forged = Signer("x", SigningKeys(OTHER)).sign(BODY, TO)
     macs = count_macs(verifier, monkeypatch)
-    assert verifier.verify(Signer("x", SigningKeys(OTHER)).sign(BODY)) is None
+    assert verifier.verify(forged, TO) is None
     assert macs == [len(keys)]
     assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
 
 
 def test_plain_json_is_rejected_as_unsigned() -> None:
     _, verifier, _ = pair()
-    assert verifier.verify(BODY) is None
-    assert verifier.verify(b"{}") is None
+    assert verifier.verify(BODY, TO) is None
+    assert verifier.verify(b"{}", TO) is None
     assert only(verifier) == {Rejection.UNSIGNED: 2}
 
 
 def test_a_message_signed_with_another_secret_is_rejected() -> None:
     signer, verifier, _ = pair(sign_with=OTHER, verify_with=SECRET)
-    assert verifier.verify(signer.sign(BODY)) is None
+    assert verifier.verify(signer.sign(BODY, TO), TO) is None
     assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
 
 
@@ -207,73 +220,73 @@ def test_rotation_the_first_secret_signs_and_any_verifies() -> None:
     old, new = SECRET, OTHER
     # Step 1: [old, new] everywhere signs with old; runners with only [old] still accept.
     signer, verifier, _ = pair(sign_with=[old, new], verify_with=[old])
-    assert verifier.verify(signer.sign(BODY)) is not None
+    assert verifier.verify(signer.sign(BODY, TO), TO) is not None
     # Step 2: [new, old] signs with new; runners still on [old, new] accept it.
     signer, verifier, _ = pair(sign_with=[new, old], verify_with=[old, new])
-    assert verifier.verify(signer.sign(BODY)) is not None
+    assert verifier.verify(signer.sign(BODY, TO), TO) is not None
     # ... and so do runners on [new] (step 3), while [old] alone does not.
     signer, verifier, _ = pair(sign_with=[new, old], verify_with=[new])
-    assert verifier.verify(signer.sign(BODY)) is not None
+    assert verifier.verify(signer.sign(BODY, TO), TO) is not None
     signer, verifier, _ = pair(sign_with=[new, old], verify_with=[old])
-    assert verifier.verify(signer.sign(BODY)) is None
+    assert verifier.verify(signer.sign(BODY, TO), TO) is None
 
 
 def test_a_stale_message_is_rejected() -> None:
     signer, verifier, clock = pair()
-    signed = signer.sign(BODY)
+    signed = signer.sign(BODY, TO)
     clock.now = NOW + MAX_AGE - 0.5
-    assert verifier.verify(signed) is not None
-    later = signer.sign(BODY)
+    assert verifier.verify(signed, TO) is not None
+    later = signer.sign(BODY, TO)
     clock.now += MAX_AGE + 1
-    assert verifier.verify(later) is None
+    assert verifier.verify(later, TO) is None
     assert only(verifier) == {Rejection.STALE: 1}
 
 
 def test_a_message_from_the_future_is_rejected() -> None:
     signer, verifier, clock = pair()
     clock.now = NOW + MAX_AHEAD + 1
-    ahead = signer.sign(BODY)
+    ahead = signer.sign(BODY, TO)
     clock.now = NOW + MAX_AHEAD - 0.5
-    near = signer.sign(BODY)
+    near = signer.sign(BODY, TO)
     clock.now = NOW
-    assert verifier.verify(ahead) is None
-    assert verifier.verify(near) is not None
+    assert verifier.verify(ahead, TO) is None
+    assert verifier.verify(near, TO) is not None
     assert only(verifier) == {Rejection.FUTURE: 1}
 
 
 def test_a_replayed_message_is_rejected() -> None:
     signer, verifier, clock = pair()
-    signed = signer.sign(BODY)
-    assert verifier.verify(signed) is not None
-    assert verifier.verify(signed) is None
+    signed = signer.sign(BODY, TO)
+    assert verifier.verify(signed, TO) is not None
+    assert verifier.verify(signed, TO) is None
     clock.now += MAX_AGE / 2
-    assert verifier.verify(signed) is None
-    assert verifier.verify(signer.sign(BODY)) is not None  # a new nonce: fine
+    assert verifier.verify(signed, TO) is None
+    assert verifier.verify(signer.sign(BODY, TO), TO) is not None  # a new nonce: fine
     assert only(verifier) == {Rejection.REPLAYED: 2}
 
 
 def test_authenticate_checks_the_signature_only() -> None:
     signer, verifier, clock = pair()
-    signed = signer.sign(BODY)
+    signed = signer.sign(BODY, TO)
     clock.now += 3600
-    assert verifier.authenticate(signed) == Verified("one", BODY, NOW)
-    assert verifier.authenticate(signed) is not None
+    assert verifier.authenticate(signed, TO) == Verified("one", BODY, NOW)
+    assert verifier.authenticate(signed, TO) is not None
     assert verifier.remembered == 0
     tampered = signed[:-1] + b"!"
-    assert verifier.authenticate(tampered) is None
+    assert verifier.authenticate(tampered, TO) is None
     assert only(verifier) == {Rejection.BAD_SIGNATURE: 1}
 
 
 def test_forged_messages_never_enter_the_replay_cache_nor_grow_memory() -> None:
     _, verifier, _ = pair()
     forger = Signer("x", SigningKeys(OTHER))
-    verifier.verify(forger.sign(BODY))  # the first one logs: that may allocate
+    verifier.verify(forger.sign(BODY, TO), TO)  # the first one logs: that may allocate
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for n in range(20_000):
-            signed = forger.sign(BODY)
-            verifier.verify(signed[:59] + b"%05d" % n + signed[60:])  # distinct names too
+            signed = forger.sign(BODY, TO)
+            verifier.verify(signed[:59] + b"%05d" % n + signed[60:], TO)  # distinct names too
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
@@ -284,36 +297,36 @@ def test_forged_messages_never_enter_the_replay_cache_nor_grow_memory() -> None:
 
 def test_a_replay_from_the_previous_generation_is_caught() -> None:
     signer, verifier, _ = pair(replay_cache=4)  # generations of 2 nonces
-    first = signer.sign(BODY)
-    assert verifier.verify(first) is not None
-    assert verifier.verify(signer.sign(BODY)) is not None
-    assert verifier.verify(signer.sign(BODY)) is not None  # a new generation: first is old
-    assert verifier.verify(first) is None  # the new one holds 1 nonce: no turnover now
+    first = signer.sign(BODY, TO)
+    assert verifier.verify(first, TO) is not None
+    assert verifier.verify(signer.sign(BODY, TO), TO) is not None
+    assert verifier.verify(signer.sign(BODY, TO), TO) is not None  # a new generation: first is old
+    assert verifier.verify(first, TO) is None  # the new one holds 1 nonce: no turnover now
     assert only(verifier) == {Rejection.REPLAYED: 1}
 
 
 def test_sent_at_is_the_senders_time() -> None:
     signer, verifier, clock = pair()
-    signed = signer.sign(BODY)
+    signed = signer.sign(BODY, TO)
     clock.now += 5
-    assert verifier.verify(signed) == Verified("one", BODY, NOW)
+    assert verifier.verify(signed, TO) == Verified("one", BODY, NOW)
 
 
 def test_a_message_exactly_at_either_age_limit_is_accepted() -> None:
     signer, verifier, clock = pair()
-    at_limit = signer.sign(BODY)
+    at_limit = signer.sign(BODY, TO)
     clock.now -= 0.001
-    beyond = signer.sign(BODY)
+    beyond = signer.sign(BODY, TO)
     clock.now = NOW + MAX_AGE
-    assert verifier.verify(at_limit) is not None
-    assert verifier.verify(beyond) is None
+    assert verifier.verify(at_limit, TO) is not None
+    assert verifier.verify(beyond, TO) is None
     clock.now = NOW + MAX_AHEAD
-    at_limit = signer.sign(BODY)
+    at_limit = signer.sign(BODY, TO)
     clock.now += 0.001
-    beyond = signer.sign(BODY)
+    beyond = signer.sign(BODY, TO)
     clock.now = NOW
-    assert verifier.verify(at_limit) is not None
-    assert verifier.verify(beyond) is None
+    assert verifier.verify(at_limit, TO) is not None
+    assert verifier.verify(beyond, TO) is None
     assert only(verifier) == {Rejection.STALE: 1, Rejection.FUTURE: 1}
 
 
@@ -338,21 +351,21 @@ def test_a_replay_is_caught_as_the_replay_cache_starts_a_new_generation() -> Non
     # MAX_AHEAD; a replay that arrives just then is still in the old one.
     signer, verifier, clock = pair()
     clock.now += MAX_AGE + MAX_AHEAD - 10
-    signed = signer.sign(BODY)
-    assert verifier.verify(signed) is not None
+    signed = signer.sign(BODY, TO)
+    assert verifier.verify(signed, TO) is not None
     clock.now += 20  # the generation is over; the message is 20 s old, still on time
-    assert verifier.verify(signed) is None
+    assert verifier.verify(signed, TO) is None
     assert only(verifier) == {Rejection.REPLAYED: 1}
-    assert verifier.verify(signer.sign(BODY)) is not None
+    assert verifier.verify(signer.sign(BODY, TO), TO) is not None
 
 
 def test_a_signed_sender_name_that_is_not_utf8_is_malformed() -> None:
     _, verifier, _ = pair()
     name = b"\xff\xfe"
     signed = struct.pack(">Q16sH", int(NOW * 1000), os.urandom(16), len(name)) + name + BODY
-    mac = _Key(signing_module._derive(SECRET.encode())).mac(signed)
-    assert verifier.verify(b"\x01" + mac + signed) is None
-    assert verifier.authenticate(b"\x01" + mac + signed) is None
+    mac = _Key(signing_module._derive(SECRET.encode())).mac(signed, TO)
+    assert verifier.verify(b"\x01" + mac + signed, TO) is None
+    assert verifier.authenticate(b"\x01" + mac + signed, TO) is None
     assert only(verifier) == {Rejection.MALFORMED: 2}
 
 
@@ -361,14 +374,14 @@ def test_the_replay_cache_stays_bounded_and_still_catches_every_replay() -> None
     sent = []
     for _ in range(1_000):
         clock.now += 0.001
-        signed = signer.sign(BODY)
+        signed = signer.sign(BODY, TO)
         sent.append(signed)
-        assert verifier.verify(signed) is not None
+        assert verifier.verify(signed, TO) is not None
         assert verifier.remembered <= 100
     # Every earlier message is refused again: recent ones from the cache, older ones
     # because they are no newer than the newest nonce the cache forgot.
     for signed in sent:
-        assert verifier.verify(signed) is None
+        assert verifier.verify(signed, TO) is None
     counted = only(verifier)
     assert sum(counted.values()) == 1_000
     assert counted[Rejection.REPLAYED] >= 50
@@ -380,10 +393,10 @@ def test_at_a_low_rate_the_replay_cache_forgets_only_stale_nonces() -> None:
     # Below 100 nonces per window (max_age + max_ahead): an hour, 2 messages per 6 s.
     for _ in range(600):
         clock.now += 6
-        late = signer.sign(BODY)  # sent now, delivered 50 s later, after a newer one
+        late = signer.sign(BODY, TO)  # sent now, delivered 50 s later, after a newer one
         clock.now += 50
-        assert verifier.verify(signer.sign(BODY)) is not None
-        assert verifier.verify(late) is not None
+        assert verifier.verify(signer.sign(BODY, TO), TO) is not None
+        assert verifier.verify(late, TO) is not None
         clock.now -= 50
     assert only(verifier) == {}
     assert verifier.remembered <= 100
@@ -397,10 +410,10 @@ def test_each_sender_is_logged_once_and_every_rejection_is_counted(
     forged = {name: Signer(name, SigningKeys(OTHER)) for name in ("mallory", "eve")}
     for _ in range(3):
         for signer in forged.values():
-            verifier.verify(signer.sign(BODY))
-    verifier.verify(b"{}")
-    verifier.verify(b"{}")
-    verifier.verify(b"\x07")
+            verifier.verify(signer.sign(BODY, TO), TO)
+    verifier.verify(b"{}", TO)
+    verifier.verify(b"{}", TO)
+    verifier.verify(b"\x07", TO)
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 4, lines
     assert lines[0].startswith("two: rejected a message from runner 'mallory': bad signature")
@@ -422,7 +435,7 @@ def test_a_sender_name_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) 
     caplog.set_level(logging.WARNING, "framework.bus.network")
     _, verifier, _ = pair()
     name = "x\nERROR framework: forged\r\x1b[31m\u2028" + "y" * 900
-    verifier.verify(Signer(name, SigningKeys(OTHER)).sign(BODY))
+    verifier.verify(Signer(name, SigningKeys(OTHER)).sign(BODY, TO), TO)
     (line,) = [record.getMessage() for record in caplog.records]
     assert line.isprintable()
     assert "\\nERROR framework: forged\\r\\x1b[31m\\u2028" in line
@@ -435,8 +448,8 @@ def test_the_number_of_senders_logged_is_bounded(caplog: pytest.LogCaptureFixtur
     _, verifier, _ = pair()
     forger = Signer("x", SigningKeys(OTHER))
     for n in range(LOGGED_SENDERS + 50):
-        signed = forger.sign(BODY)
-        verifier.verify(signed[:57] + b"\x00\x05" + b"%05d" % n + signed[60:])
+        signed = forger.sign(BODY, TO)
+        verifier.verify(signed[:57] + b"\x00\x05" + b"%05d" % n + signed[60:], TO)
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == LOGGED_SENDERS + 1
     assert "more than 1000 senders" in lines[-1]

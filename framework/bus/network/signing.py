@@ -8,7 +8,8 @@ header::
 
     offset  size  field
     0       1     version (1)
-    1       32    HMAC-SHA256 of everything from offset 33 to the end
+    1       32    HMAC-SHA256 of the destination (below), then everything from offset 33
+                  to the end
     33      8     timestamp: milliseconds since the Unix epoch, unsigned big-endian
     41      16    nonce: unique per message (8 random bytes per signer, then a counter)
     57      2     n: the length of the sender's name in bytes, unsigned big-endian
@@ -16,7 +17,12 @@ header::
     59 + n        the body
 
 The MAC covers the timestamp, the nonce, the sender's name and the body, so the header
-says who sent the body and when, and cannot be moved to another body. The HMAC key is
+says who sent the body and when, and cannot be moved to another body. It also covers the
+message's destination, which the message does not carry: the name of the channel, stream
+or queue the bus sends it to, as 2 bytes of length (unsigned big-endian) and the name in
+UTF-8 before the signed fields. The receiver gives the name of where it read the message,
+so a message copied to another destination (another runner's channel, say, where another
+verifier has not seen it yet) does not verify there. The HMAC key is
 derived from each secret for this use alone (``_derive``), so a secret shared with
 something else signs nothing that could pass there, and a version-2 layout would get keys
 of its own.
@@ -30,10 +36,9 @@ rejects every message no newer than the newest one it forgot, so a replay can ne
 through a full cache. Each rejection is counted by reason, and the first one from each
 sender is logged (a bounded number of senders, names escaped).
 
-What a signature does not say: where the message was sent. A verifier remembers what it
-accepted itself, so a copy of a message delivered to another runner (another channel,
-read by another verifier) verifies there once; and ``authenticate`` remembers nothing.
-A bus for which that matters checks the destination itself.
+A copy sent again to the same destination is what the replay cache catches; a
+destination that keeps messages for several readers (a stream) is checked with
+``authenticate``, which remembers nothing: the bus judges repeats there itself.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from hmac import compare_digest
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import SecretStr
 
@@ -76,6 +81,8 @@ _BLOCK = 64  # SHA-256's block size, for HMAC's pads
 _INNER_PAD = bytes(x ^ 0x36 for x in range(256))
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 _PURPOSE = b"agent-plugin-framework network bus signing, layout 1"
+_DESTINATIONS = 1024
+"""Destinations whose inner state a key keeps (see ``_Key.inner_to``)."""
 
 Secret = str | bytes | SecretStr
 """One shared secret: text (encoded as UTF-8), bytes, or a pydantic ``SecretStr``."""
@@ -198,19 +205,43 @@ class _Key:
     wait for the other, where a Python call is a measurable part of the round trip.
     """
 
-    __slots__ = ("inner", "outer")
+    __slots__ = ("inner", "outer", "to")
 
     def __init__(self, key: bytes) -> None:
         padded = key.ljust(_BLOCK, b"\0")  # derived keys are 32 bytes, under the block size
         self.inner = hashlib.sha256(padded.translate(_INNER_PAD))
         self.outer = hashlib.sha256(padded.translate(_OUTER_PAD))
+        self.to: dict[str, Any] = {}
+        """Destination -> the inner state with it hashed too (see ``inner_to``)."""
 
-    def mac(self, data: bytes) -> bytes:
-        inner = self.inner.copy()
+    def inner_to(self, destination: str) -> Any:
+        """The inner state after the destination: a few destinations take every message
+        (a runner's own channel, the broadcast channel, the channels of the runners it
+        talks to), so each is hashed once and copied after (at most ``_DESTINATIONS``
+        kept)."""
+        state = self.to.get(destination)
+        if state is None:
+            if len(self.to) >= _DESTINATIONS:
+                self.to.clear()
+            state = self.to[destination] = self.inner.copy()
+            state.update(addressed(destination))
+        return state
+
+    def mac(self, data: bytes, destination: str | None = None) -> bytes:
+        """HMAC-SHA256 of ``data``, or of ``addressed(destination) + data``."""
+        inner = (self.inner if destination is None else self.inner_to(destination)).copy()
         inner.update(data)
         outer = self.outer.copy()
         outer.update(inner.digest())
         return outer.digest()
+
+
+def addressed(destination: str) -> bytes:
+    """What a MAC covers of a message's destination: its length and name."""
+    name = destination.encode()
+    if len(name) > 0xFFFF:
+        raise ValueError(f"a destination of {len(name)} bytes: at most 65,535")
+    return len(name).to_bytes(2, "big") + name
 
 
 class Signer:
@@ -222,7 +253,17 @@ class Signer:
         clock: seconds since the Unix epoch (tests move it).
     """
 
-    __slots__ = ("_clock", "_counter", "_head", "_inner", "_name", "_outer", "_session", "sender")
+    __slots__ = (
+        "_clock",
+        "_counter",
+        "_head",
+        "_key",
+        "_name",
+        "_outer",
+        "_session",
+        "_to",
+        "sender",
+    )
 
     def __init__(
         self, sender: str, keys: SigningKeys, *, clock: Callable[[], float] = time.time
@@ -237,21 +278,25 @@ class Signer:
         # Timestamp, nonce (a random session, then a counter), name length, name.
         self._head = struct.Struct(f">Q8sQH{len(name)}s")
         self._name = name
-        key = keys._keys[0]
-        self._inner, self._outer = key.inner, key.outer
+        self._key = key = keys._keys[0]
+        self._to, self._outer = key.to, key.outer
         self._clock = clock
         self._session = secrets.token_bytes(8)  # nonces stay unique across restarts
         self._counter = 0
 
-    def sign(self, body: bytes) -> bytes:
-        """``body`` behind a header that names this runner, the time and a fresh nonce."""
+    def sign(self, body: bytes, destination: str) -> bytes:
+        """``body`` behind a header that names this runner, the time and a fresh nonce,
+        signed for ``destination`` (where the bus sends it: a channel's name, say)."""
         self._counter = counter = self._counter + 1
         name = self._name
         signed = (
             self._head.pack(int(self._clock() * 1000), self._session, counter, len(name), name)
             + body
         )
-        inner = self._inner.copy()  # _Key.mac, inline
+        inner = self._to.get(destination)  # _Key.mac, inline
+        if inner is None:
+            inner = self._key.inner_to(destination)
+        inner = inner.copy()
         inner.update(signed)
         outer = self._outer.copy()
         outer.update(inner.digest())
@@ -277,7 +322,7 @@ class Verifier:
         "_current_since",
         "_floor",
         "_generation",
-        "_inner",
+        "_key",
         "_keys",
         "_logged",
         "_max_age",
@@ -287,6 +332,7 @@ class Verifier:
         "_previous",
         "_previous_newest",
         "_rejected",
+        "_to",
         "_window",
     )
 
@@ -305,7 +351,8 @@ class Verifier:
                 "max_age must be > 0, max_ahead >= 0 (both finite) and replay_cache >= 2"
             )
         self._keys = keys._keys
-        self._inner, self._outer = self._keys[0].inner, self._keys[0].outer
+        self._key = self._keys[0]
+        self._to, self._outer = self._key.to, self._key.outer
         self._prefix = f"{name}: " if name else ""
         self._max_age = float(max_age)
         self._max_ahead = float(max_ahead)
@@ -336,8 +383,9 @@ class Verifier:
         """How many nonces the replay cache holds now."""
         return len(self._current) + len(self._previous)
 
-    def verify(self, data: bytes) -> Verified | None:
-        """The verified message, or None when it is rejected (counted, maybe logged).
+    def verify(self, data: bytes, destination: str) -> Verified | None:
+        """The verified message read at ``destination`` (the channel's name, say), or
+        None when it is rejected (counted, maybe logged).
 
         Costs one MAC per key tried (the signing key first) and a few slices: the body is
         parsed only after it verifies. A message signed with the first key, on time and
@@ -347,19 +395,22 @@ class Verifier:
         try:
             version, mac, stamp, nonce, size = _HEAD.unpack_from(data)
         except struct.error:  # shorter than a header
-            self._open(data)  # counts why
+            self._open(data, destination)  # counts why
             return None
         end = _NAME_START + size
         if version != VERSION or not 0 < size <= MAX_SENDER_BYTES or end > len(data):
-            self._open(data)
+            self._open(data, destination)
             return None
         signed = data[_MAC_END:]  # a copy: less than a memoryview costs on small messages
-        inner = self._inner.copy()  # _Key.mac with the first key, inline
+        inner = self._to.get(destination)  # _Key.mac with the first key, inline
+        if inner is None:
+            inner = self._key.inner_to(destination)
+        inner = inner.copy()
         inner.update(signed)
         outer = self._outer.copy()
         outer.update(inner.digest())
         if not compare_digest(outer.digest(), mac) and not any(
-            compare_digest(key.mac(signed), mac) for key in self._keys[1:]
+            compare_digest(key.mac(signed, destination), mac) for key in self._keys[1:]
         ):
             self._forged(data, end)
             return None
@@ -408,17 +459,18 @@ class Verifier:
                 Rejection.STALE, sender, "older than the replay cache reaches at this rate"
             )
 
-    def authenticate(self, data: bytes) -> Verified | None:
-        """Check the signature only, not the age nor replays: for a message the bus reads
-        again from storage of its own (an entry of a stream it redelivers), where the bus
-        judges age and repeats itself (``sent_at`` says when it was signed)."""
-        opened = self._open(data)
+    def authenticate(self, data: bytes, destination: str) -> Verified | None:
+        """Check the signature only (for ``destination``), not the age nor replays: for a
+        message the bus reads again from storage of its own (an entry of a stream it
+        redelivers), where the bus judges age and repeats itself (``sent_at`` says when it
+        was signed)."""
+        opened = self._open(data, destination)
         if opened is None:
             return None
         sender, end, stamp = opened
         return _verified(Verified, (sender, data[end:], stamp / 1000))
 
-    def _open(self, data: bytes) -> tuple[str, int, int] | None:
+    def _open(self, data: bytes, destination: str) -> tuple[str, int, int] | None:
         """The sender, where the body starts and the timestamp, once the MAC is checked;
         None, with the reason counted, when it does not verify."""
         if len(data) < _NAME_START or data[0] != VERSION:
@@ -433,7 +485,7 @@ class Verifier:
             self._reject(Rejection.MALFORMED, "", "the sender's name is out of bounds")
             return None
         signed = data[_MAC_END:]
-        if not any(compare_digest(key.mac(signed), mac) for key in self._keys):
+        if not any(compare_digest(key.mac(signed, destination), mac) for key in self._keys):
             self._forged(data, end)
             return None
         try:

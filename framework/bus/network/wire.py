@@ -235,8 +235,9 @@ class RoutedEncoder:
         self._prefix = b'{"kind":"msg","origin":' + json.dumps(origin).encode() + b',"message":'
         self._sign = signer.sign if signer is not None else None
 
-    def encode(self, message: BusMessage) -> bytes:
-        """The ``msg`` envelope of ``message``, as bytes (signed, with a signer).
+    def encode(self, message: BusMessage, destination: str) -> bytes:
+        """The ``msg`` envelope of ``message``, as bytes (signed for ``destination``, the
+        channel or stream the bus sends it to, with a signer).
 
         A job request is held to its fields' types too (``headers`` values are str): one
         built without validation, say with a header an ``add_request_headers`` impl added,
@@ -260,7 +261,7 @@ class RoutedEncoder:
         if refused is not None:
             raise WireError(f"a {message.type} that the reading runner cannot parse ({refused})")
         sign = self._sign
-        return data if sign is None else sign(data)
+        return data if sign is None else sign(data, destination)
 
 
 def _unsendable(message: BusMessage, exc: PydanticSerializationError) -> str:

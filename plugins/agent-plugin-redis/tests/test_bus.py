@@ -1091,7 +1091,7 @@ async def test_garbage_in_a_worker_stream_is_dropped_and_deleted(
             stream = f"{ns}:worker:echo"
             unknown = (
                 RoutedEncoder("a")
-                .encode(JobRequestMessage.build(source="a", target="echo", job_id="x"))
+                .encode(JobRequestMessage.build(source="a", target="echo", job_id="x"), stream)
                 .replace(b'"job_request"', b'"job_teleport"')
             )
             cases = [

@@ -615,7 +615,7 @@ def test_a_job_request_on_the_broadcast_channel_is_dropped(procs: Procs, redis_u
     )
     client = redis.Redis.from_url(redis_url.split("?")[0])
     try:
-        assert client.publish(f"{ns}:all", RoutedEncoder("ghost").encode(request)) >= 1
+        assert client.publish(f"{ns}:all", RoutedEncoder("ghost").encode(request, f"{ns}:all")) >= 1
     finally:
         client.close()
     # A job afterwards: once it is answered, the forged one has been handled too.

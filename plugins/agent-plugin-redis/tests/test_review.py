@@ -206,7 +206,9 @@ async def test_a_job_request_to_a_runner_address_from_redis_does_not_crash_it(
                         job_id = await a.request_job("echo", name="slow", payload={"seconds": 2})
                         await echo.started.wait()
                         forged = JobRequestMessage.build(source="x", target="a", job_id=job_id)
-                        await client.publish(f"{ns}:runner:a", RoutedEncoder("x").encode(forged))
+                        await client.publish(
+                            f"{ns}:runner:a", RoutedEncoder("x").encode(forged, "")
+                        )
                         await anyio.sleep(0.5)
                         tg.cancel_scope.cancel()
                     assert (await run_job(a, "echo", timeout=3))[0] is JobStatus.COMPLETED
@@ -266,7 +268,7 @@ async def test_a_non_request_in_a_worker_stream_is_not_left_pending(redis_url: s
             stray = JobResponseMessage.build(
                 source="echo", target="nobody", job_id="j1", status=JobStatus.COMPLETED
             )
-            await client.xadd(stream, {b"m": RoutedEncoder("x").encode(stray), b"j": b"j1"})
+            await client.xadd(stream, {b"m": RoutedEncoder("x").encode(stray, stream), b"j": b"j1"})
             await anyio.sleep(1.5)
             pending = (await client.xpending(stream, "workers"))["pending"]
             assert pending == 0 and await client.xlen(stream) == 0, (

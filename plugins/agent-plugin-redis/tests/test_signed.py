@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from agent_plugin_redis.bus import RedisBus
 from test_bus import Echo, Gate, bus_of, eventually, namespace_of, plain_url, run_job
 
-from framework import JobStatus, WorkerRunner
+from framework import BaseWorker, Job, JobStatus, WorkerRunner, job
 from framework.bus.messages import JobCancelMessage, JobResponseMessage
 from framework.bus.network import (
     Bye,
@@ -122,6 +122,114 @@ async def test_a_runner_without_a_secret_says_once_that_others_sign(
     ]
 
 
+class Held(BaseWorker):
+    """Notes which runner started each job, and holds it until ``release`` is set."""
+
+    def __init__(self, name: str, runs: list[str], release: anyio.Event) -> None:
+        super().__init__(name)
+        self.runs, self.release = runs, release
+
+    @job
+    async def hold(self, j: Job) -> dict[str, Any]:
+        self.runs.append(self.runner.name)
+        await self.release.wait()
+        return {"done": True}
+
+
+async def _first_request(client: aioredis.Redis, channel: str, ready: anyio.Event) -> bytes:
+    """The first job request published on ``channel``, as a spy reads it."""
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel)
+    try:
+        ready.set()
+        while True:
+            item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+            if item is not None and b'"job_request"' in item["data"]:
+                return bytes(item["data"])
+    finally:
+        await pubsub.aclose()
+
+
+async def test_a_request_copied_to_another_runners_channel_has_no_effect(
+    redis_url: str,
+) -> None:
+    """A client of Redis copies a signed request from the channel of the runner it was
+    sent to onto another runner's: that runner rejects it (it was signed for the first
+    channel), so it neither answers it ERROR nor runs it, and the job completes."""
+    runs: list[str] = []
+    release = anyio.Event()
+    with anyio.fail_after(15):
+        async with signed_runners(redis_url, "a", "one", "three") as (a, one, three):
+            await one.add_worker(Held("held", runs, release))
+            await three.add_worker(Held("other", runs, release))
+            await a.registry.wait_ready("held")
+            ns = bus_of(a).settings.namespace
+            client = aioredis.Redis.from_url(plain_url(redis_url))
+            async with client, anyio.create_task_group() as tg:
+                ready = anyio.Event()
+                copied: list[bytes] = []
+
+                async def spy() -> None:
+                    copied.append(await _first_request(client, f"{ns}:runner:one", ready))
+
+                tg.start_soon(spy)
+                await ready.wait()
+                outcome: list[Any] = []
+
+                async def ask() -> None:
+                    outcome.append(await run_job(a, "held"))
+
+                tg.start_soon(ask)
+                await eventually(lambda: bool(copied) and runs == ["one"], what="held runs")
+                await client.publish(f"{ns}:runner:three", copied[0])
+                await eventually(
+                    lambda: bus_of(three).rejected_messages["bad signature"] == 1,
+                    what="three rejects the copy",
+                )
+                release.set()
+            assert outcome == [(JobStatus.COMPLETED, {"done": True})]
+            assert runs == ["one"]
+
+
+async def test_a_request_copied_from_the_stream_to_the_replicas_runs_once(
+    redis_url: str,
+) -> None:
+    """A client of Redis reads a signed request from a worker's stream and publishes it on
+    each replica's channel: the copies were signed for the stream, so no replica runs
+    them, and the job runs once."""
+    runs: list[str] = []
+    release = anyio.Event()
+    with anyio.fail_after(15):
+        async with signed_runners(redis_url, "a", "r1", "r2") as (a, r1, r2):
+            await r1.add_worker(Held("held", runs, release))
+            await r2.add_worker(Held("held", runs, release))
+            await eventually(
+                lambda: bus_of(a)._peers.hosts("held") == {"r1", "r2"}, what="both replicas"
+            )
+            ns = bus_of(a).settings.namespace
+            client = aioredis.Redis.from_url(plain_url(redis_url))
+            async with client, anyio.create_task_group() as tg:
+                outcome: list[Any] = []
+
+                async def ask() -> None:
+                    outcome.append(await run_job(a, "held"))
+
+                tg.start_soon(ask)
+                await eventually(lambda: len(runs) == 1, what="a replica runs it")
+                ((_, fields),) = await client.xrange(f"{ns}:worker:held")
+                for replica in ("r1", "r2"):
+                    await client.publish(f"{ns}:runner:{replica}", fields[b"m"])
+                await eventually(
+                    lambda: (
+                        sum(bus_of(r).rejected_messages["bad signature"] for r in (r1, r2)) == 2
+                    ),
+                    what="both copies rejected",
+                )
+                release.set()
+            assert outcome == [(JobStatus.COMPLETED, {"done": True})]
+            assert len(runs) == 1
+
+
 async def test_forged_and_replayed_messages_have_no_effect(redis_url: str) -> None:
     """A raw redis-py client with no secret, in the middle of a job from a to b's worker:
     it forges b's heartbeat under a new session and b's ``bye`` (either would end the job
@@ -177,9 +285,11 @@ async def test_forged_and_replayed_messages_have_no_effect(redis_url: str) -> No
                     status=JobStatus.COMPLETED,
                     response={"forged": True},
                 )
-                await client.publish(f"{ns}:runner:a", forger.encode(answer))
+                await client.publish(f"{ns}:runner:a", forger.encode(answer, f"{ns}:runner:a"))
                 cancel = JobCancelMessage(source=a.name, target="gate", job_id=job_id, reason="x")
-                await client.publish(f"{ns}:runner:b", RoutedEncoder("a").encode(cancel))
+                await client.publish(
+                    f"{ns}:runner:b", RoutedEncoder("a").encode(cancel, f"{ns}:runner:b")
+                )
                 for beat in beats:
                     await client.publish(f"{ns}:all", beat)  # a replay of b's (or a's) own
                 for request in requests:
@@ -222,7 +332,9 @@ async def test_a_runner_speaks_only_for_itself(redis_url: str) -> None:
                 async with a.job("gate") as ctx:
                     await gate.running.wait()
                     lie = Bye(runner="b", instance=bus_of(b)._instance)
-                    await client.publish(f"{ns}:all", insider.sign(encode_envelope(lie)))
+                    await client.publish(
+                        f"{ns}:all", insider.sign(encode_envelope(lie), f"{ns}:all")
+                    )
                     await eventually(lambda: bus_of(a).rejected_messages["sender mismatch"] == 1)
                     assert "gate" in a.registry
                     gate.release.set()

@@ -59,8 +59,9 @@ class DurableJobs:
         record = json.loads(raw)
         fields = {k.encode(): bytes.fromhex(v) for k, v in record["fields"].items()}
         fields.pop(b"g", None)  # a give-back stamp of the old entry
+        stream = self._prefix + job.worker
         if self._keys is not None:
-            opened = self._open(fields.get(b"m", b""))
+            opened = self._open(fields.get(b"m", b""), stream)
             if opened is None:
                 raise DurableJobError(
                     f"dead durable job {job_id!r} was not signed with this bus secret, so it "
@@ -68,9 +69,9 @@ class DurableJobs:
                     "sent with"
                 )
             sender, body = opened
-            fields[b"m"] = Signer(sender, self._keys).sign(body)
+            fields[b"m"] = Signer(sender, self._keys).sign(body, stream)
         async with client.pipeline(transaction=True) as pipe:
-            pipe.xadd(self._prefix + job.worker, fields)  # type: ignore[arg-type]
+            pipe.xadd(stream, fields)  # type: ignore[arg-type]
             pipe.hdel(self.dead, job_id)
             await pipe.execute()
         return job
@@ -85,7 +86,7 @@ class DurableJobs:
         for stream, entry, fields, job in await self._pending(client):
             if job.job_id != job_id:
                 continue
-            opened = self._open(fields.get(b"m", b""))
+            opened = self._open(fields.get(b"m", b""), stream)
             head = request_head(opened[1]) if opened is not None else None
             async with client.pipeline(transaction=True) as pipe:
                 if head is not None:
@@ -99,7 +100,8 @@ class DurableJobs:
                     )
                     signer = None if self._keys is None else Signer(DROPPER, self._keys)
                     encoder = RoutedEncoder(DROPPER, signer)
-                    pipe.publish(f"{self._ns}:runner:{origin}", encoder.encode(response))
+                    channel = f"{self._ns}:runner:{origin}"
+                    pipe.publish(channel, encoder.encode(response, channel))
                 pipe.xack(stream, GROUP, entry)
                 pipe.xdel(stream, entry)
                 await pipe.execute()
@@ -109,12 +111,12 @@ class DurableJobs:
             "'framework jobs list' shows them"
         )
 
-    def _open(self, raw: bytes) -> tuple[str, bytes] | None:
-        """``(sender, body)`` of a stored request: its signature checked with a secret
-        (None when it fails), as it is without one."""
+    def _open(self, raw: bytes, stream: str) -> tuple[str, bytes] | None:
+        """``(sender, body)`` of a request stored from ``stream``: its signature checked
+        with a secret (None when it fails), as it is without one."""
         if self._keys is None:
             return "", raw
-        verified = Verifier(self._keys, name=DROPPER).authenticate(raw)
+        verified = Verifier(self._keys, name=DROPPER).authenticate(raw, stream)
         return None if verified is None else (verified.sender, verified.body)
 
     async def _pending(

@@ -310,10 +310,11 @@ class RedisBus:
         counts["sender mismatch"] = self._mismatched
         return counts
 
-    def _seal(self, data: bytes) -> bytes:
-        """``data`` signed, with a secret; as it is, without."""
+    def _seal(self, data: bytes, destination: str) -> bytes:
+        """``data`` signed for ``destination`` (a channel or a stream), with a secret; as
+        it is, without."""
         signer = self._signer
-        return data if signer is None else signer.sign(data)
+        return data if signer is None else signer.sign(data, destination)
 
     async def start(self) -> None:
         """Connect, subscribe and announce; raises ``RedisUnavailableError`` when Redis
@@ -418,7 +419,8 @@ class RedisBus:
             self._tg.cancel_scope.cancel()
             await self._serve_done.wait()
         if connected and self._client is not None:
-            bye = self._seal(encode_envelope(Bye(runner=self._name, instance=self._instance)))
+            bye = encode_envelope(Bye(runner=self._name, instance=self._instance))
+            bye = self._seal(bye, self._broadcast)
             with anyio.move_on_after(1), contextlib.suppress(*CONNECTION_ERRORS):
                 await self._client.publish(self._broadcast, bye)
         if self._client is not None:
@@ -493,11 +495,12 @@ class RedisBus:
             hosts = self._peers.hosts(target)
             if not hosts:
                 raise UndeliverableError(target)
-            data = self._encode(message)
-            if data is None:
-                return
             for runner in sorted(hosts):
-                await self._publish(self._channel(runner), data, message)
+                channel = self._channel(runner)
+                data = self._encode(message, channel)
+                if data is None:
+                    return
+                await self._publish(channel, data, message)
 
     async def wait_settled(self) -> None:
         """Return once this bus has heard from every runner that was on Redis when it
@@ -509,10 +512,11 @@ class RedisBus:
 
     # ----------------------------------------------------------------- sending
 
-    def _encode(self, message: BusMessage) -> bytes | None:
-        """The envelope of ``message``, or None (logged) when it cannot travel."""
+    def _encode(self, message: BusMessage, destination: str) -> bytes | None:
+        """The envelope of ``message`` for ``destination``, or None (logged) when it cannot
+        travel."""
         try:
-            return self._encoder.encode(message)
+            return self._encoder.encode(message, destination)
         except WireError as exc:
             logger.warning(
                 "%s: %s to %s not sent: %s", self._name, message.type, message.target, exc
@@ -530,8 +534,11 @@ class RedisBus:
         hosts = self._peers.hosts(target)
         if not hosts:
             raise UndeliverableError(target)
+        attempts = self._max_attempts(hosts, target, message.name)
+        stream = self._streams.key(target)
+        direct = len(hosts) == 1 and not attempts  # else the worker's stream
         try:
-            data = self._encoder.encode(message)
+            data = self._encoder.encode(message, self._channel(min(hosts)) if direct else stream)
         except WireError as exc:
             reason = f"the job request cannot be sent through Redis: {exc}"
             self._routes.end_here(message.source, target, message.job_id, reason)
@@ -551,8 +558,7 @@ class RedisBus:
         if not self._connected or client is None:
             self._routes.end_here(message.source, target, message.job_id, self._offline_reason())
             return
-        attempts = self._max_attempts(hosts, target, message.name)
-        if len(hosts) == 1 and not attempts:
+        if direct:
             (runner,) = hosts
             self._routes.open(key, Route(message.source, runner))
 
@@ -573,7 +579,6 @@ class RedisBus:
         route = self._routes.open(key, Route(message.source, None, durable=attempts > 0))
         extra = durable_fields(attempts, message.name) if attempts else None
         fields = self._streams.request_fields(message.job_id, data, extra)
-        stream = self._streams.key(target)
         try:
             line = self._line_for(data)
             if line is not None:
@@ -611,8 +616,9 @@ class RedisBus:
         served = self._served.pop(key, None) if is_response else self._served.get(key)
         if served is None:
             raise UndeliverableError(message.target)
+        channel = self._channel(served.origin)
         try:
-            data, reason = self._encoder.encode(message), ""
+            data, reason = self._encoder.encode(message, channel), ""
         except WireError as exc:  # a value JSON cannot carry: the worker checks them first
             data, reason = b"", str(exc)
         limit = self._peers.limit([served.origin], self.settings.max_message_size)
@@ -633,7 +639,7 @@ class RedisBus:
                 status=JobStatus.ERROR,
                 response={"error": reason},
             )
-            data = self._encoder.encode(message)
+            data = self._encoder.encode(message, channel)
         client = self._client
         if not self._connected or client is None:
             logger.warning(
@@ -729,11 +735,12 @@ class RedisBus:
         if route is None:
             raise UndeliverableError(message.target)
         runners = [route.runner] if route.runner else sorted(self._peers.hosts(message.target))
-        data = self._encode(message)
-        if data is None:
-            return
         for runner in runners:
-            await self._publish(self._channel(runner), data, message)
+            channel = self._channel(runner)
+            data = self._encode(message, channel)
+            if data is None:
+                return
+            await self._publish(channel, data, message)
 
     async def _publish(self, channel: str, data: bytes, message: BusMessage) -> None:
         client = self._client
@@ -809,7 +816,7 @@ class RedisBus:
             # and has no effect (a stream entry is removed, unread). A channel's message
             # within the limit, the common case, goes to the verifier straight.
             if stream is None and len(raw) <= limit + _SIGNED_OVERHEAD:
-                verified = verifier.verify(raw)
+                verified = verifier.verify(raw, where)
             else:
                 verified = self._authentic(raw, where, limit, stream, entry, given)
             if verified is None:
@@ -924,13 +931,13 @@ class RedisBus:
             )
             return None
         if stream is None or entry is None:
-            return verifier.verify(raw)
-        verified = verifier.authenticate(raw)
+            return verifier.verify(raw, where)
+        verified = verifier.authenticate(raw, stream)
         if verified is None:
             return None
         signed_at = verified.sent_at
         if given is not None:
-            stamp = verifier.authenticate(given)
+            stamp = verifier.authenticate(given, stream)
             if stamp is not None and stamp.body == raw[1:33]:  # it names this entry's MAC
                 signed_at = max(signed_at, stamp.sent_at)
         try:
@@ -957,13 +964,13 @@ class RedisBus:
             self._entries_seen.popitem(last=False)
         return verified
 
-    def _stored_head(self, raw: object) -> tuple[str, str, str, str] | None:
+    def _stored_head(self, raw: object, stream: str) -> tuple[str, str, str, str] | None:
         """``request_head`` of a request kept in a stream (``fields[b"m"]``), read through
         its signature with a secret: only a request a runner signed is answered."""
         if not isinstance(raw, bytes):
             return None
         if self._verifier is not None:
-            verified = self._verifier.authenticate(raw)
+            verified = self._verifier.authenticate(raw, stream)
             if verified is None:
                 return None
             raw = verified.body
@@ -1317,7 +1324,7 @@ class RedisBus:
         it to the dead-letter list and answer its requester ERROR."""
         raw = claimed.fields.get(b"m")
         runner = lost.rpartition("/")[0] or lost
-        head = self._stored_head(raw)
+        head = self._stored_head(raw, claimed.stream)
         served = self._served.get(head[1:]) if head is not None else None
         if served is not None and served.entry == claimed.entry:
             # Still running here (this runner's own earlier session took it): it is this
@@ -1358,7 +1365,7 @@ class RedisBus:
         if self._signer is not None and isinstance(raw, bytes):
             # Added again now, by this runner: a signed stamp naming the request's MAC says
             # so, so a replica does not take the new entry for a late copy.
-            fields = {**fields, b"g": self._signer.sign(raw[1:33])}
+            fields = {**fields, b"g": self._signer.sign(raw[1:33], stream)}
         if self._client is not None:
             try:
                 await self._streams.give_back(self._client, stream, entry, fields)
@@ -1553,7 +1560,7 @@ class RedisBus:
                 stream = self._streams.key(name)
                 for entry, fields in await self._streams.pending_of(client, name, consumer):
                     raw = fields.get(b"m")
-                    head = self._stored_head(raw)
+                    head = self._stored_head(raw, stream)
                     if head is not None and head[1:] not in self._served:
                         await self._answer_orphan(client, head, reason)
                     await self._streams.finish(client, stream, entry)
@@ -1593,7 +1600,8 @@ class RedisBus:
             response=unknown_outcome(reason),
         )
         async with self._gate:
-            await client.publish(self._channel(origin), self._encoder.encode(response))
+            channel = self._channel(origin)
+            await client.publish(channel, self._encoder.encode(response, channel))
 
     # ----------------------------------------------------------------- the connection
 
@@ -1776,7 +1784,8 @@ class RedisBus:
                 )
             with anyio.fail_after(limit):  # TimeoutError: an OSError, so the session ends
                 await self._describe(client, workers)
-                await client.publish(self._broadcast, self._seal(encode_envelope(beat)))
+                beat_data = self._seal(encode_envelope(beat), self._broadcast)
+                await client.publish(self._broadcast, beat_data)
             # On its own connection, the heartbeat waits behind none of the publish line's
             # backlog. An idle line gets a PING instead, so a Redis ``timeout`` longer than
             # the interval never closes it (a busy one is not idle to Redis).
@@ -1800,11 +1809,15 @@ class RedisBus:
         sends = []
         if fresh:
             limit = self._peers.limit(self._peers.names(), own)
-            sends += [(self._broadcast, self._description(n, limit)) for n in fresh]
+            sends += [
+                (self._broadcast, self._description(n, limit, self._broadcast)) for n in fresh
+            ]
         for runner in joined:
             limit = self._peers.limit([runner], own)
             channel = self._channel(runner)
-            sends += [(channel, self._description(n, limit)) for n in workers if n not in fresh]
+            sends += [
+                (channel, self._description(n, limit, channel)) for n in workers if n not in fresh
+            ]
         if sends:
             async with client.pipeline(transaction=False) as pipe:
                 for channel, data in sends:
@@ -1812,8 +1825,9 @@ class RedisBus:
                 await pipe.execute()
         self._described.update(fresh)
 
-    def _description(self, name: str, limit: int) -> bytes:
-        """The ``desc`` envelope of local worker ``name``, empty (logged) over ``limit``."""
+    def _description(self, name: str, limit: int, destination: str) -> bytes:
+        """The ``desc`` envelope of local worker ``name`` for ``destination``, empty
+        (logged) over ``limit``."""
         registry = self._registry
         data = registry.get(name) if registry is not None else None
         jobs: list[JobDescription] = list(data.jobs) if data and data.runner == self._name else []
@@ -1827,7 +1841,7 @@ class RedisBus:
                 name,
                 problem,
             )
-        return self._seal(raw)
+        return self._seal(raw, destination)
 
     # ----------------------------------------------------------------- background work
 
