@@ -104,6 +104,16 @@ def test_a_message_read_at_another_destination_is_rejected() -> None:
     assert only(verifier) == {Rejection.BAD_SIGNATURE: 2}
 
 
+@pytest.mark.parametrize("to", ["x" * 70_000, "\ud800"])
+def test_a_destination_that_cannot_be_signed_for_is_refused_every_time(to: str) -> None:
+    signer, verifier, _ = pair()
+    for _ in range(2):
+        with pytest.raises((ValueError, UnicodeEncodeError)):
+            signer.sign(BODY, to)
+        with pytest.raises((ValueError, UnicodeEncodeError)):
+            verifier.verify(signer.sign(BODY, TO), to)
+
+
 def test_every_destination_keeps_its_own_state_and_the_states_stay_bounded() -> None:
     signer, verifier, _ = pair()
     for n in range(signing_module._DESTINATIONS * 2 + 5):

@@ -223,8 +223,9 @@ class _Key:
         if state is None:
             if len(self.to) >= _DESTINATIONS:
                 self.to.clear()
-            state = self.to[destination] = self.inner.copy()
-            state.update(addressed(destination))
+            state = self.inner.copy()
+            state.update(addressed(destination))  # may raise: nothing is kept then
+            self.to[destination] = state
         return state
 
     def mac(self, data: bytes, destination: str | None = None) -> bytes:
