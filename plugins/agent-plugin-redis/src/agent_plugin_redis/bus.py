@@ -535,10 +535,11 @@ class RedisBus:
         if not hosts:
             raise UndeliverableError(target)
         attempts = self._max_attempts(hosts, target, message.name)
-        stream = self._streams.key(target)
-        direct = len(hosts) == 1 and not attempts  # else the worker's stream
+        direct = len(hosts) == 1 and not attempts  # to the one host's channel
+        # ... else to the worker's stream: the request is signed for where it goes.
+        to = self._channel(next(iter(hosts))) if direct else self._streams.key(target)
         try:
-            data = self._encoder.encode(message, self._channel(min(hosts)) if direct else stream)
+            data = self._encoder.encode(message, to)
         except WireError as exc:
             reason = f"the job request cannot be sent through Redis: {exc}"
             self._routes.end_here(message.source, target, message.job_id, reason)
@@ -579,6 +580,7 @@ class RedisBus:
         route = self._routes.open(key, Route(message.source, None, durable=attempts > 0))
         extra = durable_fields(attempts, message.name) if attempts else None
         fields = self._streams.request_fields(message.job_id, data, extra)
+        stream = to
         try:
             line = self._line_for(data)
             if line is not None:
