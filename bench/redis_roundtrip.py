@@ -420,36 +420,37 @@ async def driver(conn: Connection, url: str, raw_url: str) -> None:
         pairs = Pairs("p")
         async with WorkerRunner("p", bus=RedisBus(url)) as runner:
 
-            async def rt_once() -> None:
-                async with runner.job("echo", payload={"n": next(counter)}):
+            async def echo_once(one: WorkerRunner | None) -> None:
+                assert one is not None
+                async with one.job("echo", payload={"n": next(counter)}):
                     pass
+
+            async def rt_once() -> None:
+                await echo_once(runner)
 
             async def rt_control_once() -> None:
-                assert pairs.control is not None
-                async with pairs.control.job("echo", payload={"n": next(counter)}):
-                    pass
+                await echo_once(pairs.control)
 
             async def rt_signed_once() -> None:
-                assert pairs.signed is not None
-                async with pairs.signed.job("echo", payload={"n": next(counter)}):
+                await echo_once(pairs.signed)
+
+            async def check_echo(one: WorkerRunner, n: int) -> None:
+                """Wait until ``one`` knows the echo worker, then check one job to it."""
+                with anyio.fail_after(30):
+                    await one.registry.wait_ready("echo")
+                async with one.job("echo", payload={"n": n}) as check:
                     pass
+                if check.status is not JobStatus.COMPLETED or check.response != {"n": n}:
+                    raise RuntimeError(
+                        f"{one.name}: echo answered {check.status}: {check.response!r}"
+                    )
 
             async def open_pair(plain_url: str, signed_url: str, signed_first: bool) -> None:
                 for one in await pairs.open(plain_url, signed_url, signed_first):
-                    with anyio.fail_after(30):
-                        await one.registry.wait_ready("echo")
-                    async with one.job("echo", payload={"n": -2}) as check:
-                        pass
-                    if check.status is not JobStatus.COMPLETED or check.response != {"n": -2}:
-                        raise RuntimeError(f"{one.name}: echo answered {check.status}")
+                    await check_echo(one, -2)
 
             async def echo_ready() -> None:
-                with anyio.fail_after(30):
-                    await runner.registry.wait_ready("echo")
-                async with runner.job("echo", payload={"n": -1}) as check:
-                    pass
-                if check.status is not JobStatus.COMPLETED or check.response != {"n": -1}:
-                    raise RuntimeError(f"echo answered {check.status}: {check.response!r}")
+                await check_echo(runner, -1)
                 with anyio.fail_after(10):  # the floor's path works too
                     await floor_once()
 
